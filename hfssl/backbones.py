@@ -1,0 +1,132 @@
+"""Build the transferable backbone (a plain transformers vision encoder) and pool its features.
+
+A backbone is described in a method config by ``backbone_config``: a transformers config, a dict
+with ``model_type`` (``{"model_type": "resnet", "depths": [2, 2, 2, 2], ...}``) or a preset name
+from :data:`BACKBONE_PRESETS`. Pretrained weights come from ``backbone_name_or_path`` (a local
+folder or a Hub id), loaded by :func:`load_pretrained_backbone` when a run starts; afterwards the
+weights live in the hfssl checkpoint and the config alone rebuilds the architecture.
+
+Small images (28-32 px). transformers' ResNet stem is fixed (7x7 stride-2 conv + max-pool, 4x
+downsampling), so a 32 px input reaches stage 1 at 8x8 and the last stage at 1x1. hfssl's
+"small-image stem" presets keep the exported model a plain transformers model by choosing the
+architecture's own knobs instead of patching modules:
+
+* ``convnext-atto-small-image``: ConvNeXt with ``patch_size=2`` (a 2x2/2 stem instead of 4x4/4),
+  so a 32 px image keeps 16x16 maps in stage 1 and 2x2 in the last stage.
+* ``vit-tiny-patch4``: ViT with 4 px patches (64 tokens for 32 px), as in small-image ViT work.
+* ``resnet18-small-image``: ResNet-18 without downsampling in the first stage; pair it with an
+  image size of 64 (``data.image_size: 64``) so that the fixed stem leaves 16x16 maps.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+logger = logging.getLogger(__name__)
+
+BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
+    "resnet18": {"model_type": "resnet", "layer_type": "basic", "depths": [2, 2, 2, 2],
+                 "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64},
+    "resnet18-small-image": {"model_type": "resnet", "layer_type": "basic", "depths": [2, 2, 2, 2],
+                             "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64,
+                             "downsample_in_first_stage": False},
+    "resnet50": {"model_type": "resnet"},
+    "convnext-tiny": {"model_type": "convnext"},
+    "convnext-atto-small-image": {"model_type": "convnext", "patch_size": 2, "depths": [2, 2, 6, 2],
+                                  "hidden_sizes": [40, 80, 160, 320]},
+    "vit-tiny-patch4": {"model_type": "vit", "image_size": 32, "patch_size": 4, "hidden_size": 192,
+                        "num_hidden_layers": 12, "num_attention_heads": 3, "intermediate_size": 768},
+    "vit-small": {"model_type": "vit", "hidden_size": 384, "num_hidden_layers": 12,
+                  "num_attention_heads": 6, "intermediate_size": 1536},
+    "vit-base": {"model_type": "vit"},
+    # MAE encoders (transformers ViTMAEConfig); the decoder sizes are part of the config.
+    "mae-vit-base": {"model_type": "vit_mae"},
+    "mae-vit-tiny-patch4": {"model_type": "vit_mae", "image_size": 32, "patch_size": 4, "hidden_size": 192,
+                            "num_hidden_layers": 12, "num_attention_heads": 3, "intermediate_size": 768,
+                            "decoder_hidden_size": 128, "decoder_num_hidden_layers": 4,
+                            "decoder_num_attention_heads": 4, "decoder_intermediate_size": 512},
+}
+
+
+def resolve_backbone_config(value: PretrainedConfig | dict[str, Any] | str | None, default: str) -> PretrainedConfig:
+    """Turn a config object, a dict with ``model_type`` or a preset name into a transformers config."""
+    if value is None:
+        value = default
+    if isinstance(value, PretrainedConfig):
+        return value
+    if isinstance(value, str):
+        if value not in BACKBONE_PRESETS:
+            raise ValueError(
+                f"unknown backbone preset {value!r}; use one of {', '.join(BACKBONE_PRESETS)}, a dict with "
+                "'model_type', or backbone_name_or_path for pretrained weights"
+            )
+        value = dict(BACKBONE_PRESETS[value])
+    if not isinstance(value, dict) or "model_type" not in value:
+        raise ValueError(f"backbone_config must be a preset name or a dict with 'model_type', got {value!r}")
+    values = dict(value)
+    model_type = values.pop("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"backbone model_type {model_type!r} is not a transformers model type")
+    return CONFIG_MAPPING[model_type](**values)
+
+
+def build_backbone(config: PretrainedConfig) -> PreTrainedModel:
+    """Instantiate a randomly initialised backbone from its config (``AutoModel.from_config``)."""
+    return AutoModel.from_config(config)
+
+
+def load_pretrained_backbone(name_or_path: str) -> tuple[PretrainedConfig, PreTrainedModel]:
+    """Load a backbone's config and weights from a local folder or the Hub, with a clear offline error."""
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+        model = AutoModel.from_pretrained(name_or_path)
+    except OSError as error:
+        raise OSError(
+            f"could not load the backbone {name_or_path!r}: {error}. Pass a local folder that holds "
+            "config.json and the weights, or connect to the Hugging Face Hub (HF_HUB_OFFLINE must be unset)."
+        ) from error
+    return config, model
+
+
+def backbone_hidden_size(config: PretrainedConfig) -> int:
+    """Width of the pooled features of a backbone, read from its config."""
+    hidden_sizes = getattr(config, "hidden_sizes", None)
+    if hidden_sizes:
+        return int(hidden_sizes[-1])
+    hidden_size = getattr(config, "hidden_size", None)
+    if hidden_size:
+        return int(hidden_size)
+    raise ValueError(f"cannot tell the feature size of backbone type {config.model_type!r}")
+
+
+def pool_features(outputs: Any, pooling: str = "auto") -> torch.Tensor:
+    """Pool a backbone's outputs to ``(batch, hidden)``.
+
+    ``auto``: sequence models (ViT-like, ``last_hidden_state`` of shape ``(B, T, D)``) use the first
+    (CLS) token; convolutional models use ``pooler_output`` (ResNet: ``(B, C, 1, 1)``, ConvNeXt:
+    ``(B, C)``), or the spatial mean of ``last_hidden_state`` ``(B, C, H, W)``.
+    ``cls`` / ``mean`` force the choice for sequence models.
+    """
+    hidden = outputs.last_hidden_state
+    if hidden.ndim == 3:
+        if pooling == "mean":
+            return hidden[:, 1:].mean(dim=1)
+        return hidden[:, 0]
+    pooled = getattr(outputs, "pooler_output", None)
+    if pooled is not None and pooling in ("auto", "pooler"):
+        return pooled.flatten(1)
+    return hidden.mean(dim=(2, 3))
+
+
+def freeze_unused_backbone_parts(backbone: PreTrainedModel) -> None:
+    """ViT's pooler (dense + tanh, made for BERT-style next-sentence heads) is not used by SSL
+    objectives; it stays in the model so that the exported encoder loads in transformers without
+    missing-weight warnings, but it is frozen so that it is not updated by weight decay alone."""
+    pooler = getattr(backbone, "pooler", None)
+    if pooler is not None and any(True for _ in pooler.parameters()):
+        pooler.requires_grad_(False)

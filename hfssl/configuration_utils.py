@@ -1,0 +1,51 @@
+"""Shared configuration for image methods whose transferable part is a transformers vision encoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+from hfssl.backbones import resolve_backbone_config
+
+
+class HfsslVisionConfig(PretrainedConfig):
+    """Base of the image methods' configs: which backbone, and how its features are pooled.
+
+    Args:
+        backbone_config: a transformers config, a dict with ``model_type``, or a preset name from
+            :data:`hfssl.backbones.BACKBONE_PRESETS`. Defaults to the method paper's backbone.
+        backbone_name_or_path: local folder or Hub id whose pretrained weights initialise the
+            backbone at the start of training (recorded as ``base_model`` in the model card).
+        pooling: ``auto``, ``cls`` or ``mean`` (see :func:`hfssl.backbones.pool_features`).
+    """
+
+    sub_configs = {"backbone_config": AutoConfig}
+    default_backbone = "resnet50"
+
+    def __init__(
+        self,
+        backbone_config: PretrainedConfig | dict[str, Any] | str | None = None,
+        backbone_name_or_path: str | None = None,
+        pooling: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        if pooling not in ("auto", "cls", "mean", "pooler"):
+            raise ValueError(f"pooling must be one of auto, cls, mean, pooler; got {pooling!r}")
+        if backbone_name_or_path is not None and backbone_config is None:
+            # Resolved from the path by hfssl.registry.build_model when training starts.
+            backbone_config = AutoConfig.from_pretrained(backbone_name_or_path)
+        self.backbone_config = resolve_backbone_config(backbone_config, self.default_backbone)
+        self.backbone_name_or_path = backbone_name_or_path
+        self.pooling = pooling
+        super().__init__(**kwargs)
+
+
+def check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError`` naming the config key, the bad value and the allowed range."""
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")

@@ -1,0 +1,1 @@
+"""One folder per method: ``configuration_<method>.py`` and ``modeling_<method>.py``."""
