@@ -1,0 +1,142 @@
+"""``hfssl train | eval | export | push | card``.
+
+The command line is the only place that prints (the summary at the end of ``train``); the
+library logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("hfssl")
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/simclr/digits.yaml")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=100")
+    parser.add_argument("--output-dir", help="run directory (default: runs/<recipe folder>-<recipe name>)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None,
+                        help="continue from the latest checkpoint in --output-dir, or from the given checkpoint folder")
+
+
+def default_output_dir(recipe_path: str) -> Path:
+    path = Path(recipe_path)
+    return Path("runs") / f"{path.parent.name}-{path.stem}"
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from hfssl.training.recipe import load_recipe
+    from hfssl.training.trainer import train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
+    result = train(recipe, output_dir, resume=args.resume or False)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
+    out = result.output_dir
+    lines = [f"hfssl: trained {result.steps} steps" + (f", final loss {result.final_loss:.4f}" if result.final_loss is not None else "")]
+    if result.resumed_from:
+        lines.append(f"  resumed from       {result.resumed_from}")
+    lines.append(f"  full SSL model     {out}  (import hfssl; AutoModel.from_pretrained(...))")
+    if (out / "encoder").is_dir():
+        lines.append(f"  encoder            {out / 'encoder'}  (plain transformers: AutoModel.from_pretrained(...))")
+    lines.append(f"  resolved recipe    {out / 'recipe.yaml'}")
+    lines.append(f"  checkpoints        {out / 'checkpoints'}")
+    lines.append(f"  TensorBoard logs   {out / 'logs'}")
+    eval_path = out / "eval_results.json"
+    if eval_path.is_file():
+        import json
+
+        lines.append(f"  evaluation         {eval_path}")
+        data = json.loads(eval_path.read_text())
+        for group in ("results", "baselines"):
+            for entry in data.get(group, []):
+                detail = ", ".join(f"{key}={entry[key]}" for key in ("k", "C") if key in entry)
+                metrics = ", ".join(f"{key} {entry[key]:.4f}" for key in entry
+                                    if isinstance(entry[key], float) and key not in ("C", "temperature"))
+                lines.append(f"    {entry.get('features', 'model'):<10} {entry['protocol']:<16} {detail:<12} {metrics}")
+    if (out / "README.md").is_file():
+        lines.append(f"  model card         {out / 'README.md'}")
+    if (out / "images").is_dir():
+        lines.append(f"  pictures           {out / 'images'}")
+    print("\n".join(lines))
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="an hfssl run directory or checkpoint folder")
+    parser.add_argument("--output", help="destination (default: PATH/encoder)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from transformers import AutoModel
+
+    import hfssl  # noqa: F401 - registers the Auto classes
+    from hfssl.hub.export import export_encoder
+    from hfssl.training.recipe import load_recipe
+
+    path = Path(args.path)
+    recipe_path = path / "recipe.yaml"
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"{path} has no recipe.yaml: pass an hfssl run directory")
+    recipe = load_recipe(recipe_path)
+    model = AutoModel.from_pretrained(path)
+    output = Path(args.output) if args.output else path / "encoder"
+    image_size = recipe.views.crop_size or recipe.data.image_size
+    export_encoder(model, output, image_size, recipe.views.mean, recipe.views.std, recipe.data.channels)
+    print(f"hfssl: exported the encoder to {output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfssl", description="Hugging Face-native self-supervised learning")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_arguments(commands.add_parser("train", help="train a recipe"))
+    _add_export_arguments(commands.add_parser("export", help="write the plain-transformers encoder of a run"))
+    from hfssl.evaluation.cli import add_eval_arguments
+
+    add_eval_arguments(commands.add_parser("eval", help="kNN / linear / other protocols on a model"))
+    from hfssl.hub.cli import add_card_arguments, add_push_arguments
+
+    add_push_arguments(commands.add_parser("push", help="publish a run to the Hugging Face Hub"))
+    add_card_arguments(commands.add_parser("card", help="regenerate a run's model card"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "train":
+        handler = run_train
+    elif args.command == "export":
+        handler = run_export
+    elif args.command == "eval":
+        from hfssl.evaluation.cli import run_eval as handler
+    elif args.command == "push":
+        from hfssl.hub.cli import run_push as handler
+    else:
+        from hfssl.hub.cli import run_card as handler
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, OSError, KeyError) as error:
+        if args.log_level.upper() == "DEBUG":
+            raise
+        print(f"hfssl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

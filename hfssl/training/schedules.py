@@ -1,0 +1,43 @@
+"""Learning-rate and teacher-momentum schedules as pure functions of the optimizer step.
+
+Being pure functions of ``step`` makes resuming exact: nothing but the step counter is restored.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hfssl.training.recipe import OptimConfig
+
+
+def warmup_steps(optim: OptimConfig, total_steps: int) -> int:
+    if optim.warmup_steps is not None:
+        return min(optim.warmup_steps, total_steps)
+    return int(round(optim.warmup_ratio * total_steps))
+
+
+def lr_multiplier(step: int, total_steps: int, optim: OptimConfig) -> float:
+    """Factor applied to ``optim.lr`` at optimizer step ``step`` (0-based).
+
+    Linear warmup from ``lr / warmup`` to ``lr`` (Goyal et al. 2017), then ``cosine`` (Loshchilov &
+    Hutter 2017, no restarts), ``linear`` (word2vec's decay) or ``constant``, ending at
+    ``min_lr_ratio``.
+    """
+    warmup = warmup_steps(optim, total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if optim.schedule == "constant":
+        return 1.0
+    decay_steps = max(1, total_steps - warmup)
+    progress = min(1.0, (step - warmup) / decay_steps)
+    floor = optim.min_lr_ratio
+    if optim.schedule == "linear":
+        return floor + (1.0 - floor) * (1.0 - progress)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def teacher_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
+    """BYOL's cosine schedule (Grill et al. 2020, sec. 3.2):
+    ``tau = final - (final - base) * (cos(pi * step / total) + 1) / 2``."""
+    progress = min(1.0, step / max(1, total_steps))
+    return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
