@@ -25,6 +25,9 @@ class SimCLRConfig(HfsslVisionConfig):
 
     model_type = "hfssl_simclr"
     default_backbone = "resnet50"
+    # Declared as a config field: transformers v5 otherwise mistakes ``temperature`` for a text
+    # generation parameter and refuses to save the config.
+    temperature: float = 0.1
 
     def __init__(
         self,

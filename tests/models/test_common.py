@@ -1,0 +1,108 @@
+"""Shared tests that every registered method passes (STYLE.md "Tests")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
+
+import hfssl
+from hfssl.registry import METHODS
+from tiny import TINY, tiny_inputs, tiny_model
+
+METHOD_NAMES = sorted(METHODS)
+
+
+def test_every_registered_method_has_a_tiny_config():
+    missing = [name for name in METHOD_NAMES if name not in TINY]
+    assert not missing, f"add tiny configs for {missing} to tests/tiny.py"
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+class TestEveryMethod:
+    def test_loss_is_a_finite_scalar(self, method):
+        model = tiny_model(method)
+        outputs = model(**tiny_inputs(method))
+        assert outputs.loss.ndim == 0
+        assert torch.isfinite(outputs.loss)
+        assert list(outputs.keys())[0] == "loss"
+
+    def test_every_trainable_parameter_gets_a_gradient_and_teachers_none(self, method):
+        model = tiny_model(method)
+        model(**tiny_inputs(method)).loss.backward()
+        teacher = model.teacher_parameter_names()
+        for name, parameter in model.named_parameters():
+            if name in teacher:
+                assert not parameter.requires_grad, f"teacher parameter {name} is trainable"
+                assert parameter.grad is None, f"teacher parameter {name} got a gradient"
+            elif parameter.requires_grad:
+                assert parameter.grad is not None, f"{name} got no gradient"
+                assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
+
+    def test_config_is_registered_and_prefixed(self, method):
+        spec = METHODS[method]
+        assert spec.config_class.model_type == f"hfssl_{method}"
+        assert isinstance(AutoConfig.for_model(spec.config_class.model_type), spec.config_class)
+
+    def test_save_and_auto_round_trip(self, method, tmp_path):
+        model = tiny_model(method).eval()
+        model.save_pretrained(tmp_path)
+        assert (tmp_path / "model.safetensors").is_file()
+        for auto in (AutoModel, AutoModelForPreTraining):
+            loaded = auto.from_pretrained(tmp_path).eval()
+            assert type(loaded) is type(model)
+            for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+                assert torch.equal(a, b), name
+
+    def test_embeddings_shape(self, method):
+        model = tiny_model(method).eval()
+        inputs = tiny_inputs(method)
+        pixel_values = inputs["pixel_values"]
+        if pixel_values.ndim == 5:
+            pixel_values = pixel_values[:, 0]
+        with torch.no_grad():
+            embeddings = model.get_embeddings(pixel_values)
+        assert embeddings.shape[0] == pixel_values.shape[0]
+        assert embeddings.ndim == 2
+
+    def test_exported_encoder_loads_without_hfssl(self, method, tmp_path):
+        from hfssl.hub.export import export_encoder
+
+        model = tiny_model(method).eval()
+        export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
+        pixels = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            normalised = (pixels.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+            expected = model.get_embeddings(normalised)
+        torch.save({"pixels": pixels, "expected": expected}, tmp_path / "io.pt")
+        script = textwrap.dedent(f"""
+            import json, sys, torch
+            from transformers import AutoModel, AutoImageProcessor, pipeline
+            from PIL import Image
+            path = {str(tmp_path / 'encoder')!r}
+            model = AutoModel.from_pretrained(path).eval()
+            processor = AutoImageProcessor.from_pretrained(path)
+            data = torch.load({str(tmp_path / 'io.pt')!r})
+            images = [Image.fromarray(array.numpy()) for array in data["pixels"]]
+            inputs = processor(images=images, return_tensors="pt")
+            with torch.no_grad():
+                hidden = model(**inputs)
+            out = hidden.pooler_output if hidden.last_hidden_state.ndim == 4 else hidden.last_hidden_state[:, 0]
+            out = out.flatten(1)
+            extractor = pipeline("image-feature-extraction", model=path)
+            features = extractor(images[0])
+            print(json.dumps({{"max_diff": (out - data["expected"]).abs().max().item(),
+                               "pipeline_ok": len(features) > 0,
+                               "hfssl_imported": "hfssl" in sys.modules}}))
+        """)
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["hfssl_imported"] is False
+        assert report["pipeline_ok"] is True
+        assert report["max_diff"] < 1e-4, report

@@ -1,0 +1,53 @@
+"""Tiny configurations of every registered method, for the registry-parametrized tests.
+
+Adding a method: add its tiny config keyword arguments and an input factory here; the shared
+tests in tests/models/test_common.py then cover it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+TINY_RESNET = {"model_type": "resnet", "layer_type": "basic", "depths": [1, 1], "hidden_sizes": [16, 32],
+               "embedding_size": 16}
+TINY_VIT = {"model_type": "vit", "image_size": 16, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 64}
+TINY_CONVNEXT = {"model_type": "convnext", "patch_size": 2, "depths": [1, 1], "hidden_sizes": [16, 32]}
+TINY_VIT_MAE = {"model_type": "vit_mae", "image_size": 16, "patch_size": 4, "hidden_size": 32,
+                "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                "decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,
+                "decoder_intermediate_size": 64}
+
+IMAGE_SIZE = 16
+
+
+def two_views(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    return {"pixel_values": torch.randn(batch_size, 2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)}
+
+
+def one_view(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    return {"pixel_values": torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)}
+
+
+TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] = {
+    "simclr": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
+    "byol": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
+              "prediction_hidden_dim": 32}, two_views),
+    "mae": ({"backbone_config": TINY_VIT_MAE}, one_view),
+}
+
+
+def tiny_model(method: str, **overrides: Any) -> torch.nn.Module:
+    from hfssl.registry import get_method
+
+    spec = get_method(method)
+    kwargs, _ = TINY[method]
+    torch.manual_seed(0)
+    return spec.model_class(spec.config_class(**{**kwargs, **overrides}))
+
+
+def tiny_inputs(method: str, batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    _, factory = TINY[method]
+    return factory(batch_size, torch.Generator().manual_seed(seed))
