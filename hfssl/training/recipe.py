@@ -323,7 +323,10 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
         raise RecipeError("the recipe needs a 'method' (for example 'method: simclr')")
     from hfssl.registry import get_method
 
-    get_method(raw["method"])  # raises with the list of known methods
+    try:
+        get_method(raw["method"])
+    except ValueError as error:
+        raise RecipeError(f"recipe: {error}") from error
     model = raw.get("model") or {}
     if not isinstance(model, dict):
         raise RecipeError("recipe section 'model' must be a mapping of config keyword arguments")

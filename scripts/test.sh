@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the test suite offline in ./.venv (created and installed on first use).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup_env.sh test,text
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest -q "$@"
