@@ -1,0 +1,190 @@
+"""Worker for tests/test_distributed.py: run under ``torchrun --standalone --nproc_per_node 2``.
+
+``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_worker.py DIR``
+
+``DIR/inputs.pt`` (written by the test) holds the global batches, the initial model weights and
+how the batches are split between ranks. Each rank runs every distributed computation on its own
+rows on a gloo process group and writes its results to ``DIR/rank<r>.pt``; the test compares them
+with one process on the whole batch. Everything runs in float64 so that only real differences (a
+wrong gradient convention, local instead of global statistics) exceed the tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch import nn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hfssl.distributed import (  # noqa: E402
+    all_reduce_mean,
+    convert_sync_batchnorm,
+    gather_no_grad,
+    gather_sizes,
+    gather_with_grad,
+    is_distributed,
+    rank,
+    world_size,
+)
+from hfssl.losses import NTXentLoss  # noqa: E402
+
+TEMPERATURE = 0.2
+
+
+def build_simclr() -> nn.Module:
+    """The tiny SimCLR model (2-stage ResNet with BatchNorm, BN projection MLP), float64."""
+    from hfssl.models.simclr import SimCLRConfig, SimCLRForPreTraining
+    from tiny import TINY_RESNET
+
+    config = SimCLRConfig(backbone_config=TINY_RESNET, projection_hidden_dim=16, projection_dim=8,
+                          temperature=TEMPERATURE)
+    return SimCLRForPreTraining(config).double()
+
+
+def build_linear() -> nn.Module:
+    return nn.Linear(6, 4).double()
+
+
+def local_rows(tensor: torch.Tensor, split: list[int]) -> torch.Tensor:
+    """This rank's rows of a global batch split into consecutive chunks of sizes ``split``."""
+    start = sum(split[: rank()])
+    return tensor[start : start + split[rank()]]
+
+
+def averaged_gradients(model: nn.Module) -> dict[str, torch.Tensor]:
+    """all_reduce(SUM) / world_size of every parameter gradient: what DDP and Accelerate do."""
+    result = {}
+    for name, parameter in model.named_parameters():
+        grad = parameter.grad.detach().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        result[name] = grad / world_size()
+    return result
+
+
+def run_gathers(inputs: dict[str, Any]) -> dict[str, Any]:
+    """gather_sizes / gather_no_grad / gather_with_grad on unequal local batches, all_reduce_mean."""
+    features = local_rows(inputs["gather_features"], inputs["uneven_split"])
+    weights = inputs["gather_weights"][rank()]  # (total, 3): each rank weighs the gathered rows its own way
+    leaf = features.clone().requires_grad_(True)
+    gathered = gather_with_grad(leaf)
+    (gathered * weights).sum().backward()
+    float_value = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64) * (rank() + 1)
+    float_before = float_value.clone()
+    mean = all_reduce_mean(float_value)
+    return {
+        "sizes": gather_sizes(features.shape[0]),
+        "no_grad": gather_no_grad(features),
+        "with_grad": gathered.detach(),
+        "with_grad_input_grad": leaf.grad,
+        "mean": mean,
+        "mean_input_unchanged": bool(torch.equal(float_value, float_before)),
+        "int_mean": all_reduce_mean(torch.tensor([rank() + 1, 10 * (rank() + 1)])),
+    }
+
+
+def run_ntxent_linear(inputs: dict[str, Any], split: list[int]) -> dict[str, Any]:
+    """NT-Xent with gathered negatives on a Linear encoder; gradients averaged as DDP does."""
+    model = build_linear()
+    model.load_state_dict(inputs["linear_state"])
+    x1 = local_rows(inputs["linear_x1"], split)
+    x2 = local_rows(inputs["linear_x2"], split)
+    loss = NTXentLoss(TEMPERATURE, gather_distributed=True)(model(x1), model(x2))
+    loss.backward()
+    with torch.no_grad():
+        local_only = NTXentLoss(TEMPERATURE, gather_distributed=False)(model(x1), model(x2))
+    return {"loss": loss.detach(), "local_only_loss": local_only, "grads": averaged_gradients(model)}
+
+
+def run_simclr_ddp(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Tiny SimCLR with hfssl SyncBatchNorm inside real DistributedDataParallel (gloo, CPU)."""
+    model = build_simclr()
+    model.load_state_dict(inputs["simclr_state"])
+    model = convert_sync_batchnorm(model)
+    model.train()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    pixel_values = local_rows(inputs["simclr_pixels"], inputs["even_split"])
+    output = ddp(pixel_values=pixel_values)
+    output.loss.backward()  # DDP all-reduces and averages the gradients here
+    buffers = {name: value.detach().clone() for name, value in model.named_buffers()}
+
+    # Control: the same step with per-rank BatchNorm must give a different loss.
+    plain = build_simclr()
+    plain.load_state_dict(inputs["simclr_state"])
+    plain.train()
+    with torch.no_grad():
+        plain_loss = plain(pixel_values=pixel_values).loss
+    return {
+        "loss": output.loss.detach(),
+        "projections": output.projections.detach(),
+        "grads": {name: parameter.grad.detach().clone() for name, parameter in model.named_parameters()},
+        "buffers": buffers,
+        "local_batch_norm_loss": plain_loss,
+        "batch_norm_types": sorted({type(m).__module__ + "." + type(m).__name__ for m in model.modules()
+                                    if isinstance(m, nn.modules.batchnorm._BatchNorm)}),
+    }
+
+
+def run_sync_batch_norm(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Standalone BatchNorm2d (momentum 0.1) and BatchNorm1d (momentum None, cumulative) layers
+    converted to SyncBatchNorm, on unequal local batches, for two training steps then eval."""
+    results: dict[str, Any] = {}
+    for name in ("bn2d", "bn1d"):
+        layer = convert_sync_batchnorm(inputs[f"{name}_layer"]).train()
+        step_results = []
+        for step in range(2):
+            x = local_rows(inputs[f"{name}_x{step}"], inputs["uneven_split"]).clone().requires_grad_(True)
+            weights = local_rows(inputs[f"{name}_w{step}"], inputs["uneven_split"])
+            layer.zero_grad()
+            output = layer(x)
+            (output * weights).sum().backward()
+            summed = {}
+            for parameter_name, parameter in layer.named_parameters():
+                grad = parameter.grad.detach().clone()
+                dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+                summed[parameter_name] = grad
+            step_results.append({
+                "output": output.detach(),
+                "input_grad": x.grad.detach(),
+                "param_grads": summed,
+                "running_mean": layer.running_mean.clone(),
+                "running_var": layer.running_var.clone(),
+                "num_batches_tracked": int(layer.num_batches_tracked),
+            })
+        layer.eval()
+        with torch.no_grad():
+            eval_output = layer(local_rows(inputs[f"{name}_x0"], inputs["uneven_split"]))
+        results[name] = {"steps": step_results, "eval_output": eval_output, "type": type(layer).__name__}
+    return results
+
+
+def main() -> None:
+    out_dir = Path(sys.argv[1])
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    if not is_distributed() or world_size() != 2:
+        raise RuntimeError(f"expected 2 processes, got {world_size()}")
+    inputs = torch.load(out_dir / "inputs.pt", weights_only=False)
+    results = {
+        "rank": rank(),
+        "gathers": run_gathers(inputs),
+        "ntxent_even": run_ntxent_linear(inputs, inputs["even_split"]),
+        "ntxent_uneven": run_ntxent_linear(inputs, inputs["uneven_split"]),
+        "simclr": run_simclr_ddp(inputs),
+        "sync_batch_norm": run_sync_batch_norm(inputs),
+    }
+    torch.save(results, out_dir / f"rank{rank()}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

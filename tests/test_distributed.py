@@ -1,0 +1,257 @@
+"""Distributed maths on two real gloo processes: two ranks on half batches == one process on the whole.
+
+One ``torchrun --standalone --nproc_per_node 2 tests/distributed_worker.py`` run (module fixture)
+computes everything on two CPU ranks; each test compares one part of it with the single-process
+computation done here. All in float64, so the tolerances are tight.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import distributed_worker as worker
+from hfssl.distributed import (
+    PortableSyncBatchNorm,
+    all_reduce_mean,
+    convert_sync_batchnorm,
+    gather_no_grad,
+    gather_sizes,
+    gather_with_grad,
+    is_distributed,
+    rank,
+    world_size,
+)
+from hfssl.losses import NTXentLoss
+
+TIGHT = {"rtol": 1e-9, "atol": 1e-11}
+WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
+EVEN_SPLIT = [4, 4]
+UNEVEN_SPLIT = [3, 5]
+
+
+def make_inputs() -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(1234)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    torch.manual_seed(0)
+    linear = worker.build_linear()
+    simclr = worker.build_simclr()
+    batch_norm_2d = nn.BatchNorm2d(3, momentum=0.1).double()
+    batch_norm_1d = nn.BatchNorm1d(4, momentum=None).double()
+    with torch.no_grad():  # non-trivial affine parameters
+        for layer in (batch_norm_2d, batch_norm_1d):
+            layer.weight.copy_(1 + 0.5 * randn(layer.num_features))
+            layer.bias.copy_(randn(layer.num_features))
+    total = sum(UNEVEN_SPLIT)
+    return {
+        "even_split": EVEN_SPLIT,
+        "uneven_split": UNEVEN_SPLIT,
+        "gather_features": torch.arange(total * 3, dtype=torch.float64).view(total, 3),
+        "gather_weights": randn(2, total, 3),
+        "linear_state": linear.state_dict(),
+        "linear_x1": randn(8, 6),
+        "linear_x2": randn(8, 6),
+        "simclr_state": simclr.state_dict(),
+        "simclr_pixels": randn(8, 2, 3, 16, 16),
+        "bn2d_layer": batch_norm_2d,
+        "bn2d_x0": 2 + 3 * randn(total, 3, 5, 5),
+        "bn2d_x1": -1 + 0.5 * randn(total, 3, 5, 5),
+        "bn2d_w0": randn(total, 3, 5, 5),
+        "bn2d_w1": randn(total, 3, 5, 5),
+        "bn1d_layer": batch_norm_1d,
+        "bn1d_x0": 4 + 2 * randn(total, 4),
+        "bn1d_x1": randn(total, 4),
+        "bn1d_w0": randn(total, 4),
+        "bn1d_w1": randn(total, 4),
+    }
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    out_dir = tmp_path_factory.mktemp("two_ranks")
+    inputs = make_inputs()
+    torch.save(inputs, out_dir / "inputs.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(WORKER), str(out_dir)]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
+    results = [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert [result["rank"] for result in results] == [0, 1]
+    return inputs, results
+
+
+def rows(tensor: torch.Tensor, split: list[int], index: int) -> torch.Tensor:
+    start = sum(split[:index])
+    return tensor[start : start + split[index]]
+
+
+# ---------------------------------------------------------------- gathers and reductions
+
+
+def test_gathers_with_unequal_batches(two_ranks) -> None:
+    inputs, results = two_ranks
+    features, weights = inputs["gather_features"], inputs["gather_weights"]
+    for index, result in enumerate(results):
+        gathers = result["gathers"]
+        assert gathers["sizes"] == UNEVEN_SPLIT
+        torch.testing.assert_close(gathers["no_grad"], features, rtol=0, atol=0)
+        torch.testing.assert_close(gathers["with_grad"], features, rtol=0, atol=0)
+        # loss_r = sum(gathered * W_r) on every rank; d(sum_r loss_r)/d(rank rows) = rows of (W_0 + W_1).
+        expected = rows(weights[0] + weights[1], UNEVEN_SPLIT, index)
+        torch.testing.assert_close(gathers["with_grad_input_grad"], expected, **TIGHT)
+
+
+def test_all_reduce_mean(two_ranks) -> None:
+    _, results = two_ranks
+    for result in results:
+        gathers = result["gathers"]
+        torch.testing.assert_close(gathers["mean"], torch.tensor([1.5, 3.0, 4.5], dtype=torch.float64))
+        torch.testing.assert_close(gathers["int_mean"], torch.tensor([1.5, 15.0], dtype=torch.float64))
+        assert gathers["mean_input_unchanged"]
+
+
+def test_helpers_are_identities_in_one_process() -> None:
+    assert not is_distributed() and world_size() == 1 and rank() == 0
+    tensor = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(tensor) is tensor
+    assert torch.equal(gather_no_grad(tensor), tensor)
+    assert all_reduce_mean(tensor) is tensor
+    assert gather_sizes(3) == [3]
+
+
+# ---------------------------------------------------------------- NT-Xent with gathered negatives
+
+
+def one_process_linear(inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model = worker.build_linear()
+    model.load_state_dict(inputs["linear_state"])
+    criterion = NTXentLoss(worker.TEMPERATURE, gather_distributed=True)
+    loss = criterion(model(inputs["linear_x1"]), model(inputs["linear_x2"]))
+    loss.backward()
+    return loss.detach(), {name: p.grad for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("case", ["ntxent_even", "ntxent_uneven"])
+def test_ntxent_two_ranks_equal_one_process(two_ranks, case: str) -> None:
+    inputs, results = two_ranks
+    reference_loss, reference_grads = one_process_linear(inputs)
+    # The rank-mean loss (what Accelerate logs) is the global-batch loss ...
+    mean_loss = (results[0][case]["loss"] + results[1][case]["loss"]) / 2
+    torch.testing.assert_close(mean_loss, reference_loss, **TIGHT)
+    # ... and the DDP-averaged gradients (identical on both ranks) are its gradients.
+    for result in results:
+        assert result[case]["grads"].keys() == reference_grads.keys()
+        for name, grad in reference_grads.items():
+            torch.testing.assert_close(result[case]["grads"][name], grad, **TIGHT)
+    # Control: without gathering, each rank has fewer negatives and the loss is different.
+    local_mean = (results[0][case]["local_only_loss"] + results[1][case]["local_only_loss"]) / 2
+    assert abs(float(local_mean - reference_loss)) > 1e-3
+
+
+# ---------------------------------------------------------------- SimCLR + SyncBatchNorm + DDP
+
+
+def test_simclr_ddp_with_sync_batch_norm_equals_one_process(two_ranks) -> None:
+    inputs, results = two_ranks
+    model = worker.build_simclr()
+    model.load_state_dict(inputs["simclr_state"])
+    model.train()
+    output = model(pixel_values=inputs["simclr_pixels"])
+    output.loss.backward()
+    reference_grads = {name: p.grad for name, p in model.named_parameters()}
+    reference_buffers = dict(model.named_buffers())
+
+    mean_loss = (results[0]["simclr"]["loss"] + results[1]["simclr"]["loss"]) / 2
+    torch.testing.assert_close(mean_loss, output.loss.detach(), **TIGHT)
+    for index, result in enumerate(results):
+        simclr = result["simclr"]
+        assert simclr["batch_norm_types"] == ["hfssl.distributed.PortableSyncBatchNorm"]
+        torch.testing.assert_close(simclr["projections"], rows(output.projections.detach(), EVEN_SPLIT, index),
+                                   **TIGHT)
+        assert simclr["grads"].keys() == reference_grads.keys()
+        for name, grad in reference_grads.items():
+            torch.testing.assert_close(simclr["grads"][name], grad, rtol=1e-8, atol=1e-10, msg=name)
+        assert simclr["buffers"].keys() == reference_buffers.keys()
+        for name, buffer in reference_buffers.items():
+            torch.testing.assert_close(simclr["buffers"][name], buffer, **TIGHT, msg=name)
+    # Control: per-rank BatchNorm statistics change the loss.
+    local_mean = (results[0]["simclr"]["local_batch_norm_loss"] + results[1]["simclr"]["local_batch_norm_loss"]) / 2
+    assert abs(float(local_mean - output.loss.detach())) > 1e-4
+
+
+# ---------------------------------------------------------------- SyncBatchNorm layers
+
+
+@pytest.mark.parametrize("name", ["bn2d", "bn1d"])
+def test_sync_batch_norm_unequal_batches_equal_one_process(two_ranks, name: str) -> None:
+    inputs, results = two_ranks
+    layer = copy.deepcopy(inputs[f"{name}_layer"]).train()
+    for step in range(2):
+        x = inputs[f"{name}_x{step}"].clone().requires_grad_(True)
+        layer.zero_grad()
+        output = layer(x)
+        (output * inputs[f"{name}_w{step}"]).sum().backward()
+        for index, result in enumerate(results):
+            got = result["sync_batch_norm"][name]["steps"][step]
+            torch.testing.assert_close(got["output"], rows(output.detach(), UNEVEN_SPLIT, index), **TIGHT)
+            torch.testing.assert_close(got["input_grad"], rows(x.grad, UNEVEN_SPLIT, index), **TIGHT)
+            for parameter_name, parameter in layer.named_parameters():
+                torch.testing.assert_close(got["param_grads"][parameter_name], parameter.grad, **TIGHT)
+            torch.testing.assert_close(got["running_mean"], layer.running_mean, **TIGHT)
+            torch.testing.assert_close(got["running_var"], layer.running_var, **TIGHT)
+            assert got["num_batches_tracked"] == int(layer.num_batches_tracked) == step + 1
+    layer.eval()
+    with torch.no_grad():
+        eval_output = layer(inputs[f"{name}_x0"])
+    for index, result in enumerate(results):
+        assert result["sync_batch_norm"][name]["type"] == "PortableSyncBatchNorm"
+        torch.testing.assert_close(result["sync_batch_norm"][name]["eval_output"],
+                                   rows(eval_output, UNEVEN_SPLIT, index), **TIGHT)
+
+
+def test_convert_sync_batchnorm_keeps_tensors_and_state_dict_keys() -> None:
+    from transformers import ResNetConfig, ResNetModel
+
+    from tiny import TINY_RESNET
+
+    config_values = {key: value for key, value in TINY_RESNET.items() if key != "model_type"}
+    torch.manual_seed(0)
+    backbone = ResNetModel(ResNetConfig(**config_values))
+    before = backbone.state_dict()
+    parameters_before = {name: id(p) for name, p in backbone.named_parameters()}
+    pixels = torch.randn(4, 3, 16, 16)
+    expected = backbone(pixel_values=pixels).pooler_output  # training mode: batch statistics
+
+    backbone.load_state_dict(before)
+    converted = convert_sync_batchnorm(backbone)
+    assert converted is backbone
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) for m in converted.modules())
+    assert sum(isinstance(m, PortableSyncBatchNorm) for m in converted.modules()) == 6
+    assert {name: id(p) for name, p in converted.named_parameters()} == parameters_before
+    assert converted.state_dict().keys() == before.keys()
+    # One process: exactly torch.nn.BatchNorm.
+    torch.testing.assert_close(converted(pixel_values=pixels).pooler_output, expected)
+    # The converted weights load back into a plain transformers ResNet (what export writes).
+    ResNetModel(ResNetConfig(**config_values)).load_state_dict(converted.state_dict(), strict=True)
+
+    single = convert_sync_batchnorm(nn.BatchNorm1d(5, momentum=None, affine=False))
+    assert isinstance(single, PortableSyncBatchNorm) and single.momentum is None and not single.affine
+
+
+def test_convert_sync_batchnorm_uses_torch_sync_batch_norm_on_gpus() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.BatchNorm1d(4 * 14 * 14))
+    converted = convert_sync_batchnorm(model, device="cuda")
+    types = [type(m) for m in converted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert types == [nn.SyncBatchNorm, nn.SyncBatchNorm]
