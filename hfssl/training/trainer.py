@@ -28,6 +28,7 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from hfssl.distributed import convert_sync_batchnorm
 from hfssl.registry import get_method
 from hfssl.training.checkpoint import (
     checkpoint_root,
@@ -116,7 +117,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         data = spec.load_hook("build_data")(recipe, accelerator)
     model = build_model(recipe, data.config_updates)
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.
+        model = convert_sync_batchnorm(model, accelerator.device)
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     shuffle = not isinstance(data.train_dataset, torch.utils.data.IterableDataset) and not recipe.data.streaming
