@@ -101,7 +101,8 @@ def mae_reconstructions(model: torch.nn.Module, recipe: Recipe, dataset: Any, co
     from hfssl.views import build_eval_transform
 
     transform = build_eval_transform(recipe.views, recipe.data.image_size)
-    pixels = torch.as_tensor(np.asarray(dataset.select(range(min(count, len(dataset)))).with_format("numpy")["pixels"]))
+    subset = dataset.select(range(min(count, len(dataset)))).with_format("numpy")
+    pixels = torch.as_tensor(np.asarray(subset["pixels"], dtype=np.uint8))
     device = next(model.parameters()).device
     pixel_values = transform(pixels.to(device))
     generator = torch.Generator(device="cpu").manual_seed(0)
