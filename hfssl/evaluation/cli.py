@@ -1,0 +1,126 @@
+"""``hfssl eval PATH``: evaluate a run, an exported encoder or any transformers vision model.
+
+Defaults come from ``PATH/recipe.yaml`` when PATH is an hfssl run, or from the run's recipe when
+PATH is the ``encoder/`` folder inside one (its ``data`` and ``eval`` sections), otherwise from :class:`~hfssl.training.recipe.DataConfig` /
+:class:`~hfssl.training.recipe.EvalConfig`; every flag overrides them. Results go to ``--output``;
+without it, to ``PATH/eval_results.json`` for an hfssl run (merged with the rows of protocols that
+are not re-run) and to standard output otherwise. A table of the results is logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from hfssl.training.recipe import DataConfig, EvalConfig, load_recipe
+
+logger = logging.getLogger(__name__)
+
+# argparse destination -> DataConfig field; EvalConfig fields below.
+_DATA_FLAGS = {
+    "dataset": "source",
+    "dataset_config": "config_name",
+    "train_split": "train_split",
+    "test_split": "eval_split",
+    "image_column": "image_column",
+    "label_column": "label_column",
+    "image_size": "image_size",
+    "channels": "channels",
+}
+_EVAL_FLAGS = {
+    "k": "knn_k",
+    "temperature": "knn_temperature",
+    "c_grid": "linear_c_grid",
+    "max_train_samples": "max_train_samples",
+    "max_test_samples": "max_test_samples",
+    "batch_size": "batch_size",
+}
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``hfssl eval`` arguments to a (sub)parser."""
+    from hfssl.evaluation.runner import available_protocols
+
+    parser.add_argument("path", help="hfssl run directory, exported encoder directory, or transformers vision model (folder or Hub id)")
+    parser.add_argument("--dataset", help="Hub dataset id, local path or builtin:digits / builtin:fashion_mnist "
+                        "(default: the run's recipe data.source; required for other paths)")
+    parser.add_argument("--dataset-config", help="dataset configuration name (Hub datasets with several configs)")
+    parser.add_argument("--protocol", action="append", dest="protocols", metavar="NAME",
+                        help=f"repeatable; one of {', '.join(available_protocols())} (default: the recipe's eval.protocols, or knn and linear)")
+    parser.add_argument("--output", help="JSON file (default: PATH/eval_results.json for an hfssl run, else standard output)")
+    parser.add_argument("--train-split", help="split used as kNN memory bank / probe training set (default: train)")
+    parser.add_argument("--test-split", help="split the accuracy is measured on (default: test)")
+    parser.add_argument("--image-column", help="image column (default: detected)")
+    parser.add_argument("--label-column", help="label column (default: detected)")
+    parser.add_argument("--image-size", type=int, help="side of the prepared square images (default: the recipe's, else 32)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the recipe's, else 3)")
+    parser.add_argument("--k", type=int, nargs="+", help="kNN neighbour counts (default: 20 200)")
+    parser.add_argument("--temperature", type=float, help="kNN vote temperature (default: 0.07)")
+    parser.add_argument("--c-grid", type=float, nargs="+", help="linear probe C values to choose from (default: 0.001 0.01 0.1 1 10)")
+    parser.add_argument("--max-train-samples", type=int, help="cap on training rows")
+    parser.add_argument("--max-test-samples", type=int, help="cap on test rows")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: 256)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the raw-pixel baselines")
+
+
+def is_hfssl_run(path: Path) -> bool:
+    """Whether ``path`` holds a full hfssl model (``config.json`` with an ``hfssl_*`` model type)."""
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return str(json.loads(config.read_text()).get("model_type", "")).startswith("hfssl_")
+    except json.JSONDecodeError:
+        return False
+
+
+def resolve_configs(args: argparse.Namespace) -> tuple[DataConfig, EvalConfig]:
+    """Data and eval settings: the run's recipe (when there is one) overridden by the flags."""
+    path = Path(args.path)
+    recipe_file = path / "recipe.yaml"
+    if not recipe_file.is_file() and path.name == "encoder" and is_hfssl_run(path.parent):
+        recipe_file = path.parent / "recipe.yaml"  # an exported encoder inside its run directory
+    if recipe_file.is_file():
+        recipe = load_recipe(recipe_file)
+        data, eval_config = recipe.data, recipe.eval
+        logger.info("defaults from %s: dataset %s", recipe_file, data.source)
+    elif args.dataset is None:
+        raise ValueError(f"{args.path!r} is not an hfssl run with a recipe.yaml: give the evaluation data with --dataset SOURCE "
+                         "(for example --dataset builtin:digits)")
+    else:
+        data, eval_config = DataConfig(), EvalConfig()
+    data_updates = {field: getattr(args, flag) for flag, field in _DATA_FLAGS.items() if getattr(args, flag) is not None}
+    eval_updates = {field: getattr(args, flag) for flag, field in _EVAL_FLAGS.items() if getattr(args, flag) is not None}
+    for field in ("knn_k", "linear_c_grid"):
+        if field in eval_updates:
+            eval_updates[field] = tuple(eval_updates[field])
+    if args.no_baselines:
+        eval_updates["baselines"] = False
+    if args.protocols:
+        eval_updates["protocols"] = tuple(args.protocols)
+    # replace() re-runs __post_init__, so invalid values (image size, channels) are rejected here.
+    return dataclasses.replace(data, **data_updates), dataclasses.replace(eval_config, **eval_updates)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run ``hfssl eval``; returns the process exit code."""
+    from hfssl.evaluation.runner import evaluate_path, format_results_table, write_eval_results
+
+    path = Path(args.path)
+    data, eval_config = resolve_configs(args)
+    results = evaluate_path(args.path, data, eval_config, list(eval_config.protocols))
+    logger.info("evaluation of %s\n%s", args.path, format_results_table(results))
+    if args.output:
+        write_eval_results(results, args.output, merge=False)
+        logger.info("wrote %s", args.output)
+    elif is_hfssl_run(path):
+        output = path / "eval_results.json"
+        write_eval_results(results, output, merge=True)
+        logger.info("wrote %s (merged with the rows of other protocols already there)", output)
+    else:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    return 0
