@@ -1,0 +1,37 @@
+"""Model-card templates, one per method family, rendered by :mod:`hfssl.hub.card`.
+
+Each ``<family>.md.j2`` is a Jinja2 template for ``huggingface_hub.ModelCard.from_template``: it
+starts with the YAML block (``{{ card_data }}``, built from ``ModelCardData``) and lays out the
+body from the context that :func:`hfssl.hub.card.build_card_context` gathers from a run
+directory. Every template renders two kinds of card, chosen by ``card_kind``:
+
+* ``"run"``: the full card of a run directory / Hub repo (full SSL model at the root, the
+  plain-transformers encoder in ``encoder/`` or in its own repo);
+* ``"encoder"``: the short card of a separate encoder repo whose root loads with plain
+  transformers, pointing back to the run's repo.
+
+Families (``MethodSpec.family`` in :mod:`hfssl.registry`): ``vision-ssl``,
+``masked-image-modeling``, ``masked-language-modeling``, ``word-embeddings``, ``image-text``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parent
+
+FAMILIES = (
+    "vision-ssl",
+    "masked-image-modeling",
+    "masked-language-modeling",
+    "word-embeddings",
+    "image-text",
+)
+
+
+def template_path(family: str) -> Path:
+    """Path of the template of a method family; raises ``ValueError`` naming the known families."""
+    path = TEMPLATE_DIR / f"{family}.md.j2"
+    if family not in FAMILIES or not path.is_file():
+        raise ValueError(f"no model-card template for family {family!r}; known families: {', '.join(FAMILIES)}")
+    return path

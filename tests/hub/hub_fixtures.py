@@ -1,0 +1,155 @@
+"""Helpers for the publishing tests: tiny run directories, file snapshots, fresh Python processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TOKEN = "hf_hfsslTestToken0123456789AbCdEf"
+USER = "alice"
+
+TINY_RESNET = {"model_type": "resnet", "layer_type": "basic", "depths": [1, 1], "hidden_sizes": [16, 32],
+               "embedding_size": 16}
+TINY_VIT_MAE = {"model_type": "vit_mae", "image_size": 16, "patch_size": 4, "hidden_size": 32,
+                "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                "decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,
+                "decoder_intermediate_size": 64}
+
+EVAL_RESULTS = {
+    "dataset": "builtin:digits", "train_split": "train", "test_split": "test",
+    "num_train": 1437, "num_test": 360, "num_classes": 10,
+    "results": [
+        {"protocol": "knn", "features": "model", "k": 20, "temperature": 0.07, "top1": 0.9472, "top5": 0.9917},
+        {"protocol": "knn", "features": "model", "k": 200, "temperature": 0.07, "top1": 0.9305, "top5": 0.9944},
+        {"protocol": "linear", "features": "model", "C": 0.1, "top1": 0.9611, "top5": 1.0},
+    ],
+    "baselines": [
+        {"protocol": "knn", "features": "raw_pixels", "k": 20, "temperature": 0.07, "top1": 0.9083, "top5": 0.9861},
+        {"protocol": "knn", "features": "raw_pixels", "k": 200, "temperature": 0.07, "top1": 0.8528, "top5": 0.9806},
+        {"protocol": "linear", "features": "raw_pixels", "C": 1.0, "top1": 0.9417, "top5": 0.9972},
+    ],
+}
+
+# Inserted at the top of every "plain transformers" subprocess: importing hfssl there is an error.
+BLOCK_HFSSL = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class _NoHfssl(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hfssl" or name.startswith("hfssl."):
+                raise ImportError("this process must not import hfssl")
+            return None
+
+    sys.meta_path.insert(0, _NoHfssl())
+    """
+)
+
+
+def make_run(
+    run_dir: Path,
+    method: str = "simclr",
+    *,
+    source: str = "builtin:digits",
+    evaluation: dict[str, Any] | None = EVAL_RESULTS,
+    images: bool = True,
+    training_state: bool = True,
+    model_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """A tiny but complete run directory, laid out as ARCHITECTURE.md describes."""
+    from hfssl.hub.card import save_projection_plot, save_reconstruction_plot
+    from hfssl.hub.export import export_encoder
+    from hfssl.registry import get_method
+    from hfssl.training.recipe import recipe_from_dict
+
+    spec = get_method(method)
+    if method == "mae":
+        model_kwargs: dict[str, Any] = {"backbone_config": TINY_VIT_MAE}
+        image_size = 16
+    else:
+        model_kwargs = {"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}
+        image_size = 32
+    model_kwargs.update(model_overrides or {})
+    torch.manual_seed(0)
+    model = spec.model_class(spec.config_class(**model_kwargs)).eval()
+    model.save_pretrained(run_dir)
+    recipe = recipe_from_dict({
+        "method": method,
+        "model": {key: value for key, value in model_kwargs.items() if key != "backbone_name_or_path"},
+        "data": {"source": source, "image_size": image_size, "channels": 3},
+        "views": {"mean": [0.5, 0.4, 0.3], "std": [0.25, 0.2, 0.3]},
+        "train": {"max_steps": 20, "batch_size": 64},
+        "hub": {"license": "mit"},
+    }, check_model=False)
+    recipe.save(run_dir / "recipe.yaml")
+    export_encoder(model, run_dir / "encoder", image_size, (0.5, 0.4, 0.3), (0.25, 0.2, 0.3), 3)
+    if evaluation is not None:
+        (run_dir / "eval_results.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    if images:
+        generator = np.random.default_rng(0)
+        labels = np.repeat(np.arange(10), 5)
+        features = generator.normal(size=(50, 8)) + labels[:, None]
+        save_projection_plot(features, labels, [f"digit {i}" for i in range(10)], run_dir / "images" / "embeddings_2d.png")
+        if method == "mae":
+            pictures = generator.uniform(size=(3, 4, 16, 16, 3))
+            save_reconstruction_plot(*pictures, run_dir / "images" / "reconstructions.png")
+    if training_state:
+        # What `hfssl train` leaves beside the model, which a push must never upload.
+        checkpoint = run_dir / "checkpoints" / "step-00000020"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"state": {"global_step": 20, "epoch": 1}}))
+        (checkpoint / "optimizer.bin").write_bytes(os.urandom(2048))
+        (run_dir / "logs").mkdir()
+        (run_dir / "logs" / "events.out.tfevents.1.host").write_bytes(b"tensorboard events")
+    return run_dir
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int, int]]:
+    """Relative path -> (sha256, size, mtime_ns) of every file and folder under ``folder``."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        stat = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        state[path.relative_to(folder).as_posix()] = (digest, stat.st_size if path.is_file() else 0, stat.st_mtime_ns)
+    return state
+
+
+def subprocess_env(endpoint: str, hf_home: Path, token: str | None = None) -> dict[str, str]:
+    """The environment of a fresh process that talks to the local Hub (online, no Xet)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update({"HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(hf_home),
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1",
+                "PYTHONWARNINGS": "ignore"})
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; fail the test with its output when it exits non-zero."""
+    script = cwd / f"script_{abs(hash(code)) % 10**8}.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def python_blocks(markdown: str, after_heading: str | None = None) -> list[str]:
+    """The ```python blocks of a markdown text, optionally only those after a heading."""
+    import re
+
+    if after_heading is not None:
+        markdown = markdown[markdown.index(after_heading):]
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
