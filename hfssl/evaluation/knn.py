@@ -93,7 +93,7 @@ def knn_classify(
     k: int = 20,
     temperature: float = 0.07,
     num_classes: int | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Weighted kNN class scores (Wu et al. 2018; DINO's ``knn_classifier``).
@@ -126,7 +126,7 @@ def knn_evaluate(
     ks: Sequence[int] = (20, 200),
     temperature: float = 0.07,
     num_classes: int | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> list[dict[str, float | int]]:
     """Top-1/top-5 accuracy of weighted kNN for each k.
