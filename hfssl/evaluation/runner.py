@@ -218,15 +218,11 @@ def evaluate_path(path: str, data: DataConfig, eval_config: EvalConfig, protocol
     if not protocols:
         raise ValueError("no evaluation protocol given; choose from: " + ", ".join(available_protocols()))
     feature_protocols, path_protocols = _split_protocols(protocols)
-    output: dict[str, Any] = {
-        "dataset": data.source,
-        "train_split": data.train_split,
-        "test_split": data.eval_split,
-        "results": [],
-        "baselines": [],
-    }
+    output: dict[str, Any] = {"dataset": data.source, "train_split": data.train_split, "test_split": data.eval_split}
     if feature_protocols:
         output.update(_evaluate_images(path, _eval_data_config(data, eval_config), eval_config, feature_protocols))
+    else:
+        output.update(results=[], baselines=[])
     for protocol in path_protocols:
         output["results"].extend({"protocol": protocol.name, **row} for row in protocol(path, data, eval_config))
     return output
@@ -238,12 +234,12 @@ def _evaluate_images(path: str, data: DataConfig, eval_config: EvalConfig, proto
     splits = load_image_splits(data)
     if splits.test is None:
         raise ValueError(f"dataset {data.source!r} has no test split to evaluate on; set the test split (data.eval_split / --test-split)")
+    if splits.num_classes is None:
+        raise ValueError(f"dataset {data.source!r} has no labels: kNN and linear probes need a label column (--label-column)")
     extractor = load_feature_extractor(path)
     train_f, train_y = extract_features(extractor, splits.train, eval_config.batch_size)
     test_f, test_y = extract_features(extractor, splits.test, eval_config.batch_size)
     logger.info("features: %d train and %d test rows of width %d from %s", len(train_y), len(test_y), train_f.shape[1], path)
-    if splits.num_classes is None:
-        raise ValueError(f"dataset {data.source!r} has no labels: kNN and linear probes need a label column (--label-column)")
     num_classes = int(splits.num_classes)
     output: dict[str, Any] = {
         "num_train": int(len(train_y)),
