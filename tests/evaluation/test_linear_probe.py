@@ -72,3 +72,10 @@ def test_bad_inputs() -> None:
         linear_probe(x, y, x, y, GRID, validation_fraction=0.0)
     with pytest.raises(ValueError, match="c_grid is empty"):
         linear_probe(x, y, x, y, ())
+
+
+def test_non_convergence_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    x, y = blobs(20, 3, 10, 3.0, seed=7)
+    with caplog.at_level("WARNING", logger="hfssl.evaluation.linear_probe"):
+        linear_probe(x, y, x, y, c_grid=(10.0,), max_iter=2)
+    assert "did not converge in 2 iterations at C=10" in caplog.text
