@@ -11,7 +11,7 @@ and that transformers uses to download files, read from huggingface_hub's source
 * ``POST /api/models/{repo}/preupload/{rev}`` (``uploadMode`` lfs for binary / weight / image
   files, ``oid`` of the file already at that path), ``POST /{repo}.git/info/lfs/objects/batch``
   (basic transfer: upload ``href`` on this server; no actions for objects already stored),
-  ``PUT /lfs-upload/{oid}`` (sha256 and size checked), ``POST /api/models/{repo}/commit/{rev}``
+  ``PUT /lfs-upload/{repo}/{oid}`` (sha256 and size checked; objects are stored per repo), ``POST /api/models/{repo}/commit/{rev}``
   (NDJSON: ``header``, ``file`` base64, ``lfsFile``, ``deletedFile``, ``deletedFolder``; applied
   atomically or not at all);
 * ``POST /api/models/{repo}/branch/{branch}``, ``GET /api/models/{repo}/refs``,
@@ -21,7 +21,7 @@ and that transformers uses to download files, read from huggingface_hub's source
   sha1) and ``X-Repo-Commit``; LFS files answer 302 with ``Location`` on another host name
   (``localhost`` instead of ``127.0.0.1``, like the Hub's CDN), ``X-Linked-Etag`` (sha256) and
   ``X-Linked-Size``; misses carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
-  ``EntryNotFound``). ``GET /cdn/{oid}`` serves LFS content without authentication.
+  ``EntryNotFound``). ``GET /cdn/{repo}/{oid}`` serves LFS content without authentication.
 
 Writes need ``Authorization: Bearer <token>`` with a token in ``tokens``; private repos need it
 for reads too. Every request is recorded in ``requests`` (method, path, headers, body), and
@@ -100,10 +100,10 @@ class HubState:
         self.lock = threading.Lock()
         self.tokens = dict(tokens)
         self.repos: dict[str, Repo] = {}
-        self.lfs: dict[str, bytes] = {}
+        self.lfs: dict[tuple[str, str], bytes] = {}  # (repo id, sha256) -> content
         self.requests: list[RecordedRequest] = []
         self.unhandled: list[str] = []
-        self.failures: list[list[Any]] = []  # [method, compiled pattern, remaining, status]
+        self.failures: list[list[Any]] = []  # [method, compiled pattern, remaining, status, echo auth]
 
 
 class HubServer:
@@ -119,7 +119,8 @@ class HubServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         Handler.server_port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-hub", daemon=True)
 
     @property
     def endpoint(self) -> str:
@@ -144,10 +145,14 @@ class HubServer:
         with self.state.lock:
             return list(self.state.unhandled)
 
-    def fail(self, method: str, pattern: str, times: int, status: int = 500) -> None:
-        """Answer the next ``times`` requests whose path matches ``pattern`` with ``status``."""
+    def fail(self, method: str, pattern: str, times: int, status: int = 500, echo_authorization: bool = False) -> None:
+        """Answer the next ``times`` requests whose path matches ``pattern`` with ``status``.
+
+        ``echo_authorization`` puts the request's Authorization header into the error message, as a
+        misconfigured proxy might: the client must not repeat it anywhere.
+        """
         with self.state.lock:
-            self.state.failures.append([method, re.compile(pattern), times, status])
+            self.state.failures.append([method, re.compile(pattern), times, status, echo_authorization])
 
     def repo(self, repo_id: str) -> Repo | None:
         with self.state.lock:
@@ -158,7 +163,7 @@ class HubServer:
         with self.state.lock:
             repo = self.state.repos[repo_id]
             commit = repo.commits[repo.branches[revision]]
-            return {path: (entry.content if entry.content is not None else self.state.lfs[entry.lfs_oid])
+            return {path: (entry.content if entry.content is not None else self.state.lfs[(repo_id, entry.lfs_oid)])
                     for path, entry in commit.files.items()}
 
 
@@ -220,10 +225,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             self.hub.requests.append(self._record)
             for failure in self.hub.failures:
-                method, pattern, remaining, status = failure
+                method, pattern, remaining, status, echo = failure
                 if remaining > 0 and method == self.command and pattern.search(urlsplit(self.path).path):
                     failure[2] -= 1
-                    self._error(status, "injected server error")
+                    echoed = f" (request had Authorization: {self.headers.get('Authorization')})" if echo else ""
+                    self._error(status, "injected server error" + echoed)
                     return
         try:
             handled = self._route(body)
@@ -251,10 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._create_repo(json.loads(body or b"{}"))
         if method == "POST" and path == "/api/validate-yaml":
             return self._validate_yaml(json.loads(body or b"{}"))
-        if method == "PUT" and path.startswith("/lfs-upload/"):
-            return self._lfs_upload(path.rsplit("/", 1)[1], body)
-        if method in ("GET", "HEAD") and path.startswith("/cdn/"):
-            return self._cdn(path.rsplit("/", 1)[1])
+        match = re.fullmatch(r"/lfs-upload/([^/]+/[^/]+)/([0-9a-f]{64})", path)
+        if match and method == "PUT":
+            return self._lfs_upload(match.group(1), match.group(2), body)
+        match = re.fullmatch(r"/cdn/([^/]+/[^/]+)/([0-9a-f]{64})", path)
+        if match and method in ("GET", "HEAD"):
+            return self._cdn(match.group(1), match.group(2))
         match = re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
         if match and method == "POST":
             return self._lfs_batch(match.group(1), json.loads(body))
@@ -394,9 +402,9 @@ class _Handler(BaseHTTPRequestHandler):
             objects = []
             for item in payload["objects"]:
                 entry: dict[str, Any] = {"oid": item["oid"], "size": item["size"], "authenticated": True}
-                if item["oid"] not in self.hub.lfs:
+                if (repo_id, item["oid"]) not in self.hub.lfs:
                     entry["actions"] = {"upload": {
-                        "href": f"http://127.0.0.1:{self.server_port}/lfs-upload/{item['oid']}?size={item['size']}",
+                        "href": f"http://127.0.0.1:{self.server_port}/lfs-upload/{repo_id}/{item['oid']}?size={item['size']}",
                         "header": {},
                         "expires_at": "2100-01-01T00:00:00Z",
                     }}
@@ -404,19 +412,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
         return True
 
-    def _lfs_upload(self, oid: str, body: bytes) -> bool:
+    def _lfs_upload(self, repo_id: str, oid: str, body: bytes) -> bool:
         expected = parse_qs(urlsplit(self.path).query).get("size", [None])[0]
         if hashlib.sha256(body).hexdigest() != oid or (expected is not None and int(expected) != len(body)):
             self._error(400, "uploaded content does not match its oid / size")
             return True
         with self.hub.lock:
-            self.hub.lfs[oid] = body
+            self.hub.lfs[(repo_id, oid)] = body
         self._send(200, b"", content_type="text/plain")
         return True
 
-    def _cdn(self, oid: str) -> bool:
+    def _cdn(self, repo_id: str, oid: str) -> bool:
         with self.hub.lock:
-            content = self.hub.lfs.get(oid)
+            content = self.hub.lfs.get((repo_id, oid))
         if content is None:
             self._error(404, "no such object")
         else:
@@ -443,7 +451,7 @@ class _Handler(BaseHTTPRequestHandler):
                     content = base64.b64decode(value["content"])
                     files[value["path"]] = StoredFile(len(content), git_blob_sha1(content), content)
                 elif key == "lfsFile":
-                    stored = self.hub.lfs.get(value["oid"])
+                    stored = self.hub.lfs.get((repo_id, value["oid"]))
                     if stored is None:
                         # Validate everything before changing anything: no half-made commit.
                         self._error(422, f"LFS object {value['oid']} for {value['path']} was never uploaded")
@@ -558,7 +566,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # The Hub redirects LFS files to its CDN, another host: huggingface_hub reads the
                 # metadata from this response and drops the Authorization header for the CDN.
                 headers.update({
-                    "Location": f"http://localhost:{self.server_port}/cdn/{entry.lfs_oid}",
+                    "Location": f"http://localhost:{self.server_port}/cdn/{repo_id}/{entry.lfs_oid}",
                     "X-Linked-Etag": f'"{entry.lfs_oid}"',
                     "X-Linked-Size": str(entry.size),
                     "ETag": f'"{entry.blob_id}"',
