@@ -39,7 +39,7 @@ def finalize_vision_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, d
 def evaluate_run_model(model: torch.nn.Module, recipe: Recipe, data: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """kNN / linear protocols on the model's features and on raw pixels, in the eval_results schema."""
     from hfssl.evaluation.features import extract_features_with
-    from hfssl.evaluation.runner import evaluate_features
+    from hfssl.evaluation.runner import evaluate_features, raw_pixel_features
     from hfssl.views import build_eval_transform
 
     train_set, test_set = _capped(data.eval_train_dataset, recipe.eval.max_train_samples), _capped(
@@ -61,8 +61,8 @@ def evaluate_run_model(model: torch.nn.Module, recipe: Recipe, data: Any) -> tup
         "baselines": [],
     }
     if recipe.eval.baselines:
-        train_p = _raw_pixels(train_set)
-        test_p = _raw_pixels(test_set)
+        train_p, _ = raw_pixel_features(train_set)
+        test_p, _ = raw_pixel_features(test_set)
         results["baselines"] = evaluate_features(train_p, train_y, test_p, test_y, recipe.eval, protocols, num_classes, "raw_pixels")
     for entry in results["results"] + results["baselines"]:
         logger.info("eval %s (%s): %s", entry.get("protocol"), entry.get("features"),
@@ -74,11 +74,6 @@ def _capped(dataset: Any, limit: int | None) -> Any:
     if limit is None or len(dataset) <= limit:
         return dataset
     return dataset.select(range(limit))
-
-
-def _raw_pixels(dataset: Any) -> np.ndarray:
-    pixels = dataset.with_format("numpy")["pixels"]
-    return np.asarray(pixels, dtype=np.float32).reshape(len(pixels), -1) / 255.0
 
 
 def _draw_pictures(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Any,

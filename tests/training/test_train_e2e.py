@@ -1,0 +1,122 @@
+"""End to end: the real CLI and engine on builtin:digits, offline, for a few steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hfssl.registry import METHODS
+from hfssl.training.recipe import load_recipe
+from hfssl.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["train.batch_size=64", "train.progress_bar=false", "train.trackers=[]", "eval.max_train_samples=300",
+        "eval.max_test_samples=100", "train.knn_every=null"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hfssl.cli", *args], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_train_writes_model_encoder_eval_card_and_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    result = _cli("train", "recipes/simclr/digits.yaml", "--output-dir", str(out), "train.max_steps=4",
+                  "train.checkpoint_every=2", "train.knn_every=2", "train.trackers=[tensorboard]",
+                  *[o for o in FAST if not o.startswith(("train.knn_every", "train.trackers"))])
+    assert result.returncode == 0, result.stderr[-4000:]
+    for name in ("config.json", "model.safetensors", "recipe.yaml", "encoder/config.json",
+                 "encoder/preprocessor_config.json", "eval_results.json", "README.md", "images/embeddings_2d.png"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+    assert (out / "checkpoints/step-00000004/recipe.yaml").read_text() == (out / "recipe.yaml").read_text()
+    assert list((out / "logs").rglob("events.out.tfevents*")), "no TensorBoard events written"
+    results = json.loads((out / "eval_results.json").read_text())
+    protocols = {(e["protocol"], e["features"]) for e in results["results"] + results["baselines"]}
+    assert protocols == {("knn", "model"), ("linear", "model"), ("knn", "raw_pixels"), ("linear", "raw_pixels")}
+    assert all(0.0 <= e["top1"] <= e["top5"] <= 1.0 for e in results["results"])
+    assert str(out / "encoder") in result.stdout and "eval_results.json" in result.stdout
+    resolved = load_recipe(out / "recipe.yaml")
+    assert resolved.train.max_steps == 4 and resolved.data.source == "builtin:digits"
+
+
+def test_cli_rejects_a_misspelt_recipe_key_with_a_suggestion(tmp_path):
+    result = _cli("train", "recipes/simclr/digits.yaml", "--output-dir", str(tmp_path), "train.max_stepz=3")
+    assert result.returncode == 2
+    assert "unknown key train.max_stepz" in result.stderr and "max_steps" in result.stderr
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("method", sorted(m for m in METHODS if (REPO / "recipes" / m / "digits.yaml").is_file()))
+def test_each_method_trains_through_the_engine(method, tmp_path):
+    recipe = load_recipe(REPO / "recipes" / method / "digits.yaml", [*FAST, "train.max_steps=2", "eval.protocols=[]"])
+    result = train(recipe, tmp_path)
+    assert result.steps == 2 and result.final_loss is not None and result.final_loss == result.final_loss
+    assert (tmp_path / "encoder" / "config.json").is_file()
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
+    """A SIGKILL mid-run leaves the last good checkpoint; --resume then reproduces the uninterrupted
+    run's final weights exactly (CPU)."""
+    args = ["recipes/byol/digits.yaml", "train.max_steps=24", "train.checkpoint_every=3", "train.batch_size=32",
+            "eval.protocols=[]", "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null"]
+    full = _cli("train", args[0], "--output-dir", str(tmp_path / "full"), *args[1:])
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    run = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "hfssl.cli", "train", args[0], "--output-dir", str(run), *args[1:]],
+                               cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((run / "checkpoints").glob("step-*")):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (run / "model.safetensors").exists(), "the run finished before it could be killed"
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert checkpoints and checkpoints[-1] != "step-00000024"
+
+    resumed = _cli("train", args[0], "--output-dir", str(run), "--resume", *args[1:])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    expected, actual = _weights(tmp_path / "full"), _weights(run)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), f"{name} differs after resume"
+
+
+def test_two_processes_train_with_a_global_batch(tmp_path):
+    """accelerate launch with two CPU processes (gloo): one run directory, global batch 2 x 32."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "hfssl.train", "recipes/simclr/digits.yaml", "--output-dir", str(out),
+               "train.max_steps=3", "train.batch_size=32", "train.sync_batchnorm=true", "eval.protocols=[]",
+               "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null", "train.log_every=1"]
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (out / "model.safetensors").is_file() and (out / "encoder" / "config.json").is_file()
+    state = json.loads((out / "checkpoints" / "step-00000003" / "trainer_state.json").read_text())["state"]
+    assert state["global_step"] == 3
+    assert (out / "checkpoints" / "step-00000003" / "random_states_1.pkl").is_file(), "rank 1 state missing"
+    assert result.stdout.count("hfssl: trained") == 1
