@@ -77,11 +77,15 @@ def arrays_to_dataset(
             arrays[name] = pa.ExtensionArray.from_storage(extension(feature.shape, feature.dtype), storage)
         else:
             arrays[name] = pa.array(values, type=feature.pa_type if hasattr(feature, "pa_type") else None)
-    table = InMemoryTable(pa.table(arrays))
+    # The schema carries the features as metadata, so copies made by pickling (DataLoader workers
+    # under spawn) still know the Array2D/Array3D and ClassLabel types.
+    table = InMemoryTable(pa.table(arrays, schema=features.arrow_schema))
     return datasets.Dataset(table, info=datasets.DatasetInfo(features=features), fingerprint=fingerprint)
 
 
-def _image_dataset(images: np.ndarray, labels: np.ndarray, names: tuple[str, ...], fingerprint: str) -> datasets.Dataset:
+def _image_dataset(
+    images: np.ndarray, labels: np.ndarray, names: tuple[str, ...], fingerprint: str
+) -> datasets.Dataset:
     features = datasets.Features({
         "image": datasets.Array2D(shape=tuple(images.shape[1:]), dtype="uint8"),
         "label": datasets.ClassLabel(names=list(names)),
@@ -167,19 +171,19 @@ def _read_fashion_split(directory: Path, prefix: str) -> tuple[np.ndarray, np.nd
     return images, labels
 
 
+_FASHION_FILES = tuple(
+    f"{prefix}-{kind}-ubyte.gz" for prefix in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
+)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_fashion_mnist(directory: str) -> datasets.DatasetDict:
+def _load_fashion_mnist(directory: str, file_stats: tuple[tuple[str, int, int], ...]) -> datasets.DatasetDict:
     root = Path(directory)
-    files = [f"{prefix}-{kind}-ubyte.gz" for prefix in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")]
-    missing = [name for name in files if not (root / name).is_file()]
-    if missing:
-        raise _missing_fashion_mnist(root, missing)
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images, labels = _read_fashion_split(root, prefix)
         # The fingerprint names the files' identity so that two folders never share a cache entry.
-        stats = [(name, (root / name).stat().st_size, (root / name).stat().st_mtime_ns) for name in files]
-        fingerprint = Hasher.hash(("hfssl-builtin-fashion-mnist", split, str(root), stats))
+        fingerprint = Hasher.hash(("hfssl-builtin-fashion-mnist", split, directory, file_stats))
         splits[split] = _image_dataset(images, labels, FASHION_MNIST_CLASSES, fingerprint)
     logger.info("loaded Fashion-MNIST from %s: %s", root, {name: len(ds) for name, ds in splits.items()})
     return datasets.DatasetDict(splits)
@@ -192,9 +196,14 @@ def load_fashion_mnist() -> datasets.DatasetDict:
         BuiltinDataError: the IDX files are missing (the message gives the ``apt-get`` command) or
             corrupt (the message names the file).
     """
-    # Cached per resolved folder, so tests that point HFSSL_FASHION_MNIST_DIR elsewhere are not
-    # served a previous folder's data.
-    return _load_fashion_mnist(str(fashion_mnist_dir().resolve()))
+    root = fashion_mnist_dir().resolve()
+    missing = [name for name in _FASHION_FILES if not (root / name).is_file()]
+    if missing:
+        raise _missing_fashion_mnist(root, missing)
+    # Cached per folder and file size/mtime: pointing HFSSL_FASHION_MNIST_DIR elsewhere, or
+    # replacing the files, never serves stale data.
+    stats = tuple((name, (root / name).stat().st_size, (root / name).stat().st_mtime_ns) for name in _FASHION_FILES)
+    return _load_fashion_mnist(str(root), stats)
 
 
 BUILTIN_IMAGE_SOURCES: dict[str, Callable[[], datasets.DatasetDict]] = {

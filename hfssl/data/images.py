@@ -649,32 +649,37 @@ class PixelDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset: datasets.Dataset) -> None:
-        if dataset._indices is not None:  # a select()ed view: write the rows out contiguously once
-            dataset = dataset.flatten_indices()
+        if "pixels" not in dataset.column_names or not isinstance(dataset.features["pixels"], datasets.Array3D):
+            raise DataSourceError("PixelDataset needs a prepared split with an Array3D 'pixels' column "
+                                  "(the output of prepare_image_dataset / load_image_splits)")
         self.dataset = dataset
         self._chunks: list[np.ndarray] | None = None
         self._starts: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "_chunks": None, "_starts": None, "_labels": None}
+        return {"dataset": self.dataset, "_chunks": None, "_starts": None, "_labels": None, "_rows": None}
 
     def _views(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         if self._chunks is None:
             shape = tuple(self.dataset.features["pixels"].shape)
-            column = self.dataset.data.column("pixels")
+            table = self.dataset.data  # the whole underlying table, also under a select() view
             chunks = []
-            for chunk in column.chunks:
+            for chunk in table.column("pixels").chunks:
                 values = chunk.storage
                 for _ in shape:
                     values = values.flatten()
                 chunks.append(values.to_numpy(zero_copy_only=True).reshape((len(chunk), *shape)))
             self._chunks = chunks
             self._starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
-            self._labels = _label_values(self.dataset, "label")
+            self._labels = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
+            # A select()ed view (the engine's kNN subsets) maps its rows to table rows.
+            indices = self.dataset._indices
+            self._rows = None if indices is None else indices.column("indices").to_numpy()
         return self._chunks, self._starts, self._labels
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -686,10 +691,11 @@ class PixelDataset(torch.utils.data.Dataset):
         positions = np.where(positions < 0, positions + len(self), positions)
         if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
             raise IndexError(f"index out of range for a split of {len(self)} rows")
-        chunk_ids = np.searchsorted(starts, positions, side="right") - 1
+        rows = positions if self._rows is None else self._rows[positions]
+        chunk_ids = np.searchsorted(starts, rows, side="right") - 1
         return [
-            {"pixels": torch.from_numpy(np.array(chunks[chunk][position - starts[chunk]])), "label": int(labels[position])}
-            for chunk, position in zip(chunk_ids.tolist(), positions.tolist())
+            {"pixels": torch.from_numpy(np.array(chunks[chunk][row - starts[chunk]])), "label": int(labels[row])}
+            for chunk, row in zip(chunk_ids.tolist(), rows.tolist())
         ]
 
 
@@ -725,8 +731,9 @@ def build_training_data(recipe: Recipe, accelerator: Accelerator) -> TrainingDat
 
     Returns:
         :class:`~hfssl.data.TrainingData` with the prepared train split as ``train_dataset``
-        (wrapped in :class:`PixelDataset` for fast batched reads), :func:`collate_images`, ``make_inputs`` from ``hfssl.views.build_views(spec.views,
-        recipe.views, recipe.data.image_size, recipe.data.channels)``, and the full prepared train /
+        (wrapped in :class:`PixelDataset` for fast batched reads), :func:`collate_images`,
+        ``make_inputs`` from ``hfssl.views.build_views(spec.views, recipe.views,
+        recipe.data.image_size, recipe.data.channels)``, and the full prepared train /
         test splits as ``eval_train_dataset`` / ``eval_test_dataset`` (``None`` for unlabelled
         data or without a test split; the engine's online kNN takes their first
         ``train.knn_max_samples`` rows, a uniform sample). For streamed data the kNN memory bank is

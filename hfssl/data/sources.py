@@ -21,6 +21,7 @@ error) a Hub id raises :class:`HubUnavailableError`, which points to local and b
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -100,7 +101,8 @@ def source_base_dir(source: str) -> Path | None:
 
 def hub_offline() -> bool:
     """Whether the Hub is switched off by ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` (now or at import)."""
-    from_env = any(os.environ.get(name, "").upper() in _TRUE_VALUES for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    from_env = any(os.environ.get(name, "").upper() in _TRUE_VALUES for name in names)
     return from_env or bool(datasets.config.HF_HUB_OFFLINE)
 
 
@@ -153,11 +155,28 @@ def _call_hub(source: str, function: Callable[..., T], *args: Any, **kwargs: Any
         ) from error
 
 
+def _load_saved_split(path: Path) -> datasets.Dataset:
+    state = json.loads((path / "state.json").read_text())
+    if not state.get("_data_files"):
+        # save_to_disk writes an empty split without data files, and load_from_disk then fails with
+        # an IndexError; rebuild it empty so that the caller can report it by name.
+        features = datasets.DatasetInfo.from_directory(str(path)).features
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    return datasets.load_from_disk(str(path))
+
+
+def _load_saved(path: Path) -> datasets.DatasetDict:
+    """A ``save_to_disk`` folder as a DatasetDict (a single saved Dataset is the split ``train``)."""
+    if (path / "dataset_dict.json").is_file():
+        names = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        return datasets.DatasetDict({name: _load_saved_split(path / name) for name in names})
+    return datasets.DatasetDict({"train": _load_saved_split(path)})
+
+
 def _load_local(source: str, streaming: bool) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     path = Path(source).expanduser()
     if path.is_dir() and any((path / marker).is_file() for marker in _SAVE_TO_DISK_MARKERS):
-        loaded = datasets.load_from_disk(str(path))
-        splits = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+        splits = _load_saved(path)
         if streaming:
             return datasets.IterableDatasetDict({name: ds.to_iterable_dataset() for name, ds in splits.items()})
         return splits
@@ -174,9 +193,14 @@ def _load_local(source: str, streaming: bool) -> datasets.DatasetDict | datasets
                 )
             builder, options = FILE_BUILDERS[suffix]
             loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, streaming=streaming, **options)
-    except (FileNotFoundError, datasets.exceptions.DatasetsError) as error:
-        if isinstance(error, DataSourceError):
+    except ValueError as error:
+        if isinstance(error, DataSourceError) or "corresponds to no data" not in str(error):
             raise
+        raise DataSourceError(
+            f"a split of the local data source {source!r} is empty (datasets cannot load empty files: {error}); "
+            "remove the empty file or folder"
+        ) from error
+    except (FileNotFoundError, datasets.exceptions.DatasetsError) as error:
         raise DataSourceError(
             f"cannot load the local data source {source!r}: {error}. A folder must hold images (optionally in "
             "class sub-folders and train/ test/ folders), parquet/CSV/JSON/text files, or be written by "

@@ -33,11 +33,10 @@ def test_half_transparent_alpha_blends_linearly() -> None:
 
 def test_palette_cmyk_and_la_follow_pil_rgb_conversion() -> None:
     images = special_images()
-    for name in ("palette", "cmyk"):
-        decoded = decode_image(PIL.Image.open(io.BytesIO(encode(images[name], "PNG" if name == "palette" else "JPEG"))),
-                               channels=3, image_size=20)
-        reference = reference_rgb(PIL.Image.open(io.BytesIO(encode(images[name], "PNG" if name == "palette" else "JPEG"))))
-        np.testing.assert_array_equal(decoded, reference)
+    for name, file_format in (("palette", "PNG"), ("cmyk", "JPEG")):
+        stored = encode(images[name], file_format)
+        decoded = decode_image(PIL.Image.open(io.BytesIO(stored)), channels=3, image_size=20)
+        np.testing.assert_array_equal(decoded, reference_rgb(PIL.Image.open(io.BytesIO(stored))))
     la = PIL.Image.fromarray(np.stack([np.full((6, 6), 40, np.uint8), np.full((6, 6), 255, np.uint8)], -1), mode="LA")
     assert (decode_image(la, channels=3, image_size=6) == 40).all()
 

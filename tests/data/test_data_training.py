@@ -1,0 +1,135 @@
+"""build_training_data (the image methods' build_data hook), PixelDataset and collate_images."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from hfssl.data import TrainingData
+from hfssl.data.images import PixelDataset, build_training_data, collate_images, load_image_splits
+from hfssl.training.recipe import DataConfig, recipe_from_dict
+
+
+def recipe_for(method: str, **data: object):  # noqa: ANN201 - a Recipe
+    return recipe_from_dict({"method": method, "data": {"source": "builtin:digits", "image_size": 16, **data}},
+                            check_model=False)
+
+
+@pytest.fixture
+def fake_views(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """A stand-in hfssl.views whose views are a seeded noise image per pixel batch; records its calls."""
+    calls: list[tuple] = []
+
+    def build_views(kind: str, views: object, image_size: int, channels: int):  # noqa: ANN202
+        calls.append((kind, views, image_size, channels))
+
+        def make(pixels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            noise = torch.rand(pixels.shape, generator=generator, device=pixels.device)
+            return {"pixel_values": pixels.float() / 255 + noise}
+
+        return make
+
+    module = types.ModuleType("hfssl.views")
+    module.build_views = build_views
+    monkeypatch.setitem(sys.modules, "hfssl.views", module)
+    return calls
+
+
+def test_build_training_data_for_digits(fake_views: list[tuple]) -> None:
+    recipe = recipe_for("simclr")
+    data = build_training_data(recipe, Accelerator(cpu=True))
+    assert isinstance(data, TrainingData)
+    assert fake_views == [("multi_view", recipe.views, 16, 3)]
+    assert len(data.train_dataset) == 1437
+    assert len(data.eval_train_dataset) == 1437 and len(data.eval_test_dataset) == 360
+    assert data.label_names == [str(digit) for digit in range(10)]
+    assert data.config_updates == {} and data.save_artifacts is None
+
+    loader = DataLoader(data.train_dataset, batch_size=32, shuffle=True, collate_fn=data.collate_fn,
+                        generator=torch.Generator().manual_seed(0))
+    batch = next(iter(loader))
+    assert batch["pixels"].dtype == torch.uint8 and tuple(batch["pixels"].shape) == (32, 3, 16, 16)
+    assert batch["labels"].dtype == torch.int64 and tuple(batch["labels"].shape) == (32,)
+    assert 0 <= int(batch["labels"].min()) and int(batch["labels"].max()) <= 9
+
+    first = data.make_inputs(batch, torch.Generator().manual_seed(7))
+    second = data.make_inputs(batch, torch.Generator().manual_seed(7))
+    third = data.make_inputs(batch, torch.Generator().manual_seed(8))
+    assert torch.equal(first["pixel_values"], second["pixel_values"])  # same seed -> same views
+    assert not torch.equal(first["pixel_values"], third["pixel_values"])
+    noise = first["pixel_values"] - batch["pixels"].float() / 255
+    assert float(noise.min()) >= 0.0 and float(noise.max()) < 1.0  # the view function saw these pixels
+
+
+def test_mae_gets_single_views_and_grey_channels(fake_views: list[tuple]) -> None:
+    recipe = recipe_for("mae", channels=1, max_train_samples=100, max_eval_samples=50)
+    data = build_training_data(recipe, Accelerator(cpu=True))
+    assert fake_views[0][0] == "single_view" and fake_views[0][2:] == (16, 1)
+    assert (len(data.train_dataset), len(data.eval_test_dataset)) == (100, 50)
+    batch = collate_images([data.train_dataset[index] for index in range(3)])
+    assert tuple(batch["pixels"].shape) == (3, 1, 16, 16)
+
+
+def test_unlabelled_data_has_no_evaluation_sets(fake_views: list[tuple], tmp_path: Path) -> None:
+    arrays = np.random.default_rng(0).integers(0, 256, size=(6, 8, 8)).astype(np.uint8)
+    dataset = datasets.Dataset.from_dict({"image": arrays.tolist()},
+                                         features=datasets.Features({"image": datasets.Array2D((8, 8), "uint8")}))
+    datasets.DatasetDict({"train": dataset, "test": dataset}).save_to_disk(tmp_path / "unlabelled")
+    data = build_training_data(recipe_for("byol", source=str(tmp_path / "unlabelled"), image_size=8),
+                               Accelerator(cpu=True))
+    assert data.eval_train_dataset is None and data.eval_test_dataset is None and data.label_names is None
+    assert collate_images([data.train_dataset[0]])["labels"].tolist() == [-1]
+
+
+def test_real_view_generator_makes_views_of_the_batch() -> None:
+    views = pytest.importorskip("hfssl.views")
+    if not hasattr(views, "build_views"):
+        pytest.skip("hfssl.views.build_views has not landed")
+    data = build_training_data(recipe_for("simclr", max_train_samples=64), Accelerator(cpu=True))
+    batch = collate_images(data.train_dataset.__getitems__(list(range(8))))
+    inputs = data.make_inputs(batch, torch.Generator().manual_seed(0))
+    assert tuple(inputs["pixel_values"].shape[:3]) == (8, 2, 3)
+    assert torch.isfinite(inputs["pixel_values"]).all()
+
+
+def test_pixel_dataset_matches_datasets_rows_and_pickles() -> None:
+    prepared = load_image_splits(DataConfig(source="builtin:digits", image_size=12)).test
+    fast = PixelDataset(prepared)
+    indices = [5, 0, 359, 17, -1]
+    expected = collate_images([prepared[index if index >= 0 else len(prepared) + index] for index in indices])
+    actual = collate_images(fast.__getitems__(indices))
+    assert torch.equal(actual["pixels"], expected["pixels"]) and torch.equal(actual["labels"], expected["labels"])
+    restored = pickle.loads(pickle.dumps(fast))
+    assert torch.equal(restored[17]["pixels"], prepared[17]["pixels"])
+    with pytest.raises(IndexError, match="out of range for a split of 360 rows"):
+        fast[360]
+    # a select()ed view (the engine's kNN subsets) is read through the same zero-copy path
+    subset = PixelDataset(prepared.select([3, 1, 2]))
+    assert torch.equal(subset[0]["pixels"], prepared[3]["pixels"])
+
+
+def test_worker_processes_give_the_same_batches() -> None:
+    prepared = load_image_splits(DataConfig(source="builtin:digits", image_size=8, eval_split=None)).train
+    fast = PixelDataset(prepared.select(range(64)))
+    serial = list(DataLoader(fast, batch_size=16, collate_fn=collate_images))
+    parallel = list(DataLoader(fast, batch_size=16, collate_fn=collate_images, num_workers=2))
+    for one, other in zip(serial, parallel, strict=True):
+        assert torch.equal(one["pixels"], other["pixels"]) and torch.equal(one["labels"], other["labels"])
+
+
+def test_text_methods_are_refused(monkeypatch: pytest.MonkeyPatch, fake_views: list[tuple]) -> None:
+    from hfssl import registry
+
+    spec = registry.get_method("simclr")
+    monkeypatch.setitem(registry.METHODS, "simclr", type(spec)(**{**spec.__dict__, "modality": "text"}))
+    with pytest.raises(ValueError, match=r"method 'simclr' trains on text data"):
+        build_training_data(recipe_for("simclr"), Accelerator(cpu=True))
