@@ -153,3 +153,45 @@ def python_blocks(markdown: str, after_heading: str | None = None) -> list[str]:
     if after_heading is not None:
         markdown = markdown[markdown.index(after_heading):]
     return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+TINY_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "capital", "of", "france", "is", ".", ",", "paris",
+              "king", "queen", "first", "sentence", "another", "longer", "to", "embed", "a", "photo", "cat", "dog",
+              "picture"]
+
+
+def tiny_tokenizer():  # noqa: ANN201 - a transformers PreTrainedTokenizerFast
+    """A word-level BERT-style tokenizer over :data:`TINY_WORDS`, built offline with 🤗 tokenizers."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel({word: index for index, word in enumerate(TINY_WORDS)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def write_text_encoder(folder: Path, family: str) -> None:
+    """Replace ``folder`` with the transferable model of a text family: a tiny BertForMaskedLM (masked LM,
+    word embeddings) or a ViT + BERT VisionTextDualEncoderModel with its processor (image-text)."""
+    import shutil
+
+    from transformers import (BertConfig, BertForMaskedLM, VisionTextDualEncoderConfig, VisionTextDualEncoderModel,
+                              VisionTextDualEncoderProcessor, ViTConfig, ViTImageProcessor)
+
+    shutil.rmtree(folder, ignore_errors=True)
+    torch.manual_seed(0)
+    bert = BertConfig(vocab_size=len(TINY_WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64)
+    if family == "image-text":
+        vit = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)
+        model = VisionTextDualEncoderModel(VisionTextDualEncoderConfig.from_vision_text_configs(vit, bert, projection_dim=16))
+        processor = VisionTextDualEncoderProcessor(image_processor=ViTImageProcessor(size={"height": 16, "width": 16}),
+                                                   tokenizer=tiny_tokenizer())
+    else:
+        model, processor = BertForMaskedLM(bert), tiny_tokenizer()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)

@@ -28,7 +28,16 @@ from hfssl.hub.card import (
     validate_card,
     write_model_card,
 )
-from hub_fixtures import BLOCK_HFSSL, EVAL_RESULTS, make_run, python_blocks, run_python, snapshot, subprocess_env
+from hub_fixtures import (
+    BLOCK_HFSSL,
+    EVAL_RESULTS,
+    make_run,
+    python_blocks,
+    run_python,
+    snapshot,
+    subprocess_env,
+    write_text_encoder,
+)
 
 
 def _written_card(run: Path, tmp_path: Path, **kwargs) -> tuple[str, ModelCard]:
@@ -224,6 +233,32 @@ def test_every_family_template_renders_valid_metadata(tiny_run, monkeypatch, fam
         assert "## Citation" in text and "@inproceedings{chen2020simclr" in text
         assert ("## Training recipe" in text) != encoder_card
         assert "```python" in text
+
+
+def test_text_and_image_text_family_snippets_run_without_hfssl(tiny_run, tmp_path, monkeypatch):
+    """The fill-mask, word-vector and zero-shot snippets of the text families run against real tiny
+    transformers models (BertForMaskedLM, VisionTextDualEncoderModel) in a process without hfssl."""
+    spec = card_module.method_for_config(hfssl.SimCLRConfig())
+    script = [BLOCK_HFSSL, "import json"]
+    checks = {
+        "masked-language-modeling": "assert len(predictions) == 5 and embeddings.shape == (2, 32)",
+        "word-embeddings": "assert vectors.shape == (26, 32) and -1 <= float(similarity) <= 1 and len(neighbours) == 5",
+        "image-text": ("assert probabilities.shape == (1, 2) and abs(float(probabilities.sum()) - 1) < 1e-5\n"
+                       "assert image_embeddings.shape == (1, 16) and len(scores) == 2"),
+    }
+    for family, check in checks.items():
+        run = tmp_path / family
+        shutil.copytree(tiny_run, run)
+        write_text_encoder(run / "encoder", family)
+        monkeypatch.setattr(card_module, "method_for_config", lambda config, f=family: dataclasses.replace(spec, family=f))
+        text = str(build_card(run, repo_id="alice/text"))
+        snippet = python_blocks(text, "### With plain transformers")[0].replace('"alice/text"', f'"{run}"')
+        assert f'"{run}"' in snippet
+        script.append(f"namespace = {{}}\nexec(compile({snippet!r}, {family!r}, 'exec'), namespace)\n"
+                      f"exec({check!r}, namespace)")
+    script.append('assert not any(name.startswith("hfssl") for name in sys.modules)\nprint("ok")')
+    result = run_python("\n".join(script), subprocess_env("http://127.0.0.1:9", tmp_path / "hf_home"), tmp_path)
+    assert result.stdout.strip().endswith("ok")
 
 
 def test_projection_matches_a_naive_pca_and_the_plot_is_a_png(tmp_path):
