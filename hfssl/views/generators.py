@@ -18,10 +18,17 @@ Local views of multi-crop (Caron et al. 2020) go through the same pipeline at
 ``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1 and 6 only.
 On 1-channel images saturation, hue and grayscale are identities (there is no colour to change).
 An operation whose probability is 0 is skipped and draws nothing from the generator.
+
+Seeding: every random number comes from the generator passed with the batch, in a fixed order
+(global views, then local views; within a group crop, flip, jitter, grey, blur, solarize), so the
+same seed on the same device type gives identical views. CPU and CUDA generators draw different
+streams, so a seed gives different (equally valid) views on the two. Views are computed in
+float32 with any enclosing autocast switched off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +107,8 @@ def _check_pixels(pixels: torch.Tensor, channels: int, generator: torch.Generato
             f"views take a uint8 batch of shape (batch, channels, height, width), got a {description}; "
             "image batches are {'pixels': uint8 (B, C, H, W)} (see hfssl.data)"
         )
+    if pixels.shape[0] == 0:
+        raise ValueError(f"views got an empty batch of shape {tuple(pixels.shape)}; batches need at least one image")
     if pixels.shape[1] != channels:
         raise ValueError(
             f"views were built for {channels}-channel images (data.channels) but the batch has shape {tuple(pixels.shape)}"
@@ -112,6 +121,14 @@ def _check_pixels(pixels: torch.Tensor, channels: int, generator: torch.Generato
                 f"the generator is on {device} but the pixels are on {pixels.device}; "
                 "create it with torch.Generator(device=pixels.device)"
             )
+
+
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Switch off an enclosing autocast: views are made and returned in float32 whatever the step's precision."""
+    is_available = getattr(torch.amp, "is_autocast_available", lambda device_type: device_type in ("cpu", "cuda"))
+    if is_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -235,9 +252,10 @@ class MultiViewGenerator(_ViewPipeline):
 
     def __call__(self, pixels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         _check_pixels(pixels, self.channels, generator)
-        outputs = {"pixel_values": self._group(pixels, self.global_views, generator, photometric=True)}
-        if self.local_views is not None:
-            outputs["local_pixel_values"] = self._group(pixels, self.local_views, generator, photometric=True)
+        with _full_precision(pixels.device):
+            outputs = {"pixel_values": self._group(pixels, self.global_views, generator, photometric=True)}
+            if self.local_views is not None:
+                outputs["local_pixel_values"] = self._group(pixels, self.local_views, generator, photometric=True)
         return outputs
 
     def __repr__(self) -> str:
@@ -259,7 +277,8 @@ class SingleViewGenerator(_ViewPipeline):
 
     def __call__(self, pixels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         _check_pixels(pixels, self.channels, generator)
-        return {"pixel_values": self._group(pixels, self.view, generator, photometric=False)[:, 0]}
+        with _full_precision(pixels.device):
+            return {"pixel_values": self._group(pixels, self.view, generator, photometric=False)[:, 0]}
 
     def __repr__(self) -> str:
         return f"SingleViewGenerator(view={self.view}, channels={self.channels})"
@@ -296,6 +315,10 @@ class EvalTransform:
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         _check_pixels(pixels, self.channels)
+        with _full_precision(pixels.device):
+            return self._transform(pixels)
+
+    def _transform(self, pixels: torch.Tensor) -> torch.Tensor:
         images = pixels.to(torch.float32)
         height, width = images.shape[-2:]
         # PIL resamples uint8 images in two passes, columns then rows, each rounded half up to

@@ -213,3 +213,20 @@ def test_cuda_views_are_seeded_and_stay_on_the_device() -> None:
         assert first[key].device.type == "cuda" and torch.equal(first[key], again[key])
     with pytest.raises(ValueError, match="generator is on cpu"):
         generate(pixels, _seeded())
+
+
+def test_views_ignore_an_enclosing_autocast() -> None:
+    """Views are float32 and computed in float32 even inside a mixed-precision training step."""
+    views = ViewsConfig(blur_prob=1.0, solarize_prob=0.3, num_local_views=2, local_crop_size=8, **GREY[3])
+    generate = build_views("multi_view", views, 16, 3)
+    pixels = _pixels(4)
+    plain = generate(pixels, _seeded())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = generate(pixels, _seeded())
+    for key in plain:
+        assert mixed[key].dtype == torch.float32 and torch.equal(mixed[key], plain[key])
+
+
+def test_empty_batch_is_reported() -> None:
+    with pytest.raises(ValueError, match="empty batch"):
+        build_views("multi_view", ViewsConfig(), 16, 3)(_pixels(0), _seeded())
