@@ -79,7 +79,14 @@ def source_kind(source: str) -> str:
     path = Path(source).expanduser()
     if path.exists():
         return "local"
-    looks_like_path = source.startswith(("/", "./", "../", "~", ".\\")) or path.suffix.lower() in FILE_BUILDERS
+    # Hub ids are "name" or "owner/name": more slashes, a leading ./ or ~, or a data file
+    # extension mean a local path with a typo, which deserves a path error rather than a Hub one.
+    looks_like_path = (
+        source.startswith(("/", "./", "../", "~", ".\\"))
+        or source.count("/") > 1
+        or "\\" in source
+        or path.suffix.lower() in FILE_BUILDERS
+    )
     if looks_like_path:
         raise DataSourceError(
             f"local data path {source!r} does not exist (resolved to {str(path.resolve())!r}); "

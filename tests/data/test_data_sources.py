@@ -163,6 +163,9 @@ def test_missing_local_path_and_unknown_file_type(tmp_path: Path) -> None:
         source_kind("./nowhere/pets")
     with pytest.raises(DataSourceError, match="does not exist"):
         load_split(str(tmp_path / "gone.parquet"), "train")
+    with pytest.raises(DataSourceError, match="local data path 'data/pets/train' does not exist"):
+        load_split("data/pets/train", "train")
+    assert source_kind("someone/photos") == "hub" and source_kind("cifar10") == "hub"
     (tmp_path / "notes.xyz").write_text("hello")
     with pytest.raises(DataSourceError, match=r"extension '.xyz' is not one of .parquet"):
         load_split(str(tmp_path / "notes.xyz"), "train")

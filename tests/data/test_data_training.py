@@ -133,3 +133,20 @@ def test_text_methods_are_refused(monkeypatch: pytest.MonkeyPatch, fake_views: l
     monkeypatch.setitem(registry.METHODS, "simclr", type(spec)(**{**spec.__dict__, "modality": "text"}))
     with pytest.raises(ValueError, match=r"method 'simclr' trains on text data"):
         build_training_data(recipe_for("simclr"), Accelerator(cpu=True))
+
+
+def test_streaming_source_feeds_an_iterable_train_set(fake_views: list[tuple], tmp_path: Path) -> None:
+    import PIL.Image
+
+    pictures = [PIL.Image.fromarray(np.full((12, 12, 3), 20 * index, np.uint8)) for index in range(6)]
+    table = datasets.Dataset.from_dict({"image": pictures, "label": [0, 1, 2, 0, 1, 2]})
+    table.select(range(4)).to_parquet(tmp_path / "train.parquet")
+    table.select(range(4, 6)).to_parquet(tmp_path / "test.parquet")
+    data = build_training_data(recipe_for("simclr", source=str(tmp_path), image_size=8, streaming=True),
+                               Accelerator(cpu=True))
+    assert isinstance(data.train_dataset, torch.utils.data.IterableDataset)
+    batch = next(iter(DataLoader(data.train_dataset, batch_size=4, collate_fn=data.collate_fn)))
+    assert batch["pixels"].dtype == torch.uint8 and tuple(batch["pixels"].shape) == (4, 3, 8, 8)
+    assert batch["pixels"][:, 0, 0, 0].tolist() == [0, 20, 40, 60] and batch["labels"].tolist() == [0, 1, 2, 0]
+    assert len(data.eval_train_dataset) == 4 and len(data.eval_test_dataset) == 2  # materialised for kNN
+    assert data.eval_test_dataset[0]["pixels"].dtype == torch.uint8
