@@ -75,6 +75,8 @@ _LAZY_EXPORTS = {
     "decode_image": "hfssl.data.decode",
     "load_image_splits": "hfssl.data.images",
     "prepare_image_dataset": "hfssl.data.images",
+    "read_labels": "hfssl.data.images",
+    "read_pixels": "hfssl.data.images",
     "subsample": "hfssl.data.images",
 }
 

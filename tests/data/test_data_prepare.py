@@ -182,3 +182,16 @@ def test_dataset_mean_std_matches_numpy() -> None:
     np.testing.assert_allclose(std, pixels.std(axis=(0, 2, 3)), rtol=1e-12)
     with pytest.raises(DataSourceError, match="'pixels' column"):
         dataset_mean_std(labelled_images(2))
+
+
+def test_read_pixels_and_labels_match_row_access() -> None:
+    from hfssl.data.images import read_labels, read_pixels
+
+    prepared = prepare_image_dataset(with_broken_rows(12, []), config(), "train")
+    pixels = read_pixels(prepared)
+    assert pixels.dtype == np.uint8 and pixels.shape == (12, 3, 10, 10)
+    np.testing.assert_array_equal(pixels, prepared[:]["pixels"].numpy())
+    np.testing.assert_array_equal(read_labels(prepared), [int(row["label"]) for row in prepared])
+    view = prepared.select([7, 2])
+    np.testing.assert_array_equal(read_pixels(view), pixels[[7, 2]])
+    np.testing.assert_array_equal(read_pixels(prepared, 3, 5), pixels[3:5])
