@@ -37,7 +37,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -49,6 +49,9 @@ from transformers import AutoConfig, PretrainedConfig
 
 from hfssl.registry import MethodSpec, method_for_config
 from hfssl.training.recipe import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -652,8 +655,7 @@ def _limitations(contents: RunContents, data: DatasetDescription, evaluation: di
         lines.append(f"A short run ({contents.steps:,} optimisation steps), far below the method paper's schedule: the "
                      "numbers show what this recipe reached, not what the method can reach.")
     if family == "vision-ssl":
-        lines.append("Invariance objectives make the features insensitive to what the augmentations change (colour "
-                     "under colour jitter, orientation under flips), which hurts tasks that need those cues.")
+        lines.append(_invariance_limitation(contents.recipe))
     elif family == "masked-image-modeling":
         lines.append("Masked-autoencoder features are known to do worse under linear probing than after fine-tuning "
                      "(He et al. 2022, sec. 4); a frozen probe understates what the encoder gives when fine-tuned.")
@@ -670,6 +672,25 @@ def _limitations(contents: RunContents, data: DatasetDescription, evaluation: di
         lines.append("No evaluation is recorded for this model yet.")
     lines.append("Whatever biases the training data has carry over into the representations.")
     return lines
+
+
+def _invariance_limitation(recipe: Recipe | None) -> str:
+    """What the recipe's augmentations taught the encoder to ignore (only the augmentations it used)."""
+    changes = ["position and scale (random crops)"]
+    if recipe is not None:
+        views = recipe.views
+        if views.color_jitter_prob > 0:
+            jittered = [name for name in ("brightness", "contrast", "saturation", "hue") if getattr(views, name) > 0]
+            if jittered:
+                changes.append(f"{', '.join(jittered)} (colour jitter)")
+        if views.grayscale_prob > 0:
+            changes.append("colour (random greyscale)")
+        if views.flip_prob > 0:
+            changes.append("left-right orientation (flips)")
+        if views.blur_prob > 0 or views.blur_prob_per_view:
+            changes.append("sharpness (blur)")
+    return ("Augmentation-invariance objectives make the features insensitive to what the training views changed: "
+            + "; ".join(changes) + ". Tasks that need those cues get less from these features.")
 
 
 def _extra_files(run_dir: Path) -> list[tuple[str, str]]:
@@ -901,7 +922,7 @@ def write_encoder_card(run_dir: str | Path, output_path: str | Path, *, repo_id:
     return path
 
 
-def _figure(width: float, height: float):  # noqa: ANN202 - matplotlib Figure
+def _figure(width: float, height: float) -> Figure:
     # The object-oriented API with the Agg canvas: no pyplot global state, no display, safe in threads.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
