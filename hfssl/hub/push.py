@@ -108,6 +108,15 @@ def resolve_token(token: str | None = None) -> str:
     return token
 
 
+def check_online() -> None:
+    """Raise :class:`HubPushError` when huggingface_hub's offline mode (``HF_HUB_OFFLINE``) is on."""
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        raise HubPushError(
+            "HF_HUB_OFFLINE is set, so huggingface_hub refuses every request and nothing was uploaded: "
+            "unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) in the shell that runs the push"
+        )
+
+
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` as set now (huggingface_hub reads it only once, at import), else the Hub."""
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
@@ -197,6 +206,8 @@ def _is_transient(error: BaseException) -> bool:
     status = _status_code(error)
     if status is not None:
         return status in RETRY_STATUSES
+    if type(error).__name__ == "OfflineModeIsEnabled":  # a ConnectionError that no retry can fix
+        return False
     current: BaseException | None = error
     seen = set()
     while current is not None and id(current) not in seen:
@@ -375,6 +386,7 @@ def push_run(
         raise ValueError(f"revision {revision!r} is not a branch name; pass a branch such as 'v1' or leave it out")
     check_run_dir(run_dir, separate_encoder=encoder_repo_id is not None)
     token = resolve_token(token)
+    check_online()
     endpoint = hub_endpoint()
 
     from hfssl import __version__
@@ -449,6 +461,7 @@ def push_model_to_hub(model: Any, repo_id: str, **kwargs: Any) -> dict[str, str]
     if kwargs.get("encoder_repo_id") is not None:
         check_repo_id(kwargs["encoder_repo_id"], "encoder_repo_id")
     resolve_token(kwargs.get("token"))  # fail before saving anything
+    check_online()
     from hfssl.registry import method_for_config
 
     spec = method_for_config(model.config)

@@ -149,6 +149,15 @@ def test_invalid_repo_id_is_a_clear_error_before_any_request(hub_env, tiny_run, 
     assert hub_env.requests == []
 
 
+def test_offline_mode_is_a_clear_error_before_any_request(hub_env, tiny_run, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubPushError, match="HF_HUB_OFFLINE is set"):
+        push_run(tiny_run, f"{USER}/offline", **_fast())
+    assert hub_env.requests == []
+
+
 def test_not_a_run_directory_is_named(hub_env, tmp_path):
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         push_run(tmp_path, f"{USER}/x", **_fast())
@@ -256,6 +265,7 @@ def test_the_token_never_appears_in_files_logs_errors_or_request_bodies(hub_env,
     monkeypatch.setattr(push_module.shutil, "rmtree", keep_staging)
     hub_env.fail("POST", r"/commit/", times=100, status=500, echo_authorization=True)
     errors = []
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")  # its library logger defaults to WARNING
     with caplog.at_level(logging.DEBUG):
         try:
             push_run(tiny_run, f"{USER}/token-b", **_fast())
@@ -269,7 +279,8 @@ def test_the_token_never_appears_in_files_logs_errors_or_request_bodies(hub_env,
     assert errors[0].__cause__ is None and errors[0].__suppress_context__
 
     captured = capfd.readouterr()
-    assert "Authorization" in caplog.text or "authenticated: True" in caplog.text  # DEBUG logging was on
+    assert "(authenticated: True)" in caplog.text  # huggingface_hub's per-request DEBUG lines were captured
+    assert "Send: curl" in caplog.text  # and, with HF_DEBUG, its curl-style dump of every request
     searched = {"exception": error_text, "caplog": caplog.text, "stdout": captured.out, "stderr": captured.err}
     assert staging and all(folder.is_dir() for folder in staging)
     for folder in (tiny_run, *staging):
