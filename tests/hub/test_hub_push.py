@@ -63,6 +63,17 @@ def test_round_trip_through_transformers_with_and_without_hfssl(hub_env, tiny_ru
     assert hub_env.repo(f"{USER}/simclr-tiny-encoder").commit_count("v1") == 2
     assert hub_env.repo(f"{USER}/simclr-tiny-b").commits[second["commit_oid"]].title == "first release"
 
+    # huggingface_hub's own listing endpoints see the same (tree listing, refs, model info).
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub_env.endpoint)
+    assert set(api.list_repo_files(f"{USER}/simclr-tiny")) == set(files)
+    lfs_entries = {entry.path for entry in api.list_repo_tree(f"{USER}/simclr-tiny", recursive=True)
+                   if getattr(entry, "lfs", None)}
+    assert lfs_entries == {"model.safetensors", "encoder/model.safetensors", "images/embeddings_2d.png"}
+    assert {branch.name for branch in api.list_repo_refs(f"{USER}/simclr-tiny-b").branches} == {"main", "v1"}
+    assert api.model_info(f"{USER}/simclr-tiny-encoder", revision="v1").sha == second["encoder_commit_oid"]
+
     # The cards were rendered for these repos.
     card = ModelCard(files["README.md"].decode())
     assert card.data.library_name == "hfssl" and len(card.data.eval_results) == 6
@@ -244,6 +255,16 @@ def test_push_model_to_hub_publishes_the_model_object_with_its_run(hub_env, tiny
     for name, tensor in model.state_dict().items():
         assert torch.equal(full[name], tensor), name
     assert result["commit_oid"] == hub_env.repo(f"{USER}/from-object").branches["main"]
+
+
+def test_push_model_to_hub_without_a_run_says_how_to_fix_it(hub_env):
+    from hfssl import SimCLRConfig, SimCLRForPreTraining
+    from hub_fixtures import TINY_RESNET
+
+    model = SimCLRForPreTraining(SimCLRConfig(backbone_config=TINY_RESNET, projection_hidden_dim=32, projection_dim=16))
+    with pytest.raises(ValueError, match="cannot tell the input size of SimCLRForPreTraining.*hfssl push RUN_DIR"):
+        push_model_to_hub(model, f"{USER}/orphan")
+    assert hub_env.requests == []
 
 
 def test_the_token_never_appears_in_files_logs_errors_or_request_bodies(hub_env, tiny_run, tmp_path, monkeypatch,
