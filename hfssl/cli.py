@@ -18,8 +18,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML, e.g. recipes/simclr/digits.yaml")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=100")
     parser.add_argument("--output-dir", help="run directory (default: runs/<recipe folder>-<recipe name>)")
-    parser.add_argument("--resume", nargs="?", const="latest", default=None,
-                        help="continue from the latest checkpoint in --output-dir, or from the given checkpoint folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest complete checkpoint in --output-dir")
+    parser.add_argument("--resume-from", metavar="CHECKPOINT",
+                        help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX)")
 
 
 def default_output_dir(recipe_path: str) -> Path:
@@ -33,7 +35,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
-    result = train(recipe, output_dir, resume=args.resume or False)
+    result = train(recipe, output_dir, resume=args.resume_from or args.resume)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -114,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may follow options (``train R --output-dir D k=v``), which argparse's positional
+    # matching does not allow: collect the leftovers that look like ``key=value`` for ``train``.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "train" or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL"):

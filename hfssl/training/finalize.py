@@ -45,7 +45,7 @@ def evaluate_run_model(model: torch.nn.Module, recipe: Recipe, data: Any) -> tup
     train_set, test_set = _capped(data.eval_train_dataset, recipe.eval.max_train_samples), _capped(
         data.eval_test_dataset, recipe.eval.max_test_samples
     )
-    transform = build_eval_transform(recipe.views, recipe.data.image_size)
+    transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
     train_f, train_y = extract_features_with(model.get_embeddings, transform, train_set, recipe.eval.batch_size)
     test_f, test_y = extract_features_with(model.get_embeddings, transform, test_set, recipe.eval.batch_size)
     num_classes = len(data.label_names) if data.label_names else int(max(train_y.max(), test_y.max())) + 1
@@ -95,9 +95,10 @@ def mae_reconstructions(model: torch.nn.Module, recipe: Recipe, dataset: Any, co
     """Originals, reconstructions (visible patches pasted back) and masked inputs, ``(N, H, W, C)`` in [0, 1]."""
     from hfssl.views import build_eval_transform
 
-    transform = build_eval_transform(recipe.views, recipe.data.image_size)
-    subset = dataset.select(range(min(count, len(dataset)))).with_format("numpy")
-    pixels = torch.as_tensor(np.asarray(subset["pixels"], dtype=np.uint8))
+    transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
+    from hfssl.data import read_pixels
+
+    pixels = torch.as_tensor(read_pixels(dataset, 0, min(count, len(dataset))))
     device = next(model.parameters()).device
     pixel_values = transform(pixels.to(device))
     generator = torch.Generator(device="cpu").manual_seed(0)

@@ -82,6 +82,9 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
     kwargs: dict[str, Any] = {}
     if recipe.train.mixed_precision is not None:
         kwargs["mixed_precision"] = recipe.train.mixed_precision
+    # Accelerate only sets up multi-process CPU training (gloo) when told it runs on the CPU; on a
+    # machine without an accelerator, torchrun-launched processes would otherwise each train alone.
+    kwargs.setdefault("cpu", not _accelerator_available())
     return Accelerator(
         gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
         log_with=trackers or None,
@@ -89,6 +92,12 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         **kwargs,
     )
+
+
+def _accelerator_available() -> bool:
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
 
 
 def _total_steps(recipe: Recipe, steps_per_epoch: int | None) -> int:
@@ -283,7 +292,7 @@ def online_knn(model: torch.nn.Module, data: Any, recipe: Recipe, accelerator: A
         from hfssl.views import build_eval_transform
 
         model.eval()
-        transform = build_eval_transform(recipe.views, recipe.data.image_size)
+        transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
         limit = recipe.train.knn_max_samples
         train_set = data.eval_train_dataset.select(range(min(limit, len(data.eval_train_dataset))))
         test_set = data.eval_test_dataset.select(range(min(limit, len(data.eval_test_dataset))))

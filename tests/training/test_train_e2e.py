@@ -106,9 +106,10 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_two_processes_train_with_a_global_batch(tmp_path):
-    """accelerate launch with two CPU processes (gloo): one run directory, global batch 2 x 32."""
+    """accelerate launch (its torchrun launcher) with two CPU processes (gloo): one run directory,
+    both ranks' states in each checkpoint, one summary."""
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "hfssl.train", "recipes/simclr/digits.yaml", "--output-dir", str(out),
                "train.max_steps=3", "train.batch_size=32", "train.sync_batchnorm=true", "eval.protocols=[]",
