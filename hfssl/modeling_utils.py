@@ -64,6 +64,15 @@ class HfsslPreTrainedModel(PreTrainedModel):
             for teacher_buffer, student_buffer in zip(teacher.buffers(), student.buffers()):
                 teacher_buffer.copy_(student_buffer)
 
+    def push_to_hub(self, repo_id: str, **kwargs) -> dict[str, str]:  # type: ignore[override]
+        """Publish this model as an hfssl repo: the full SSL model, the plain-transformers encoder,
+        and (when the model was loaded from a run directory) its recipe, evaluation, pictures and
+        a regenerated card. Keywords are those of :func:`hfssl.hub.push.push_run` (``private``,
+        ``revision``, ``commit_message``, ``encoder_repo_id``, ``token``)."""
+        from hfssl.hub.push import push_model_to_hub
+
+        return push_model_to_hub(self, repo_id, **kwargs)
+
     def teacher_parameter_names(self) -> set[str]:
         names = set()
         for teacher_name, _ in self.teacher_pairs:

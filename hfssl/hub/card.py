@@ -830,18 +830,10 @@ def _hfssl_version() -> str:
 
 
 def template_path(family: str) -> Path:
-    """The template of a family: the ``model_cards`` package when installed, else the source tree's folder."""
-    try:
-        import model_cards
-    except ImportError:
-        folder = Path(__file__).resolve().parents[2] / "model_cards"
-        path = folder / f"{family}.md.j2"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no model-card template {path}: the model_cards folder ships with hfssl; reinstall hfssl"
-            ) from None
-        return path
-    return model_cards.template_path(family)
+    """The template of a method family, shipped inside the package (``hfssl/model_cards``)."""
+    from hfssl.model_cards import template_path as packaged_template_path
+
+    return packaged_template_path(family)
 
 
 def validate_card(card: ModelCard | str, spec: MethodSpec | None = None) -> None:

@@ -8,8 +8,15 @@
     extractor = pipeline("image-feature-extraction", model="DIR/encoder")
 
 The processor reproduces the evaluation transform of training (rescale to [0, 1], resize to the
-training crop size, normalise with the training mean/std, RGB conversion when the encoder takes
-3 channels), so features match what kNN and linear probes saw.
+training crop size, normalise with the training mean/std), so features match what kNN and linear
+probes saw.
+
+Grey encoders (trained with ``data.channels: 1``) are exported with 3 input channels, because
+transformers' image pipelines convert every image to RGB. The first layer's weights ``w`` become
+``w * (0.299, 0.587, 0.114)`` (ITU-R 601 luma) and the mean/std are repeated: as the three
+coefficients sum to 1, ``conv(normalise(RGB)) = conv_grey(normalise(luma(RGB)))``, so the exported
+encoder computes exactly the trained function on the luma of colour images and on grey images
+(R = G = B) alike.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, ViTImageProcessor
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +49,34 @@ def build_image_processor(image_size: int, mean: tuple[float, ...], std: tuple[f
         do_normalize=True,
         image_mean=list(mean),
         image_std=list(std),
-        do_convert_rgb=channels == 3,
+        do_convert_rgb=True,
     )
+
+
+def grey_to_rgb_backbone(backbone: PreTrainedModel) -> PreTrainedModel:
+    """A copy of a 1-channel backbone that takes RGB and computes the grey model on its luma.
+
+    Every weight whose shape differs only by its input-channel axis (1 -> 3) is the first layer's
+    (ResNet's stem conv, ViT's and ConvNeXt's patch embedding) and is spread over R, G, B with
+    :data:`LUMA_WEIGHTS`; everything else is copied unchanged.
+    """
+    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+    config.num_channels = 3
+    rgb = backbone.__class__(config)
+    source = backbone.state_dict()
+    target = rgb.state_dict()
+    converted = {}
+    for key, value in source.items():
+        expected = target[key].shape
+        if value.shape != expected:
+            if value.ndim >= 2 and value.shape[1] == 1 and expected[1] == 3 and value.shape[2:] == expected[2:]:
+                luma = torch.tensor(LUMA_WEIGHTS, dtype=value.dtype).view(1, 3, *([1] * (value.ndim - 2)))
+                value = value * luma
+            else:
+                raise ValueError(f"cannot convert {key} of shape {tuple(value.shape)} to {tuple(expected)} for RGB input")
+        converted[key] = value
+    rgb.load_state_dict(converted)
+    return rgb.eval()
 
 
 def export_encoder(
@@ -66,6 +102,9 @@ def export_encoder(
         backbone = model.get_backbone()
     else:
         backbone = model
+    if channels == 1:
+        backbone = grey_to_rgb_backbone(backbone)
+        mean, std, channels = tuple(mean) * 3, tuple(std) * 3, 3
     processor = build_image_processor(image_size, tuple(mean), tuple(std), channels)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))

@@ -240,7 +240,7 @@ def test_private_repo_is_not_readable_anonymously(hub_env, tiny_run):
 def test_push_model_to_hub_publishes_the_model_object_with_its_run(hub_env, tiny_run):
     model = AutoModel.from_pretrained(tiny_run)
     before = snapshot(tiny_run)
-    result = push_model_to_hub(model, f"{USER}/from-object", **_fast())
+    result = model.push_to_hub(f"{USER}/from-object", **_fast())  # delegates to push_model_to_hub
     assert snapshot(tiny_run) == before
     files = hub_env.files(f"{USER}/from-object")
     assert set(files) == EXPECTED_RUN_FILES | {f"encoder/{name}" for name in ENCODER_FILES}

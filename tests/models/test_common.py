@@ -16,6 +16,17 @@ from hfssl.registry import METHODS
 from tiny import TINY, tiny_inputs, tiny_model
 
 METHOD_NAMES = sorted(METHODS)
+IMAGE_METHOD_NAMES = sorted(name for name, spec in METHODS.items() if spec.modality == "image")
+
+
+def _channels_override(method: str, channels: int) -> dict:
+    """Tiny config overrides for a 1-channel backbone (the digits and Fashion-MNIST recipes)."""
+    if channels == 3:
+        return {}
+    from tiny import TINY
+
+    backbone = dict(TINY[method][0]["backbone_config"], num_channels=channels)
+    return {"backbone_config": backbone}
 
 
 def test_every_registered_method_has_a_tiny_config():
@@ -59,6 +70,9 @@ class TestEveryMethod:
             for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
                 assert torch.equal(a, b), name
 
+
+@pytest.mark.parametrize("method", IMAGE_METHOD_NAMES)
+class TestEveryImageMethod:
     def test_embeddings_shape(self, method):
         model = tiny_model(method).eval()
         inputs = tiny_inputs(method)
@@ -70,14 +84,20 @@ class TestEveryMethod:
         assert embeddings.shape[0] == pixel_values.shape[0]
         assert embeddings.ndim == 2
 
-    def test_exported_encoder_loads_without_hfssl(self, method, tmp_path):
+    @pytest.mark.parametrize("channels", [3, 1])
+    def test_exported_encoder_loads_without_hfssl(self, method, channels, tmp_path):
+        """The encoder loads and runs in plain transformers (AutoModel, processor, pipeline) in a fresh
+        process, and gives the model's own embeddings. Grey models are exported for RGB input."""
         from hfssl.hub.export import export_encoder
 
-        model = tiny_model(method).eval()
-        export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
-        pixels = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+        model = tiny_model(method, **_channels_override(method, channels)).eval()
+        export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * channels, std=(0.25,) * channels,
+                       channels=channels)
+        shape = (2, 16, 16, 3) if channels == 3 else (2, 16, 16)
+        pixels = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            normalised = (pixels.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+            as_batch = pixels.permute(0, 3, 1, 2) if channels == 3 else pixels.unsqueeze(1)
+            normalised = (as_batch.float() / 255 - 0.5) / 0.25
             expected = model.get_embeddings(normalised)
         torch.save({"pixels": pixels, "expected": expected}, tmp_path / "io.pt")
         script = textwrap.dedent(f"""
@@ -88,7 +108,7 @@ class TestEveryMethod:
             model = AutoModel.from_pretrained(path).eval()
             processor = AutoImageProcessor.from_pretrained(path)
             data = torch.load({str(tmp_path / 'io.pt')!r})
-            images = [Image.fromarray(array.numpy()) for array in data["pixels"]]
+            images = [Image.fromarray(array.numpy()) for array in data["pixels"]]  # "L" images when grey
             inputs = processor(images=images, return_tensors="pt")
             with torch.no_grad():
                 hidden = model(**inputs)
