@@ -49,7 +49,7 @@ def build_image_processor(image_size: int, mean: tuple[float, ...], std: tuple[f
         do_normalize=True,
         image_mean=list(mean),
         image_std=list(std),
-        do_convert_rgb=True,
+        do_convert_rgb=channels == 3,
     )
 
 
