@@ -44,6 +44,17 @@ class HfsslPreTrainedModel(PreTrainedModel):
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:  # pragma: no cover - per model
         raise NotImplementedError
 
+    def flatten_views(self, pixel_values: torch.Tensor, num_views: int = 2) -> torch.Tensor:
+        """Check ``(B, V, C, H, W)`` multi-view input and flatten it view-major to ``(V * B, C, H, W)``,
+        so that all views share one backbone pass and BatchNorm sees the whole batch; view ``v``
+        of image ``i`` lands at row ``v * B + i``."""
+        if pixel_values.ndim != 5 or pixel_values.shape[1] != num_views:
+            raise ValueError(
+                f"{type(self).__name__} expects pixel_values of shape (batch, {num_views} views, channels, height, "
+                f"width), got {tuple(pixel_values.shape)}; set views.num_views={num_views}"
+            )
+        return pixel_values.transpose(0, 1).reshape(-1, *pixel_values.shape[2:])
+
     def freeze_teachers(self) -> None:
         """Teachers never receive gradients: call at the end of ``__init__``."""
         for teacher_name, _ in self.teacher_pairs:

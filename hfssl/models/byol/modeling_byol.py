@@ -53,13 +53,8 @@ class BYOLForPreTraining(HfsslPreTrainedModel):
         """Args:
         pixel_values: two views of each image, ``(B, 2, C, H, W)``.
         """
-        if pixel_values.ndim != 5 or pixel_values.shape[1] != 2:
-            raise ValueError(
-                f"BYOL expects pixel_values of shape (batch, 2 views, channels, height, width), got {tuple(pixel_values.shape)}; "
-                "set views.num_views=2"
-            )
         batch_size = pixel_values.shape[0]
-        flat = pixel_values.transpose(0, 1).reshape(2 * batch_size, *pixel_values.shape[2:])  # (2B, C, H, W)
+        flat = self.flatten_views(pixel_values)  # (2B, C, H, W), view-major
         features = self.get_embeddings(flat)
         predictions = self.predictor(self.projector(features))  # (2B, projection_dim)
         with torch.no_grad():

@@ -52,15 +52,8 @@ class SimCLRForPreTraining(HfsslPreTrainedModel):
         """Args:
         pixel_values: two views of each image, ``(B, 2, C, H, W)``.
         """
-        if pixel_values.ndim != 5 or pixel_values.shape[1] != 2:
-            raise ValueError(
-                f"SimCLR expects pixel_values of shape (batch, 2 views, channels, height, width), got {tuple(pixel_values.shape)}; "
-                "set views.num_views=2"
-            )
         batch_size = pixel_values.shape[0]
-        # (B, 2, C, H, W) -> (2B, C, H, W), view-major, so both views share one backbone pass
-        # and BatchNorm sees the whole batch (sec. 2.1).
-        flat = pixel_values.transpose(0, 1).reshape(2 * batch_size, *pixel_values.shape[2:])
+        flat = self.flatten_views(pixel_values)  # (2B, C, H, W), view-major
         features = self.get_embeddings(flat)  # (2B, hidden)
         projections = self.projector(features)  # (2B, projection_dim)
         z1, z2 = projections[:batch_size], projections[batch_size:]
