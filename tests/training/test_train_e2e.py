@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -121,3 +122,18 @@ def test_two_processes_train_with_a_global_batch(tmp_path):
     assert state["global_step"] == 3
     assert (out / "checkpoints" / "step-00000003" / "random_states_1.pkl").is_file(), "rank 1 state missing"
     assert result.stdout.count("hfssl: trained") == 1
+
+
+def test_bf16_autocast_and_gradient_accumulation(tmp_path):
+    """bf16 mixed precision (CPU autocast) with 2 micro-batches per step: 2 optimizer steps
+    consume 4 batches, the loss stays finite and the weights move."""
+    recipe = load_recipe(REPO / "recipes" / "simclr" / "digits.yaml",
+                         [*FAST, "train.max_steps=2", "eval.protocols=[]", "train.mixed_precision=bf16",
+                          "train.gradient_accumulation_steps=2", "train.checkpoint_every=1"])
+    result = train(recipe, tmp_path)
+    assert result.steps == 2 and result.final_loss is not None and math.isfinite(result.final_loss)
+    state = json.loads((tmp_path / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())["state"]
+    assert state["micro_step"] == 4 and state["global_step"] == 2
+    first = load_file(str(tmp_path / "checkpoints" / "step-00000001" / "model.safetensors"))
+    last = _weights(tmp_path)
+    assert any(not torch.equal(first[name], last[name]) for name in first)
