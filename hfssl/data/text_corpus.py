@@ -127,6 +127,24 @@ def english_corpus_paths() -> dict[str, str]:
     return paths
 
 
+def load_lee_background() -> datasets.Dataset:
+    """gensim's ``lee_background.cor`` (300 news stories, ~60k words), one story per row, as
+    ``builtin:lee_background``: a corpus small enough for seconds-long smoke runs."""
+    from gensim.test.utils import datapath
+
+    rows = list(_lee_documents(datapath("lee_background.cor")))
+    return datasets.Dataset.from_list(rows, features=FEATURES)
+
+
+def load_builtin_text(name: str) -> datasets.Dataset:
+    """A built-in text corpus by name (without ``builtin:``): ``english_corpus`` or ``lee_background``."""
+    loaders = {"english_corpus": load_english_corpus, "lee_background": load_lee_background}
+    if name not in loaders:
+        raise ValueError(f"unknown built-in text corpus 'builtin:{name}'; choose from "
+                         + ", ".join(f"builtin:{key}" for key in loaders))
+    return loaders[name]()
+
+
 def load_english_corpus(sources: tuple[str, ...] = SOURCES) -> datasets.Dataset:
     """The built-in English corpus as a ``datasets.Dataset`` (columns ``text, source, title, topic``).
 

@@ -1,0 +1,489 @@
+"""word2vec data: vocabulary, tokenisation, subsampling, dynamic windows and negatives.
+
+Pipeline (``MethodSpec.build_data`` = :func:`build_training_data`):
+
+1. **Vocabulary**, one streaming pass over the text column: each text is normalised and split by
+   the very ``tokenizers`` objects that are saved (``Lowercase`` when ``data.lowercase``, a
+   ``Split`` on ``data.token_pattern``), words are counted, and those seen at least
+   ``min_count`` times (at most ``max_vocab_size``, most frequent first, ties in order of first
+   appearance as in gensim) become a ``WordLevel`` tokenizer with ``[UNK]`` at id 0. With
+   ``data.tokenizer_name_or_path`` the ids of that tokenizer are counted instead, and tokens under
+   ``min_count`` are left out of training.
+2. **Token stream**: ``datasets.map`` encodes the texts (cached by ``datasets``), drops words
+   outside the vocabulary (word2vec.c and gensim drop them before windowing), separates documents
+   with ``-1`` and cuts the stream into rows of :data:`CHUNK_LENGTH` ids. The DataLoader only
+   stacks rows.
+3. **On the device** (:func:`make_word2vec_inputs`, seeded by the engine's generator, vectorised,
+   no Python loop over words): subsampling, compaction, dynamic windows, and one set of negatives
+   per block of centres drawn from ``count^0.75``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: Token ids per training row. word2vec.c reads sentences of at most 1000 words; a row holds
+#: several documents separated by -1 and a batch of rows is one SGD step.
+CHUNK_LENGTH = 1024
+SEPARATOR = -1
+UNKNOWN_TOKEN = "[UNK]"
+BUILTIN_TEXT = ("builtin:english_corpus", "builtin:lee_background")
+COUNTS_FILE = "word_counts.json"
+
+
+# ---- formulas -------------------------------------------------------------------------------------
+
+
+def keep_probabilities(counts: torch.Tensor | np.ndarray, sample: float) -> torch.Tensor:
+    """Probability of keeping each occurrence of a word (word2vec.c's subsampling, Mikolov et al. 2013 sec. 2.3).
+
+    ``p_keep(w) = min(1, (sqrt(c_w / (t N)) + 1) * t N / c_w)`` with ``t = sample`` and ``N`` the
+    number of in-vocabulary words; ``1`` for every counted word when ``sample == 0`` and ``0`` for
+    words with count 0 (special tokens, words under ``min_count``), which are never trained.
+
+    Args:
+        counts: ``(V,)`` corpus counts.
+        sample: the threshold ``t``.
+
+    Returns:
+        ``(V,)`` float64 probabilities.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    present = counts > 0
+    if sample <= 0:
+        return present.double()
+    threshold = sample * counts.sum()
+    safe = counts.clamp_min(1.0)
+    keep = ((safe / threshold).sqrt() + 1.0) * threshold / safe
+    return torch.where(present, keep.clamp_max(1.0), torch.zeros_like(keep))
+
+
+def noise_distribution(counts: torch.Tensor | np.ndarray, exponent: float = 0.75) -> torch.Tensor:
+    """Unigram distribution raised to ``exponent`` (Mikolov et al. 2013, sec. 2.2): ``(V,)`` float64, sums to 1."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    weights = torch.where(counts > 0, counts.clamp_min(1.0) ** exponent, torch.zeros_like(counts))
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("the noise distribution is empty: no word has a positive count")
+    return weights / total
+
+
+def noise_cdf(counts: torch.Tensor | np.ndarray, exponent: float = 0.75) -> torch.Tensor:
+    """Cumulative noise distribution ``(V,)`` float64 for ``torch.searchsorted`` sampling."""
+    cdf = noise_distribution(counts, exponent).cumsum(0)
+    cdf[-1] = 1.0
+    return cdf
+
+
+# ---- on-device inputs ------------------------------------------------------------------------------
+
+
+def make_word2vec_inputs(
+    input_ids: torch.Tensor,
+    generator: torch.Generator,
+    keep: torch.Tensor,
+    cdf: torch.Tensor,
+    window: int,
+    block_size: int,
+    shared_negatives: int,
+) -> dict[str, torch.Tensor]:
+    """Turn rows of token ids into the forward inputs of :class:`Word2VecModel`, vectorised.
+
+    Every row starts a new segment, and so does every ``-1`` separator: pairs never cross them.
+    Subsampled words are removed before windowing (as word2vec.c does), so windows reach further.
+
+    Args:
+        input_ids: ``(B, L)`` int ids, ``-1`` for document separators and padding.
+        generator: drives every random draw, in this order: keep draws ``(B L,)``, window
+            reductions ``(N,)``, negatives ``(N / T, K)``.
+        keep: ``(V,)`` keep probabilities (:func:`keep_probabilities`), on the device.
+        cdf: ``(V,)`` cumulative noise distribution (:func:`noise_cdf`), on the device.
+        window: maximum window W; each kept centre draws its window uniformly from ``1..W``.
+        block_size: T, centres sharing one set of negatives; ``N`` is padded to a multiple of T.
+        shared_negatives: K negatives per block.
+
+    Returns:
+        ``input_ids (N,)``, ``window_sizes (N,)`` (0 on padding), ``segment_ids (N,)`` (-1 on
+        padding) and ``negative_ids (N / T, K)``, all int64.
+    """
+    if input_ids.ndim != 2:
+        raise ValueError(f"word2vec batches are (rows, {CHUNK_LENGTH}) token ids, got shape {tuple(input_ids.shape)}")
+    device = input_ids.device
+    flat = input_ids.reshape(-1).long()
+    valid = flat >= 0
+    boundary = ~valid
+    boundary.view(input_ids.shape)[:, 0] = True
+    segments = torch.cumsum(boundary, 0)
+    draws = torch.rand(flat.shape, generator=generator, device=device, dtype=torch.float32)
+    kept = valid & (draws < keep[flat.clamp_min(0)])
+    ids = flat[kept]
+    segments = segments[kept]
+    count = ids.numel()
+    padded = max(block_size, math.ceil(count / block_size) * block_size)
+    windows = torch.randint(1, window + 1, (count,), generator=generator, device=device)
+    if padded > count:
+        extra = padded - count
+        ids = torch.cat([ids, ids.new_zeros(extra)])
+        segments = torch.cat([segments, segments.new_full((extra,), -1)])
+        windows = torch.cat([windows, windows.new_zeros(extra)])
+    uniform = torch.rand(padded // block_size * shared_negatives, generator=generator, device=device, dtype=torch.float64)
+    negatives = torch.searchsorted(cdf, uniform, right=True).clamp_max_(cdf.numel() - 1)
+    return {
+        "input_ids": ids,
+        "window_sizes": windows,
+        "segment_ids": segments,
+        "negative_ids": negatives.view(-1, shared_negatives),
+    }
+
+
+def naive_word2vec_pairs(
+    input_ids: torch.Tensor, generator: torch.Generator, keep: torch.Tensor, window: int
+) -> list[tuple[int, int]]:
+    """(centre id, context id) pairs by a plain loop over words, for tests: the reference of
+    :func:`make_word2vec_inputs`, consuming the generator's draws in the same order."""
+    flat = input_ids.reshape(-1).long()
+    draws = torch.rand(flat.shape, generator=generator, dtype=torch.float32)
+    stream: list[tuple[int, int]] = []  # (id, segment)
+    segment = 0
+    for position, token in enumerate(flat.tolist()):
+        if position % input_ids.shape[1] == 0 or token < 0:
+            segment += 1
+        if token >= 0 and float(draws[position]) < float(keep[token]):
+            stream.append((token, segment))
+    windows = torch.randint(1, window + 1, (len(stream),), generator=generator).tolist()
+    pairs = []
+    for i, (centre, centre_segment) in enumerate(stream):
+        for j in range(max(0, i - windows[i]), min(len(stream), i + windows[i] + 1)):
+            if j != i and stream[j][1] == centre_segment:
+                pairs.append((centre, stream[j][0]))
+    return pairs
+
+
+# ---- vocabulary -------------------------------------------------------------------------------------
+
+
+def _pre_tokenizer_objects(lowercase: bool, token_pattern: str) -> tuple[Any, Any]:
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    try:
+        splitter = pre_tokenizers.Split(Regex(token_pattern), behavior="removed", invert=True)
+    except Exception as error:  # tokenizers raises a plain Exception for a bad regex
+        raise ValueError(f"data.token_pattern {token_pattern!r} is not a valid regular expression: {error}") from error
+    return (normalizers.Lowercase() if lowercase else None), splitter
+
+
+def count_words(texts: Iterable[str], lowercase: bool, token_pattern: str) -> tuple[Counter, int]:
+    """Word counts of ``texts`` in one pass, split exactly as the saved tokenizer splits.
+
+    Returns:
+        the counts (insertion order = first appearance) and the number of texts read.
+    """
+    normalizer, splitter = _pre_tokenizer_objects(lowercase, token_pattern)
+    counts: Counter = Counter()
+    rows = 0
+    for text in texts:
+        rows += 1
+        if normalizer is not None:
+            text = normalizer.normalize_str(text)
+        counts.update(word for word, _ in splitter.pre_tokenize_str(text))
+    return counts, rows
+
+
+def select_vocabulary(counts: Counter, min_count: int, max_vocab_size: int | None) -> list[tuple[str, int]]:
+    """Words with ``count >= min_count``, most frequent first (stable: ties keep first appearance)."""
+    words = [(word, count) for word, count in counts.items() if count >= min_count]
+    words.sort(key=lambda item: -item[1])
+    if max_vocab_size is not None:
+        words = words[:max_vocab_size]
+    return words
+
+
+def build_word_tokenizer(words: list[str], lowercase: bool, token_pattern: str) -> Any:
+    """A ``tokenizers.Tokenizer`` (``WordLevel``, ``[UNK]`` = 0, words from id 1) wrapped as a
+    ``PreTrainedTokenizerFast`` so that ``AutoTokenizer.from_pretrained`` reloads it."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {UNKNOWN_TOKEN: 0}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNKNOWN_TOKEN))
+    normalizer, splitter = _pre_tokenizer_objects(lowercase, token_pattern)
+    if normalizer is not None:
+        tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = splitter
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNKNOWN_TOKEN,
+                                   model_input_names=["input_ids"], clean_up_tokenization_spaces=False)
+
+
+# ---- sources ---------------------------------------------------------------------------------------
+
+
+def load_text_split(data: Any) -> Any:
+    """The training split of ``data.source`` as a ``datasets.Dataset`` (``IterableDataset`` when streaming)."""
+    if data.source in BUILTIN_TEXT:
+        from hfssl.data.text_corpus import load_builtin_text
+
+        dataset = load_builtin_text(data.source[len("builtin:"):])
+        if data.streaming:
+            dataset = dataset.to_iterable_dataset()
+    else:
+        from hfssl.data.sources import load_split
+
+        dataset = load_split(data.source, data.train_split, data.config_name, streaming=data.streaming)
+    if data.max_train_samples is not None:
+        dataset = dataset.take(data.max_train_samples) if data.streaming else dataset.select(
+            range(min(data.max_train_samples, len(dataset))))
+    return dataset
+
+
+def resolve_text_column(dataset: Any, data: Any) -> str:
+    """The text column to read; raises ``ValueError`` naming the dataset, the column and the fix."""
+    import datasets
+
+    column = data.text_column or "text"
+    names = dataset.column_names
+    if names is not None and column not in names:
+        raise ValueError(
+            f"dataset {data.source!r} has no text column {column!r}; its columns are {names}. "
+            "Set data.text_column to the column that holds the text"
+        )
+    features = getattr(dataset, "features", None)
+    if features is not None and column in features:
+        feature = features[column]
+        if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+            raise ValueError(
+                f"column {column!r} of dataset {data.source!r} holds {feature}, not strings; word2vec needs "
+                "raw text: set data.text_column to a string column"
+            )
+    return column
+
+
+def iter_texts(dataset: Any, column: str, source: str, batch_size: int = 1000) -> Iterator[str]:
+    """Strings of ``column``; ``None`` counts as empty, anything else that is not a string raises."""
+    row = 0
+    for batch in dataset.iter(batch_size=batch_size):
+        for value in batch[column]:
+            if value is None:
+                value = ""
+            elif not isinstance(value, str):
+                raise ValueError(
+                    f"row {row} of column {column!r} in dataset {source!r} is a {type(value).__name__}, not a string; "
+                    "set data.text_column to a text column"
+                )
+            row += 1
+            yield value
+
+
+# ---- token stream ----------------------------------------------------------------------------------
+
+
+def encode_chunks(texts: list[str | None], tokenizer: Any, trained: np.ndarray) -> list[np.ndarray]:
+    """Encode texts, drop ids outside the trained vocabulary, join documents with ``-1`` and cut
+    the stream into rows of :data:`CHUNK_LENGTH` (the last row padded with ``-1``)."""
+    backend = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
+    encodings = backend.encode_batch([text or "" for text in texts], add_special_tokens=False)
+    pieces: list[np.ndarray] = []
+    separator = np.array([SEPARATOR], dtype=np.int32)
+    for encoding in encodings:
+        ids = np.asarray(encoding.ids, dtype=np.int32)
+        ids = ids[trained[ids]]
+        if ids.size:
+            pieces.extend((ids, separator))
+    if not pieces:
+        return []
+    stream = np.concatenate(pieces[:-1])
+    rows = math.ceil(stream.size / CHUNK_LENGTH)
+    padded = np.full(rows * CHUNK_LENGTH, SEPARATOR, dtype=np.int32)
+    padded[: stream.size] = stream
+    return list(padded.reshape(rows, CHUNK_LENGTH))
+
+
+def _chunk_batch(batch: dict[str, list], column: str, tokenizer: Any, trained: np.ndarray) -> dict[str, list]:
+    return {"input_ids": encode_chunks(batch[column], tokenizer, trained)}
+
+
+def count_token_ids(dataset: Any, column: str, source: str, tokenizer: Any, batch_size: int = 1000) -> tuple[np.ndarray, int]:
+    """Occurrences of every id of an existing tokenizer over the text column, and the token total."""
+    backend = tokenizer.backend_tokenizer
+    counts = np.zeros(len(tokenizer), dtype=np.int64)
+    total = 0
+    texts: list[str] = []
+    for text in iter_texts(dataset, column, source, batch_size):
+        texts.append(text)
+        if len(texts) == batch_size:
+            total += _add_counts(backend, texts, counts)
+            texts = []
+    if texts:
+        total += _add_counts(backend, texts, counts)
+    return counts, total
+
+
+def _add_counts(backend: Any, texts: list[str], counts: np.ndarray) -> int:
+    ids = [np.asarray(encoding.ids, dtype=np.int64) for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+    flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    counts += np.bincount(flat, minlength=counts.size)[: counts.size]
+    return int(flat.size)
+
+
+# ---- the engine hook -------------------------------------------------------------------------------
+
+
+class Word2VecVocabulary:
+    """The vocabulary of a run: tokenizer, per-id counts and the raw word total."""
+
+    def __init__(self, tokenizer: Any, counts: np.ndarray, raw_words: int, num_texts: int | None) -> None:
+        self.tokenizer = tokenizer
+        self.counts = counts
+        self.raw_words = raw_words
+        self.num_texts = num_texts
+
+    @property
+    def trained(self) -> np.ndarray:
+        """``(V,)`` bool: ids that take part in training (count > 0)."""
+        return self.counts > 0
+
+    def save(self, directory: str | Path) -> None:
+        """Save the tokenizer (``AutoTokenizer.from_pretrained(directory)`` reloads it) and the counts."""
+        directory = Path(directory)
+        self.tokenizer.save_pretrained(directory)
+        vocab = self.tokenizer.get_vocab()
+        words = [""] * len(self.counts)
+        for word, index in vocab.items():
+            if index < len(words):
+                words[index] = word
+        payload = {"raw_words": self.raw_words, "counts": {word: int(count) for word, count in zip(words, self.counts)}}
+        (directory / COUNTS_FILE).write_text(json.dumps(payload, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def build_vocabulary(dataset: Any, column: str, recipe: Any, config: Any) -> Word2VecVocabulary:
+    """Count the corpus once and build (or take) the tokenizer; errors name the data and the fix."""
+    data = recipe.data
+    if data.tokenizer_name_or_path:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(data.tokenizer_name_or_path)
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(f"data.tokenizer_name_or_path {data.tokenizer_name_or_path!r} has no fast tokenizer")
+        counts, raw_words = count_token_ids(dataset, column, data.source, tokenizer)
+        counts[counts < config.min_count] = 0
+        for special in tokenizer.all_special_ids:
+            counts[special] = 0
+        if config.max_vocab_size is not None and (counts > 0).sum() > config.max_vocab_size:
+            order = np.argsort(-counts, kind="stable")
+            counts[order[config.max_vocab_size:]] = 0
+        vocabulary = Word2VecVocabulary(tokenizer, counts, raw_words, None)
+        distinct = None
+    else:
+        word_counts, rows = count_words(iter_texts(dataset, column, data.source), data.lowercase, data.token_pattern)
+        raw_words = sum(word_counts.values())
+        distinct = len(word_counts)
+        if raw_words == 0:
+            raise ValueError(
+                f"the text column {column!r} of dataset {data.source!r} holds no words ({rows} rows, all empty or "
+                f"without a match of data.token_pattern {data.token_pattern!r}); point data.source at real text"
+            )
+        selected = select_vocabulary(word_counts, config.min_count, config.max_vocab_size)
+        tokenizer = build_word_tokenizer([word for word, _ in selected], data.lowercase, data.token_pattern)
+        counts = np.zeros(len(selected) + 1, dtype=np.int64)
+        counts[1:] = [count for _, count in selected]
+        vocabulary = Word2VecVocabulary(tokenizer, counts, raw_words, rows)
+    if vocabulary.counts.sum() == 0:
+        detail = f"{vocabulary.raw_words} words" + (f", {distinct} distinct" if distinct is not None else "")
+        raise ValueError(
+            f"no word of column {column!r} in dataset {data.source!r} occurs min_count={config.min_count} times "
+            f"({detail}); lower model.min_count or train on more text"
+        )
+    logger.info(
+        "word2vec vocabulary: %d words (min_count %d) covering %d of %d tokens",
+        int(vocabulary.trained.sum()), config.min_count, int(vocabulary.counts.sum()), vocabulary.raw_words,
+    )
+    return vocabulary
+
+
+def check_optimizer(recipe: Any) -> None:
+    """word2vec's gradients are sparse: plain SGD only (what word2vec.c and gensim do)."""
+    from hfssl.training.recipe import RecipeError
+
+    optim = recipe.optim
+    if optim.name != "sgd" or optim.momentum != 0 or optim.weight_decay != 0:
+        raise RecipeError(
+            "word2vec trains with sparse gradients and plain SGD as in the original: set optim.name: sgd, "
+            f"optim.momentum: 0 and optim.weight_decay: 0 (got name={optim.name!r}, momentum={optim.momentum}, "
+            f"weight_decay={optim.weight_decay})"
+        )
+
+
+def build_training_data(recipe: Any, accelerator: Any) -> Any:
+    """``MethodSpec.build_data`` of word2vec: vocabulary, token rows and the on-device input builder.
+
+    Returns:
+        :class:`hfssl.data.TrainingData` with ``train_dataset`` rows ``{"input_ids": int32 (CHUNK_LENGTH,)}``,
+        ``config_updates = {"vocab_size", "word_counts"}``, ``make_inputs`` =
+        :func:`make_word2vec_inputs` bound to the vocabulary, and ``save_artifacts`` writing the tokenizer.
+    """
+    from hfssl.data import TrainingData
+    from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
+
+    check_optimizer(recipe)
+    config = Word2VecConfig(**recipe.model)
+    dataset = load_text_split(recipe.data)
+    column = resolve_text_column(dataset, recipe.data)
+    vocabulary = build_vocabulary(dataset, column, recipe, config)
+    trained = vocabulary.trained
+    chunked = dataset.map(
+        _chunk_batch,
+        batched=True,
+        batch_size=1000,
+        remove_columns=dataset.column_names,
+        fn_kwargs={"column": column, "tokenizer": vocabulary.tokenizer, "trained": trained},
+        **({} if recipe.data.streaming else {"desc": "word2vec: encoding"}),
+    )
+    if not recipe.data.streaming:
+        if len(chunked) == 0:
+            raise ValueError(f"dataset {recipe.data.source!r} has no in-vocabulary words to train on")
+        chunked = chunked.with_format("numpy")
+    return TrainingData(
+        train_dataset=chunked,
+        collate_fn=collate_token_rows,
+        make_inputs=InputBuilder(vocabulary.counts, config),
+        config_updates={"vocab_size": int(len(vocabulary.counts)), "word_counts": vocabulary.counts.tolist()},
+        save_artifacts=vocabulary.save,
+    )
+
+
+def collate_token_rows(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack rows of ``input_ids`` into ``(B, CHUNK_LENGTH)`` int64."""
+    return {"input_ids": torch.from_numpy(np.stack([np.asarray(row["input_ids"]) for row in rows]).astype(np.int64))}
+
+
+class InputBuilder:
+    """``make_inputs(batch, generator)`` of word2vec: tables derived from the counts, per device."""
+
+    def __init__(self, counts: np.ndarray, config: Any) -> None:
+        self.keep = keep_probabilities(counts, config.sample).float()
+        self.cdf = noise_cdf(counts, config.ns_exponent)
+        self.window = config.window
+        self.block_size = config.negative_block_size
+        self.shared_negatives = config.shared_negatives
+        self._device_tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        input_ids = batch["input_ids"]
+        key = str(input_ids.device)
+        if key not in self._device_tables:
+            self._device_tables[key] = (self.keep.to(input_ids.device), self.cdf.to(input_ids.device))
+        keep, cdf = self._device_tables[key]
+        return make_word2vec_inputs(input_ids, generator, keep, cdf, self.window, self.block_size, self.shared_negatives)
