@@ -83,11 +83,13 @@ def _register_builtin_methods() -> None:
     from hfssl.models.byol import BYOLConfig, BYOLForPreTraining
     from hfssl.models.mae import MAEConfig, MAEForPreTraining
     from hfssl.models.simclr import SimCLRConfig, SimCLRForPreTraining
+    from hfssl.models.word2vec import Word2VecConfig, Word2VecModel
     from hfssl.papers import PAPERS
 
     register_method(MethodSpec("simclr", SimCLRConfig, SimCLRForPreTraining, "multi_view", "image", "vision-ssl", **PAPERS["simclr"]))
     register_method(MethodSpec("byol", BYOLConfig, BYOLForPreTraining, "multi_view", "image", "vision-ssl", **PAPERS["byol"]))
     register_method(MethodSpec("mae", MAEConfig, MAEForPreTraining, "single_view", "image", "masked-image-modeling", **PAPERS["mae"]))
+    register_method(MethodSpec("word2vec", Word2VecConfig, Word2VecModel, "word2vec_pairs", "text", "word-embeddings", **PAPERS["word2vec"], build_data="hfssl.models.word2vec.data:build_training_data", finalize="hfssl.models.word2vec.finalize:finalize_word2vec_run"))
 
 
 _register_builtin_methods()

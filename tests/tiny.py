@@ -31,11 +31,22 @@ def one_view(batch_size: int = 4, generator: torch.Generator | None = None) -> d
     return {"pixel_values": torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)}
 
 
+def word2vec_stream(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """A subsampled token stream of 8 centres per "example", as hfssl.models.word2vec.data builds it."""
+    count = 8 * batch_size
+    return {"input_ids": torch.randint(1, 100, (count,), generator=generator),
+            "window_sizes": torch.randint(1, 3, (count,), generator=generator),
+            "segment_ids": torch.arange(count) // 16,
+            "negative_ids": torch.randint(1, 100, (batch_size, 4), generator=generator)}
+
+
 TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] = {
     "simclr": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
     "byol": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
               "prediction_hidden_dim": 32}, two_views),
     "mae": ({"backbone_config": TINY_VIT_MAE}, one_view),
+    "word2vec": ({"vocab_size": 100, "vector_size": 32, "window": 2, "negative_block_size": 8, "shared_negatives": 4,
+                  "word_counts": [0] + [1000 // rank for rank in range(1, 100)]}, word2vec_stream),
 }
 
 
