@@ -147,29 +147,6 @@ def make_word2vec_inputs(
     }
 
 
-def naive_word2vec_pairs(
-    input_ids: torch.Tensor, generator: torch.Generator, keep: torch.Tensor, window: int
-) -> list[tuple[int, int]]:
-    """(centre id, context id) pairs by a plain loop over words, for tests: the reference of
-    :func:`make_word2vec_inputs`, consuming the generator's draws in the same order."""
-    flat = input_ids.reshape(-1).long()
-    draws = torch.rand(flat.shape, generator=generator, dtype=torch.float32)
-    stream: list[tuple[int, int]] = []  # (id, segment)
-    segment = 0
-    for position, token in enumerate(flat.tolist()):
-        if position % input_ids.shape[1] == 0 or token < 0:
-            segment += 1
-        if token >= 0 and float(draws[position]) < float(keep[token]):
-            stream.append((token, segment))
-    windows = torch.randint(1, window + 1, (len(stream),), generator=generator).tolist()
-    pairs = []
-    for i, (centre, centre_segment) in enumerate(stream):
-        for j in range(max(0, i - windows[i]), min(len(stream), i + windows[i] + 1)):
-            if j != i and stream[j][1] == centre_segment:
-                pairs.append((centre, stream[j][0]))
-    return pairs
-
-
 # ---- vocabulary -------------------------------------------------------------------------------------
 
 
@@ -486,4 +463,8 @@ class InputBuilder:
         if key not in self._device_tables:
             self._device_tables[key] = (self.keep.to(input_ids.device), self.cdf.to(input_ids.device))
         keep, cdf = self._device_tables[key]
-        return make_word2vec_inputs(input_ids, generator, keep, cdf, self.window, self.block_size, self.shared_negatives)
+        from hfssl.models.word2vec.modeling_word2vec import single_threaded_ops
+
+        with single_threaded_ops():
+            return make_word2vec_inputs(input_ids, generator, keep, cdf, self.window, self.block_size,
+                                        self.shared_negatives)

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,11 +172,17 @@ class _NegativeSamplingFunction(torch.autograd.Function):
         tiles: _Tiles,
         config: Word2VecConfig,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        with single_threaded_ops():
+            return _NegativeSamplingFunction._forward(ctx, input_weight, output_weight, tiles, config)
+
+    @staticmethod
+    def _forward(ctx: Any, input_weight: torch.Tensor, output_weight: torch.Tensor, tiles: _Tiles,
+                 config: Word2VecConfig) -> tuple[torch.Tensor, torch.Tensor]:
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         damping = need_grad and config.max_row_curvature is not None
         size, halo, num_tiles = tiles.tile, tiles.halo, tiles.num_tiles
         dim, dtype = input_weight.shape[1], input_weight.dtype
-        workers = max(1, min(torch.get_num_threads(), math.ceil(num_tiles * size / TOKENS_PER_BLOCK)))
+        workers = max(1, min(torch.get_num_interop_threads(), math.ceil(num_tiles * size / TOKENS_PER_BLOCK)))
         # Contiguous runs of tiles, one per worker thread; each run owns its gradient rows (its
         # 2W-position overlap with the next run included), so threads never write the same memory.
         bounds = [round(num_tiles * index / workers) for index in range(workers + 1)]
@@ -223,6 +230,11 @@ class _NegativeSamplingFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, grad_examples: torch.Tensor):  # noqa: ANN205
+        with single_threaded_ops():
+            return _NegativeSamplingFunction._backward(ctx, grad_loss)
+
+    @staticmethod
+    def _backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         input_index, input_grad, columns, output_grad = ctx.gradients
         ctx.gradients = None  # drop our references so autograd can keep the tensors without a copy
         scale = float(grad_loss)
@@ -242,21 +254,36 @@ class _NegativeSamplingFunction(torch.autograd.Function):
         return grads[0], grads[1], None, None
 
 
-def _run_parallel(function: Any, count: int) -> list[Any]:
-    """Run ``function(0..count-1)`` on ``count`` threads with one intra-op thread each.
+@contextmanager
+def single_threaded_ops() -> Iterator[None]:
+    """Run torch ops with one intra-op (OpenMP) thread inside the block, restoring the setting after.
 
-    Torch ops release the GIL, so runs of blocks proceed in parallel. One intra-op thread per run
-    avoids OpenMP's spin-waiting barriers, which cost 10x on a CPU shared with other processes.
+    word2vec's per-step tensors are small: OpenMP gains little on them, and when the cores are
+    shared with other processes every parallel region waits for a descheduled thread (measured:
+    0.7 ms -> 32 ms for one batch's inputs on two busy cores). Parallelism comes from worker
+    threads over blocks instead (:func:`_run_parallel`).
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_parallel(function: Any, count: int) -> list[Any]:
+    """Run ``function(0..count-1)`` on ``count`` threads (``torch.get_num_interop_threads()`` at most).
+
+    Torch ops release the GIL, so runs of blocks proceed in parallel. Called inside
+    :func:`single_threaded_ops`: worker threads start with the process-wide setting of one thread.
     """
     if count == 1:
         return function(0)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=count) as pool:
-            return [result for part in pool.map(function, range(count)) for result in part]
-    finally:
-        torch.set_num_threads(previous)
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return [result for part in pool.map(function, range(count)) for result in part]
 
 
 def _damp_rows(values: torch.Tensor, index: torch.Tensor, curvature: torch.Tensor, vocab_size: int,
@@ -437,7 +464,8 @@ class Word2VecModel(HfsslPreTrainedModel):
             segment_ids: ``(N,)`` pairs only form inside one segment (-1 for padding).
             negative_ids: ``(N / T, K)`` negatives shared by the pairs of each tile of ``T`` centres.
         """
-        tiles = self._tiles(input_ids, window_sizes, segment_ids, negative_ids)
+        with single_threaded_ops():
+            tiles = self._tiles(input_ids, window_sizes, segment_ids, negative_ids)
         loss, examples = _NegativeSamplingFunction.apply(
             self.input_embeddings.weight, self.output_embeddings.weight, tiles, self.config
         )

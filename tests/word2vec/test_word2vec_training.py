@@ -1,0 +1,66 @@
+"""word2vec through the real engine, offline, on gensim's lee_background.cor: it learns (a related
+pair ends up far more similar than an unrelated one), writes every artifact of a run, and resumes
+from a checkpoint to exactly the uninterrupted run's weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+import hfssl  # noqa: F401 - registers the Auto classes
+from hfssl.training.recipe import load_recipe
+from hfssl.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["train.progress_bar=false", "train.trackers=[]"]
+
+
+def _recipe(*overrides: str):
+    return load_recipe(REPO / "recipes" / "word2vec" / "lee.yaml", [*FAST, *overrides])
+
+
+def test_training_on_lee_moves_a_related_pair_together(tmp_path):
+    result = train(_recipe("eval.protocols=[word-similarity]"), tmp_path / "run")
+    run = result.output_dir
+    model = AutoModel.from_pretrained(run)
+    related, unrelated = ("israeli", "palestinian"), ("israeli", "cricket")
+    trained_gap = model.similarity(*related) - model.similarity(*unrelated)
+
+    untrained = type(model)(model.config)
+    untrained.set_vocabulary(AutoTokenizer.from_pretrained(run))
+    untrained_gap = untrained.similarity(*related) - untrained.similarity(*unrelated)
+    assert model.similarity(*related) > 0.5
+    assert trained_gap > untrained_gap + 0.3, (trained_gap, untrained_gap)
+    assert result.final_loss is not None and result.steps > 0
+
+    # Every artifact of a run, and the gensim files hold the same vectors as the model.
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "word_counts.json", "vectors.txt",
+                 "vectors.bin", "eval_results.json", "README.md", "images/embeddings_2d.png", "encoder/config.json"):
+        assert (run / name).is_file(), name
+    from gensim.models import KeyedVectors
+
+    vectors = KeyedVectors.load_word2vec_format(str(run / "vectors.bin"), binary=True)
+    assert torch.allclose(torch.from_numpy(vectors["israeli"].copy()), model.get_embeddings(
+        torch.tensor(model.word_id("israeli"))))
+    results = json.loads((run / "eval_results.json").read_text())["results"]
+    assert [row["dataset"] for row in results] == ["wordsim353", "simlex999"]
+    assert all(row["protocol"] == "word-similarity" and row["oov_pairs"] > 0 for row in results)
+
+
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    overrides = ("train.max_steps=10", "train.checkpoint_every=5", "eval.protocols=[]")
+    full = train(_recipe(*overrides), tmp_path / "full").output_dir
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full / "checkpoints" / "step-00000005", resumed_dir / "checkpoints" / "step-00000005")
+    result = train(_recipe(*overrides), resumed_dir, resume=True)
+    assert result.resumed_from is not None and result.resumed_from.name == "step-00000005"
+    expected, actual = load_file(full / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
