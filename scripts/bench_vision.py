@@ -162,6 +162,11 @@ def main() -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     if args.single:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for noisy in ("httpx", "urllib3", "matplotlib", "PIL", "accelerate"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         row = run_single(args.single, args)
         Path(args.result_file).write_text(json.dumps(row, indent=2))
         return 0
