@@ -112,7 +112,8 @@ def evaluate_word_similarity(vectors: WordVectors, path: str | Path, name: str |
 
     Returns:
         ``{"dataset", "spearman", "pearson", "num_pairs", "oov_pairs", "oov_ratio"}``; ``num_pairs``
-        is the number of pairs in the file, ``oov_pairs`` those left out of the correlation.
+        is the number of pairs in the file, ``oov_pairs`` those left out of the correlation. The
+        correlations are ``None`` when fewer than two pairs are in the vocabulary (valid JSON, unlike NaN).
     """
     from scipy.stats import pearsonr, spearmanr
 
@@ -125,7 +126,7 @@ def evaluate_word_similarity(vectors: WordVectors, path: str | Path, name: str |
             continue
         gold.append(score)
         predicted.append(float(vectors.unit[a] @ vectors.unit[b]))
-    result: dict[str, Any] = {"dataset": name or Path(path).stem, "spearman": float("nan"), "pearson": float("nan")}
+    result: dict[str, Any] = {"dataset": name or Path(path).stem, "spearman": None, "pearson": None}
     if len(gold) >= 2:
         result["spearman"] = float(spearmanr(gold, predicted).statistic)
         result["pearson"] = float(pearsonr(gold, predicted).statistic)
@@ -140,7 +141,8 @@ def evaluate_analogies(
 
     Returns:
         ``{"accuracy", "correct", "evaluated", "num_questions", "oov_questions", "restrict_vocab",
-        "sections": [{"section", "accuracy", "correct", "evaluated", "num_questions"}]}``.
+        "sections": [{"section", "accuracy", "correct", "evaluated", "num_questions"}]}``; an accuracy
+        is ``None`` where no question could be evaluated.
     """
     limit = min(restrict_vocab, len(vectors.words))
     allowed = {word: index for word, index in vectors.index.items() if index < limit}
@@ -157,13 +159,13 @@ def evaluate_analogies(
             scores = query @ unit.T  # (q, limit); the query's norm does not change the argmax
             scores.scatter_(1, ids[:, :3], -float("inf"))
             correct += int((scores.argmax(1) == ids[:, 3]).sum())
-        sections.append({"section": name, "accuracy": correct / len(rows) if rows else float("nan"),
+        sections.append({"section": name, "accuracy": correct / len(rows) if rows else None,
                          "correct": correct, "evaluated": len(rows), "num_questions": len(questions)})
         total_correct += correct
         total_evaluated += len(rows)
         total_questions += len(questions)
     return {
-        "accuracy": total_correct / total_evaluated if total_evaluated else float("nan"),
+        "accuracy": total_correct / total_evaluated if total_evaluated else None,
         "correct": total_correct,
         "evaluated": total_evaluated,
         "num_questions": total_questions,

@@ -138,7 +138,8 @@ def make_word2vec_inputs(
         segments = torch.cat([segments, segments.new_full((extra,), -1)])
         windows = torch.cat([windows, windows.new_zeros(extra)])
     uniform = torch.rand(padded // block_size * shared_negatives, generator=generator, device=device, dtype=torch.float64)
-    negatives = torch.searchsorted(cdf, uniform, right=True).clamp_max_(cdf.numel() - 1)
+    # uniform < 1 = cdf[-1], so every draw lands on a valid id.
+    negatives = torch.searchsorted(cdf, uniform, right=True)
     return {
         "input_ids": ids,
         "window_sizes": windows,
@@ -252,6 +253,11 @@ def iter_texts(dataset: Any, column: str, source: str, batch_size: int = 1000) -
     """Strings of ``column``; ``None`` counts as empty, anything else that is not a string raises."""
     row = 0
     for batch in dataset.iter(batch_size=batch_size):
+        if column not in batch:
+            raise ValueError(
+                f"dataset {source!r} has no text column {column!r}; its columns are {sorted(batch)}. "
+                "Set data.text_column to the column that holds the text"
+            )
         for value in batch[column]:
             if value is None:
                 value = ""
@@ -420,11 +426,12 @@ def build_training_data(recipe: Any, accelerator: Any) -> Any:
     column = resolve_text_column(dataset, recipe.data)
     vocabulary = build_vocabulary(dataset, column, recipe, config)
     trained = vocabulary.trained
-    chunked = dataset.map(
+    # Only the text column goes in, so that the rows can change number (documents -> chunks).
+    chunked = dataset.select_columns([column]).map(
         _chunk_batch,
         batched=True,
         batch_size=1000,
-        remove_columns=dataset.column_names,
+        remove_columns=[column],
         fn_kwargs={"column": column, "tokenizer": vocabulary.tokenizer, "trained": trained},
         **({} if recipe.data.streaming else {"desc": "word2vec: encoding"}),
     )

@@ -80,7 +80,7 @@ def evaluate_run_model(model: torch.nn.Module, recipe: Recipe) -> dict[str, Any]
     for row in rows:
         if row.get("section", "all") == "all":
             metric = "spearman" if row["protocol"] == "word-similarity" else "accuracy"
-            logger.info("%s %s: %s %.4f", row["protocol"], row["dataset"], metric, row[metric])
+            logger.info("%s %s: %s %s", row["protocol"], row["dataset"], metric, row[metric])
     return {"dataset": recipe.data.source, "train_split": recipe.data.train_split, "test_split": None,
             "results": rows, "baselines": []}
 

@@ -28,6 +28,19 @@ applies word2vec's per-pair step:
 
 ``x`` are rows of ``input_embeddings`` (word2vec.c's ``syn0``, the word vectors), ``v`` rows of
 ``output_embeddings`` (``syn1neg``).
+
+Large batches (ours): summing a batch's pair updates is plain minibatch SGD on that objective, and
+at word2vec's learning rate it diverges beyond ~2k words per step: frequent words collect hundreds
+of updates whose sum overshoots (step x curvature > 2). ``config.max_row_curvature`` damps exactly
+those rows: for every row the curvature of its loss terms along its own update direction,
+``sum_j sigma'(s_j) (u . v_j)^2``, is summed per word over the batch, and a word above the limit has
+its update scaled by ``limit / curvature`` (an implicit-step-like trust region). Rare words, the vast
+majority, keep word2vec's exact step. Measured on the 2.17M-word corpus: 8k-word batches train as
+well as gensim; without the damping they diverge within 10 steps.
+
+Threads: the blocks run on ``torch.get_num_interop_threads()`` worker threads with one intra-op
+thread each (torch ops release the GIL); OpenMP inside these small ops costs more than it gives,
+10-50x more when the cores are shared with other processes (measured).
 """
 
 from __future__ import annotations
@@ -51,9 +64,10 @@ from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
 
 logger = logging.getLogger(__name__)
 
-#: Centres per block of the forward pass: the block's temporaries (about 40 kB a centre) stay in
-#: the L2/L3 cache, which is 5-10x faster than streaming whole-batch tensors through memory.
-TOKENS_PER_BLOCK = 2048
+#: Centres per block of the forward pass: a block's temporaries (a few MB) stay in the L2/L3 cache;
+#: whole-batch tensors streamed through memory were 5-10x slower per element (measured; 1024 was
+#: the fastest of 512-8192 on a 2-core EPYC).
+TOKENS_PER_BLOCK = 1024
 
 
 @dataclass

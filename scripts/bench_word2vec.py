@@ -1,0 +1,265 @@
+"""hfssl word2vec against gensim, side by side, on the identical token stream and hyperparameters.
+
+    python scripts/bench_word2vec.py                 # skip-gram and CBOW, 5 epochs (~10 min on 2 cores)
+    python scripts/bench_word2vec.py --quick         # skip-gram only, 1 epoch, a quarter of the corpus
+    python scripts/bench_word2vec.py --output bench.json --markdown bench.md
+
+Corpus: ``builtin:english_corpus`` (~2.17M words), split into words by hfssl's tokenizer rules
+(lower case, ``[\\w']+``) once; documents longer than 10,000 words are cut into pieces, because
+gensim silently truncates longer sentences. gensim trains on these word lists; hfssl trains through
+its real engine (``hfssl.training.trainer.train``, the code behind ``hfssl train``) on the same
+pieces, stored as a local ``datasets`` folder of space-joined words, which its tokenizer splits back
+into exactly the same words.
+
+Hyperparameters, both: 100-d vectors, window 5, 5 negatives, min_count 5, sample 1e-3, 5 epochs,
+learning rate 0.025 decaying linearly to 0.0001, 2 threads (gensim ``workers=2``; hfssl two block
+worker threads, ``torch.set_num_interop_threads(2)``, one intra-op thread).
+
+Measured per run, each in a fresh subprocess:
+
+* words/s = raw corpus words (every token, also those under min_count) x epochs / training time,
+  gensim's own definition of its "words/s" without the effective-word discount. Training time:
+  gensim, ``Word2Vec.train``; hfssl, from the first training batch to the start of the end-of-run
+  hook (it includes the engine's per-step work, the SGD step and the final checkpoint). Vocabulary
+  building and encoding are timed separately ("prep").
+* peak RSS of the process (``VmHWM``) and its growth during vocabulary + training.
+* WordSim-353 and SimLex-999 Spearman, Google analogies 3CosAdd accuracy over the 30,000 most
+  frequent words: the same code (``hfssl.evaluation.word_vectors``) on both sets of vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_PIECE = 10_000  # gensim's MAX_WORDS_IN_BATCH: longer sentences are truncated by gensim
+HYPER = {"vector_size": 100, "window": 5, "negative": 5, "min_count": 5, "sample": 1e-3, "epochs": 5}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    """This process's peak RSS (VmHWM). ``getrusage``'s ru_maxrss would include the parent's peak,
+    which Linux carries over ``fork`` + ``exec``."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare_corpus(directory: Path, fraction: float) -> dict:
+    """Split the corpus into words once; write the word lists (gensim) and a datasets folder (hfssl)."""
+    import pickle
+
+    import datasets
+
+    from hfssl.data.text_corpus import load_english_corpus
+    from hfssl.models.word2vec.data import _pre_tokenizer_objects
+
+    corpus = load_english_corpus()
+    if fraction < 1.0:
+        corpus = corpus.select(range(0, len(corpus), round(1 / fraction)))
+    normalizer, splitter = _pre_tokenizer_objects(True, r"[\w']+")
+    pieces = []
+    for text in corpus["text"]:
+        words = [word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))]
+        pieces.extend(words[start : start + MAX_PIECE] for start in range(0, len(words), MAX_PIECE))
+    pieces = [piece for piece in pieces if piece]
+    with open(directory / "pieces.pkl", "wb") as handle:
+        pickle.dump(pieces, handle)
+    datasets.Dataset.from_dict({"text": [" ".join(piece) for piece in pieces]}).save_to_disk(str(directory / "text"))
+    return {"documents": len(pieces), "raw_words": sum(len(piece) for piece in pieces)}
+
+
+def _evaluate(vectors) -> dict:  # noqa: ANN001 - WordVectors
+    from hfssl.evaluation.word_vectors import ANALOGY_SET, data_file, evaluate_analogies, evaluate_word_similarity
+
+    return {
+        "wordsim353": evaluate_word_similarity(vectors, data_file("wordsim353.tsv"))["spearman"],
+        "simlex999": evaluate_word_similarity(vectors, data_file("simlex999.txt"))["spearman"],
+        "analogy": evaluate_analogies(vectors, data_file(ANALOGY_SET), 30000)["accuracy"],
+        "vocabulary": len(vectors.words),
+    }
+
+
+def run_gensim(directory: Path, architecture: str, epochs: int, threads: int, seed: int) -> dict:
+    import pickle
+
+    from gensim.models import Word2Vec
+
+    with open(directory / "pieces.pkl", "rb") as handle:
+        pieces = pickle.load(handle)
+    raw_words = sum(len(piece) for piece in pieces)
+    rss_before = _rss_mb()
+    start = time.perf_counter()
+    model = Word2Vec(vector_size=HYPER["vector_size"], window=HYPER["window"], negative=HYPER["negative"],
+                     min_count=HYPER["min_count"], sample=HYPER["sample"], sg=int(architecture == "skip-gram"),
+                     workers=threads, seed=seed, alpha=0.025, min_alpha=0.0001)
+    model.build_vocab(pieces)
+    prep = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    model.train(pieces, total_examples=len(pieces), total_words=raw_words, epochs=epochs)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    peak = _peak_mb()  # before the evaluation imports hfssl (torch)
+    from hfssl.evaluation.word_vectors import WordVectors
+
+    return {"library": "gensim", "architecture": architecture, "prep_seconds": prep, "train_seconds": seconds,
+            "cpu_seconds": cpu, "words_per_second": raw_words * epochs / seconds, "raw_words": raw_words,
+            "peak_rss_mb": peak, "rss_growth_mb": peak - rss_before,
+            **_evaluate(WordVectors.from_keyed_vectors(model.wv))}
+
+
+def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(threads)
+    from transformers import AutoModel
+
+    from hfssl.evaluation.word_vectors import WordVectors
+    from hfssl.models.word2vec import data as word2vec_data
+    from hfssl.models.word2vec import finalize as word2vec_finalize
+    from hfssl.training.recipe import load_recipe
+    from hfssl.training.trainer import train
+
+    marks: dict[str, float] = {}
+    call = word2vec_data.InputBuilder.__call__
+
+    def timed_call(self, batch, generator):  # noqa: ANN001, ANN202 - records the first training batch
+        marks.setdefault("first_batch", time.perf_counter())
+        marks.setdefault("first_batch_cpu", time.process_time())
+        return call(self, batch, generator)
+
+    finalize = word2vec_finalize.finalize_word2vec_run
+
+    def timed_finalize(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - records the end of training
+        marks["end"], marks["end_cpu"] = time.perf_counter(), time.process_time()
+        marks["peak_rss_mb"] = _peak_mb()  # before exports, t-SNE and the card
+        return finalize(*args, **kwargs)
+
+    word2vec_data.InputBuilder.__call__ = timed_call
+    word2vec_finalize.finalize_word2vec_run = timed_finalize
+    recipe_name = "english_corpus.yaml" if architecture == "skip-gram" else "english_corpus_cbow.yaml"
+    recipe = load_recipe(REPO / "recipes" / "word2vec" / recipe_name, [
+        f"data.source={directory / 'text'}", f"train.epochs={epochs}", f"train.seed={seed}",
+        "train.trackers=[]", "train.progress_bar=false", "train.checkpoint_every=1000000", "eval.protocols=[]",
+    ])
+    output = directory / f"hfssl-{architecture}"
+    rss_before = _rss_mb()
+    start = time.perf_counter()
+    result = train(recipe, output)
+    total = time.perf_counter() - start
+    seconds = marks["end"] - marks["first_batch"]
+    raw_words = json.loads((output / "word_counts.json").read_text())["raw_words"]
+    model = AutoModel.from_pretrained(output)
+    return {"library": "hfssl", "architecture": architecture, "prep_seconds": marks["first_batch"] - start,
+            "train_seconds": seconds, "cpu_seconds": marks["end_cpu"] - marks["first_batch_cpu"],
+            "words_per_second": raw_words * epochs / seconds, "raw_words": raw_words, "steps": result.steps,
+            "end_to_end_seconds": total, "peak_rss_mb": marks["peak_rss_mb"],
+            "rss_growth_mb": marks["peak_rss_mb"] - rss_before,
+            **_evaluate(WordVectors.from_model(model))}
+
+
+def _child(args: argparse.Namespace) -> None:
+    runner = run_gensim if args.library == "gensim" else run_hfssl
+    result = runner(Path(args.directory), args.architecture, args.epochs, args.threads, args.seed)
+    result["load_average"] = os.getloadavg()[0]
+    print("RESULT " + json.dumps(result))
+
+
+def _spawn(directory: Path, library: str, architecture: str, epochs: int, threads: int, seed: int) -> dict:
+    command = [sys.executable, __file__, "--child", "--library", library, "--architecture", architecture,
+               "--directory", str(directory), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    before = os.getloadavg()[0]
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(f"{library} {architecture} failed:\n{completed.stderr[-4000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["load_average_before"] = before
+    return result
+
+
+def markdown(results: list[dict], info: dict) -> str:
+    lines = [
+        f"Corpus: {info['raw_words']:,} raw words in {info['documents']:,} documents, {info['epochs']} epoch(s); "
+        f"{info['threads']} threads; machine: {info['cpu']}.",
+        "",
+        "| architecture | library | words/s | train s | CPU s | prep s | peak RSS MB | RSS growth MB | WS-353 | SimLex-999 | analogy | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results:
+        lines.append(
+            f"| {row['architecture']} | {row['library']} | {row['words_per_second']:,.0f} | {row['train_seconds']:.1f} | "
+            f"{row['cpu_seconds']:.1f} | {row['prep_seconds']:.1f} | {row['peak_rss_mb']:.0f} | {row['rss_growth_mb']:.0f} | "
+            f"{row['wordsim353']:.3f} | {row['simlex999']:.3f} | {100 * row['analogy']:.2f} % | "
+            f"{row['load_average_before']:.1f}/{row['load_average']:.1f} |")
+    by_key = {(row["architecture"], row["library"]): row for row in results}
+    lines.append("")
+    for architecture in dict.fromkeys(row["architecture"] for row in results):
+        ours, theirs = by_key.get((architecture, "hfssl")), by_key.get((architecture, "gensim"))
+        if ours and theirs:
+            lines.append(f"- {architecture}: hfssl / gensim words/s = {ours['words_per_second'] / theirs['words_per_second']:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="skip-gram only, 1 epoch, a quarter of the corpus")
+    parser.add_argument("--architectures", nargs="+", default=None, choices=["skip-gram", "cbow"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="alternate gensim/hfssl runs this many times")
+    parser.add_argument("--output", type=Path, help="write the results as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--library", help=argparse.SUPPRESS)
+    parser.add_argument("--architecture", help=argparse.SUPPRESS)
+    parser.add_argument("--directory", help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return
+    architectures = args.architectures or (["skip-gram"] if args.quick else ["skip-gram", "cbow"])
+    epochs = 1 if args.quick else HYPER["epochs"]
+    with tempfile.TemporaryDirectory(prefix="bench_word2vec_") as temporary:
+        directory = Path(temporary)
+        info = prepare_corpus(directory, 0.25 if args.quick else 1.0)
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "unknown")
+        info.update(epochs=epochs, threads=args.threads, cpu=f"{os.cpu_count()} x {cpu}")
+        results = []
+        for architecture in architectures:
+            for repeat in range(args.repeats):
+                order = ("gensim", "hfssl") if repeat % 2 == 0 else ("hfssl", "gensim")
+                for library in order:
+                    result = _spawn(directory, library, architecture, epochs, args.threads, args.seed + repeat)
+                    results.append(result)
+                    print(f"{architecture:9s} {library:6s} {result['words_per_second']:>10,.0f} words/s  "
+                          f"train {result['train_seconds']:6.1f} s  WS353 {result['wordsim353']:.3f}  "
+                          f"SimLex {result['simlex999']:.3f}  analogy {100 * result['analogy']:.2f} %  "
+                          f"load {result['load_average']:.1f}", flush=True)
+    table = markdown(results, info)
+    print(table)
+    if args.output:
+        args.output.write_text(json.dumps({"info": info, "results": results}, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
