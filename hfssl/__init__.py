@@ -9,6 +9,7 @@ from hfssl.registry import METHODS, MethodSpec, get_method, register_method  # n
 from hfssl.models.byol import BYOLConfig, BYOLForPreTraining
 from hfssl.models.mae import MAEConfig, MAEForPreTraining
 from hfssl.models.simclr import SimCLRConfig, SimCLRForPreTraining
+from hfssl.models.word2vec import Word2VecConfig, Word2VecModel
 from hfssl.training.recipe import Recipe, load_recipe
 
 __version__ = "0.1.0"
@@ -24,6 +25,8 @@ __all__ = [
     "BYOLForPreTraining",
     "MAEConfig",
     "MAEForPreTraining",
+    "Word2VecConfig",
+    "Word2VecModel",
     "Recipe",
     "load_recipe",
 ]

@@ -62,6 +62,8 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
         data = json.loads(eval_path.read_text())
         for group in ("results", "baselines"):
             for entry in data.get(group, []):
+                if entry.get("section", "all") != "all":  # per-section analogy rows stay in the JSON
+                    continue
                 detail = ", ".join(f"{key}={entry[key]}" for key in ("k", "C") if key in entry)
                 metrics = ", ".join(f"{key} {entry[key]:.4f}" for key in entry
                                     if isinstance(entry[key], float) and key not in ("C", "temperature"))

@@ -148,7 +148,7 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
                  "**Few-shot probe**: a linear classifier trained on a few labelled examples per class."),
     "zero_shot": ("Zero-shot", "zero-shot-image-classification", "zero-shot-classification",
                   "**Zero-shot**: each image is matched to the text embedding of every class name."),
-    "word_similarity": ("Word similarity", "feature-extraction", "feature-extraction",
+    "word-similarity": ("Word similarity", "feature-extraction", "feature-extraction",
                         "**Word similarity**: Spearman correlation between cosine similarities of word vectors "
                         "and human similarity judgements."),
     "analogy": ("Analogy", "feature-extraction", "feature-extraction",
@@ -617,11 +617,18 @@ def _images_context(run_dir: Path, family: str) -> dict[str, Any]:
         count = f"{int(info['count']):,} " if info.get("count", "").isdigit() else ""
         thing = {"word-embeddings": "words", "masked-language-modeling": "test texts"}.get(family, "test images")
         context["embeddings"] = "images/embeddings_2d.png"
-        context["embeddings_alt"] = f"{method} of test-set embeddings coloured by label"
-        context["embeddings_caption"] = (
-            f"{method} of the frozen embeddings of {count}{thing}, coloured by their label (labels were not used "
-            "in pre-training). Classes that form separate groups here are easy for the kNN and linear probes."
-        )
+        if family == "word-embeddings":
+            context["embeddings_alt"] = f"{method} of the vectors of frequent words"
+            context["embeddings_caption"] = (
+                f"{method} of the vectors of {count}frequent words, each drawn with its label: words used in "
+                "similar contexts land close together."
+            )
+        else:
+            context["embeddings_alt"] = f"{method} of test-set embeddings coloured by label"
+            context["embeddings_caption"] = (
+                f"{method} of the frozen embeddings of {count}{thing}, coloured by their label (labels were not "
+                "used in pre-training). Classes that form separate groups here are easy for the kNN and linear probes."
+            )
     if reconstructions.is_file():
         context["reconstructions"] = "images/reconstructions.png"
     context["any"] = bool(context["embeddings"] or context["reconstructions"])
