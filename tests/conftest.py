@@ -34,3 +34,13 @@ def _quiet_transformers():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps one process-wide AcceleratorState; a test that trains with other settings
+    (mixed precision) needs a fresh one, as in accelerate's own AccelerateTestCase.tearDown."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
