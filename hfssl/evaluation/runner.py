@@ -240,7 +240,15 @@ def _evaluate_images(path: str, data: DataConfig, eval_config: EvalConfig, proto
     train_f, train_y = extract_features(extractor, splits.train, eval_config.batch_size)
     test_f, test_y = extract_features(extractor, splits.test, eval_config.batch_size)
     logger.info("features: %d train and %d test rows of width %d from %s", len(train_y), len(test_y), train_f.shape[1], path)
-    num_classes = int(splits.num_classes)
+    return image_results(train_f, train_y, test_f, test_y, splits.train, splits.test, eval_config, protocols,
+                         int(splits.num_classes))
+
+
+def image_results(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
+                  train_set: Any, test_set: Any, eval_config: EvalConfig, protocols: list[str],
+                  num_classes: int) -> dict[str, Any]:
+    """The image part of eval_results.json: counts, the model's rows and (when
+    ``eval_config.baselines``) the same protocols on the raw pixels of ``train_set`` / ``test_set``."""
     output: dict[str, Any] = {
         "num_train": int(len(train_y)),
         "num_test": int(len(test_y)),
@@ -249,8 +257,8 @@ def _evaluate_images(path: str, data: DataConfig, eval_config: EvalConfig, proto
         "baselines": [],
     }
     if eval_config.baselines:
-        train_p, _ = raw_pixel_features(splits.train)
-        test_p, _ = raw_pixel_features(splits.test)
+        train_p, _ = raw_pixel_features(train_set)
+        test_p, _ = raw_pixel_features(test_set)
         output["baselines"] = evaluate_features(train_p, train_y, test_p, test_y, eval_config, protocols, num_classes, "raw_pixels")
     return output
 

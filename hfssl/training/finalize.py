@@ -39,7 +39,7 @@ def finalize_vision_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, d
 def evaluate_run_model(model: torch.nn.Module, recipe: Recipe, data: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """kNN / linear protocols on the model's features and on raw pixels, in the eval_results schema."""
     from hfssl.evaluation.features import extract_features_with
-    from hfssl.evaluation.runner import evaluate_features, raw_pixel_features
+    from hfssl.evaluation.runner import image_results
     from hfssl.views import build_eval_transform
 
     train_set, test_set = _capped(data.eval_train_dataset, recipe.eval.max_train_samples), _capped(
@@ -49,21 +49,13 @@ def evaluate_run_model(model: torch.nn.Module, recipe: Recipe, data: Any) -> tup
     train_f, train_y = extract_features_with(model.get_embeddings, transform, train_set, recipe.eval.batch_size)
     test_f, test_y = extract_features_with(model.get_embeddings, transform, test_set, recipe.eval.batch_size)
     num_classes = len(data.label_names) if data.label_names else int(max(train_y.max(), test_y.max())) + 1
-    protocols = list(recipe.eval.protocols)
     results: dict[str, Any] = {
         "dataset": recipe.data.source,
         "train_split": recipe.data.train_split,
         "test_split": recipe.data.eval_split,
-        "num_train": int(len(train_y)),
-        "num_test": int(len(test_y)),
-        "num_classes": num_classes,
-        "results": evaluate_features(train_f, train_y, test_f, test_y, recipe.eval, protocols, num_classes, "model"),
-        "baselines": [],
+        **image_results(train_f, train_y, test_f, test_y, train_set, test_set, recipe.eval,
+                        list(recipe.eval.protocols), num_classes),
     }
-    if recipe.eval.baselines:
-        train_p, _ = raw_pixel_features(train_set)
-        test_p, _ = raw_pixel_features(test_set)
-        results["baselines"] = evaluate_features(train_p, train_y, test_p, test_y, recipe.eval, protocols, num_classes, "raw_pixels")
     for entry in results["results"] + results["baselines"]:
         logger.info("eval %s (%s): %s", entry.get("protocol"), entry.get("features"),
                     {k: v for k, v in entry.items() if k in ("k", "C", "top1", "top5")})
