@@ -7,9 +7,21 @@ library logs.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
+
+from accelerate import PartialState
+from transformers import AutoModel
+
+from hfssl.evaluation.cli import add_eval_arguments, run_eval
+from hfssl.evaluation.context import is_hfssl_run
+from hfssl.export import ExportContext, check_export_target
+from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
+from hfssl.pipeline import load_training_recipe, run
+from hfssl.recipe import load_recipe
+from hfssl.registry import discover_methods, method_for_config
 
 logger = logging.getLogger("hfssl")
 
@@ -30,14 +42,9 @@ def default_output_dir(recipe_path: str) -> Path:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from hfssl.training.recipe import load_recipe
-    from hfssl.training.trainer import train
-
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_training_recipe(args.recipe, args.overrides)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
-    result = train(recipe, output_dir, resume=args.resume_from or args.resume)
-    from accelerate import PartialState
-
+    result = run(recipe, output_dir, resume=args.resume_from or args.resume)
     if PartialState().is_main_process:
         _print_summary(result)
     return 0
@@ -56,8 +63,6 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
     lines.append(f"  TensorBoard logs   {out / 'logs'}")
     eval_path = out / "eval_results.json"
     if eval_path.is_file():
-        import json
-
         lines.append(f"  evaluation         {eval_path}")
         data = json.loads(eval_path.read_text())
         for group in ("results", "baselines"):
@@ -76,27 +81,28 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
 
 
 def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="an hfssl run directory or checkpoint folder")
-    parser.add_argument("--output", help="destination (default: PATH/encoder)")
+    parser.add_argument("path", help="an hfssl run directory (the --output-dir of `hfssl train`)")
+    parser.add_argument("--output", help="destination folder (default: PATH/encoder); replaced as a whole, so it "
+                        "must be new, empty or an earlier export, and neither the run nor a folder above it")
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from transformers import AutoModel
-
-    import hfssl  # noqa: F401 - registers the Auto classes
-    from hfssl.hub.export import export_encoder
-    from hfssl.training.recipe import load_recipe
-
+    """``hfssl export``: the method's own export (``MethodSpec.export``) of any registered method."""
     path = Path(args.path)
-    recipe_path = path / "recipe.yaml"
-    if not recipe_path.is_file():
-        raise FileNotFoundError(f"{path} has no recipe.yaml: pass an hfssl run directory")
-    recipe = load_recipe(recipe_path)
-    model = AutoModel.from_pretrained(path)
-    output = Path(args.output) if args.output else path / "encoder"
-    image_size = recipe.views.crop_size or recipe.data.image_size
-    export_encoder(model, output, image_size, recipe.views.mean, recipe.views.std, recipe.data.channels)
-    print(f"hfssl: exported the encoder to {output}")
+    if not is_hfssl_run(path):
+        raise FileNotFoundError(f"{path} is not an hfssl run directory (no config.json with an hfssl_* model type); "
+                                "pass the --output-dir of `hfssl train`")
+    discover_methods()
+    recipe = load_recipe(path / "recipe.yaml") if (path / "recipe.yaml").is_file() else None
+    model = AutoModel.from_pretrained(path).eval()
+    spec = method_for_config(model.config)
+    default = path / "encoder"
+    output = Path(args.output) if args.output else default
+    check_export_target(output, path)
+    # Side files (word2vec's gensim files) stay in the run for its own encoder/, else go with the export.
+    files_dir = path if output.resolve() == default.resolve() else output
+    written = spec.export(model, output, ExportContext(recipe=recipe, run_dir=path, files_dir=files_dir))
+    print(f"hfssl: exported the {spec.name} model's transferable part to {written}")
     return 0
 
 
@@ -105,12 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_arguments(commands.add_parser("train", help="train a recipe"))
-    _add_export_arguments(commands.add_parser("export", help="write the plain-transformers encoder of a run"))
-    from hfssl.evaluation.cli import add_eval_arguments
-
+    _add_export_arguments(commands.add_parser("export", help="write the transferable part of a run "
+                                                             "(a plain transformers model with its processor)"))
     add_eval_arguments(commands.add_parser("eval", help="kNN / linear / other protocols on a model"))
-    from hfssl.hub.cli import add_card_arguments, add_push_arguments
-
     add_push_arguments(commands.add_parser("push", help="publish a run to the Hugging Face Hub"))
     add_card_arguments(commands.add_parser("card", help="regenerate a run's model card"))
     return parser
@@ -129,16 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.command == "train":
-        handler = run_train
-    elif args.command == "export":
-        handler = run_export
-    elif args.command == "eval":
-        from hfssl.evaluation.cli import run_eval as handler
-    elif args.command == "push":
-        from hfssl.hub.cli import run_push as handler
-    else:
-        from hfssl.hub.cli import run_card as handler
+    handler = {"train": run_train, "export": run_export, "eval": run_eval, "push": run_push,
+               "card": run_card}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, OSError, KeyError) as error:

@@ -4,29 +4,89 @@ Every hfssl model is a thin training-time shell (heads, teacher, loss) around a 
 that is a plain transformers model, kept at ``self.backbone``. The engine only ever uses:
 
 * ``forward(**inputs) -> ModelOutput`` whose first field is ``loss`` and whose other ``*_loss``
-  fields are logged. ``inputs`` is what the method's view generator produced.
-* ``get_backbone()`` -> the plain transformers model that ``hfssl export`` writes to ``encoder/``.
+  fields are logged. ``inputs`` is what the method's input builder produced.
+* ``get_backbone()`` / ``export_backbone()`` -> the plain transformers model that export writes.
 * ``get_embeddings(...)`` -> pooled ``(batch, hidden)`` features for kNN, probes and monitors.
-* ``update_teacher(momentum)`` where ``teacher_pairs`` is not empty (EMA, Grill et al. 2020 eq. 1).
+* The per-step hooks below.
+
+Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
+
+* :meth:`schedules` declares scheduled scalars (:class:`hfssl.schedules.Schedule`) by name; a
+  recipe overrides them under ``train.schedules``. The name ``weight_decay`` is special: the
+  engine applies it to the optimiser's decayed parameter groups at every step (DINO).
+* :meth:`on_train_step_end` runs after every optimiser step with that step's scheduled values
+  (EMA teacher updates, queue or centre updates that need the step).
+* :meth:`parameter_freezes` lists parameters whose updates are skipped for the first steps of
+  training (DINO's last layer, SwAV's prototypes during the first epoch).
+* :attr:`training_state` names buffers that only training needs (a negative queue, a centre). They
+  are registered with ``persistent=False``, so ``save_pretrained`` leaves them out of the released
+  model and its parameter count; the engine saves them with every checkpoint and restores them on
+  resume (:meth:`training_state_dict` / :meth:`load_training_state_dict`).
 
 No ``.backward()`` inside a model, no augmentation inside a model, no parameter created lazily.
+
+Publishing (``model.push_to_hub``) is provided by the hub layer, which installs its handler with
+:func:`set_push_handler` when :mod:`hfssl` is imported: models never import the hub.
 """
 
 from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from hfssl.schedules import Schedule, cosine
+
+_push_handler: Callable[..., dict[str, str]] | None = None
+
+
+def set_push_handler(handler: Callable[..., dict[str, str]]) -> None:
+    """Install the function behind ``HfsslPreTrainedModel.push_to_hub`` (done by :mod:`hfssl.hub`)."""
+    global _push_handler
+    _push_handler = handler
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """Skip the updates of parameters matching ``pattern`` (``fnmatch`` on parameter names) for the
+    first ``steps`` optimiser steps, or the first ``epochs`` epochs (DINO freezes its last layer for one)."""
+
+    pattern: str
+    steps: int | None = None
+    epochs: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"Freeze({self.pattern!r}) needs exactly one of steps and epochs")
+
+    def length(self, steps_per_epoch: int | None) -> int:
+        """The number of frozen steps (epochs need a known epoch length)."""
+        if self.steps is not None:
+            return self.steps
+        if steps_per_epoch is None:
+            raise ValueError(f"Freeze({self.pattern!r}, epochs={self.epochs}) needs a known epoch length; "
+                             "streamed data has none: give the freeze in steps")
+        return int(round(float(self.epochs) * steps_per_epoch))
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.pattern)
+
 
 class HfsslPreTrainedModel(PreTrainedModel):
-    """Shared behaviour: weight init of hfssl's own modules, EMA teachers, the export contract."""
+    """Shared behaviour: weight init of hfssl's own modules, EMA teachers, per-step hooks, export contract."""
 
     base_model_prefix = "hfssl"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = False
     #: (teacher attribute, student attribute) pairs updated by :meth:`update_teacher`.
     teacher_pairs: tuple[tuple[str, str], ...] = ()
+    #: Names of non-persistent buffers that are training-only state (checkpointed, not released).
+    training_state: tuple[str, ...] = ()
 
     def _init_weights(self, module: nn.Module) -> None:
         # hfssl's heads use PyTorch's default initialisation (as in the reference implementations
@@ -36,6 +96,8 @@ class HfsslPreTrainedModel(PreTrainedModel):
             module, "reset_parameters"
         ):
             module.reset_parameters()
+
+    # ---- the transferable part -----------------------------------------------------------------
 
     def get_backbone(self) -> PreTrainedModel:
         """Return the transferable plain-transformers model (saved to ``encoder/`` on export)."""
@@ -54,6 +116,8 @@ class HfsslPreTrainedModel(PreTrainedModel):
                 f"width), got {tuple(pixel_values.shape)}; set views.num_views={num_views}"
             )
         return pixel_values.transpose(0, 1).reshape(-1, *pixel_values.shape[2:])
+
+    # ---- teachers --------------------------------------------------------------------------------
 
     def freeze_teachers(self) -> None:
         """Teachers never receive gradients: call at the end of ``__init__``."""
@@ -75,17 +139,58 @@ class HfsslPreTrainedModel(PreTrainedModel):
             for teacher_buffer, student_buffer in zip(teacher.buffers(), student.buffers()):
                 teacher_buffer.copy_(student_buffer)
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> dict[str, str]:  # type: ignore[override]
-        """Publish this model as an hfssl repo: the full SSL model, the plain-transformers encoder,
-        and (when the model was loaded from a run directory) its recipe, evaluation, pictures and
-        a regenerated card. Keywords are those of :func:`hfssl.hub.push.push_run` (``private``,
-        ``revision``, ``commit_message``, ``encoder_repo_id``, ``token``)."""
-        from hfssl.hub.push import push_model_to_hub
-
-        return push_model_to_hub(self, repo_id, **kwargs)
-
     def teacher_parameter_names(self) -> set[str]:
         names = set()
         for teacher_name, _ in self.teacher_pairs:
             names.update(f"{teacher_name}.{name}" for name, _ in getattr(self, teacher_name).named_parameters())
         return names
+
+    # ---- per-step hooks --------------------------------------------------------------------------
+
+    def schedules(self) -> dict[str, Schedule]:
+        """Scalars the engine schedules for this model. Default: with a teacher and a
+        ``config.teacher_momentum``, the EMA rate cosine from that value to 1 (BYOL sec. 3.2)."""
+        momentum = getattr(self.config, "teacher_momentum", None)
+        if self.teacher_pairs and momentum is not None:
+            return {"teacher_momentum": cosine(float(momentum), 1.0)}
+        return {}
+
+    def on_train_step_end(self, step: int, scheduled: dict[str, float]) -> None:
+        """Called after optimiser step ``step`` (1-based) with the scheduled values of that step.
+        Default: the EMA teacher update with ``scheduled["teacher_momentum"]``."""
+        if self.teacher_pairs and "teacher_momentum" in scheduled:
+            self.update_teacher(scheduled["teacher_momentum"])
+
+    def parameter_freezes(self) -> list[Freeze]:
+        """Parameters whose updates the engine skips during the first steps (none by default)."""
+        return []
+
+    # ---- training-only state ---------------------------------------------------------------------
+
+    def training_state_dict(self) -> dict[str, torch.Tensor]:
+        """The training-only buffers named in :attr:`training_state`, detached, on the CPU."""
+        return {name: getattr(self, name).detach().cpu().clone() for name in self.training_state}
+
+    def load_training_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`training_state_dict` exactly (shape and dtype checked)."""
+        missing = [name for name in self.training_state if name not in state]
+        if missing:
+            raise ValueError(f"the checkpoint's training state lacks {missing} for {type(self).__name__}")
+        for name in self.training_state:
+            buffer = getattr(self, name)
+            value = state[name]
+            if value.shape != buffer.shape or value.dtype != buffer.dtype:
+                raise ValueError(f"training state {name!r}: the checkpoint holds {tuple(value.shape)} {value.dtype}, "
+                                 f"the model {tuple(buffer.shape)} {buffer.dtype}; the model config changed")
+            buffer.copy_(value.to(buffer.device))
+
+    # ---- publishing ------------------------------------------------------------------------------
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> dict[str, str]:  # type: ignore[override]
+        """Publish this model as an hfssl repo: the full SSL model, the plain-transformers encoder,
+        and (when the model was loaded from a run directory) its recipe, evaluation, pictures and
+        a regenerated card. Keywords are those of :func:`hfssl.hub.push.push_run` (``private``,
+        ``revision``, ``commit_message``, ``encoder_repo_id``, ``token``)."""
+        if _push_handler is None:
+            raise RuntimeError("publishing is set up by `import hfssl`; import hfssl before calling push_to_hub")
+        return _push_handler(self, repo_id, **kwargs)

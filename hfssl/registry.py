@@ -1,95 +1,196 @@
-"""Method name -> (config class, model class, views, family); Auto-class registration.
+"""Methods declare themselves: each ``hfssl/models/<method>/__init__.py`` registers a :class:`MethodSpec`.
 
-Adding a method is one :func:`register_method` call at the bottom of this file. Importing hfssl
-imports this module, so ``AutoConfig``/``AutoModel``/``AutoModelForPreTraining`` know every
-``hfssl_<method>`` model type and ``AutoModel.from_pretrained(run_dir)`` returns the full SSL model.
+A spec holds real callables, not strings, so a reader can follow a batch from the engine to the
+loss: the config and model classes, how the method's inputs are built on the device
+(``build_inputs``), optionally its own data loading (``build_data``; otherwise the modality's
+loader in :mod:`hfssl.data`), how its transferable part is exported (``export``, see
+:mod:`hfssl.export`), what evaluation it can serve (``provides``), its pictures for the model card
+(``pictures``), recipe checks of its own (``check_recipe``), and its paper.
+
+Discovery: importing :mod:`hfssl` calls :func:`discover_methods`, which imports every package
+under ``hfssl/models/`` (each registers itself) and every ``hfssl.methods`` entry point of other
+installed distributions. Adding a method therefore edits no shared file. Registration also adds
+the config and model to transformers' ``AutoConfig`` / ``AutoModel`` / ``AutoModelForPreTraining``,
+so ``AutoModel.from_pretrained(run_dir)`` returns the full SSL model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import importlib.metadata
+import logging
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, PretrainedConfig, PreTrainedModel
+
+from hfssl.data.config import IMAGE, IMAGE_TEXT, TEXT  # noqa: F401 - re-exported for method specs
+from hfssl.data import image_text, images, text
+from hfssl.data.training import TrainingData
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from hfssl.export import ExportContext
+    from hfssl.recipe import Recipe
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = (IMAGE, TEXT, IMAGE_TEXT)
+#: Model-card families (a template each under ``hfssl/hub/cards/``).
+FAMILIES = ("vision-ssl", "masked-image-modeling", "masked-language-modeling", "word-embeddings", "image-text")
+#: What a trained model can hand to evaluation protocols (``Protocol.needs`` in hfssl.evaluation).
+IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS = (
+    "image-features", "word-vectors", "text-features", "image-text-embeddings")
+CAPABILITIES = (IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS)
+#: Package whose sub-packages are the built-in methods, and the entry-point group of plug-in methods.
+BUILTIN_PACKAGE = "hfssl.models"
+ENTRY_POINT_GROUP = "hfssl.methods"
+
+#: The default ``build_data`` of each modality: ``(data_config, accelerator) -> TrainingData``.
+MODALITY_LOADERS: dict[str, Callable[..., TrainingData]] = {
+    IMAGE: images.build_training_data,
+    TEXT: text.build_training_data,
+    IMAGE_TEXT: image_text.build_training_data,
+}
+
+InputBuilder = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The method paper, quoted in the model card."""
+
+    title: str
+    url: str
+    bibtex: str
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """Everything the engine, the CLI and the model card need to know about a method.
+    """Everything the engine, evaluation, export and the model card need to know about a method.
 
     Attributes:
-        name: recipe name (``simclr``).
+        name: recipe name (``simclr``); the config's ``model_type`` must be ``hfssl_<name>``.
         config_class / model_class: the ``PretrainedConfig`` and ``PreTrainedModel`` classes.
-        views: name of the view generator in :mod:`hfssl.views` (``multi_view``, ``single_view``)
-            or of the method's own input generator (``word2vec_pairs``).
-        modality: ``image`` or ``text``: which data pipeline feeds the method.
-        family: model-card family: ``vision-ssl``, ``masked-image-modeling``,
-            ``masked-language-modeling``, ``word-embeddings`` or ``image-text``.
-        paper_title / paper_url / bibtex: the method paper, quoted in the model card.
-        build_data: ``module:function`` ``(recipe, accelerator) -> TrainingData`` that loads the
-            data, and returns the collate function, the on-device input generator and any model
-            config values derived from the data (word2vec's vocabulary size).
-        finalize: ``module:function`` ``(run_dir, model, recipe, training_data) -> dict`` run on the
-            main process after training: export, evaluation and model card.
+        modality: ``image``, ``text`` or ``image-text``: which ``data`` section and loader.
+        family: model-card family (one of :data:`FAMILIES`).
+        paper: title, link and BibTeX.
+        build_inputs: ``(recipe, training_data) -> make_inputs``, where ``make_inputs(batch,
+            generator) -> model inputs`` runs on the training device with the whole batch
+            (views, masks, pretext targets, negatives), seeded by the generator.
+        export: ``(model, output_dir, context) -> Path`` writing the transferable part (see
+            :mod:`hfssl.export`).
+        provides: capabilities for evaluation protocols (:data:`CAPABILITIES`).
+        build_data: ``(recipe, accelerator) -> TrainingData`` when the method loads its data itself
+            (word2vec builds a vocabulary); ``None`` uses the modality's loader.
+        pictures: ``(model, context) -> list[Path]``: method-specific pictures for the card
+            (MAE's reconstructions); the context is :class:`hfssl.export.PictureContext`.
+        check_recipe: ``(recipe) -> None`` raising ``RecipeError`` for settings the method
+            cannot train with (word2vec needs plain SGD).
     """
 
     name: str
     config_class: type[PretrainedConfig]
     model_class: type[PreTrainedModel]
-    views: str
     modality: str
     family: str
-    paper_title: str
-    paper_url: str
-    bibtex: str
-    build_data: str = "hfssl.data.images:build_training_data"
-    finalize: str = "hfssl.training.finalize:finalize_vision_run"
+    paper: Paper
+    build_inputs: Callable[[Recipe, TrainingData], InputBuilder]
+    export: Callable[[PreTrainedModel, Path, ExportContext], Path]
+    provides: tuple[str, ...] = field(default=())
+    build_data: Callable[[Recipe, Accelerator], TrainingData] | None = None
+    pictures: Callable[..., list[Path]] | None = None
+    check_recipe: Callable[[Recipe], None] | None = None
 
-    def load_hook(self, name: str):  # noqa: ANN201 - returns the hook function
-        """Import the ``module:function`` named by ``build_data`` or ``finalize``."""
-        import importlib
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"method {self.name!r}: modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"method {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
+        unknown = [item for item in self.provides if item not in CAPABILITIES]
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown capabilities {unknown}; known: {CAPABILITIES}")
+        model_type = getattr(self.config_class, "model_type", "")
+        if model_type != f"hfssl_{self.name}":
+            raise ValueError(f"{self.config_class.__name__}.model_type must be 'hfssl_{self.name}', got {model_type!r}")
 
-        module_name, function_name = getattr(self, name).split(":")
-        return getattr(importlib.import_module(module_name), function_name)
+    # Kept for readers of the card templates and older code: the paper's fields.
+    @property
+    def paper_title(self) -> str:
+        return self.paper.title
+
+    @property
+    def paper_url(self) -> str:
+        return self.paper.url
+
+    @property
+    def bibtex(self) -> str:
+        return self.paper.bibtex
+
+    def load_training_data(self, recipe: Recipe, accelerator: Accelerator) -> TrainingData:
+        """The method's data: its own ``build_data`` or its modality's loader, plus its input builder."""
+        if self.build_data is not None:
+            data = self.build_data(recipe, accelerator)
+        else:
+            data = MODALITY_LOADERS[self.modality](recipe.data, accelerator)
+        if data.make_inputs is None:
+            data.make_inputs = self.build_inputs(recipe, data)
+        return data
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(spec: MethodSpec) -> None:
-    """Add a method to the registry and to transformers' Auto classes."""
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add a method to the registry and to transformers' Auto classes; returns the spec."""
     METHODS[spec.name] = spec
     model_type = spec.config_class.model_type
-    if not model_type.startswith("hfssl_"):
-        raise ValueError(f"{spec.config_class.__name__}.model_type must start with 'hfssl_', got {model_type!r}")
     AutoConfig.register(model_type, spec.config_class, exist_ok=True)
     AutoModel.register(spec.config_class, spec.model_class, exist_ok=True)
     AutoModelForPreTraining.register(spec.config_class, spec.model_class, exist_ok=True)
+    return spec
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method from the registry (tests that register throw-away methods)."""
+    METHODS.pop(name, None)
+
+
+_discovered = False
+
+
+def discover_methods() -> dict[str, MethodSpec]:
+    """Import every built-in method package and every ``hfssl.methods`` entry point (once)."""
+    global _discovered
+    if _discovered:
+        return METHODS
+    _discovered = True
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda item: item.name):
+        if module.ispkg:
+            importlib.import_module(f"{BUILTIN_PACKAGE}.{module.name}")
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as error:  # a broken plug-in must not break hfssl itself
+            logger.warning("could not load hfssl method plug-in %s (%s): %s", entry_point.name, entry_point.value, error)
+    return METHODS
 
 
 def get_method(name: str) -> MethodSpec:
+    discover_methods()
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
 def method_for_config(config: PretrainedConfig) -> MethodSpec:
+    discover_methods()
     for spec in METHODS.values():
         if spec.config_class.model_type == config.model_type:
             return spec
     raise ValueError(f"{config.model_type!r} is not an hfssl model type; known: {', '.join(sorted(METHODS))}")
-
-
-def _register_builtin_methods() -> None:
-    from hfssl.models.byol import BYOLConfig, BYOLForPreTraining
-    from hfssl.models.mae import MAEConfig, MAEForPreTraining
-    from hfssl.models.simclr import SimCLRConfig, SimCLRForPreTraining
-    from hfssl.models.word2vec import Word2VecConfig, Word2VecModel
-    from hfssl.papers import PAPERS
-
-    register_method(MethodSpec("simclr", SimCLRConfig, SimCLRForPreTraining, "multi_view", "image", "vision-ssl", **PAPERS["simclr"]))
-    register_method(MethodSpec("byol", BYOLConfig, BYOLForPreTraining, "multi_view", "image", "vision-ssl", **PAPERS["byol"]))
-    register_method(MethodSpec("mae", MAEConfig, MAEForPreTraining, "single_view", "image", "masked-image-modeling", **PAPERS["mae"]))
-    register_method(MethodSpec("word2vec", Word2VecConfig, Word2VecModel, "word2vec_pairs", "text", "word-embeddings", **PAPERS["word2vec"], build_data="hfssl.models.word2vec.data:build_training_data", finalize="hfssl.models.word2vec.finalize:finalize_word2vec_run"))
-
-
-_register_builtin_methods()

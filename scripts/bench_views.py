@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from hfssl.training.recipe import ViewsConfig
+from hfssl.recipe import ViewsConfig
 from hfssl.views import build_views
 
 

@@ -45,17 +45,18 @@ def measure_throughput(recipe, steps: int, warmup: int) -> dict[str, float]:
 
     from hfssl.registry import get_method
     from hfssl.training.optim import build_optimizer
-    from hfssl.training.trainer import build_model
+    from hfssl.training.trainer import build_model, resolved_schedules
 
     spec = get_method(recipe.method)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    data = spec.load_hook("build_data")(recipe, accelerator)
+    data = spec.load_training_data(recipe, accelerator)
     model = build_model(recipe, data.config_updates).to(accelerator.device).train()
     optimizer = build_optimizer(model, recipe.optim)
     loader = torch.utils.data.DataLoader(data.train_dataset, batch_size=recipe.train.batch_size, shuffle=True,
                                          drop_last=True, collate_fn=data.collate_fn,
                                          generator=torch.Generator().manual_seed(0))
     generator = torch.Generator(device=accelerator.device).manual_seed(0)
+    schedules = resolved_schedules(model, recipe)
     times = []
     batches = iter(loader)
     for index in range(warmup + steps):
@@ -68,8 +69,7 @@ def measure_throughput(recipe, steps: int, warmup: int) -> dict[str, float]:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if model.teacher_pairs:
-            model.update_teacher(0.99)
+        model.on_train_step_end(index + 1, {name: schedule(index + 1, 1000) for name, schedule in schedules.items()})
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         if index >= warmup:
@@ -82,14 +82,14 @@ def measure_throughput(recipe, steps: int, warmup: int) -> dict[str, float]:
 def run_single(method: str, args: argparse.Namespace) -> dict:
     import torch
 
-    from hfssl.training.recipe import load_recipe
-    from hfssl.training.trainer import train
+    from hfssl.pipeline import run as train  # the whole run: training, then the run's own evaluation
+    from hfssl.recipe import load_recipe
 
     torch.set_num_threads(args.threads)
     recipe_path = REPO / "recipes" / method / f"{args.dataset}.yaml"
     overrides = ["train.progress_bar=false", "train.knn_every=null"] + list(args.override)
     if args.linear_c_grid:
-        overrides.append(f"eval.linear_c_grid=[{','.join(str(c) for c in args.linear_c_grid)}]")
+        overrides.append(f"eval.linear.c_grid=[{','.join(str(c) for c in args.linear_c_grid)}]")
     recipe = load_recipe(recipe_path, overrides)
     speed = measure_throughput(recipe, args.calibration_steps, warmup=2)
     max_steps = max(1, int(args.minutes * 60 / speed["seconds_per_step"]))

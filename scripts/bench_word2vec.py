@@ -66,12 +66,12 @@ def prepare_corpus(directory: Path, fraction: float) -> dict:
     import datasets
 
     from hfssl.data.text_corpus import load_english_corpus
-    from hfssl.models.word2vec.data import _pre_tokenizer_objects
+    from hfssl.data.text import word_pre_tokenizer
 
     corpus = load_english_corpus()
     if fraction < 1.0:
         corpus = corpus.select(range(0, len(corpus), round(1 / fraction)))
-    normalizer, splitter = _pre_tokenizer_objects(True, r"[\w']+")
+    normalizer, splitter = word_pre_tokenizer(True, r"[\w']+")
     pieces = []
     for text in corpus["text"]:
         words = [word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))]
@@ -130,8 +130,7 @@ def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, see
 
     from hfssl.evaluation.word_vectors import WordVectors
     from hfssl.models.word2vec import data as word2vec_data
-    from hfssl.models.word2vec import finalize as word2vec_finalize
-    from hfssl.training.recipe import load_recipe
+    from hfssl.recipe import load_recipe
     from hfssl.training.trainer import train
 
     marks: dict[str, float] = {}
@@ -142,15 +141,7 @@ def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, see
         marks.setdefault("first_batch_cpu", time.process_time())
         return call(self, batch, generator)
 
-    finalize = word2vec_finalize.finalize_word2vec_run
-
-    def timed_finalize(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - records the end of training
-        marks["end"], marks["end_cpu"] = time.perf_counter(), time.process_time()
-        marks["peak_rss_mb"] = _peak_mb()  # before exports, t-SNE and the card
-        return finalize(*args, **kwargs)
-
     word2vec_data.InputBuilder.__call__ = timed_call
-    word2vec_finalize.finalize_word2vec_run = timed_finalize
     recipe_name = "english_corpus.yaml" if architecture == "skip-gram" else "english_corpus_cbow.yaml"
     recipe = load_recipe(REPO / "recipes" / "word2vec" / recipe_name, [
         f"data.source={directory / 'text'}", f"train.epochs={epochs}", f"train.seed={seed}",
@@ -159,7 +150,9 @@ def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, see
     output = directory / f"hfssl-{architecture}"
     rss_before = _rss_mb()
     start = time.perf_counter()
-    result = train(recipe, output)
+    result = train(recipe, output)  # the engine alone: the model and vocabulary are saved, nothing exported
+    marks["end"], marks["end_cpu"] = time.perf_counter(), time.process_time()
+    marks["peak_rss_mb"] = _peak_mb()
     total = time.perf_counter() - start
     seconds = marks["end"] - marks["first_batch"]
     raw_words = json.loads((output / "word_counts.json").read_text())["raw_words"]

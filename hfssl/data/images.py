@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from datasets.fingerprint import Hasher
 
-from hfssl.data import TrainingData
 from hfssl.data.builtin import arrays_to_dataset
 from hfssl.data.decode import IMAGE_EXTENSIONS, arrays_to_pixels, decode_image
+from hfssl.data.training import TrainingData
 from hfssl.data.sources import (
     DataSourceError,
     SplitNotFoundError,
@@ -55,7 +55,7 @@ from hfssl.data.sources import (
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from hfssl.training.recipe import DataConfig, Recipe
+    from hfssl.data.config import ImageDataConfig as DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _column_listing(features: datasets.Features) -> str:
     return ", ".join(f"{name!r} ({_describe_feature(feature)})" for name, feature in features.items())
 
 
-def _features(dataset: datasets.Dataset | datasets.IterableDataset) -> datasets.Features:
+def dataset_features(dataset: datasets.Dataset | datasets.IterableDataset) -> datasets.Features:
     features = dataset.features
     if features is None:  # some streamed sources only know their columns after a first row
         features = dataset._resolve_features().features
@@ -152,7 +152,7 @@ def resolve_image_column(
         DataSourceError: the column is missing (available columns listed), holds no images
             (labels, numbers or text), or none could be found.
     """
-    features = _features(dataset)
+    features = dataset_features(dataset)
     if requested is not None:
         if requested not in features:
             raise DataSourceError(
@@ -215,7 +215,7 @@ def resolve_label_column(
         DataSourceError: the requested column is missing, is the image column, or holds values
             that are not class ids or class names.
     """
-    features = _features(dataset)
+    features = dataset_features(dataset)
     if requested is not None:
         if requested not in features:
             raise DataSourceError(
@@ -278,9 +278,12 @@ def _decode_batch(
     base_dir: str | None,
     row_ids: np.ndarray | None,
     context: str,
+    text_column: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """``Dataset.map`` function: decode a batch; drop (skip) or report (error) unreadable images."""
-    pixels, labels = [], []
+    """``Dataset.map`` function: decode a batch; drop (skip) or report (error) unreadable images.
+
+    With ``text_column`` the row's text is carried along as ``text`` (image-caption pairs)."""
+    pixels, labels, texts = [], [], []
     label_values = batch[label_column] if label_column is not None else None
     for position, value in enumerate(batch[image_column]):
         try:
@@ -297,8 +300,13 @@ def _decode_batch(
             ) from error
         label = label_values[position] if label_values is not None else None
         labels.append(-1 if label is None else int(label))
+        if text_column is not None:
+            texts.append(batch[text_column][position])
     stacked = np.stack(pixels) if pixels else np.zeros((0, channels, image_size, image_size), dtype=np.uint8)
-    return {"pixels": stacked, "label": np.asarray(labels, dtype=np.int64)}
+    output = {"pixels": stacked, "label": np.asarray(labels, dtype=np.int64)}
+    if text_column is not None:
+        output["text"] = texts
+    return output
 
 
 def _fixed_array_values(dataset: datasets.Dataset, column: str, start: int, stop: int) -> np.ndarray:
@@ -332,22 +340,22 @@ def read_pixels(dataset: datasets.Dataset, start: int = 0, stop: int | None = No
 
 def read_labels(dataset: datasets.Dataset) -> np.ndarray:
     """A prepared split's ``label`` column as int64 ``(N,)`` (-1 where unlabelled)."""
-    return _label_values(dataset, "label")
+    return label_values(dataset, "label")
 
 
-def _label_values(dataset: datasets.Dataset, column: str | None) -> np.ndarray:
+def label_values(dataset: datasets.Dataset, column: str | None) -> np.ndarray:
     if column is None:
         return np.full(len(dataset), -1, dtype=np.int64)
     values = dataset.with_format("arrow", columns=[column])[:].column(column)
     return values.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _output_features(label_feature: Any, channels: int, image_size: int) -> datasets.Features:
+def _output_features(label_feature: Any, channels: int, image_size: int, text: bool = False) -> datasets.Features:
     label = label_feature if isinstance(label_feature, datasets.ClassLabel) else datasets.Value("int64")
-    return datasets.Features({
-        "pixels": datasets.Array3D(shape=(channels, image_size, image_size), dtype="uint8"),
-        "label": label,
-    })
+    features = {"pixels": datasets.Array3D(shape=(channels, image_size, image_size), dtype="uint8"), "label": label}
+    if text:
+        features["text"] = datasets.Value("string")
+    return datasets.Features(features)
 
 
 def _prepare_vectorised(
@@ -367,7 +375,7 @@ def _prepare_vectorised(
     ])
     label_feature = dataset.features[label_column] if label_column else None
     prepared = arrays_to_dataset(
-        {"pixels": pixels, "label": _label_values(dataset, label_column)[order]},
+        {"pixels": pixels, "label": label_values(dataset, label_column)[order]},
         _output_features(label_feature, data.channels, data.image_size),
         fingerprint=Hasher.hash(("hfssl-prepared", *key)),
     )
@@ -405,9 +413,10 @@ def _torch_format(dataset: datasets.Dataset) -> datasets.Dataset:
 
 
 def prepare_image_dataset(
-    dataset: datasets.Dataset | datasets.IterableDataset, data: DataConfig, split: str
+    dataset: datasets.Dataset | datasets.IterableDataset, data: DataConfig, split: str, text_column: str | None = None
 ) -> datasets.Dataset | datasets.IterableDataset:
-    """Decode one split into ``pixels`` (uint8 ``(C, S, S)``) and ``label`` (int64, -1 unlabelled).
+    """Decode one split into ``pixels`` (uint8 ``(C, S, S)``) and ``label`` (int64, -1 unlabelled),
+    plus ``text`` (the row's ``text_column``) for image-caption pairs.
 
     Args:
         dataset: the raw split (any image column type, see :mod:`hfssl.data.decode`).
@@ -428,7 +437,7 @@ def prepare_image_dataset(
     """
     context = f"dataset {data.source!r} split {split!r}"
     if isinstance(dataset, datasets.IterableDataset):
-        return _prepare_streaming(dataset, data, split, context)
+        return _prepare_streaming(dataset, data, split, context, text_column)
     if len(dataset) == 0:
         raise DataSourceError(f"{context} is empty (0 rows); choose another split or source")
     image_column = resolve_image_column(dataset, data.image_column, context)
@@ -436,15 +445,16 @@ def prepare_image_dataset(
     if label_column is not None and _is_text_label(dataset.features[label_column]):
         (dataset,) = encode_text_labels([dataset], label_column)
     order = _order(len(dataset), _limit_for(data, split))
-    if _use_vectorised(dataset, len(order), image_column, data):
+    if text_column is None and _use_vectorised(dataset, len(order), image_column, data):
         return _torch_format(_prepare_vectorised(dataset, order, image_column, label_column, data))
     selected = dataset.select(order)
-    return _torch_format(_prepare_with_map(selected, order, image_column, label_column, data, split, context))
+    return _torch_format(_prepare_with_map(selected, order, image_column, label_column, data, split, context,
+                                           text_column))
 
 
 def _prepare_with_map(
     dataset: datasets.Dataset, row_ids: np.ndarray, image_column: str, label_column: str | None, data: DataConfig,
-    split: str, context: str,
+    split: str, context: str, text_column: str | None = None,
 ) -> datasets.Dataset:
     """Decode with ``Dataset.map``; ``row_ids[i]`` is the source row of ``dataset[i]`` (for messages)."""
     if isinstance(dataset.features[image_column], datasets.Image):
@@ -460,7 +470,7 @@ def _prepare_with_map(
         batch_size=256,
         with_indices=True,
         remove_columns=dataset.column_names,
-        features=_output_features(label_feature, data.channels, data.image_size),
+        features=_output_features(label_feature, data.channels, data.image_size, text=text_column is not None),
         num_proc=num_proc,
         desc=f"Decoding {data.source} [{split}]",
         fn_kwargs={
@@ -472,6 +482,7 @@ def _prepare_with_map(
             "base_dir": None if base_dir is None else str(base_dir),
             "row_ids": row_ids,
             "context": context,
+            "text_column": text_column,
         },
     )
     skipped = len(dataset) - len(prepared)
@@ -489,7 +500,7 @@ def _prepare_with_map(
 
 
 def _prepare_streaming(
-    dataset: datasets.IterableDataset, data: DataConfig, split: str, context: str
+    dataset: datasets.IterableDataset, data: DataConfig, split: str, context: str, text_column: str | None = None
 ) -> datasets.IterableDataset:
     """Lazily decoded streamed split, in source order, capped with ``take``.
 
@@ -498,7 +509,7 @@ def _prepare_streaming(
     """
     image_column = resolve_image_column(dataset, data.image_column, context)
     label_column = resolve_label_column(dataset, data.label_column, image_column, context)
-    features = _features(dataset)
+    features = dataset_features(dataset)
     if label_column is not None and _is_text_label(features[label_column]):
         raise DataSourceError(
             f"data.label_column={label_column!r} of {context} holds class names; streamed sources need integer "
@@ -516,11 +527,13 @@ def _prepare_streaming(
         batch_size=256,
         with_indices=True,
         remove_columns=list(features),
-        features=_output_features(features[label_column] if label_column else None, data.channels, data.image_size),
+        features=_output_features(features[label_column] if label_column else None, data.channels, data.image_size,
+                                  text=text_column is not None),
         fn_kwargs={
             "image_column": image_column, "label_column": label_column, "channels": data.channels,
             "image_size": data.image_size, "on_bad_image": data.on_bad_image,
             "base_dir": None if base_dir is None else str(base_dir), "row_ids": None, "context": context,
+            "text_column": text_column,
         },
     )
     return prepared.with_format("numpy")
@@ -528,27 +541,29 @@ def _prepare_streaming(
 
 def materialize(dataset: datasets.IterableDataset, limit: int) -> datasets.Dataset:
     """The first ``limit`` rows of a prepared streamed split as an in-memory, torch-formatted Dataset."""
-    pixels, labels = [], []
+    pixels, labels, texts = [], [], []
     count = 0
     for batch in dataset.iter(batch_size=1024):
         pixels.append(np.asarray(batch["pixels"], dtype=np.uint8))
         labels.append(np.asarray(batch["label"], dtype=np.int64))
+        texts.extend(batch.get("text", []))
         count += len(labels[-1])
         if count >= limit:
             break
     if not pixels:
         raise DataSourceError("the streamed split produced no rows")
     features = dataset.features
-    table = arrays_to_dataset(
-        {"pixels": np.concatenate(pixels)[:limit], "label": np.concatenate(labels)[:limit]}, features
-    )
+    columns = {"pixels": np.concatenate(pixels)[:limit], "label": np.concatenate(labels)[:limit]}
+    if "text" in features:
+        columns["text"] = texts[:limit]
+    table = arrays_to_dataset(columns, features)
     return _torch_format(table)
 
 
 # ---------------------------------------------------------------------------------------- splits
 
 
-def _check_not_empty(raw: datasets.Dataset | datasets.IterableDataset, data: DataConfig, split: str) -> None:
+def check_not_empty(raw: datasets.Dataset | datasets.IterableDataset, data: DataConfig, split: str) -> None:
     if isinstance(raw, datasets.Dataset) and len(raw) == 0:
         try:
             available = describe_splits(list_splits(data.source, data.config_name))
@@ -569,7 +584,7 @@ def load_image_splits(data: DataConfig) -> ImageSplits:
     plain integer labels, or ``None`` for unlabelled data.
     """
     raw_train = load_split(data.source, data.train_split, data.config_name, streaming=data.streaming)
-    _check_not_empty(raw_train, data, data.train_split)
+    check_not_empty(raw_train, data, data.train_split)
     raw_test = None
     if data.eval_split is not None:
         try:
@@ -577,12 +592,12 @@ def load_image_splits(data: DataConfig) -> ImageSplits:
         except SplitNotFoundError as error:
             logger.warning("no evaluation split: %s", error)
     if raw_test is not None:
-        _check_not_empty(raw_test, data, data.eval_split)
+        check_not_empty(raw_test, data, data.eval_split)
         if data.eval_split == data.train_split:
             logger.warning("data.eval_split equals data.train_split (%r): evaluation reuses the training images",
                            data.train_split)
     if not data.streaming:
-        raw_train, raw_test = _shared_text_labels(raw_train, raw_test, data)
+        raw_train, raw_test = shared_text_labels(raw_train, raw_test, data)
     train = prepare_image_dataset(raw_train, data, data.train_split)
     test = None
     if raw_test is not None:
@@ -598,7 +613,7 @@ def load_image_splits(data: DataConfig) -> ImageSplits:
     return ImageSplits(train=train, test=test, label_names=label_names, num_classes=num_classes, source=data.source)
 
 
-def _shared_text_labels(
+def shared_text_labels(
     train: datasets.Dataset, test: datasets.Dataset | None, data: DataConfig
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encode class-name label strings with one class list for both splits."""
@@ -619,7 +634,7 @@ def _classes(
     feature = train.features["label"]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names), feature.num_classes
-    maxima = [int(np.max(_label_values(split, "label"), initial=-1)) for split in (train, test)
+    maxima = [int(np.max(label_values(split, "label"), initial=-1)) for split in (train, test)
               if isinstance(split, datasets.Dataset)]
     top = max(maxima, default=-1)
     return None, (top + 1 if top >= 0 else None)
@@ -726,23 +741,6 @@ class PixelDataset(torch.utils.data.Dataset):
         ]
 
 
-class ViewInputs:
-    """``make_inputs`` of image methods: ``(batch, generator) -> view_function(batch["pixels"], generator)``.
-
-    The pixels are moved to the generator's device when the batch is elsewhere (the engine's
-    prepared DataLoader already puts it on the training device).
-    """
-
-    def __init__(self, view_function: Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]]) -> None:
-        self.view_function = view_function
-
-    def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        pixels = batch["pixels"]
-        if pixels.device.type != generator.device.type:
-            pixels = pixels.to(generator.device, non_blocking=True)
-        return self.view_function(pixels, generator)
-
-
 def subsample(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
     """The first ``max_samples`` rows of a prepared split: a uniform sample, given its fixed random order."""
     if max_samples is None or len(dataset) <= max_samples:
@@ -750,51 +748,36 @@ def subsample(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Da
     return dataset.select(range(max_samples))
 
 
-def build_training_data(recipe: Recipe, accelerator: Accelerator) -> TrainingData:
-    """The ``build_data`` hook of image methods (``MethodSpec.build_data``).
+def build_training_data(data: DataConfig, accelerator: Accelerator) -> TrainingData:
+    """The loader of the ``image`` modality: prepared splits for training and evaluation.
 
     Loads and decodes the data on the main process first (``accelerator.main_process_first``), so
     the ``datasets`` cache is written once and the other processes read it.
 
     Returns:
-        :class:`~hfssl.data.TrainingData` with the prepared train split as ``train_dataset``
-        (wrapped in :class:`PixelDataset` for fast batched reads), :func:`collate_images`,
-        ``make_inputs`` from ``hfssl.views.build_views(spec.views, recipe.views,
-        recipe.data.image_size, recipe.data.channels)``, and the full prepared train /
-        test splits as ``eval_train_dataset`` / ``eval_test_dataset`` (``None`` for unlabelled
-        data or without a test split; the engine's online kNN takes their first
-        ``train.knn_max_samples`` rows, a uniform sample). For streamed data the kNN memory bank is
-        the first ``data.max_eval_samples`` (default 10,000) training rows.
+        :class:`~hfssl.data.training.TrainingData` with the prepared train split as
+        ``train_dataset`` (wrapped in :class:`PixelDataset` for fast batched reads),
+        :func:`collate_images`, no ``make_inputs`` (the method's ``build_inputs`` makes the views),
+        and the full prepared train / test splits as ``eval_train_dataset`` / ``eval_test_dataset``
+        (``None`` for unlabelled data or without a test split; the engine's online kNN takes their
+        first ``train.knn_max_samples`` rows, a uniform sample). For streamed data the kNN memory
+        bank is the first ``data.max_eval_samples`` (default 10,000) training rows.
     """
-    from hfssl.registry import get_method
-
-    spec = get_method(recipe.method)
-    if spec.modality != "image":
-        raise DataSourceError(
-            f"method {recipe.method!r} trains on {spec.modality} data; hfssl.data.images:build_training_data "
-            "only feeds image methods (set its MethodSpec.build_data to its own data hook)"
-        )
     with accelerator.main_process_first():
-        splits = load_image_splits(recipe.data)
-    from hfssl.views import build_views  # imported here: views depend on the recipe, not the reverse
-
-    view_function = build_views(spec.views, recipe.views, recipe.data.image_size, recipe.data.channels)
+        splits = load_image_splits(data)
     labelled = splits.num_classes is not None
     eval_train = splits.train
     if isinstance(eval_train, datasets.IterableDataset) and labelled and splits.test is not None:
-        eval_train = materialize(eval_train, recipe.data.max_eval_samples or STREAMING_EVAL_ROWS)
+        eval_train = materialize(eval_train, data.max_eval_samples or STREAMING_EVAL_ROWS)
     if not labelled:
-        logger.info("%s has no labels: no kNN monitoring or evaluation", recipe.data.source)
+        logger.info("%s has no labels: no kNN monitoring or evaluation", data.source)
     train_dataset = splits.train
     if isinstance(train_dataset, datasets.Dataset):
         train_dataset = PixelDataset(train_dataset)
     return TrainingData(
         train_dataset=train_dataset,
         collate_fn=collate_images,
-        make_inputs=ViewInputs(view_function),
         eval_train_dataset=eval_train if labelled and splits.test is not None else None,
         eval_test_dataset=splits.test if labelled else None,
-        config_updates={},
         label_names=splits.label_names,
-        save_artifacts=None,
     )

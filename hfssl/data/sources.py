@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import datasets
 
+from hfssl.data.builtin import BuiltinDataError, load_builtin
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -222,8 +224,6 @@ def load_source(
     """Load every split of ``source`` (built-in, local path or Hub id) as a ``DatasetDict``."""
     kind = source_kind(source)
     if kind == "builtin":
-        from hfssl.data.builtin import BuiltinDataError, load_builtin
-
         try:
             splits = load_builtin(source[len(BUILTIN_PREFIX):])
         except BuiltinDataError as error:

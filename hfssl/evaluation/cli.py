@@ -1,8 +1,10 @@
-"""``hfssl eval PATH``: evaluate a run, an exported encoder or any transformers vision model.
+"""``hfssl eval PATH``: evaluate a run, an exported encoder, any transformers vision model or a
+word2vec file, through the same dispatcher as the end of training (:func:`hfssl.evaluation.runner.evaluate`).
 
 Defaults come from ``PATH/recipe.yaml`` when PATH is an hfssl run, or from the run's recipe when
-PATH is the ``encoder/`` folder inside one (its ``data`` and ``eval`` sections), otherwise from :class:`~hfssl.training.recipe.DataConfig` /
-:class:`~hfssl.training.recipe.EvalConfig`; every flag overrides them. Results go to ``--output``;
+PATH is the ``encoder/`` folder inside one (its ``data`` and ``eval`` sections), otherwise from
+:class:`~hfssl.data.config.ImageDataConfig` / :class:`~hfssl.recipe.EvalConfig`; every flag
+overrides them (``--k``, ``--temperature`` and ``--c-grid`` set ``eval.knn`` / ``eval.linear``). Results go to ``--output``;
 without it, to ``PATH/eval_results.json`` for an hfssl run (merged with the rows of protocols that
 are not re-run) and to standard output otherwise. A table of the results is logged.
 """
@@ -16,11 +18,15 @@ import logging
 import sys
 from pathlib import Path
 
-from hfssl.training.recipe import DataConfig, EvalConfig, load_recipe
+from hfssl.data.config import ImageDataConfig, SourceConfig
+from hfssl.evaluation.context import is_hfssl_run, run_recipe_path
+from hfssl.evaluation.protocols import available_protocols
+from hfssl.evaluation.runner import evaluate_path, format_results_table, write_eval_results
+from hfssl.recipe import EvalConfig, load_recipe
 
 logger = logging.getLogger(__name__)
 
-# argparse destination -> DataConfig field; EvalConfig fields below.
+# argparse destination -> data config field; eval config fields and protocol settings below.
 _DATA_FLAGS = {
     "dataset": "source",
     "dataset_config": "config_name",
@@ -31,10 +37,8 @@ _DATA_FLAGS = {
     "image_size": "image_size",
     "channels": "channels",
 }
+_SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid")}
 _EVAL_FLAGS = {
-    "k": "knn_k",
-    "temperature": "knn_temperature",
-    "c_grid": "linear_c_grid",
     "max_train_samples": "max_train_samples",
     "max_test_samples": "max_test_samples",
     "batch_size": "batch_size",
@@ -43,9 +47,8 @@ _EVAL_FLAGS = {
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``hfssl eval`` arguments to a (sub)parser."""
-    from hfssl.evaluation.runner import available_protocols
-
-    parser.add_argument("path", help="hfssl run directory, exported encoder directory, or transformers vision model (folder or Hub id)")
+    parser.add_argument("path", help="hfssl run directory, exported encoder directory, transformers vision model "
+                        "(folder or Hub id), or word2vec text/binary file")
     parser.add_argument("--dataset", help="Hub dataset id, local path or builtin:digits / builtin:fashion_mnist "
                         "(default: the run's recipe data.source; required for other paths)")
     parser.add_argument("--dataset-config", help="dataset configuration name (Hub datasets with several configs)")
@@ -67,49 +70,44 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip the raw-pixel baselines")
 
 
-def is_hfssl_run(path: Path) -> bool:
-    """Whether ``path`` holds a full hfssl model (``config.json`` with an ``hfssl_*`` model type)."""
-    config = path / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        return str(json.loads(config.read_text()).get("model_type", "")).startswith("hfssl_")
-    except json.JSONDecodeError:
-        return False
-
-
-def resolve_configs(args: argparse.Namespace) -> tuple[DataConfig, EvalConfig]:
+def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, EvalConfig]:
     """Data and eval settings: the run's recipe (when there is one) overridden by the flags."""
-    path = Path(args.path)
-    recipe_file = path / "recipe.yaml"
-    if not recipe_file.is_file() and path.name == "encoder" and is_hfssl_run(path.parent):
-        recipe_file = path.parent / "recipe.yaml"  # an exported encoder inside its run directory
-    if recipe_file.is_file():
+    recipe_file = run_recipe_path(args.path)
+    if recipe_file is not None:
         recipe = load_recipe(recipe_file)
         data, eval_config = recipe.data, recipe.eval
         logger.info("defaults from %s: dataset %s", recipe_file, data.source)
     elif args.dataset is None:
-        raise ValueError(f"{args.path!r} is not an hfssl run with a recipe.yaml: give the evaluation data with --dataset SOURCE "
-                         "(for example --dataset builtin:digits)")
+        if args.protocols and all(name in ("word-similarity", "analogy") for name in args.protocols):
+            data, eval_config = None, EvalConfig()
+        else:
+            raise ValueError(f"{args.path!r} is not an hfssl run with a recipe.yaml: give the evaluation data with "
+                             "--dataset SOURCE (for example --dataset builtin:digits)")
     else:
-        data, eval_config = DataConfig(), EvalConfig()
+        data, eval_config = ImageDataConfig(source=args.dataset), EvalConfig()
     data_updates = {field: getattr(args, flag) for flag, field in _DATA_FLAGS.items() if getattr(args, flag) is not None}
     eval_updates = {field: getattr(args, flag) for flag, field in _EVAL_FLAGS.items() if getattr(args, flag) is not None}
-    for field in ("knn_k", "linear_c_grid"):
-        if field in eval_updates:
-            eval_updates[field] = tuple(eval_updates[field])
+    settings = {name: dict(values) for name, values in eval_config.settings.items()}
+    for flag, (protocol, key) in _SETTING_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            settings.setdefault(protocol, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
+    eval_updates["settings"] = settings
     if args.no_baselines:
         eval_updates["baselines"] = False
     if args.protocols:
         eval_updates["protocols"] = tuple(args.protocols)
-    # replace() re-runs __post_init__, so invalid values (image size, channels) are rejected here.
-    return dataclasses.replace(data, **data_updates), dataclasses.replace(eval_config, **eval_updates)
+    if data is not None and data_updates:
+        unknown = [flag for flag, field in _DATA_FLAGS.items() if field in data_updates and not hasattr(data, field)]
+        if unknown:
+            raise ValueError(f"--{unknown[0].replace('_', '-')} does not apply to the {type(data).__name__} of {args.path!r}")
+        # replace() re-runs __post_init__, so invalid values (image size, channels) are rejected here.
+        data = dataclasses.replace(data, **data_updates)
+    return data, dataclasses.replace(eval_config, **eval_updates)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``hfssl eval``; returns the process exit code."""
-    from hfssl.evaluation.runner import evaluate_path, format_results_table, write_eval_results
-
     path = Path(args.path)
     data, eval_config = resolve_configs(args)
     results = evaluate_path(args.path, data, eval_config, list(eval_config.protocols))

@@ -17,7 +17,7 @@
 Images arrive as the prepared uint8 ``(C, H, W)`` arrays of :mod:`hfssl.data` and go through the
 model's own image processor (resize, rescale, normalise), under ``torch.no_grad`` and
 ``model.eval()``, on the model's device. :func:`extract_features_with` is the lower-level loop
-the training engine uses for online kNN with ``model.get_embeddings`` and
+online kNN and the evaluation context use with ``model.get_embeddings`` and
 :func:`hfssl.views.build_eval_transform`.
 """
 
@@ -35,6 +35,8 @@ import torch
 from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
 
 from hfssl.backbones import pool_features
+from hfssl.data.images import label_values, read_pixels
+from hfssl.registry import discover_methods
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +112,7 @@ def _num_channels(config: Any) -> int:
 
 
 def _load_hfssl_run(path: Path, image_processor: Any | None) -> FeatureExtractor:
-    import hfssl  # noqa: F401 - registers the hfssl_* model types with the Auto classes
-
+    discover_methods()  # registers the hfssl_* model types with the Auto classes
     model = AutoModel.from_pretrained(str(path))
     if image_processor is None:
         encoder_dir = path / "encoder"
@@ -223,11 +224,9 @@ def iter_image_batches(dataset: Any, batch_size: int) -> Iterator[tuple[np.ndarr
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(dataset, datasets.Dataset) and isinstance(dataset.features.get(PIXELS_COLUMN), datasets.Array3D):
-        from hfssl.data.images import _label_values, read_pixels
-
         label = _label_column(dataset.column_names, "the dataset")
         # Arrow buffers read directly (hfssl.data.read_pixels): the numpy formatter is ~1000x slower.
-        labels = _label_values(dataset, label)
+        labels = label_values(dataset, label)
         for start in range(0, len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
             yield _check_batch(read_pixels(dataset, start, stop), labels[start:stop], start)

@@ -1,266 +1,129 @@
-"""Evaluation protocols, their registry, and ``eval_results.json``.
+"""The one evaluation dispatcher: the end of training and ``hfssl eval`` both run :func:`evaluate`.
 
-A protocol is registered once in :data:`PROTOCOLS` under the name used by recipes
-(``eval.protocols``) and by ``hfssl eval --protocol``. There are two kinds:
-
-* ``features`` protocols (``knn``, ``linear``) score frozen image features. They are called as
-  ``run(train_features (N, D), train_labels (N,), test_features (M, D), test_labels (M,),
-  eval_config, num_classes) -> list[dict]`` and run both on the model's features and, when
-  ``eval.baselines`` is set, on raw pixels (the ``baselines`` list).
-* ``path`` protocols need the model itself, not image features (word similarity and analogies
-  of a word2vec run). They are called as ``run(path, data_config, eval_config) -> list[dict]``.
-
-Each returned dict is one result row; the runner adds ``"protocol"`` (and ``"features"`` for
-feature protocols). Metric names are the protocol's own (``top1``/``top5``, ``spearman``,
-``accuracy``); accuracies are fractions in [0, 1].
-
-Registering a protocol from another module::
-
-    from hfssl.evaluation.runner import register_protocol
-    register_protocol("word-similarity", evaluate_word_similarity, kind="path", description="...")
-
-Modules listed in :data:`PROTOCOL_MODULES` are imported the first time the registry is looked up,
-so their protocols are known to recipes and to the CLI without importing them (and their optional
-dependencies, such as gensim) when hfssl is imported.
+:func:`evaluate` takes an :class:`~hfssl.evaluation.context.EvaluationContext` and a list of
+protocol names (:mod:`hfssl.evaluation.protocols`), checks that the model can serve each one, runs
+them, and returns the ``eval_results.json`` mapping (ARCHITECTURE.md): ``dataset``, the splits,
+``num_train`` / ``num_test`` / ``num_classes`` when image protocols ran, ``results`` (the model's
+rows) and ``baselines`` (raw-pixel rows). :func:`check_eval_config` is the same check without the
+work, run when a recipe is loaded for training, so that a protocol the model cannot serve, an
+unknown protocol or a misspelt protocol setting stops the run before it starts.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hfssl.evaluation.features import extract_features, iter_image_batches, load_feature_extractor
-from hfssl.evaluation.knn import knn_evaluate
-from hfssl.evaluation.linear_probe import linear_probe
-from hfssl.training.recipe import DataConfig, EvalConfig
+from hfssl.data.config import SourceConfig
+from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.protocols import PROTOCOLS, available_protocols, get_protocol
+from hfssl.recipe import EvalConfig, Recipe
+from hfssl.settings import RecipeError, build_section, suggest
 
 logger = logging.getLogger(__name__)
 
-FEATURES = "features"
-PATH = "path"
-#: Modules whose import registers more protocols; a module that is not installed is skipped.
-PROTOCOL_MODULES: list[str] = ["hfssl.evaluation.word_vectors"]
 
-
-@dataclass(frozen=True)
-class EvalProtocol:
-    """A named evaluation protocol.
-
-    Attributes:
-        name: the name used in ``eval.protocols`` and ``--protocol``.
-        run: the function (signature by ``kind``, see the module docstring).
-        kind: ``"features"`` (frozen image features) or ``"path"`` (the model path).
-        description: one line for ``hfssl eval --help`` and error messages.
-    """
-
-    name: str
-    run: Callable[..., list[dict[str, Any]]]
-    kind: str = FEATURES
-    description: str = ""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return self.run(*args, **kwargs)
-
-
-PROTOCOLS: dict[str, EvalProtocol] = {}
-_modules_loaded = False
-
-
-def register_protocol(
-    name: str, run: Callable[..., list[dict[str, Any]]], kind: str = FEATURES, description: str = ""
-) -> EvalProtocol:
-    """Add (or replace) a protocol in :data:`PROTOCOLS` and return it."""
-    if kind not in (FEATURES, PATH):
-        raise ValueError(f"protocol {name!r}: kind must be {FEATURES!r} or {PATH!r}, got {kind!r}")
-    protocol = EvalProtocol(name, run, kind, description)
-    PROTOCOLS[name] = protocol
-    return protocol
-
-
-def _load_protocol_modules() -> None:
-    global _modules_loaded
-    if _modules_loaded:
-        return
-    _modules_loaded = True
-    for module in PROTOCOL_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:  # the module exists but one of its imports is missing
-                raise
-            logger.debug("protocol module %s is not available", module)
-
-
-def available_protocols() -> list[str]:
-    """Names of every registered protocol."""
-    _load_protocol_modules()
-    return sorted(PROTOCOLS)
-
-
-def get_protocol(name: str) -> EvalProtocol:
-    """Look up a protocol by name, with the list of known ones in the error."""
-    _load_protocol_modules()
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {name!r}; known protocols: {', '.join(sorted(PROTOCOLS))}")
-    return PROTOCOLS[name]
-
-
-def _knn_protocol(
-    train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray, eval_config: EvalConfig, num_classes: int
-) -> list[dict[str, Any]]:
-    return knn_evaluate(train_f, train_y, test_f, test_y, eval_config.knn_k, eval_config.knn_temperature, num_classes)
-
-
-def _linear_protocol(
-    train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray, eval_config: EvalConfig, num_classes: int
-) -> list[dict[str, Any]]:
-    return [linear_probe(train_f, train_y, test_f, test_y, eval_config.linear_c_grid, eval_config.validation_fraction, num_classes)]
-
-
-register_protocol("knn", _knn_protocol, description="weighted kNN on L2-normalised features (Wu et al. 2018), top-1/top-5 per k")
-register_protocol("linear", _linear_protocol, description="logistic regression on standardised frozen features, C chosen on a validation split")
-
-
-def evaluate_features(
-    train_f: np.ndarray,
-    train_y: np.ndarray,
-    test_f: np.ndarray,
-    test_y: np.ndarray,
-    eval_config: EvalConfig,
-    protocols: Sequence[str],
-    num_classes: int,
-    features_name: str = "model",
-) -> list[dict[str, Any]]:
-    """Run feature protocols on ``(N, D)`` train and ``(M, D)`` test features.
+def check_eval_config(eval_config: EvalConfig, capabilities: Sequence[str], model: str,
+                      protocols: Sequence[str] | None = None) -> None:
+    """Refuse unknown protocols, settings of unknown protocols, bad settings and protocols the model
+    cannot serve, each with the reason and the fix.
 
     Args:
-        train_f / test_f: frozen features; train_y / test_y: int class indices.
-        eval_config: k values, temperature, C grid, validation fraction.
-        protocols: names of ``features`` protocols (``knn``, ``linear``).
-        num_classes: number of classes C.
-        features_name: written to each row's ``"features"`` (``model``, ``raw_pixels``).
+        eval_config: the recipe's ``eval`` section.
+        capabilities: what the model provides (``MethodSpec.provides``).
+        model: how to name the model in messages (``the simclr model``).
+        protocols: the protocols to run; defaults to ``eval_config.protocols``.
 
-    Returns:
-        result rows ``{"protocol", "features", ...metrics}`` in protocol order.
+    Raises:
+        RecipeError: naming the protocol or setting.
     """
+    names = list(eval_config.protocols if protocols is None else protocols)
+    known = available_protocols()
+    for name in names:
+        if name not in PROTOCOLS:
+            raise RecipeError(f"unknown evaluation protocol {name!r} in eval.protocols.{suggest(name, known)} "
+                              f"Known protocols: {', '.join(known)}")
+    for name, values in eval_config.settings.items():
+        if name not in PROTOCOLS:
+            raise RecipeError(f"eval.{name}: no evaluation protocol is called {name!r}.{suggest(name, known)}")
+        protocol = PROTOCOLS[name]
+        if protocol.settings is None:
+            if values:
+                raise RecipeError(f"eval.{name}: the {name} protocol has no settings; remove eval.{name}")
+            continue
+        build_section(protocol.settings, f"eval.{name}", values)
+    for name in names:
+        missing = [need for need in PROTOCOLS[name].needs if need not in capabilities]
+        if missing:
+            servable = [other for other in known if all(need in capabilities for need in PROTOCOLS[other].needs)]
+            raise RecipeError(
+                f"evaluation protocol {name!r} needs {', '.join(missing)}, which {model} does not provide "
+                f"(it provides {', '.join(capabilities) or 'nothing'}); protocols it can serve: "
+                f"{', '.join(servable) or 'none'}"
+            )
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """:func:`check_eval_config` for a training recipe (its method's capabilities)."""
+    spec = recipe.spec
+    check_eval_config(recipe.eval, spec.provides, f"the {spec.name} model")
+
+
+def evaluate(context: EvaluationContext, protocols: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run ``protocols`` (default: ``context.eval_config.protocols``) and return the results mapping."""
+    names = list(context.eval_config.protocols if protocols is None else protocols)
+    if not names:
+        raise ValueError("no evaluation protocol given; choose from: " + ", ".join(available_protocols()))
+    check_eval_config(context.eval_config, context.capabilities, context.describe_model(), names)
+    data = context.data_config
+    output: dict[str, Any] = {
+        "dataset": data.source if data is not None else None,
+        "train_split": data.train_split if data is not None else None,
+        "test_split": data.eval_split if data is not None else None,
+    }
+    results: list[dict[str, Any]] = []
+    baselines: list[dict[str, Any]] = []
+    for name in names:
+        protocol = get_protocol(name)
+        for row in protocol.run(context, context.settings(protocol)):
+            (baselines if row.get("features") == "raw_pixels" else results).append({"protocol": name, **row})
+    if "splits" in context._cache:  # image protocols ran: record what they were measured on
+        splits = context.image_splits()
+        output.update(num_train=len(splits.train), num_test=len(splits.test), num_classes=context.num_classes)
+    output.update(results=results, baselines=baselines)
+    for row in results + baselines:
+        if row.get("section", "all") == "all":
+            logger.info("eval %s (%s): %s", row.get("protocol"), row.get("features", "model"),
+                        {k: v for k, v in row.items() if k in ("k", "C", "dataset", "top1", "top5", "spearman", "accuracy")})
+    return output
+
+
+def evaluate_path(path: str, data: SourceConfig | None, eval_config: EvalConfig,
+                  protocols: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate a model path (hfssl run, exported encoder, transformers vision model, word2vec file)."""
+    return evaluate(EvaluationContext.for_path(path, data, eval_config), protocols)
+
+
+def evaluate_features(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
+                      eval_config: EvalConfig, protocols: Sequence[str], num_classes: int,
+                      features_name: str = "model") -> list[dict[str, Any]]:
+    """Run feature protocols on given ``(N, D)`` / ``(M, D)`` features (rows named ``features_name``)."""
     rows: list[dict[str, Any]] = []
     for name in protocols:
         protocol = get_protocol(name)
-        if protocol.kind != FEATURES:
-            raise ValueError(f"protocol {name!r} evaluates a model path, not image features; run it through evaluate_path")
-        for row in protocol(train_f, train_y, test_f, test_y, eval_config, num_classes):
+        if protocol.score is None:
+            raise ValueError(f"protocol {name!r} does not score image features (it needs {', '.join(protocol.needs)})")
+        settings = build_section(protocol.settings, f"eval.{name}", eval_config.protocol_settings(name))
+        for row in protocol.score(train_f, train_y, test_f, test_y, settings, num_classes):
             rows.append({"protocol": name, "features": features_name, **row})
     return rows
-
-
-def raw_pixel_features(dataset: Any, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened uint8 pixels scaled to [0, 1]: ``(N, C*H*W)`` float32 and the ``(N,)`` labels."""
-    pixels, labels = [], []
-    for batch, batch_labels in iter_image_batches(dataset, batch_size):
-        pixels.append(batch.reshape(len(batch), -1).astype(np.float32) / 255.0)
-        labels.append(batch_labels)
-    return np.concatenate(pixels), np.concatenate(labels)
-
-
-def _eval_data_config(data: DataConfig, eval_config: EvalConfig) -> DataConfig:
-    """The data config with the evaluation's sample limits applied (the smaller limit wins)."""
-
-    def smaller(a: int | None, b: int | None) -> int | None:
-        return b if a is None else a if b is None else min(a, b)
-
-    return dataclasses.replace(
-        data,
-        max_train_samples=smaller(data.max_train_samples, eval_config.max_train_samples),
-        max_eval_samples=smaller(data.max_eval_samples, eval_config.max_test_samples),
-    )
-
-
-def _split_protocols(protocols: Sequence[str]) -> tuple[list[str], list[EvalProtocol]]:
-    features, paths = [], []
-    for name in protocols:
-        protocol = get_protocol(name)
-        if protocol.kind == FEATURES:
-            features.append(name)
-        else:
-            paths.append(protocol)
-    return features, paths
-
-
-def evaluate_path(path: str, data: DataConfig, eval_config: EvalConfig, protocols: Sequence[str] | None = None) -> dict[str, Any]:
-    """Evaluate a model path (hfssl run, exported encoder or transformers vision model).
-
-    Feature protocols load the labelled image splits of ``data`` with
-    :func:`hfssl.data.load_image_splits`, extract frozen features with
-    :func:`hfssl.evaluation.features.load_feature_extractor`, and, when ``eval_config.baselines``
-    is set, run the same protocols on raw pixels. Path protocols get ``(path, data, eval_config)``.
-
-    Args:
-        path: the model to evaluate.
-        data: where the evaluation images come from (source, splits, columns, image size).
-        eval_config: protocol settings and sample limits.
-        protocols: protocol names; defaults to ``eval_config.protocols``.
-
-    Returns:
-        the ``eval_results.json`` mapping (see ARCHITECTURE.md): dataset, splits, ``num_train``,
-        ``num_test`` and ``num_classes`` (when image protocols ran), ``results`` and ``baselines``.
-    """
-    protocols = list(eval_config.protocols if protocols is None else protocols)
-    if not protocols:
-        raise ValueError("no evaluation protocol given; choose from: " + ", ".join(available_protocols()))
-    feature_protocols, path_protocols = _split_protocols(protocols)
-    output: dict[str, Any] = {"dataset": data.source, "train_split": data.train_split, "test_split": data.eval_split}
-    if feature_protocols:
-        output.update(_evaluate_images(path, _eval_data_config(data, eval_config), eval_config, feature_protocols))
-    else:
-        output.update(results=[], baselines=[])
-    for protocol in path_protocols:
-        output["results"].extend({"protocol": protocol.name, **row} for row in protocol(path, data, eval_config))
-    return output
-
-
-def _evaluate_images(path: str, data: DataConfig, eval_config: EvalConfig, protocols: list[str]) -> dict[str, Any]:
-    from hfssl.data import load_image_splits
-
-    splits = load_image_splits(data)
-    if splits.test is None:
-        raise ValueError(f"dataset {data.source!r} has no test split to evaluate on; set the test split (data.eval_split / --test-split)")
-    if splits.num_classes is None:
-        raise ValueError(f"dataset {data.source!r} has no labels: kNN and linear probes need a label column (--label-column)")
-    extractor = load_feature_extractor(path)
-    train_f, train_y = extract_features(extractor, splits.train, eval_config.batch_size)
-    test_f, test_y = extract_features(extractor, splits.test, eval_config.batch_size)
-    logger.info("features: %d train and %d test rows of width %d from %s", len(train_y), len(test_y), train_f.shape[1], path)
-    return image_results(train_f, train_y, test_f, test_y, splits.train, splits.test, eval_config, protocols,
-                         int(splits.num_classes))
-
-
-def image_results(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
-                  train_set: Any, test_set: Any, eval_config: EvalConfig, protocols: list[str],
-                  num_classes: int) -> dict[str, Any]:
-    """The image part of eval_results.json: counts, the model's rows and (when
-    ``eval_config.baselines``) the same protocols on the raw pixels of ``train_set`` / ``test_set``."""
-    output: dict[str, Any] = {
-        "num_train": int(len(train_y)),
-        "num_test": int(len(test_y)),
-        "num_classes": num_classes,
-        "results": evaluate_features(train_f, train_y, test_f, test_y, eval_config, protocols, num_classes, "model"),
-        "baselines": [],
-    }
-    if eval_config.baselines:
-        train_p, _ = raw_pixel_features(train_set)
-        test_p, _ = raw_pixel_features(test_set)
-        output["baselines"] = evaluate_features(train_p, train_y, test_p, test_y, eval_config, protocols, num_classes, "raw_pixels")
-    return output
 
 
 def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:

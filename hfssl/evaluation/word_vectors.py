@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hfssl.models.word2vec.export import load_word2vec_format
+from hfssl.registry import discover_methods
+
 logger = logging.getLogger(__name__)
 
 SIMILARITY_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
@@ -179,16 +182,13 @@ def load_word_vectors(path: str | Path) -> WordVectors:
     """Word vectors from an hfssl word2vec run directory or a word2vec text/binary file."""
     path = Path(path)
     if path.is_file():
-        from hfssl.models.word2vec.export import load_word2vec_format
-
         words, vectors = load_word2vec_format(path)
         return WordVectors(words, vectors)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{str(path)!r} is neither a word2vec file nor a model directory with config.json")
     from transformers import AutoModel
 
-    import hfssl  # noqa: F401 - registers the Auto classes
-
+    discover_methods()  # registers the hfssl_* model types with the Auto classes
     model = AutoModel.from_pretrained(path)
     if getattr(model.config, "model_type", "") != "hfssl_word2vec":
         raise ValueError(f"{str(path)!r} holds a {model.config.model_type!r} model; word similarity and analogies need word2vec")
@@ -210,25 +210,3 @@ def analogy_rows(vectors: WordVectors, restrict_vocab: int = DEFAULT_RESTRICT_VO
         rows.append({"dataset": "google_analogies", "section": section["section"], "restrict_vocab": restrict_vocab,
                      **{key: section[key] for key in ("accuracy", "correct", "evaluated", "num_questions")}})
     return rows
-
-
-def word_similarity_protocol(path: str, data_config: Any = None, eval_config: Any = None) -> list[dict[str, Any]]:
-    """``hfssl eval PATH --protocol word-similarity``."""
-    return word_similarity_rows(load_word_vectors(path))
-
-
-def analogy_protocol(path: str, data_config: Any = None, eval_config: Any = None) -> list[dict[str, Any]]:
-    """``hfssl eval PATH --protocol analogy``."""
-    return analogy_rows(load_word_vectors(path))
-
-
-def _register() -> None:
-    from hfssl.evaluation.runner import PATH, register_protocol
-
-    register_protocol("word-similarity", word_similarity_protocol, kind=PATH,
-                      description="Spearman on WordSim-353 and SimLex-999 (word2vec models and files)")
-    register_protocol("analogy", analogy_protocol, kind=PATH,
-                      description="3CosAdd accuracy on the Google analogy set, top 30,000 words (word2vec)")
-
-
-_register()

@@ -25,8 +25,8 @@ Metadata decisions:
   ``fill-mask``, ``feature-extraction`` (word embeddings), ``zero-shot-image-classification``.
 * ``base_model`` only when the config's ``backbone_name_or_path`` is a Hub id.
 
-Pictures (:func:`save_projection_plot`, :func:`save_reconstruction_plot`) are PNGs drawn with
-matplotlib's Agg canvas (no pyplot state, no display needed); the card links only those that exist.
+Pictures are drawn by :mod:`hfssl.plots` and the methods' picture hooks; the card links only those
+that exist.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
@@ -48,10 +48,8 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import AutoConfig, PretrainedConfig
 
 from hfssl.registry import MethodSpec, method_for_config
-from hfssl.training.recipe import Recipe, load_recipe
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from hfssl.model_cards import template_path as packaged_template_path
+from hfssl.recipe import Recipe, load_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -445,7 +443,7 @@ def _preprocessing_context(contents: RunContents) -> dict[str, Any]:
     processor = contents.processor_config or {}
     size = processor.get("size") or {}
     height = size.get("height") or size.get("shortest_edge")
-    if height is None and contents.recipe is not None:
+    if height is None and contents.recipe is not None and contents.spec.modality != "text":
         height = contents.recipe.views.crop_size or contents.recipe.data.image_size
     height = int(height or contents.encoder_config.get("image_size", 224))
     channels = int(contents.encoder_config.get("num_channels", 3) or 3)
@@ -489,8 +487,8 @@ def _recipe_rows(recipe: Recipe, spec: MethodSpec, backbone_description: str) ->
         rows.append(("train.max_steps", str(train.max_steps)))
     else:
         rows.append(("train.epochs", _format_value(train.epochs)))
-    if train.teacher_momentum_start is not None:
-        rows.append(("train.teacher_momentum", f"{train.teacher_momentum_start:g} -> {train.teacher_momentum_end:g}"))
+    for name, changes in train.schedules.items():
+        rows.append((f"train.schedules.{name}", _format_value(changes)))
     rows += [("train.mixed_precision", train.mixed_precision or "Accelerate's setting"), ("train.seed", str(train.seed))]
     return rows
 
@@ -822,7 +820,7 @@ def build_card(
         "license": (recipe.hub.license if recipe is not None else None) or "not stated",
         "text": _text_context(contents),
         "extra_files": _extra_files(run_dir),
-        "hfssl_version": _hfssl_version(),
+        "hfssl_version": hfssl_version(),
     }
     card_data = _card_data(contents, data, model_name, encoder_card=encoder_card)
     card = ModelCard.from_template(card_data, template_path=str(template_path(spec.family)), **context)
@@ -830,16 +828,18 @@ def build_card(
     return card
 
 
-def _hfssl_version() -> str:
-    import hfssl
+def hfssl_version() -> str:
+    """The installed hfssl version (``unknown`` outside an installed distribution)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return getattr(hfssl, "__version__", "unknown")
+    try:
+        return version("hfssl")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def template_path(family: str) -> Path:
     """The template of a method family, shipped inside the package (``hfssl/model_cards``)."""
-    from hfssl.model_cards import template_path as packaged_template_path
-
     return packaged_template_path(family)
 
 
@@ -918,128 +918,4 @@ def write_encoder_card(run_dir: str | Path, output_path: str | Path, *, repo_id:
     card = build_card(run_dir, repo_id=repo_id, encoder_repo_id=encoder_repo_id, encoder_card=True)
     path = Path(output_path)
     path.write_text(str(card), encoding="utf-8")
-    return path
-
-
-def _figure(width: float, height: float) -> Figure:
-    # The object-oriented API with the Agg canvas: no pyplot global state, no display, safe in threads.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Project ``(N, D)`` features to ``(N, 2)`` with PCA or t-SNE (scikit-learn), deterministically."""
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        if features.shape[1] < 2:  # a 1-D feature: plot it against zero
-            return np.concatenate([features, np.zeros_like(features)], axis=1)
-        return PCA(n_components=2, random_state=seed).fit_transform(features)
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
-    raise ValueError(f"projection method must be 'pca' or 'tsne', got {method!r}")
-
-
-def save_projection_plot(
-    features: np.ndarray, labels: np.ndarray, label_names: list[str] | None, path: Path, method: str = "pca"
-) -> Path:
-    """Draw a 2-D projection of embeddings coloured by label and save it as a PNG.
-
-    Args:
-        features: ``(N, D)`` embeddings (test-set features from ``get_embeddings``).
-        labels: ``(N,)`` integer labels; ``-1`` marks unlabelled points (drawn in grey).
-        label_names: class names indexed by label, or ``None`` to show the label numbers.
-        path: the PNG to write (``DIR/images/embeddings_2d.png``); parent folders are created.
-        method: ``pca`` or ``tsne``.
-
-    Returns:
-        ``path``. The PNG's ``Description`` text records the method and the point count, which
-        the model card quotes.
-    """
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels).reshape(-1)
-    if features.ndim != 2:
-        raise ValueError(f"features must be a 2-D array (samples, dimensions), got shape {features.shape}")
-    if len(labels) != len(features):
-        raise ValueError(f"features has {len(features)} rows but labels has {len(labels)} entries")
-    if len(features) < 3:
-        raise ValueError(f"a projection plot needs at least 3 points, got {len(features)}")
-    if not np.isfinite(features).all():
-        raise ValueError("features contain NaN or infinite values; the model's embeddings have diverged")
-    points = project_2d(features, method)
-    figure = _figure(6.4, 5.2)
-    axes = figure.add_subplot()
-    classes = [int(value) for value in np.unique(labels) if value >= 0]
-    from matplotlib import colormaps
-
-    colormap = colormaps["tab10" if len(classes) <= 10 else "tab20" if len(classes) <= 20 else "viridis"]
-    unlabelled = labels < 0
-    if unlabelled.any():
-        axes.scatter(points[unlabelled, 0], points[unlabelled, 1], s=6, color="0.7", label="unlabelled")
-    for index, value in enumerate(classes):
-        chosen = labels == value
-        name = label_names[value] if label_names is not None and value < len(label_names) else str(value)
-        color = colormap(index / max(1, len(classes) - 1)) if len(classes) > 20 else colormap(index)
-        axes.scatter(points[chosen, 0], points[chosen, 1], s=6, color=color, label=name)
-    if len(classes) <= 20:
-        axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", markerscale=2, frameon=False)
-    axes.set_title(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(features):,} test embeddings")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", bbox_inches="tight",
-                   metadata={"Description": f"hfssl projection={method} count={len(features)}"})
-    return path
-
-
-def save_reconstruction_plot(originals: np.ndarray, reconstructions: np.ndarray, masked: np.ndarray, path: Path) -> Path:
-    """Save MAE reconstructions as a PNG grid: masked inputs, reconstructions, originals (one row each).
-
-    Args:
-        originals / reconstructions / masked: ``(N, H, W, C)`` arrays in [0, 1], ``C`` 1 or 3
-            (He et al. 2022, fig. 2 layout).
-        path: the PNG to write (``DIR/images/reconstructions.png``).
-
-    Returns:
-        ``path``.
-    """
-    arrays = {"originals": np.asarray(originals, dtype=np.float64),
-              "reconstructions": np.asarray(reconstructions, dtype=np.float64),
-              "masked": np.asarray(masked, dtype=np.float64)}
-    shape = arrays["originals"].shape
-    for name, array in arrays.items():
-        if array.ndim != 4 or array.shape[-1] not in (1, 3):
-            raise ValueError(f"{name} must have shape (N, H, W, C) with C = 1 or 3, got {array.shape}")
-        if array.shape != shape:
-            raise ValueError(f"{name} has shape {array.shape} but originals has {shape}")
-        if not np.isfinite(array).all() or array.min() < -1e-3 or array.max() > 1 + 1e-3:
-            raise ValueError(f"{name} must hold values in [0, 1] (undo the normalisation first), "
-                             f"got range [{np.nanmin(array):.3f}, {np.nanmax(array):.3f}]")
-    count = shape[0]
-    figure = _figure(1.2 * count + 1.2, 3.9)
-    rows = (("masked", "masked input"), ("reconstructions", "reconstruction"), ("originals", "original"))
-    for row, (name, title) in enumerate(rows):
-        for column in range(count):
-            axes = figure.add_subplot(3, count, row * count + column + 1)
-            image = np.clip(arrays[name][column], 0.0, 1.0)
-            if image.shape[-1] == 1:
-                axes.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-            else:
-                axes.imshow(image)
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if column == 0:
-                axes.set_ylabel(title, fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", bbox_inches="tight",
-                   metadata={"Description": f"hfssl reconstructions count={count}"})
     return path

@@ -20,6 +20,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hfssl.hub.card import write_model_card
+from hfssl.hub.push import check_repo_id, push_run
+from hfssl.recipe import load_recipe
+
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hfssl push``."""
@@ -47,15 +51,11 @@ def _hub_settings(run_dir: Path) -> Any:
     """The ``hub`` section of the run's recipe, or ``None`` without a recipe."""
     if not (run_dir / "recipe.yaml").is_file():
         return None
-    from hfssl.training.recipe import load_recipe
-
     return load_recipe(run_dir / "recipe.yaml").hub
 
 
 def run_push(args: argparse.Namespace) -> int:
     """Handle ``hfssl push``: publish, then print the repo and commit URLs."""
-    from hfssl.hub.push import push_run
-
     run_dir = Path(args.run_dir)
     hub = _hub_settings(run_dir)
     repo_id = args.repo_id or (hub.repo_id if hub is not None else None)
@@ -85,9 +85,6 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_card(args: argparse.Namespace) -> int:
     """Handle ``hfssl card``: rewrite ``DIR/README.md`` and print its path."""
-    from hfssl.hub.card import write_model_card
-    from hfssl.hub.push import check_repo_id
-
     if args.repo_id:
         check_repo_id(args.repo_id, "--repo-id")
     if args.encoder_repo_id:

@@ -44,6 +44,11 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
 
+from hfssl.export import ExportContext
+from hfssl.hub.card import hfssl_version, read_run, write_encoder_card, write_model_card
+from hfssl.recipe import load_recipe
+from hfssl.registry import method_for_config
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -389,9 +394,7 @@ def push_run(
     check_online()
     endpoint = hub_endpoint()
 
-    from hfssl import __version__
-    from hfssl.hub.card import read_run, write_encoder_card, write_model_card
-
+    __version__ = hfssl_version()
     method = read_run(run_dir).spec.name
     message = commit_message or f"Upload {method} model trained with hfssl"
     description = f"Published with hfssl {__version__} from a run directory (recipe.yaml holds the training recipe)."
@@ -422,34 +425,13 @@ def push_run(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _image_export_settings(model: Any, source: Path | None) -> tuple[int, tuple[float, ...], tuple[float, ...], int]:
-    """Image size, mean, std and channels for the exported processor: the source run's recipe, else the config."""
-    if source is not None and (source / "recipe.yaml").is_file():
-        from hfssl.training.recipe import load_recipe
-
-        recipe = load_recipe(source / "recipe.yaml")
-        return (recipe.views.crop_size or recipe.data.image_size, tuple(recipe.views.mean), tuple(recipe.views.std),
-                recipe.data.channels)
-    backbone_config = model.config.backbone_config
-    channels = int(getattr(backbone_config, "num_channels", 3))
-    image_size = getattr(backbone_config, "image_size", None)
-    if not isinstance(image_size, int):
-        raise ValueError(
-            f"cannot tell the input size of {type(model).__name__}: it was not loaded from an hfssl run directory "
-            "with a recipe.yaml. Save it with save_pretrained into a run directory (with recipe.yaml) or use "
-            "`hfssl push RUN_DIR`"
-        )
-    logger.warning("no recipe.yaml beside the model: the exported image processor uses image size %d and "
-                   "mean/std 0.5, which may differ from the training normalisation", image_size)
-    return image_size, (0.5,) * channels, (0.5,) * channels, channels
-
-
 def push_model_to_hub(model: Any, repo_id: str, **kwargs: Any) -> dict[str, str]:
     """Publish an in-memory hfssl model: save it with its encoder into a temporary run directory, then :func:`push_run`.
 
     When the model was loaded from a run directory (``model.name_or_path``), that run's
     ``recipe.yaml``, ``eval_results.json``, ``images/`` and other top-level artifacts are published
-    with it, and its recipe sets the exported image processor.
+    with it, and its recipe and saved artifacts (the image processor's settings, a tokenizer) shape
+    the export, which is the method's own (``MethodSpec.export``).
 
     Args:
         model: an hfssl model (``HfsslPreTrainedModel``).
@@ -462,8 +444,6 @@ def push_model_to_hub(model: Any, repo_id: str, **kwargs: Any) -> dict[str, str]
         check_repo_id(kwargs["encoder_repo_id"], "encoder_repo_id")
     resolve_token(kwargs.get("token"))  # fail before saving anything
     check_online()
-    from hfssl.registry import method_for_config
-
     spec = method_for_config(model.config)
     name_or_path = getattr(model, "name_or_path", "") or ""
     source = Path(name_or_path) if name_or_path and Path(name_or_path).is_dir() else None
@@ -479,21 +459,6 @@ def push_model_to_hub(model: Any, repo_id: str, **kwargs: Any) -> dict[str, str]
                     shutil.copytree(path, run_dir / path.name)
                 elif path.is_file() and not path.name.startswith("model-"):
                     shutil.copy2(path, run_dir / path.name)
-        if spec.modality == "image":
-            from hfssl.hub.export import export_encoder
-
-            image_size, mean, std, channels = _image_export_settings(model, source)
-            export_encoder(model, run_dir / "encoder", image_size, mean, std, channels)
-        else:
-            _export_text_encoder(model, run_dir / "encoder", source)
+        recipe = load_recipe(source / "recipe.yaml") if source is not None and (source / "recipe.yaml").is_file() else None
+        spec.export(model, run_dir / "encoder", ExportContext(recipe=recipe, run_dir=run_dir, files_dir=run_dir))
         return push_run(run_dir, repo_id, **kwargs)
-
-
-def _export_text_encoder(model: Any, output_dir: Path, source: Path | None) -> None:
-    """The backbone plus the tokenizer files of the source run's encoder (text methods)."""
-    backbone = model.export_backbone() if hasattr(model, "export_backbone") else model.get_backbone()
-    backbone.save_pretrained(output_dir)
-    if source is not None and (source / "encoder").is_dir():
-        for path in (source / "encoder").iterdir():
-            if path.is_file() and not path.name.startswith(("model", "config.json")):
-                shutil.copy2(path, output_dir / path.name)

@@ -6,6 +6,10 @@ and the resolved ``recipe.yaml`` are written and fsync'ed, and only then is the 
 to ``checkpoints/step-XXXXXXXX`` (a rename is atomic on POSIX file systems). ``--resume`` takes
 the newest ``step-*`` folder that holds a ``trainer_state.json``; stale ``.tmp-*`` folders from a
 killed run are removed.
+
+Training-only state of the model (``HfsslPreTrainedModel.training_state``: a negative queue, a
+centre) is written beside Accelerate's files as ``training_state_<process>.safetensors`` by every
+process, so it is part of the same atomic checkpoint.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+TRAINING_STATE_FILE = "training_state_{process}.safetensors"
 
 
 def checkpoint_root(output_dir: Path) -> Path:
@@ -36,9 +43,13 @@ def _fsync_file(path: Path, text: str) -> None:
 
 
 def save_checkpoint(
-    accelerator: Accelerator, output_dir: Path, step: int, trainer_state: dict[str, Any], recipe_yaml: str, keep: int
+    accelerator: Accelerator, output_dir: Path, step: int, trainer_state: dict[str, Any], recipe_yaml: str, keep: int,
+    training_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint of optimizer step ``step`` atomically; every process must call this."""
+    """Write the checkpoint of optimizer step ``step`` atomically; every process must call this.
+
+    ``training_state`` (this process's training-only tensors) is saved when not empty.
+    """
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:08d}"
     staging = root / f".tmp-step-{step:08d}"
@@ -48,6 +59,9 @@ def save_checkpoint(
             shutil.rmtree(staging)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
+    if training_state:
+        save_file({name: tensor.contiguous() for name, tensor in training_state.items()},
+                  str(staging / TRAINING_STATE_FILE.format(process=accelerator.process_index)))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _fsync_file(staging / "recipe.yaml", recipe_yaml)
@@ -114,3 +128,14 @@ def resolve_resume(output_dir: Path, resume: bool | str) -> Path | None:
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def load_training_state(checkpoint: Path, process_index: int) -> dict[str, torch.Tensor] | None:
+    """This process's training-only state in ``checkpoint`` (process 0's when the process count
+    changed), or ``None`` when the checkpoint holds none."""
+    for index in (process_index, 0):
+        path = Path(checkpoint) / TRAINING_STATE_FILE.format(process=index)
+        if path.is_file():
+            return load_file(str(path))
+    return None
+

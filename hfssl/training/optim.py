@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hfssl.training.recipe import OptimConfig
+from hfssl.recipe import OptimConfig
 
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -28,9 +28,10 @@ def parameter_groups(model: nn.Module, optim: OptimConfig) -> list[dict]:
         if not parameter.requires_grad:
             continue
         (no_decay if id(parameter) in no_decay_ids else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": optim.weight_decay, "lars_exclude": False}]
+    # ``decay`` marks the groups a scheduled ``weight_decay`` applies to (hfssl.training.trainer).
+    groups = [{"params": decay, "weight_decay": optim.weight_decay, "lars_exclude": False, "decay": True}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True, "decay": False})
     return [group for group in groups if group["params"]]
 
 

@@ -1,13 +1,15 @@
-"""Learning-rate and teacher-momentum schedules as pure functions of the optimizer step.
+"""The learning-rate schedule as a pure function of the optimizer step.
 
-Being pure functions of ``step`` makes resuming exact: nothing but the step counter is restored.
+Being a pure function of ``step`` makes resuming exact: nothing but the step counter is restored.
+Other scheduled scalars (teacher momentum, temperatures, weight decay) are declared by the models
+as :class:`hfssl.schedules.Schedule` objects.
 """
 
 from __future__ import annotations
 
 import math
 
-from hfssl.training.recipe import OptimConfig
+from hfssl.recipe import OptimConfig
 
 
 def warmup_steps(optim: OptimConfig, total_steps: int) -> int:
@@ -34,10 +36,3 @@ def lr_multiplier(step: int, total_steps: int, optim: OptimConfig) -> float:
     if optim.schedule == "linear":
         return floor + (1.0 - floor) * (1.0 - progress)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def teacher_momentum(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
-    """BYOL's cosine schedule (Grill et al. 2020, sec. 3.2):
-    ``tau = final - (final - base) * (cos(pi * step / total) + 1) / 2``."""
-    progress = min(1.0, step / max(1, total_steps))
-    return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0

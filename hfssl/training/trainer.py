@@ -1,15 +1,22 @@
 """One Accelerate training loop for every hfssl method.
 
 Flow of one step (STYLE.md): the DataLoader yields decoded, fixed-size batches -> the method's
-``make_inputs`` turns them into views on the device, seeded -> ``model(**inputs)`` returns the
-loss first -> ``accelerator.backward`` -> optimizer step with the learning rate of this step ->
-``update_teacher(momentum)`` for methods with a teacher.
+``make_inputs`` turns the whole batch into model inputs on the device, seeded -> ``model(**inputs)``
+returns the loss first -> ``accelerator.backward`` -> gradient clipping, frozen parameters'
+gradients dropped (``model.parameter_freezes()``), the learning rate and scheduled weight decay of
+this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA teachers, queues,
+centres) -> callbacks (online kNN, given by the caller) and logging.
+
+The engine knows nothing about evaluation, export or model cards: :func:`train` trains and saves
+the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks are objects with
+``on_step_end(step, model, data, accelerator) -> dict[str, float]`` whose returned values are logged.
 
 Exact resume: the data order of each epoch is a function of (seed, epoch) (Accelerate's seedable
-sampler), the views of a micro-batch are a function of (seed, micro-step, process), the learning
-rate and teacher momentum are functions of the step, and Accelerate's ``save_state`` keeps the
-model, optimizer and global RNG states. A resumed run therefore follows the uninterrupted run
-step for step (bit-identical on the CPU).
+sampler), the inputs of a micro-batch are a function of (seed, micro-step, process), the learning
+rate and every scheduled scalar and freeze are functions of the step, Accelerate's ``save_state``
+keeps the model, optimizer and global RNG states, and the model's training-only state (queues,
+centres) is saved with each checkpoint. A resumed run therefore follows the uninterrupted run step
+for step (bit-identical on the CPU).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -28,28 +35,46 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from hfssl.backbones import load_pretrained_backbone
+from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
+from hfssl.recipe import Recipe
 from hfssl.registry import get_method
+from hfssl.schedules import Schedule, resolve_schedules
 from hfssl.training.checkpoint import (
     checkpoint_root,
+    load_training_state,
     read_trainer_state,
     remove_stale_staging,
     resolve_resume,
     save_checkpoint,
 )
+from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import build_optimizer
-from hfssl.training.recipe import Recipe
-from hfssl.training.schedules import lr_multiplier, teacher_momentum
+from hfssl.training.schedules import lr_multiplier
 
 logger = logging.getLogger(__name__)
 
 
+class TrainerCallback(Protocol):
+    """Called on every process after each optimiser step; returns values to log (may be empty)."""
+
+    def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
+                    ) -> dict[str, float]: ...
+
+
 @dataclass
 class TrainResult:
+    """What :func:`train` leaves: the run directory, the trained (unwrapped) model, its data and
+    the Accelerator, for the steps that follow (:mod:`hfssl.pipeline`)."""
+
     output_dir: Path
     steps: int
     final_loss: float | None
     resumed_from: Path | None
+    model: torch.nn.Module | None = None
+    data: TrainingData | None = None
+    accelerator: Accelerator | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,8 +86,6 @@ def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None) ->
     model = spec.model_class(config)
     path = getattr(config, "backbone_name_or_path", None)
     if path:
-        from hfssl.backbones import load_pretrained_backbone
-
         _, pretrained = load_pretrained_backbone(path)
         model.get_backbone().load_state_dict(pretrained.state_dict())
         if hasattr(model, "copy_student_to_teacher"):
@@ -108,13 +131,33 @@ def _total_steps(recipe: Recipe, steps_per_epoch: int | None) -> int:
     return max(1, math.ceil(recipe.train.epochs * steps_per_epoch))
 
 
+def resolved_schedules(model: torch.nn.Module, recipe: Recipe) -> dict[str, Schedule]:
+    """The model's scheduled scalars with the recipe's ``train.schedules`` overrides applied."""
+    declared = model.schedules() if hasattr(model, "schedules") else {}
+    return resolve_schedules(declared, recipe.train.schedules, owner=f"the {recipe.method} model")
+
+
+def _frozen_until(model: torch.nn.Module, steps_per_epoch: int | None) -> list[tuple[torch.nn.Parameter, int]]:
+    """``(parameter, first step it is updated)`` for every parameter a freeze applies to."""
+    frozen = []
+    freezes = model.parameter_freezes() if hasattr(model, "parameter_freezes") else []
+    for freeze in freezes:
+        length = freeze.length(steps_per_epoch)
+        matched = [parameter for name, parameter in model.named_parameters() if freeze.matches(name)]
+        if not matched:
+            raise ValueError(f"{type(model).__name__}.parameter_freezes(): {freeze.pattern!r} matches no parameter")
+        frozen += [(parameter, length) for parameter in matched if parameter.requires_grad]
+    return frozen
+
+
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
-          accelerator: Accelerator | None = None) -> TrainResult:
-    """Train ``recipe`` into ``output_dir``; see the module docstring for the guarantees."""
+          accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+    """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     spec = get_method(recipe.method)
+    callbacks = list(callbacks or [])
     set_seed(recipe.train.seed)
 
     checkpoint = resolve_resume(output_dir, resume)
@@ -123,8 +166,9 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         recipe.save(output_dir / "recipe.yaml")
 
     with accelerator.main_process_first():
-        data = spec.load_hook("build_data")(recipe, accelerator)
+        data = spec.load_training_data(recipe, accelerator)
     model = build_model(recipe, data.config_updates)
+    schedules = resolved_schedules(model, recipe)
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
         # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.
         model = convert_sync_batchnorm(model, accelerator.device)
@@ -153,19 +197,23 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     accumulation = recipe.train.gradient_accumulation_steps
     steps_per_epoch = batches_per_epoch // accumulation if batches_per_epoch else None
     total_steps = _total_steps(recipe, steps_per_epoch)
+    unwrapped = accelerator.unwrap_model(model)
+    frozen = _frozen_until(unwrapped, steps_per_epoch)
 
     state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_step": 0}
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state.update(read_trainer_state(checkpoint)["state"])
+        if unwrapped.training_state:
+            saved = load_training_state(checkpoint, accelerator.process_index)
+            if saved is None:
+                raise ValueError(f"checkpoint {checkpoint} holds no training state {list(unwrapped.training_state)} "
+                                 f"for {type(unwrapped).__name__}: it was written by another method")
+            unwrapped.load_training_state_dict(saved)
         logger.info("resumed from %s at step %d", checkpoint, state["global_step"])
 
     if accelerator.is_main_process and recipe.train.trackers:
         accelerator.init_trackers("hfssl", config=_flat_config(recipe))
-    unwrapped = accelerator.unwrap_model(model)
-    momentum_base = recipe.train.teacher_momentum_start
-    if momentum_base is None:
-        momentum_base = getattr(unwrapped.config, "teacher_momentum", None)
 
     progress = tqdm(
         total=total_steps, initial=state["global_step"], desc=f"hfssl {recipe.method}",
@@ -182,6 +230,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         if state["batch_in_epoch"]:
             loader = accelerator.skip_first_batches(dataloader, state["batch_in_epoch"])
         for batch in loader:
+            step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
+            scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
             with accelerator.accumulate(model):
                 generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
                 inputs = data.make_inputs(batch, generator)
@@ -196,9 +246,11 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
                 if accelerator.sync_gradients:
                     if recipe.optim.max_grad_norm is not None:
                         accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
-                    factor = lr_multiplier(state["global_step"], total_steps, recipe.optim)
-                    for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                        group["lr"] = base_lr * factor
+                    for parameter, until in frozen:
+                        if state["global_step"] < until:
+                            parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
+                    _set_step_hyperparameters(optimizer, base_lrs, lr_multiplier(state["global_step"], total_steps,
+                                                                                  recipe.optim), scheduled)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             state["micro_step"] += 1
@@ -206,13 +258,9 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
             window_images += _batch_size(batch)
             if not accelerator.sync_gradients:
                 continue
-            state["global_step"] += 1
-            step = state["global_step"]
-            logs: dict[str, float] = {}
-            if unwrapped.teacher_pairs and momentum_base is not None:
-                momentum = teacher_momentum(step, total_steps, momentum_base, recipe.train.teacher_momentum_end)
-                unwrapped.update_teacher(momentum)
-                logs["teacher_momentum"] = momentum
+            state["global_step"] = step
+            unwrapped.on_train_step_end(step, scheduled)
+            logs: dict[str, float] = {f"schedule/{name}": value for name, value in scheduled.items()}
             progress.update(1)
             if step % recipe.train.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
@@ -224,8 +272,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
                 progress.set_postfix(loss=f"{last_loss:.4f}")
             if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
                 logs.update(_collapse_logs(outputs.embeddings, accelerator))
-            if recipe.train.knn_every and step % recipe.train.knn_every == 0:
-                logs.update(online_knn(unwrapped, data, recipe, accelerator))
+            for callback in callbacks:
+                logs.update(callback.on_step_end(step, unwrapped, data, accelerator))
                 model.train()
             if logs and recipe.train.trackers:
                 accelerator.log(logs, step=step)
@@ -233,7 +281,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
                 logger.debug("step %d: %s", step, logs)
             if step % recipe.train.checkpoint_every == 0 or step == total_steps:
                 save_checkpoint(accelerator, output_dir, step, {"state": state}, recipe.to_yaml(),
-                                recipe.train.keep_checkpoints)
+                                recipe.train.keep_checkpoints, unwrapped.training_state_dict())
             if step >= total_steps:
                 break
         else:  # the epoch ran out before the last step
@@ -244,17 +292,24 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     progress.close()
     accelerator.wait_for_everyone()
 
-    outputs: dict[str, Any] = {}
+    unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(output_dir, safe_serialization=True)
         if data.save_artifacts is not None:
             data.save_artifacts(output_dir)
-        outputs = spec.load_hook("finalize")(output_dir, unwrapped, recipe, data) or {}
     accelerator.wait_for_everyone()
     if recipe.train.trackers:
         accelerator.end_training()
-    return TrainResult(output_dir, state["global_step"], last_loss, checkpoint, outputs)
+    return TrainResult(output_dir, state["global_step"], last_loss, checkpoint, unwrapped, data, accelerator)
+
+
+def _set_step_hyperparameters(optimizer: torch.optim.Optimizer, base_lrs: list[float], lr_factor: float,
+                              scheduled: dict[str, float]) -> None:
+    """This step's learning rate, and the scheduled ``weight_decay`` on the decayed groups."""
+    for group, base_lr in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base_lr * lr_factor
+        if "weight_decay" in scheduled and group.get("decay", True):
+            group["weight_decay"] = scheduled["weight_decay"]
 
 
 def _batch_size(batch: Any) -> int:
@@ -274,37 +329,8 @@ def _loss_logs(outputs: Any, accelerator: Accelerator) -> dict[str, float]:
 
 
 def _collapse_logs(embeddings: torch.Tensor, accelerator: Accelerator) -> dict[str, float]:
-    from hfssl.evaluation.monitor import collapse_metrics
-
     gathered = accelerator.gather(embeddings.detach().float())
     return {f"monitor/{name}": value for name, value in collapse_metrics(gathered).items()}
-
-
-@torch.no_grad()
-def online_knn(model: torch.nn.Module, data: Any, recipe: Recipe, accelerator: Accelerator) -> dict[str, float]:
-    """kNN top-1 on the held-out split with the current backbone (main process; others wait)."""
-    logs: dict[str, float] = {}
-    if data.eval_train_dataset is None or data.eval_test_dataset is None:
-        return logs
-    if accelerator.is_main_process:
-        from hfssl.evaluation.features import extract_features_with
-        from hfssl.evaluation.knn import knn_evaluate
-        from hfssl.views import build_eval_transform
-
-        model.eval()
-        transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
-        limit = recipe.train.knn_max_samples
-        train_set = data.eval_train_dataset.select(range(min(limit, len(data.eval_train_dataset))))
-        test_set = data.eval_test_dataset.select(range(min(limit, len(data.eval_test_dataset))))
-        train_f, train_y = extract_features_with(model.get_embeddings, transform, train_set, recipe.eval.batch_size)
-        test_f, test_y = extract_features_with(model.get_embeddings, transform, test_set, recipe.eval.batch_size)
-        if (train_y >= 0).all():
-            num_classes = int(max(train_y.max(), test_y.max())) + 1
-            result = knn_evaluate(train_f, train_y, test_f, test_y, ks=[recipe.train.knn_k],
-                                  temperature=recipe.eval.knn_temperature, num_classes=num_classes)
-            logs[f"knn/top1_k{recipe.train.knn_k}"] = float(result[0]["top1"])
-    accelerator.wait_for_everyone()
-    return logs
 
 
 def _flat_config(recipe: Recipe) -> dict[str, Any]:

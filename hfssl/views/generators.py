@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hfssl.training.recipe import ViewsConfig
+from hfssl.views.config import ViewsConfig
 from hfssl.views import functional
 from hfssl.views.parameters import bernoulli, sample_color_jitter, sample_crop_boxes, uniform
 

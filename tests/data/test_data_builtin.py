@@ -12,7 +12,7 @@ import pytest
 from hfssl.data import builtin
 from hfssl.data.images import load_image_splits
 from hfssl.data.sources import DataSourceError, load_split
-from hfssl.training.recipe import DataConfig
+from hfssl.data.config import ImageDataConfig
 
 
 def test_digits_splits_values_and_labels() -> None:
@@ -46,13 +46,13 @@ def test_digits_cached_and_deterministic() -> None:
 
 
 def test_prepared_digits_shapes() -> None:
-    splits = load_image_splits(DataConfig(source="builtin:digits", image_size=16, channels=3))
+    splits = load_image_splits(ImageDataConfig(source="builtin:digits", image_size=16, channels=3))
     assert (len(splits.train), len(splits.test)) == (1437, 360)
     assert splits.num_classes == 10 and splits.label_names == [str(digit) for digit in range(10)]
     batch = splits.train[:4]
     assert tuple(batch["pixels"].shape) == (4, 3, 16, 16) and str(batch["pixels"].dtype) == "torch.uint8"
     # prepared twice from the cached source: the same rows in the same order
-    again = load_image_splits(DataConfig(source="builtin:digits", image_size=16, channels=3))
+    again = load_image_splits(ImageDataConfig(source="builtin:digits", image_size=16, channels=3))
     assert again.train[:50]["label"] == splits.train[:50]["label"]
 
 
@@ -86,7 +86,7 @@ def test_fashion_mnist_from_idx_files(tiny_fashion: dict[str, tuple[np.ndarray, 
     np.testing.assert_array_equal(np.asarray(splits["test"].with_format("numpy")[:]["image"]), images)
     np.testing.assert_array_equal(splits["test"]["label"], labels)
     # Prepared at the native size, grey: the pixels are the IDX bytes exactly (vectorised path, no resize).
-    prepared = load_image_splits(DataConfig(source="builtin:fashion_mnist", image_size=28, channels=1))
+    prepared = load_image_splits(ImageDataConfig(source="builtin:fashion_mnist", image_size=28, channels=1))
     assert len(prepared.label_names) == 10
     for row in prepared.test:
         matches = [index for index in range(5) if np.array_equal(images[index], row["pixels"].numpy()[0])]

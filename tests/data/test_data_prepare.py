@@ -15,7 +15,7 @@ from hfssl.data import images as images_module
 from hfssl.data.decode import decode_image
 from hfssl.data.images import BadImageError, dataset_mean_std, load_image_splits, prepare_image_dataset
 from hfssl.data.sources import DataSourceError
-from hfssl.training.recipe import DataConfig
+from hfssl.data.config import ImageDataConfig
 
 
 def labelled_images(count: int, size: int = 10) -> datasets.Dataset:
@@ -35,8 +35,8 @@ def labelled_images(count: int, size: int = 10) -> datasets.Dataset:
     )
 
 
-def config(**values: object) -> DataConfig:
-    return DataConfig(**{"source": "memory", "image_size": 10, **values})
+def config(**values: object) -> ImageDataConfig:
+    return ImageDataConfig(**{"source": "memory", "image_size": 10, **values})
 
 
 def test_auto_detects_image_and_label_columns() -> None:
@@ -97,7 +97,7 @@ def test_empty_split_names_it_and_lists_the_splits(tmp_path: Path) -> None:
     datasets.DatasetDict({"train": full, "test": full.select([])}).save_to_disk(tmp_path / "d")
     with pytest.raises(DataSourceError, match=r"split 'test' of dataset .* is empty \(0 rows\); available splits: "
                                               r"train \(3 rows\), test \(0 rows\)"):
-        load_image_splits(DataConfig(source=str(tmp_path / "d"), image_size=8))
+        load_image_splits(ImageDataConfig(source=str(tmp_path / "d"), image_size=8))
     with pytest.raises(DataSourceError, match=r"split 'train' is empty"):
         prepare_image_dataset(full.select([]), config(), "train")
 
@@ -143,7 +143,8 @@ def test_caps_are_a_fixed_random_subset() -> None:
     assert labels == expected  # the documented rule: first N of the seeded permutation
     evaluation = prepare_image_dataset(dataset, config(max_train_samples=10, max_eval_samples=4), "test")
     assert len(evaluation) == 4
-    with pytest.raises(DataSourceError, match="data.max_train_samples must be at least 1"):
+    # The section refuses the cap when it is built (a RecipeError); prepare_image_dataset refuses it too.
+    with pytest.raises(ValueError, match="data.max_train_samples must be at least 1"):
         prepare_image_dataset(dataset, config(max_train_samples=0), "train")
 
 
@@ -155,7 +156,7 @@ def test_error_rows_are_source_rows_even_after_the_cap() -> None:
 
 
 def test_decoding_is_cached_by_fingerprint(image_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
-    data = DataConfig(source=str(image_folder), image_size=8, eval_split=None)
+    data = ImageDataConfig(source=str(image_folder), image_size=8, eval_split=None)
     first = load_image_splits(data).train
     with caplog.at_level(logging.INFO, logger="datasets"):
         second = load_image_splits(data).train

@@ -14,7 +14,7 @@ from conftest import gradient_rgb, special_images
 from hfssl.data.decode import decode_image
 from hfssl.data.images import load_image_splits
 from hfssl.data.sources import DataSourceError, HubUnavailableError, SplitNotFoundError, load_split, source_kind
-from hfssl.training.recipe import DataConfig
+from hfssl.data.config import ImageDataConfig
 
 
 def rows_by_label(prepared: datasets.Dataset) -> dict[int, list[np.ndarray]]:
@@ -29,7 +29,7 @@ def contains(pixels: list[np.ndarray], expected: np.ndarray) -> bool:
 
 
 def test_image_folder_with_awkward_modes(image_folder: Path) -> None:
-    splits = load_image_splits(DataConfig(source=str(image_folder), image_size=16, channels=3))
+    splits = load_image_splits(ImageDataConfig(source=str(image_folder), image_size=16, channels=3))
     assert splits.label_names == ["cat", "dog"] and splits.num_classes == 2
     assert len(splits.train) == 12 and len(splits.test) == 4
     row = splits.train[0]
@@ -46,7 +46,7 @@ def test_image_folder_with_awkward_modes(image_folder: Path) -> None:
 
 
 def test_image_folder_grey_channels(image_folder: Path) -> None:
-    splits = load_image_splits(DataConfig(source=str(image_folder), image_size=8, channels=1, eval_split=None))
+    splits = load_image_splits(ImageDataConfig(source=str(image_folder), image_size=8, channels=1, eval_split=None))
     assert tuple(splits.train[0]["pixels"].shape) == (1, 8, 8)
     assert splits.test is None
 
@@ -63,7 +63,7 @@ def test_parquet_file_and_folder(tmp_path: Path) -> None:
     )
     file = tmp_path / "one.parquet"
     table.to_parquet(file)
-    splits = load_image_splits(DataConfig(source=str(file), image_size=12))
+    splits = load_image_splits(ImageDataConfig(source=str(file), image_size=12))
     assert splits.test is None  # a single file is the split "train"; "test" is absent
     assert splits.label_names == ["a", "b", "c"] and len(splits.train) == 6
     by_label = rows_by_label(splits.train)
@@ -73,7 +73,7 @@ def test_parquet_file_and_folder(tmp_path: Path) -> None:
     folder.mkdir()
     table.select(range(4)).to_parquet(folder / "train.parquet")
     table.select(range(4, 6)).to_parquet(folder / "test.parquet")
-    splits = load_image_splits(DataConfig(source=str(folder), image_size=8))
+    splits = load_image_splits(ImageDataConfig(source=str(folder), image_size=8))
     assert (len(splits.train), len(splits.test)) == (4, 2)
 
 
@@ -89,13 +89,13 @@ def test_save_to_disk_dict_and_single_dataset(tmp_path: Path) -> None:
     datasets.DatasetDict({"train": dataset.select(range(7)), "test": dataset.select(range(7, 10))}).save_to_disk(
         tmp_path / "dict"
     )
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "dict"), image_size=9))
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "dict"), image_size=9))
     assert (len(splits.train), len(splits.test)) == (7, 3)
     for row in splits.test:  # no resize (9 -> 9): pixels are the stored arrays, in some fixed order
         np.testing.assert_array_equal(row["pixels"].numpy(), arrays[int(row["label"])])
 
     dataset.save_to_disk(tmp_path / "single")
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "single"), image_size=9))
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "single"), image_size=9))
     assert len(splits.train) == 10 and splits.test is None
 
 
@@ -107,7 +107,7 @@ def test_csv_with_relative_image_paths_and_text_labels(tmp_path: Path) -> None:
         picture.save(tmp_path / "images" / f"{index}.png")
     lines = ["path,animal"] + [f"images/{index}.png,{name}" for index, name in enumerate(names)]
     (tmp_path / "pets.csv").write_text("\n".join(lines) + "\n")
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "pets.csv"), image_column="path",
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "pets.csv"), image_column="path",
                                           label_column="animal", image_size=12))
     assert splits.label_names == ["ant", "moth", "zebra"]  # sorted class names
     by_label = rows_by_label(splits.train)
@@ -123,7 +123,7 @@ def test_text_labels_share_one_class_list_across_splits(tmp_path: Path) -> None:
         (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
         for index, _ in rows:
             pictures[index].save(folder / f"{index}.png")
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "src"), image_size=12))
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "src"), image_size=12))
     assert splits.label_names == ["bird", "cat", "dog"]
     assert sorted(int(row["label"]) for row in splits.test) == [0, 2]
 
@@ -133,7 +133,7 @@ def test_json_with_nested_list_pixels(tmp_path: Path) -> None:
     images = rng.integers(0, 256, size=(4, 8, 8)).astype(np.uint8)
     records = [{"pixels": image.tolist(), "target": index % 2} for index, image in enumerate(images)]
     (tmp_path / "grey.json").write_text(json.dumps(records))
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "grey.json"), image_size=8, channels=1))
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "grey.json"), image_size=8, channels=1))
     assert splits.num_classes == 2 and splits.label_names is None
     stored = {tuple(row["pixels"].numpy().ravel()) for row in splits.train}
     assert stored == {tuple(image.ravel()) for image in images}
@@ -142,7 +142,7 @@ def test_json_with_nested_list_pixels(tmp_path: Path) -> None:
 def test_streaming_parquet(tmp_path: Path) -> None:
     pictures = write_pictures(5)
     datasets.Dataset.from_dict({"image": pictures, "label": [0, 1, 0, 1, 0]}).to_parquet(tmp_path / "s.parquet")
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "s.parquet"), image_size=8, streaming=True,
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "s.parquet"), image_size=8, streaming=True,
                                           max_train_samples=3))
     assert isinstance(splits.train, datasets.IterableDataset)
     rows = list(splits.train)
@@ -152,9 +152,9 @@ def test_streaming_parquet(tmp_path: Path) -> None:
 
 def test_missing_split_lists_the_available_ones(image_folder: Path) -> None:
     with pytest.raises(SplitNotFoundError, match=r"no split 'validation'.*train \(12 rows\), test \(4 rows\)"):
-        load_image_splits(DataConfig(source=str(image_folder), train_split="validation"))
+        load_image_splits(ImageDataConfig(source=str(image_folder), train_split="validation"))
     # an absent evaluation split is not an error: it is reported and skipped
-    splits = load_image_splits(DataConfig(source=str(image_folder), eval_split="validation", image_size=8))
+    splits = load_image_splits(ImageDataConfig(source=str(image_folder), eval_split="validation", image_size=8))
     assert splits.test is None
 
 
@@ -187,7 +187,7 @@ def test_hub_id_offline_names_the_alternatives(monkeypatch: pytest.MonkeyPatch) 
     # datasets read the variables at import (the suite's conftest sets them): datasets fails fast
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     with pytest.raises(HubUnavailableError, match=expected):
-        load_image_splits(DataConfig(source="uoft-cs/cifar10"))
+        load_image_splits(ImageDataConfig(source="uoft-cs/cifar10"))
     # set after datasets was imported: refused before datasets could spend ~20 s retrying
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
 
@@ -217,7 +217,7 @@ def test_special_images_roundtrip_through_parquet_bytes(tmp_path: Path) -> None:
     specials = special_images()
     table = datasets.Dataset.from_dict({"image": list(specials.values()), "label": [0, 1, 2, 3]})
     table.to_parquet(tmp_path / "specials.parquet")
-    splits = load_image_splits(DataConfig(source=str(tmp_path / "specials.parquet"), image_size=20))
+    splits = load_image_splits(ImageDataConfig(source=str(tmp_path / "specials.parquet"), image_size=20))
     by_label = {int(row["label"]): row["pixels"].numpy() for row in splits.train}
     np.testing.assert_array_equal(by_label[0], decode_image(specials["rgba"], 3, 20))
     np.testing.assert_array_equal(by_label[3], decode_image(specials["grey16"], 3, 20))
@@ -228,4 +228,4 @@ def test_empty_file_in_a_local_folder_is_named(tmp_path: Path) -> None:
     table.to_parquet(tmp_path / "train.parquet")
     table.select([]).to_parquet(tmp_path / "test.parquet")
     with pytest.raises(DataSourceError, match=r"a split of the local data source .* is empty.*corresponds to no data"):
-        load_image_splits(DataConfig(source=str(tmp_path), image_size=8))
+        load_image_splits(ImageDataConfig(source=str(tmp_path), image_size=8))

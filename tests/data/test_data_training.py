@@ -1,10 +1,9 @@
-"""build_training_data (the image methods' build_data hook), PixelDataset and collate_images."""
+"""The image modality's loader through MethodSpec.load_training_data (data + the method's input builder),
+PixelDataset, collate_images, and data sections that accept only their modality's keys."""
 
 from __future__ import annotations
 
 import pickle
-import sys
-import types
 from pathlib import Path
 
 import datasets
@@ -15,8 +14,12 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from hfssl.data import TrainingData
-from hfssl.data.images import PixelDataset, build_training_data, collate_images, load_image_splits
-from hfssl.training.recipe import DataConfig, recipe_from_dict
+from hfssl.data.config import ImageDataConfig
+from hfssl.data.images import PixelDataset, collate_images, load_image_splits
+from hfssl.recipe import recipe_from_dict
+from hfssl.registry import get_method
+from hfssl.settings import RecipeError
+from hfssl.views import inputs as view_inputs_module
 
 
 def recipe_for(method: str, **data: object):  # noqa: ANN201 - a Recipe
@@ -38,10 +41,12 @@ def fake_views(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 
         return make
 
-    module = types.ModuleType("hfssl.views")
-    module.build_views = build_views
-    monkeypatch.setitem(sys.modules, "hfssl.views", module)
+    monkeypatch.setattr(view_inputs_module, "build_views", build_views)
     return calls
+
+
+def build_training_data(recipe, accelerator):  # noqa: ANN001, ANN201 - what the engine calls
+    return get_method(recipe.method).load_training_data(recipe, accelerator)
 
 
 def test_build_training_data_for_digits(fake_views: list[tuple]) -> None:
@@ -102,7 +107,7 @@ def test_real_view_generator_makes_views_of_the_batch() -> None:
 
 
 def test_pixel_dataset_matches_datasets_rows_and_pickles() -> None:
-    prepared = load_image_splits(DataConfig(source="builtin:digits", image_size=12)).test
+    prepared = load_image_splits(ImageDataConfig(source="builtin:digits", image_size=12)).test
     fast = PixelDataset(prepared)
     indices = [5, 0, 359, 17, -1]
     expected = collate_images([prepared[index if index >= 0 else len(prepared) + index] for index in indices])
@@ -118,7 +123,7 @@ def test_pixel_dataset_matches_datasets_rows_and_pickles() -> None:
 
 
 def test_worker_processes_give_the_same_batches() -> None:
-    prepared = load_image_splits(DataConfig(source="builtin:digits", image_size=8, eval_split=None)).train
+    prepared = load_image_splits(ImageDataConfig(source="builtin:digits", image_size=8, eval_split=None)).train
     fast = PixelDataset(prepared.select(range(64)))
     serial = list(DataLoader(fast, batch_size=16, collate_fn=collate_images))
     parallel = list(DataLoader(fast, batch_size=16, collate_fn=collate_images, num_workers=2))
@@ -126,13 +131,17 @@ def test_worker_processes_give_the_same_batches() -> None:
         assert torch.equal(one["pixels"], other["pixels"]) and torch.equal(one["labels"], other["labels"])
 
 
-def test_text_methods_are_refused(monkeypatch: pytest.MonkeyPatch, fake_views: list[tuple]) -> None:
-    from hfssl import registry
-
-    spec = registry.get_method("simclr")
-    monkeypatch.setitem(registry.METHODS, "simclr", type(spec)(**{**spec.__dict__, "modality": "text"}))
-    with pytest.raises(ValueError, match=r"method 'simclr' trains on text data"):
-        build_training_data(recipe_for("simclr"), Accelerator(cpu=True))
+def test_data_sections_accept_only_their_modality_keys() -> None:
+    with pytest.raises(RecipeError, match=r"unknown key data.text_column in recipe"):
+        recipe_from_dict({"method": "simclr", "data": {"text_column": "caption"}})
+    with pytest.raises(RecipeError, match=r"unknown key data.image_size in recipe"):
+        recipe_from_dict({"method": "word2vec", "data": {"image_size": 32},
+                          "optim": {"name": "sgd", "momentum": 0, "weight_decay": 0}})
+    with pytest.raises(RecipeError, match=r"method 'word2vec' trains on text data: the views section is for image"):
+        recipe_from_dict({"method": "word2vec", "views": {"num_views": 2},
+                          "optim": {"name": "sgd", "momentum": 0, "weight_decay": 0}})
+    assert "views" not in recipe_from_dict({"method": "word2vec", "optim": {"name": "sgd", "momentum": 0,
+                                                                            "weight_decay": 0}}).to_dict()
 
 
 def test_streaming_source_feeds_an_iterable_train_set(fake_views: list[tuple], tmp_path: Path) -> None:

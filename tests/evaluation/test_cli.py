@@ -74,15 +74,15 @@ def test_eval_encoder_prints_json_to_stdout(run_dir: Path, capsys: pytest.Captur
 
 def test_recipe_defaults_and_flag_overrides(run_dir: Path, tmp_path: Path) -> None:
     recipe = {"method": "simclr", "data": {"source": "builtin:digits", "image_size": 24, "eval_split": "test"},
-              "eval": {"protocols": ["knn"], "knn_k": [5], "baselines": False}}
+              "eval": {"protocols": ["knn"], "knn": {"k": [5]}, "baselines": False}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     parser = argparse.ArgumentParser()
     add_eval_arguments(parser)
     data, config = resolve_configs(parser.parse_args([str(tmp_path)]))
-    assert (data.source, data.image_size, config.protocols, config.knn_k, config.baselines) == (
+    assert (data.source, data.image_size, config.protocols, tuple(config.settings["knn"]["k"]), config.baselines) == (
         "builtin:digits", 24, ("knn",), (5,), False)
     data, config = resolve_configs(parser.parse_args([str(tmp_path), "--image-size", "8", "--k", "3", "7", "--protocol", "linear"]))
-    assert (data.image_size, config.knn_k, config.protocols) == (8, (3, 7), ("linear",))
+    assert (data.image_size, tuple(config.settings["knn"]["k"]), config.protocols) == (8, (3, 7), ("linear",))
     with pytest.raises(ValueError, match="--dataset SOURCE"):
         resolve_configs(parser.parse_args([str(run_dir / "encoder")]))
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hfssl.evaluation.monitor import collapse_metrics, effective_rank
+from hfssl.training.monitor import collapse_metrics, effective_rank
 
 
 def test_collapsed_embeddings() -> None:

@@ -1,4 +1,5 @@
-"""Protocol registry, evaluate_features / evaluate_path, merging of eval_results.json."""
+"""Protocol registry, the dispatcher (evaluate_features / evaluate_path / check_eval_config), merging of
+eval_results.json."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hfssl.evaluation import runner
+from hfssl.data.config import TextDataConfig
 from hfssl.evaluation.knn import knn_evaluate
 from hfssl.evaluation.linear_probe import linear_probe
+from hfssl.evaluation.protocols import PROTOCOLS, Protocol, get_protocol, register_protocol
 from hfssl.evaluation.runner import (
-    PROTOCOLS,
+    check_eval_config,
     evaluate_features,
     evaluate_path,
     format_results_table,
-    get_protocol,
     merge_eval_results,
-    register_protocol,
     write_eval_results,
 )
-from hfssl.training.recipe import DataConfig, EvalConfig
+from hfssl.recipe import EvalConfig
+from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS
+from hfssl.settings import RecipeError
 
 
 def features(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +34,7 @@ def features(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_evaluate_features_rows_follow_the_schema() -> None:
     (train_f, train_y), (test_f, test_y) = features(0), features(1)
-    config = EvalConfig(knn_k=(5, 10), linear_c_grid=(0.1, 1.0))
+    config = EvalConfig(settings={"knn": {"k": [5, 10]}, "linear": {"c_grid": [0.1, 1.0]}})
     rows = evaluate_features(train_f, train_y, test_f, test_y, config, ["knn", "linear"], 3, "raw_pixels")
     assert [(row["protocol"], row["features"]) for row in rows] == [("knn", "raw_pixels")] * 2 + [("linear", "raw_pixels")]
     assert rows[:2] == [{"protocol": "knn", "features": "raw_pixels", **row}
@@ -49,43 +51,41 @@ def test_unknown_protocol_lists_the_known_ones() -> None:
         get_protocol("knnn")
 
 
-def test_path_protocols_get_the_path_and_skip_image_data(monkeypatch, tmp_path: Path) -> None:
-    (tmp_path / "vocab.txt").write_text("a\nb\nc\n")
+def test_word_vector_protocols_get_the_path_and_skip_image_data(monkeypatch, tmp_path: Path) -> None:
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("3 2\na 1 0\nb 0 1\nc 1 1\n")
 
-    def vocabulary_size(path: str, data: DataConfig, eval_config: EvalConfig) -> list[dict]:
-        return [{"vocabulary": len(Path(path, "vocab.txt").read_text().split()), "source": data.source}]
+    def vocabulary_size(context, settings) -> list[dict]:
+        return [{"vocabulary": len(context.word_vectors().words), "source": context.data_config.source}]
 
-    monkeypatch.setitem(PROTOCOLS, "vocab-size", register_protocol("vocab-size", vocabulary_size, kind="path"))
-    result = evaluate_path(str(tmp_path), DataConfig(source="builtin:english_corpus"), EvalConfig(), ["vocab-size"])
+    monkeypatch.setitem(PROTOCOLS, "vocab-size", Protocol("vocab-size", (WORD_VECTORS,), vocabulary_size))
+    result = evaluate_path(str(vectors), TextDataConfig(source="builtin:english_corpus"), EvalConfig(), ["vocab-size"])
     assert result["results"] == [{"protocol": "vocab-size", "vocabulary": 3, "source": "builtin:english_corpus"}]
     assert "num_train" not in result and result["baselines"] == []
-    with pytest.raises(ValueError, match="evaluates a model path"):
+    with pytest.raises(ValueError, match="does not score image features"):
         evaluate_features(*features(0), *features(1), EvalConfig(), ["vocab-size"], 3)
-    with pytest.raises(ValueError, match="kind must be"):
-        register_protocol("bad", vocabulary_size, kind="text")
+    with pytest.raises(ValueError, match="unknown needs"):
+        Protocol("bad", ("text",), vocabulary_size)
 
 
-def test_missing_protocol_module_is_skipped_but_broken_ones_raise(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(runner, "_modules_loaded", False)
-    monkeypatch.setattr(runner, "PROTOCOL_MODULES", ["hfssl.evaluation.no_such_module"])
-    assert "knn" in runner.available_protocols()
-    # A protocol module that exists but lacks a dependency must not be silently ignored.
-    (tmp_path / "broken_protocols.py").write_text("import no_such_dependency_for_hfssl_tests\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(runner, "_modules_loaded", False)
-    monkeypatch.setattr(runner, "PROTOCOL_MODULES", ["broken_protocols"])
-    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_for_hfssl_tests"):
-        runner.available_protocols()
-    # A module that registers a protocol on import makes it known.
-    (tmp_path / "extra_protocols.py").write_text(
-        "from hfssl.evaluation.runner import register_protocol\n"
-        "register_protocol('constant', lambda path, data, config: [{'value': 1.0}], kind='path')\n"
-    )
-    monkeypatch.setitem(PROTOCOLS, "constant", None)  # restored (removed) after the test
-    del PROTOCOLS["constant"]
-    monkeypatch.setattr(runner, "_modules_loaded", False)
-    monkeypatch.setattr(runner, "PROTOCOL_MODULES", ["extra_protocols"])
-    assert get_protocol("constant").kind == "path"
+def test_a_protocol_the_model_cannot_serve_is_refused_with_the_reason(monkeypatch) -> None:
+    with pytest.raises(RecipeError, match="'analogy' needs word-vectors, which the simclr model does not provide "
+                                          "\\(it provides image-features\\); protocols it can serve: knn, linear"):
+        check_eval_config(EvalConfig(protocols=("knn", "analogy")), (IMAGE_FEATURES,), "the simclr model")
+    with pytest.raises(RecipeError, match="unknown evaluation protocol 'linaer' in eval.protocols. Did you mean 'linear'"):
+        check_eval_config(EvalConfig(protocols=("linaer",)), (IMAGE_FEATURES,), "the simclr model")
+    with pytest.raises(RecipeError, match="unknown key eval.knn.temprature in recipe. Did you mean 'temperature'"):
+        check_eval_config(EvalConfig(settings={"knn": {"temprature": 0.1}}), (IMAGE_FEATURES,), "the model")
+    with pytest.raises(RecipeError, match="eval.knnn: no evaluation protocol is called 'knnn'"):
+        check_eval_config(EvalConfig(settings={"knnn": {"k": [5]}}), (IMAGE_FEATURES,), "the model")
+    with pytest.raises(RecipeError, match="eval.knn.k must be a list of positive"):
+        check_eval_config(EvalConfig(settings={"knn": {"k": [0]}}), (IMAGE_FEATURES,), "the model")
+    check_eval_config(EvalConfig(protocols=("knn", "linear"), settings={"knn": {"k": ["5"]}}), (IMAGE_FEATURES,), "m")
+    # A protocol registered elsewhere is known to the checks at once.
+    monkeypatch.setitem(PROTOCOLS, "constant", None)
+    register_protocol(Protocol("constant", (IMAGE_FEATURES,), lambda context, settings: [{"value": 1.0}]))
+    assert get_protocol("constant").needs == (IMAGE_FEATURES,)
+    check_eval_config(EvalConfig(protocols=("constant",)), (IMAGE_FEATURES,), "the model")
 
 
 OLD = {

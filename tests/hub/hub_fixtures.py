@@ -66,10 +66,10 @@ def make_run(
     model_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """A tiny but complete run directory, laid out as ARCHITECTURE.md describes."""
-    from hfssl.hub.card import save_projection_plot, save_reconstruction_plot
-    from hfssl.hub.export import export_encoder
+    from hfssl.plots import save_projection_plot, save_reconstruction_plot
+    from hfssl.export import export_encoder
     from hfssl.registry import get_method
-    from hfssl.training.recipe import recipe_from_dict
+    from hfssl.recipe import recipe_from_dict
 
     spec = get_method(method)
     if method == "mae":

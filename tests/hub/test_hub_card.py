@@ -19,15 +19,8 @@ from transformers import AutoModel
 
 import hfssl  # noqa: F401 - registers the Auto classes
 from hfssl.hub import card as card_module
-from hfssl.hub.card import (
-    build_card,
-    describe_data_source,
-    project_2d,
-    save_projection_plot,
-    save_reconstruction_plot,
-    validate_card,
-    write_model_card,
-)
+from hfssl.hub.card import build_card, describe_data_source, validate_card, write_model_card
+from hfssl.plots import project_2d, save_projection_plot, save_reconstruction_plot
 from hub_fixtures import (
     BLOCK_HFSSL,
     EVAL_RESULTS,

@@ -89,7 +89,7 @@ class TestEveryImageMethod:
     def test_exported_encoder_loads_without_hfssl(self, method, channels, tmp_path):
         """The encoder loads and runs in plain transformers (AutoModel, processor, pipeline) in a fresh
         process, and gives the model's own embeddings. Grey models are exported for RGB input."""
-        from hfssl.hub.export import export_encoder
+        from hfssl.export import export_encoder
 
         model = tiny_model(method, **_channels_override(method, channels)).eval()
         export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * channels, std=(0.25,) * channels,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from hfssl.training.recipe import RecipeError, apply_overrides, load_recipe, recipe_from_dict
+from hfssl.recipe import RecipeError, apply_overrides, load_recipe, recipe_from_dict
 
 BASE = {"method": "simclr", "model": {"projection_dim": 16}, "train": {"max_steps": 5}}
 

@@ -7,8 +7,10 @@ import torch
 from torch import nn
 
 from hfssl.training.optim import LARS, build_optimizer, parameter_groups
-from hfssl.training.recipe import OptimConfig
-from hfssl.training.schedules import lr_multiplier, teacher_momentum
+from hfssl.recipe import OptimConfig
+from hfssl.schedules import Schedule, cosine, resolve_schedules, warmup_then_constant
+from hfssl.settings import RecipeError
+from hfssl.training.schedules import lr_multiplier
 
 
 def test_cosine_schedule_closed_form():
@@ -28,9 +30,36 @@ def test_linear_and_constant_schedules():
 
 
 def test_teacher_momentum_follows_byol_cosine():
-    assert teacher_momentum(0, 100, 0.996) == pytest.approx(0.996)
-    assert teacher_momentum(100, 100, 0.996) == pytest.approx(1.0)
-    assert teacher_momentum(50, 100, 0.99) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 2) + 1) / 2)
+    assert cosine(0.996, 1.0)(0, 100) == pytest.approx(0.996)
+    assert cosine(0.996, 1.0)(100, 100) == pytest.approx(1.0)
+    assert cosine(0.99, 1.0)(50, 100) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 2) + 1) / 2)
+
+
+def test_schedule_shapes_against_their_formulas():
+    # DINO's teacher temperature: linear warm-up 0.04 -> 0.07 over 30 % of training, then constant.
+    temperature = warmup_then_constant(0.04, 0.07, warmup_fraction=0.3)
+    assert [temperature(step, 100) for step in (0, 15, 30, 99)] == pytest.approx([0.04, 0.055, 0.07, 0.07])
+    # DINO's weight decay: cosine 0.04 -> 0.4.
+    decay = cosine(0.04, 0.4)
+    assert decay(25, 100) == pytest.approx(0.4 - 0.36 * (1 + math.cos(math.pi * 0.25)) / 2)
+    linear = Schedule(start=1.0, end=0.0, kind="linear", warmup_steps=10, warmup_start=0.0)
+    assert [linear(step, 110) for step in (0, 5, 10, 60, 110, 200)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
+    assert Schedule(start=0.3)(7, 10) == 0.3
+
+
+def test_schedule_overrides_from_the_recipe():
+    declared = {"teacher_momentum": cosine(0.996, 1.0)}
+    resolved = resolve_schedules(declared, {"teacher_momentum": {"start": "0.99"}})
+    assert resolved["teacher_momentum"] == Schedule(start=0.99, end=1.0, kind="cosine")
+    assert resolve_schedules(declared, {"teacher_momentum": 0.5})["teacher_momentum"](40, 100) == 0.5
+    with pytest.raises(RecipeError, match="has no scheduled scalar 'teacher_momentun'. Did you mean 'teacher_momentum'"):
+        resolve_schedules(declared, {"teacher_momentun": {"start": 0.9}})
+    with pytest.raises(RecipeError, match="unknown key .*strat"):
+        resolve_schedules(declared, {"teacher_momentum": {"strat": 0.9}})
+    with pytest.raises(RecipeError, match="kind must be one of constant, linear, cosine"):
+        resolve_schedules(declared, {"teacher_momentum": {"kind": "exponential"}})
+    with pytest.raises(RecipeError, match="needs an end value"):
+        Schedule(start=1.0, kind="cosine")
 
 
 def test_no_weight_decay_on_biases_and_norms_and_no_teacher_parameters():

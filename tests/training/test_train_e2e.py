@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from hfssl.registry import METHODS
-from hfssl.training.recipe import load_recipe
-from hfssl.training.trainer import train
+from hfssl.recipe import load_recipe
+from hfssl.pipeline import run
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["train.batch_size=64", "train.progress_bar=false", "train.trackers=[]", "eval.max_train_samples=300",
@@ -67,7 +67,7 @@ def test_cli_rejects_a_misspelt_recipe_key_with_a_suggestion(tmp_path):
 @pytest.mark.parametrize("method", sorted(m for m in METHODS if (REPO / "recipes" / m / "digits.yaml").is_file()))
 def test_each_method_trains_through_the_engine(method, tmp_path):
     recipe = load_recipe(REPO / "recipes" / method / "digits.yaml", [*FAST, "train.max_steps=2", "eval.protocols=[]"])
-    result = train(recipe, tmp_path)
+    result = run(recipe, tmp_path)
     assert result.steps == 2 and result.final_loss is not None and result.final_loss == result.final_loss
     assert (tmp_path / "encoder" / "config.json").is_file()
 
@@ -130,7 +130,7 @@ def test_bf16_autocast_and_gradient_accumulation(tmp_path):
     recipe = load_recipe(REPO / "recipes" / "simclr" / "digits.yaml",
                          [*FAST, "train.max_steps=2", "eval.protocols=[]", "train.mixed_precision=bf16",
                           "train.gradient_accumulation_steps=2", "train.checkpoint_every=1"])
-    result = train(recipe, tmp_path)
+    result = run(recipe, tmp_path)
     assert result.steps == 2 and result.final_loss is not None and math.isfinite(result.final_loss)
     state = json.loads((tmp_path / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())["state"]
     assert state["micro_step"] == 4 and state["global_step"] == 2

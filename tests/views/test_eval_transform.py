@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import ViTImageProcessorPil
 
-from hfssl.hub.export import build_image_processor
-from hfssl.training.recipe import ViewsConfig
+from hfssl.export import build_image_processor
+from hfssl.recipe import ViewsConfig
 from hfssl.views import build_eval_transform
 
 NORMALISATION = {1: dict(mean=(0.45,), std=(0.22,)), 3: dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hfssl.training.recipe import ViewsConfig
+from hfssl.recipe import ViewsConfig
 from hfssl.views import VIEW_KINDS, build_views
 from hfssl.views.functional import gaussian_blur, rgb_to_grayscale, solarize
 

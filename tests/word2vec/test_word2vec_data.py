@@ -22,7 +22,7 @@ from hfssl.models.word2vec.data import (
     noise_distribution,
     select_vocabulary,
 )
-from hfssl.training.recipe import RecipeError, recipe_from_dict
+from hfssl.recipe import RecipeError, recipe_from_dict
 
 
 def test_keep_probabilities_match_word2vec_c_formula():
@@ -156,8 +156,11 @@ def _save(tmp_path, rows: dict) -> str:
 
 
 def test_build_training_data_end_to_end_on_a_local_dataset(tmp_path):
+    from hfssl.registry import get_method
+
     texts = ["the quick brown fox jumps over the lazy dog"] * 30 + ["rare words appear once"]
-    data = build_training_data(_recipe(_save(tmp_path, {"body": texts}), text_column="body"), accelerator=None)
+    recipe = _recipe(_save(tmp_path, {"body": texts}), text_column="body")
+    data = get_method("word2vec").load_training_data(recipe, accelerator=None)  # build_data + build_inputs
     vocab_size = data.config_updates["vocab_size"]
     counts = np.array(data.config_updates["word_counts"])
     assert vocab_size == len(counts) == 9  # [UNK] + 8 distinct words seen >= 2 times
@@ -210,7 +213,8 @@ def test_non_string_values_in_a_stream_name_the_row(tmp_path):
 
 
 def test_word2vec_needs_plain_sgd(tmp_path):
-    recipe = _recipe(_save(tmp_path, {"text": ["a b a b"]}))
-    recipe.optim.momentum = 0.9
+    """The method's own recipe check (MethodSpec.check_recipe) runs when the recipe loads, before any data."""
+    raw = {"method": "word2vec", "data": {"source": _save(tmp_path, {"text": ["a b a b"]})},
+           "optim": {"name": "sgd", "momentum": 0.9, "weight_decay": 0.0}}
     with pytest.raises(RecipeError, match="momentum"):
-        build_training_data(recipe, accelerator=None)
+        recipe_from_dict(raw)

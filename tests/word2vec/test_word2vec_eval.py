@@ -16,7 +16,6 @@ from hfssl.evaluation.word_vectors import (
     evaluate_word_similarity,
     read_analogies,
     read_word_pairs,
-    word_similarity_protocol,
 )
 
 
@@ -90,11 +89,16 @@ def test_three_cos_add_finds_constructed_answers_and_excludes_the_question_words
 def test_protocol_rows_for_a_vector_file(tmp_path, lee_vectors):
     path = tmp_path / "vectors.txt"
     lee_vectors.save_word2vec_format(str(path))
-    rows = word_similarity_protocol(str(path))
-    assert [row["dataset"] for row in rows] == ["wordsim353", "simlex999"]
+    from hfssl.evaluation.runner import evaluate_path
+    from hfssl.recipe import EvalConfig
+
+    rows = evaluate_path(str(path), None, EvalConfig(), ["word-similarity"])["results"]
+    assert [(row["protocol"], row["dataset"]) for row in rows] == [("word-similarity", "wordsim353"),
+                                                                  ("word-similarity", "simlex999")]
     assert all(set(row) >= {"spearman", "pearson", "oov_pairs", "oov_ratio"} for row in rows)
     analogy = analogy_rows(WordVectors.from_keyed_vectors(lee_vectors), restrict_vocab=1000)
     assert analogy[0]["section"] == "all" and len(analogy) == 15
-    from hfssl.evaluation.runner import get_protocol
+    from hfssl.evaluation.protocols import get_protocol
+    from hfssl.registry import WORD_VECTORS
 
-    assert get_protocol("word-similarity").kind == "path" and get_protocol("analogy").kind == "path"
+    assert get_protocol("word-similarity").needs == (WORD_VECTORS,) and get_protocol("analogy").needs == (WORD_VECTORS,)

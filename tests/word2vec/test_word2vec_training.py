@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
 import hfssl  # noqa: F401 - registers the Auto classes
-from hfssl.training.recipe import load_recipe
-from hfssl.training.trainer import train
+from hfssl.recipe import load_recipe
+from hfssl.pipeline import run as train  # the whole run: train, export, evaluate, card
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["train.progress_bar=false", "train.trackers=[]"]

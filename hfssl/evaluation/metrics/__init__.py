@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import evaluate
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import evaluate
 
 METRICS_DIR = Path(__file__).resolve().parent
 
@@ -36,6 +39,8 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
     script = METRICS_DIR / name / f"{name}.py"
     if not script.is_file():
         raise ValueError(f"unknown hfssl metric {name!r}; shipped metrics: {', '.join(available_metrics())}")
+    import evaluate  # imported on first use: half a second that `import hfssl` need not pay
+
     # keep_in_memory: predictions are small and no cache files are left behind in ~/.cache.
     return evaluate.load(str(script), keep_in_memory=True)
 

@@ -31,14 +31,35 @@ from typing import Any
 import numpy as np
 import torch
 
+from hfssl.data.text import (
+    UNKNOWN_TOKEN,
+    build_word_tokenizer,
+    count_token_ids,
+    count_words,
+    iter_texts,
+    load_text_split,
+    resolve_text_column,
+    select_vocabulary,
+)
+from hfssl.data.training import TrainingData
+from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
+from hfssl.models.word2vec.threads import single_threaded_ops
+from hfssl.settings import RecipeError
+
+__all__ = [
+    "CHUNK_LENGTH", "SEPARATOR", "UNKNOWN_TOKEN", "COUNTS_FILE", "keep_probabilities", "noise_distribution",
+    "noise_cdf", "make_word2vec_inputs", "encode_chunks", "Word2VecVocabulary", "build_vocabulary",
+    "check_optimizer", "build_training_data", "build_inputs", "collate_token_rows", "InputBuilder",
+    # the shared text module's functions word2vec builds on
+    "build_word_tokenizer", "count_words", "select_vocabulary",
+]
+
 logger = logging.getLogger(__name__)
 
 #: Token ids per training row. word2vec.c reads sentences of at most 1000 words; a row holds
 #: several documents separated by -1 and a batch of rows is one SGD step.
 CHUNK_LENGTH = 1024
 SEPARATOR = -1
-UNKNOWN_TOKEN = "[UNK]"
-BUILTIN_TEXT = ("builtin:english_corpus", "builtin:lee_background")
 COUNTS_FILE = "word_counts.json"
 
 
@@ -151,125 +172,6 @@ def make_word2vec_inputs(
 # ---- vocabulary -------------------------------------------------------------------------------------
 
 
-def _pre_tokenizer_objects(lowercase: bool, token_pattern: str) -> tuple[Any, Any]:
-    from tokenizers import Regex, normalizers, pre_tokenizers
-
-    try:
-        splitter = pre_tokenizers.Split(Regex(token_pattern), behavior="removed", invert=True)
-    except Exception as error:  # tokenizers raises a plain Exception for a bad regex
-        raise ValueError(f"data.token_pattern {token_pattern!r} is not a valid regular expression: {error}") from error
-    return (normalizers.Lowercase() if lowercase else None), splitter
-
-
-def count_words(texts: Iterable[str], lowercase: bool, token_pattern: str) -> tuple[Counter, int]:
-    """Word counts of ``texts`` in one pass, split exactly as the saved tokenizer splits.
-
-    Returns:
-        the counts (insertion order = first appearance) and the number of texts read.
-    """
-    normalizer, splitter = _pre_tokenizer_objects(lowercase, token_pattern)
-    counts: Counter = Counter()
-    rows = 0
-    for text in texts:
-        rows += 1
-        if normalizer is not None:
-            text = normalizer.normalize_str(text)
-        counts.update(word for word, _ in splitter.pre_tokenize_str(text))
-    return counts, rows
-
-
-def select_vocabulary(counts: Counter, min_count: int, max_vocab_size: int | None) -> list[tuple[str, int]]:
-    """Words with ``count >= min_count``, most frequent first (stable: ties keep first appearance)."""
-    words = [(word, count) for word, count in counts.items() if count >= min_count]
-    words.sort(key=lambda item: -item[1])
-    if max_vocab_size is not None:
-        words = words[:max_vocab_size]
-    return words
-
-
-def build_word_tokenizer(words: list[str], lowercase: bool, token_pattern: str) -> Any:
-    """A ``tokenizers.Tokenizer`` (``WordLevel``, ``[UNK]`` = 0, words from id 1) wrapped as a
-    ``PreTrainedTokenizerFast`` so that ``AutoTokenizer.from_pretrained`` reloads it."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {UNKNOWN_TOKEN: 0}
-    for word in words:
-        vocab.setdefault(word, len(vocab))
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNKNOWN_TOKEN))
-    normalizer, splitter = _pre_tokenizer_objects(lowercase, token_pattern)
-    if normalizer is not None:
-        tokenizer.normalizer = normalizer
-    tokenizer.pre_tokenizer = splitter
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNKNOWN_TOKEN,
-                                   model_input_names=["input_ids"], clean_up_tokenization_spaces=False)
-
-
-# ---- sources ---------------------------------------------------------------------------------------
-
-
-def load_text_split(data: Any) -> Any:
-    """The training split of ``data.source`` as a ``datasets.Dataset`` (``IterableDataset`` when streaming)."""
-    if data.source in BUILTIN_TEXT:
-        from hfssl.data.text_corpus import load_builtin_text
-
-        dataset = load_builtin_text(data.source[len("builtin:"):])
-        if data.streaming:
-            dataset = dataset.to_iterable_dataset()
-    else:
-        from hfssl.data.sources import load_split
-
-        dataset = load_split(data.source, data.train_split, data.config_name, streaming=data.streaming)
-    if data.max_train_samples is not None:
-        dataset = dataset.take(data.max_train_samples) if data.streaming else dataset.select(
-            range(min(data.max_train_samples, len(dataset))))
-    return dataset
-
-
-def resolve_text_column(dataset: Any, data: Any) -> str:
-    """The text column to read; raises ``ValueError`` naming the dataset, the column and the fix."""
-    import datasets
-
-    column = data.text_column or "text"
-    names = dataset.column_names
-    if names is not None and column not in names:
-        raise ValueError(
-            f"dataset {data.source!r} has no text column {column!r}; its columns are {names}. "
-            "Set data.text_column to the column that holds the text"
-        )
-    features = getattr(dataset, "features", None)
-    if features is not None and column in features:
-        feature = features[column]
-        if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
-            raise ValueError(
-                f"column {column!r} of dataset {data.source!r} holds {feature}, not strings; word2vec needs "
-                "raw text: set data.text_column to a string column"
-            )
-    return column
-
-
-def iter_texts(dataset: Any, column: str, source: str, batch_size: int = 1000) -> Iterator[str]:
-    """Strings of ``column``; ``None`` counts as empty, anything else that is not a string raises."""
-    row = 0
-    for batch in dataset.iter(batch_size=batch_size):
-        if column not in batch:
-            raise ValueError(
-                f"dataset {source!r} has no text column {column!r}; its columns are {sorted(batch)}. "
-                "Set data.text_column to the column that holds the text"
-            )
-        for value in batch[column]:
-            if value is None:
-                value = ""
-            elif not isinstance(value, str):
-                raise ValueError(
-                    f"row {row} of column {column!r} in dataset {source!r} is a {type(value).__name__}, not a string; "
-                    "set data.text_column to a text column"
-                )
-            row += 1
-            yield value
-
-
 # ---- token stream ----------------------------------------------------------------------------------
 
 
@@ -296,29 +198,6 @@ def encode_chunks(texts: list[str | None], tokenizer: Any, trained: np.ndarray) 
 
 def _chunk_batch(batch: dict[str, list], column: str, tokenizer: Any, trained: np.ndarray) -> dict[str, list]:
     return {"input_ids": encode_chunks(batch[column], tokenizer, trained)}
-
-
-def count_token_ids(dataset: Any, column: str, source: str, tokenizer: Any, batch_size: int = 1000) -> tuple[np.ndarray, int]:
-    """Occurrences of every id of an existing tokenizer over the text column, and the token total."""
-    backend = tokenizer.backend_tokenizer
-    counts = np.zeros(len(tokenizer), dtype=np.int64)
-    total = 0
-    texts: list[str] = []
-    for text in iter_texts(dataset, column, source, batch_size):
-        texts.append(text)
-        if len(texts) == batch_size:
-            total += _add_counts(backend, texts, counts)
-            texts = []
-    if texts:
-        total += _add_counts(backend, texts, counts)
-    return counts, total
-
-
-def _add_counts(backend: Any, texts: list[str], counts: np.ndarray) -> int:
-    ids = [np.asarray(encoding.ids, dtype=np.int64) for encoding in backend.encode_batch(texts, add_special_tokens=False)]
-    flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-    counts += np.bincount(flat, minlength=counts.size)[: counts.size]
-    return int(flat.size)
 
 
 # ---- the engine hook -------------------------------------------------------------------------------
@@ -398,8 +277,6 @@ def build_vocabulary(dataset: Any, column: str, recipe: Any, config: Any) -> Wor
 
 def check_optimizer(recipe: Any) -> None:
     """word2vec's gradients are sparse: plain SGD only (what word2vec.c and gensim do)."""
-    from hfssl.training.recipe import RecipeError
-
     optim = recipe.optim
     if optim.name != "sgd" or optim.momentum != 0 or optim.weight_decay != 0:
         raise RecipeError(
@@ -409,18 +286,17 @@ def check_optimizer(recipe: Any) -> None:
         )
 
 
-def build_training_data(recipe: Any, accelerator: Any) -> Any:
-    """``MethodSpec.build_data`` of word2vec: vocabulary, token rows and the on-device input builder.
+def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
+    """``MethodSpec.build_data`` of word2vec: the vocabulary and the token rows.
+
+    The text comes through the shared text module (:mod:`hfssl.data.text`); the vocabulary is
+    counted on the main process first, so the ``datasets`` cache of the encoded rows is written once.
 
     Returns:
-        :class:`hfssl.data.TrainingData` with ``train_dataset`` rows ``{"input_ids": int32 (CHUNK_LENGTH,)}``,
-        ``config_updates = {"vocab_size", "word_counts"}``, ``make_inputs`` =
-        :func:`make_word2vec_inputs` bound to the vocabulary, and ``save_artifacts`` writing the tokenizer.
+        :class:`~hfssl.data.training.TrainingData` with ``train_dataset`` rows ``{"input_ids": int32
+        (CHUNK_LENGTH,)}``, ``config_updates = {"vocab_size", "word_counts"}`` and ``save_artifacts``
+        writing the tokenizer; ``make_inputs`` comes from :func:`build_inputs`.
     """
-    from hfssl.data import TrainingData
-    from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
-
-    check_optimizer(recipe)
     config = Word2VecConfig(**recipe.model)
     dataset = load_text_split(recipe.data)
     column = resolve_text_column(dataset, recipe.data)
@@ -442,7 +318,6 @@ def build_training_data(recipe: Any, accelerator: Any) -> Any:
     return TrainingData(
         train_dataset=chunked,
         collate_fn=collate_token_rows,
-        make_inputs=InputBuilder(vocabulary.counts, config),
         config_updates={"vocab_size": int(len(vocabulary.counts)), "word_counts": vocabulary.counts.tolist()},
         save_artifacts=vocabulary.save,
     )
@@ -451,6 +326,12 @@ def build_training_data(recipe: Any, accelerator: Any) -> Any:
 def collate_token_rows(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack rows of ``input_ids`` into ``(B, CHUNK_LENGTH)`` int64."""
     return {"input_ids": torch.from_numpy(np.stack([np.asarray(row["input_ids"]) for row in rows]).astype(np.int64))}
+
+
+def build_inputs(recipe: Any, data: TrainingData) -> InputBuilder:
+    """``MethodSpec.build_inputs`` of word2vec: the on-device builder bound to the vocabulary counts."""
+    config = Word2VecConfig(**{**recipe.model, **data.config_updates})
+    return InputBuilder(np.asarray(data.config_updates["word_counts"]), config)
 
 
 class InputBuilder:
@@ -470,8 +351,6 @@ class InputBuilder:
         if key not in self._device_tables:
             self._device_tables[key] = (self.keep.to(input_ids.device), self.cdf.to(input_ids.device))
         keep, cdf = self._device_tables[key]
-        from hfssl.models.word2vec.modeling_word2vec import single_threaded_ops
-
         with single_threaded_ops():
             return make_word2vec_inputs(input_ids, generator, keep, cdf, self.window, self.block_size,
                                         self.shared_negatives)

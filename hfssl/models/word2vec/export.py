@@ -1,4 +1,5 @@
-"""The word2vec text and binary formats (word2vec.c's ``-binary 0/1``), written and read without gensim.
+"""word2vec's transferable part: the word vectors as a plain transformers model with the tokenizer, and
+the word2vec text and binary formats (word2vec.c's ``-binary 0/1``), written and read without gensim.
 
 Both start with a header line ``"<num words> <vector size>\\n"``. Text: one line per word,
 ``word v1 ... vd``. Binary: per word, ``word`` and a space, then ``d`` little-endian float32,
@@ -16,6 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from hfssl.data.text import build_word_tokenizer
+from hfssl.export import ExportContext, write_directory
+from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
+from hfssl.models.word2vec.modeling_word2vec import Word2VecModel
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +132,6 @@ def model_from_word2vec_format(path: str | Path, binary: bool | None = None, low
     The output embeddings are not in these files and start at zero. ``token_pattern`` and
     ``lowercase`` set how the returned tokenizer splits text.
     """
-    from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
-    from hfssl.models.word2vec.data import build_word_tokenizer
-    from hfssl.models.word2vec.modeling_word2vec import Word2VecModel
-
     words, vectors = load_word2vec_format(path, binary)
     tokenizer = build_word_tokenizer(words, lowercase, token_pattern)
     vocab = tokenizer.get_vocab()
@@ -187,3 +189,37 @@ def export_encoder(model: Any, tokenizer: Any, directory: str | Path, max_length
     (directory / "word_counts.json").write_text(
         json.dumps({"counts": dict(zip(words, counts))}, ensure_ascii=False) + "\n", encoding="utf-8")
     return directory
+
+
+def run_tokenizer(model: Any, context: ExportContext) -> Any:
+    """The tokenizer of a run: saved in ``context.run_dir`` by training, else rebuilt from the model's
+    vocabulary with the recipe's word splitting."""
+    from transformers import AutoTokenizer
+
+    if context.run_dir is not None and (Path(context.run_dir) / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(context.run_dir)
+    words = model.vocabulary
+    if not words or len(words) != model.config.vocab_size:
+        raise ValueError("this word2vec model has no tokenizer: load it from its run directory (which holds "
+                         "tokenizer.json) or call model.set_vocabulary(tokenizer) before exporting")
+    data = context.recipe.data if context.recipe is not None else None
+    lowercase = getattr(data, "lowercase", True)
+    pattern = getattr(data, "token_pattern", r"[\w']+")
+    return build_word_tokenizer(words[1:], lowercase, pattern)
+
+
+def export_word_vectors(model: Any, output_dir: Path, context: ExportContext) -> Path:
+    """``MethodSpec.export`` of word2vec: ``output_dir`` gets the vectors as a plain transformers model
+    with the tokenizer (:func:`export_encoder`); ``vectors.txt`` / ``vectors.bin`` in word2vec's
+    formats go to ``context.files_dir`` (the run directory for ``RUN/encoder``), else into ``output_dir``.
+    """
+    tokenizer = run_tokenizer(model, context)
+    model.set_vocabulary(tokenizer)
+    with write_directory(output_dir) as staging:
+        export_encoder(model, tokenizer, staging)
+    files_dir = Path(context.files_dir) if context.files_dir is not None else Path(output_dir)
+    export_word2vec_format(model, files_dir / "vectors.txt", binary=False)
+    export_word2vec_format(model, files_dir / "vectors.bin", binary=True)
+    logger.info("exported word vectors to %s (gensim files in %s)", output_dir, files_dir)
+    return Path(output_dir)
+

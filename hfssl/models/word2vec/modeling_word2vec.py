@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +59,8 @@ from transformers.utils import ModelOutput
 
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
+from hfssl.models.word2vec.data import keep_probabilities, noise_distribution
+from hfssl.models.word2vec.threads import run_parallel, single_threaded_ops
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class _NegativeSamplingFunction(torch.autograd.Function):
                                               output_grad, output_curvature))
             return results
 
-        results = _run_parallel(run, len(runs))
+        results = run_parallel(run, len(runs))
         loss = torch.stack([r.loss for r in results]).sum()
         examples = torch.stack([r.examples for r in results]).sum()
         columns = tiles.columns.reshape(-1)
@@ -266,38 +266,6 @@ class _NegativeSamplingFunction(torch.autograd.Function):
             grads.append(torch.sparse_coo_tensor(index.unsqueeze(0), values, shape, check_invariants=False,
                                                  is_coalesced=False))
         return grads[0], grads[1], None, None
-
-
-@contextmanager
-def single_threaded_ops() -> Iterator[None]:
-    """Run torch ops with one intra-op (OpenMP) thread inside the block, restoring the setting after.
-
-    word2vec's per-step tensors are small: OpenMP gains little on them, and when the cores are
-    shared with other processes every parallel region waits for a descheduled thread (measured:
-    0.7 ms -> 32 ms for one batch's inputs on two busy cores). Parallelism comes from worker
-    threads over blocks instead (:func:`_run_parallel`).
-    """
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _run_parallel(function: Any, count: int) -> list[Any]:
-    """Run ``function(0..count-1)`` on ``count`` threads (``torch.get_num_interop_threads()`` at most).
-
-    Torch ops release the GIL, so runs of blocks proceed in parallel. Called inside
-    :func:`single_threaded_ops`: worker threads start with the process-wide setting of one thread.
-    """
-    if count == 1:
-        return function(0)
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return [result for part in pool.map(function, range(count)) for result in part]
 
 
 def _damp_rows(values: torch.Tensor, index: torch.Tensor, curvature: torch.Tensor, vocab_size: int,
@@ -593,12 +561,8 @@ class Word2VecModel(HfsslPreTrainedModel):
 
     def noise_distribution(self) -> torch.Tensor:
         """``P_n(w) ∝ count(w)^ns_exponent`` over the vocabulary, ``(vocab_size,)`` float64."""
-        from hfssl.models.word2vec.data import noise_distribution
-
         return noise_distribution(self.word_counts, self.config.ns_exponent)
 
     def keep_probabilities(self) -> torch.Tensor:
         """Subsampling keep probability of each word, ``(vocab_size,)`` float64."""
-        from hfssl.models.word2vec.data import keep_probabilities
-
         return keep_probabilities(self.word_counts, self.config.sample)

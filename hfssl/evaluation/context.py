@@ -1,0 +1,265 @@
+"""What evaluation protocols draw on: one :class:`EvaluationContext`, each piece loaded on first use.
+
+The same context serves the end of training (an in-memory model, the prepared splits training
+already loaded, the run's recipe) and ``hfssl eval PATH`` (a run directory, an exported encoder,
+any transformers vision model, a word2vec file). A protocol asks for what it needs:
+
+* :meth:`EvaluationContext.image_features` / :meth:`~EvaluationContext.raw_pixel_features`:
+  frozen features and labels of the labelled train and test splits (``features ("model" or
+  "raw_pixels")``), with :attr:`~EvaluationContext.num_classes` and
+  :attr:`~EvaluationContext.label_names`;
+* :meth:`EvaluationContext.word_vectors`: the words and vectors of a word2vec model or file;
+* :meth:`EvaluationContext.settings`: the protocol's own settings from the recipe's ``eval``
+  section, built with the protocol's settings class.
+
+:attr:`EvaluationContext.capabilities` says what the evaluated model can give (``image-features``,
+``word-vectors``, ...; the names of :mod:`hfssl.registry`), so a protocol it cannot serve is refused
+with the reason before any work.
+
+For an hfssl run directory with a ``recipe.yaml``, image features are computed exactly as at the end
+of training: ``model.get_embeddings`` after the recipe's evaluation transform (grey runs included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModel
+
+from hfssl.data.config import ImageDataConfig, SourceConfig
+from hfssl.data.images import ImageSplits, load_image_splits, read_labels
+from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
+from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
+from hfssl.recipe import EvalConfig, Recipe, load_recipe
+from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS, discover_methods, method_for_config
+from hfssl.settings import build_section
+from hfssl.views import build_eval_transform
+
+logger = logging.getLogger(__name__)
+
+WORD_VECTOR_SUFFIXES = (".txt", ".bin", ".vec")
+
+
+@dataclass
+class FeatureSet:
+    """Frozen features ``(N, D)`` / ``(M, D)`` float32 and labels ``(N,)`` / ``(M,)`` int64 of the two splits."""
+
+    train_features: np.ndarray
+    train_labels: np.ndarray
+    test_features: np.ndarray
+    test_labels: np.ndarray
+
+    def as_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.train_features, self.train_labels, self.test_features, self.test_labels
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def is_hfssl_run(path: str | Path) -> bool:
+    """Whether ``path`` holds a full hfssl model (``config.json`` with an ``hfssl_*`` model type)."""
+    config = _read_config(Path(path))
+    return bool(config) and str(config.get("model_type", "")).startswith("hfssl_")
+
+
+def run_recipe_path(path: str | Path) -> Path | None:
+    """The ``recipe.yaml`` of a run directory, or of the run holding an exported ``encoder/``."""
+    path = Path(path)
+    if (path / "recipe.yaml").is_file():
+        return path / "recipe.yaml"
+    if path.name == "encoder" and is_hfssl_run(path.parent) and (path.parent / "recipe.yaml").is_file():
+        return path.parent / "recipe.yaml"
+    return None
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _capped(dataset: Any, limit: int | None) -> Any:
+    if dataset is None or limit is None or len(dataset) <= limit:
+        return dataset
+    return dataset.select(range(limit))
+
+
+@dataclass
+class EvaluationContext:
+    """Everything an evaluation protocol may need, loaded lazily and cached.
+
+    Attributes:
+        eval_config: the recipe's ``eval`` section (protocol list, sample caps, baselines, settings).
+        data_config: where labelled evaluation data come from (image protocols), or ``None``.
+        model_path: the evaluated path, when evaluating from disk.
+        model: an in-memory hfssl model (end of training), instead of ``model_path``.
+        recipe: the run's recipe, which fixes the evaluation transform of an hfssl model.
+        train_split / test_split: prepared labelled splits already in memory (training's), used
+            instead of loading ``data_config`` again.
+        label_names: class names of those splits.
+    """
+
+    eval_config: EvalConfig
+    data_config: SourceConfig | None = None
+    model_path: str | None = None
+    model: Any = None
+    recipe: Recipe | None = None
+    train_split: Any = None
+    test_split: Any = None
+    label_names: list[str] | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ---- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def for_path(cls, path: str, data_config: SourceConfig | None, eval_config: EvalConfig) -> EvaluationContext:
+        """The context of ``hfssl eval PATH``; a run's own recipe fixes its evaluation transform."""
+        recipe_file = run_recipe_path(path) if is_hfssl_run(path) else None
+        recipe = load_recipe(recipe_file) if recipe_file is not None else None
+        return cls(eval_config=eval_config, data_config=data_config, model_path=str(path), recipe=recipe)
+
+    # ---- what the model can give ---------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """What the evaluated model provides to protocols (``MethodSpec.provides`` for hfssl models)."""
+        if "capabilities" not in self._cache:
+            self._cache["capabilities"] = self._capabilities()
+        return self._cache["capabilities"]
+
+    def _capabilities(self) -> tuple[str, ...]:
+        discover_methods()
+        if self.model is not None:
+            return method_for_config(self.model.config).provides
+        path = Path(str(self.model_path))
+        if path.is_file():
+            return (WORD_VECTORS,) if path.suffix in WORD_VECTOR_SUFFIXES else ()
+        config = _read_config(path)
+        if config is not None and str(config.get("model_type", "")).startswith("hfssl_"):
+            from transformers import AutoConfig
+
+            return method_for_config(AutoConfig.from_pretrained(path)).provides
+        # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
+        # checks that it really takes pixel_values.
+        return (IMAGE_FEATURES,)
+
+    def describe_model(self) -> str:
+        if self.model is not None:
+            return f"the {method_for_config(self.model.config).name} model"
+        return repr(str(self.model_path))
+
+    # ---- settings --------------------------------------------------------------------------------
+
+    def settings(self, protocol: Any) -> Any:
+        """The protocol's settings object built from ``eval.<protocol name>`` (defaults when absent)."""
+        if protocol.settings is None:
+            return None
+        return build_section(protocol.settings, f"eval.{protocol.name}", self.eval_config.protocol_settings(protocol.name))
+
+    # ---- labelled images -------------------------------------------------------------------------
+
+    def image_splits(self) -> ImageSplits:
+        """The labelled train / test splits, capped by ``eval.max_train_samples`` / ``max_test_samples``."""
+        if "splits" in self._cache:
+            return self._cache["splits"]
+        if self.train_split is not None and self.test_split is not None:
+            train, test, names = self.train_split, self.test_split, self.label_names
+            source = self.data_config.source if self.data_config is not None else "training data"
+        else:
+            if not isinstance(self.data_config, ImageDataConfig):
+                raise ValueError(f"image protocols need labelled image data; {self.describe_model()} was given none "
+                                 "(pass --dataset SOURCE)")
+            data = dataclasses.replace(
+                self.data_config,
+                max_train_samples=_smaller(self.data_config.max_train_samples, self.eval_config.max_train_samples),
+                max_eval_samples=_smaller(self.data_config.max_eval_samples, self.eval_config.max_test_samples),
+            )
+            loaded = load_image_splits(data)
+            if loaded.test is None:
+                raise ValueError(f"dataset {data.source!r} has no test split to evaluate on; set the test split "
+                                 "(data.eval_split / --test-split)")
+            if loaded.num_classes is None:
+                raise ValueError(f"dataset {data.source!r} has no labels: kNN and linear probes need a label "
+                                 "column (--label-column)")
+            train, test, names, source = loaded.train, loaded.test, loaded.label_names, data.source
+        train = _capped(train, self.eval_config.max_train_samples)
+        test = _capped(test, self.eval_config.max_test_samples)
+        classes = len(names) if names else int(max(read_labels(train).max(), read_labels(test).max())) + 1
+        self._cache["splits"] = ImageSplits(train, test, names, classes, source)
+        return self._cache["splits"]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.image_splits().num_classes or 0)
+
+    def image_features(self) -> FeatureSet:
+        """Frozen features of the evaluated model on both splits (cached)."""
+        if "features" not in self._cache:
+            splits = self.image_splits()
+            embed, transform, device, model = self._feature_function()
+            batch = self.eval_config.batch_size
+            train_f, train_y = extract_features_with(embed, transform, splits.train, batch, device=device, model=model)
+            test_f, test_y = extract_features_with(embed, transform, splits.test, batch, device=device, model=model)
+            logger.info("features: %d train and %d test rows of width %d from %s", len(train_y), len(test_y),
+                        train_f.shape[1], self.describe_model())
+            self._cache["features"] = FeatureSet(train_f, train_y, test_f, test_y)
+        return self._cache["features"]
+
+    def raw_pixel_features(self) -> FeatureSet:
+        """Flattened pixels in [0, 1] of both splits: the baseline every feature protocol is compared with."""
+        if "raw_pixels" not in self._cache:
+            splits = self.image_splits()
+            train_f, train_y = raw_pixel_features(splits.train)
+            test_f, test_y = raw_pixel_features(splits.test)
+            self._cache["raw_pixels"] = FeatureSet(train_f, train_y, test_f, test_y)
+        return self._cache["raw_pixels"]
+
+    def _feature_function(self) -> tuple[Any, Any, torch.device | None, torch.nn.Module | None]:
+        model = self.model
+        if model is None and self.recipe is not None:  # an hfssl run: the training evaluation transform
+            discover_methods()
+            model = AutoModel.from_pretrained(str(self.model_path)).eval()
+        if model is not None:
+            recipe = self.recipe
+            if recipe is None:
+                raise ValueError(f"{self.describe_model()} has no recipe, which fixes its evaluation transform")
+            transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
+            device = next(model.parameters()).device
+            return model.get_embeddings, transform, device, model
+        extractor = load_feature_extractor(str(self.model_path))
+        return extractor.embed, extractor.transform, extractor.device, extractor.model
+
+    # ---- words -----------------------------------------------------------------------------------
+
+    def word_vectors(self) -> WordVectors:
+        """Words and vectors of the evaluated word2vec model or word2vec-format file (cached)."""
+        if "word_vectors" not in self._cache:
+            if self.model is not None:
+                self._cache["word_vectors"] = WordVectors.from_model(self.model)
+            else:
+                self._cache["word_vectors"] = load_word_vectors(str(self.model_path))
+        return self._cache["word_vectors"]
+
+
+def raw_pixel_features(dataset: Any, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened uint8 pixels scaled to [0, 1]: ``(N, C*H*W)`` float32 and the ``(N,)`` labels."""
+    pixels, labels = [], []
+    for batch, batch_labels in iter_image_batches(dataset, batch_size):
+        pixels.append(batch.reshape(len(batch), -1).astype(np.float32) / 255.0)
+        labels.append(batch_labels)
+    return np.concatenate(pixels), np.concatenate(labels)
+
+
+__all__ = ["EvaluationContext", "FeatureSet", "is_hfssl_run", "raw_pixel_features", "run_recipe_path"]

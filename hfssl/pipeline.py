@@ -1,0 +1,107 @@
+"""A whole run: check the recipe, train, then export, evaluate, draw and write the model card.
+
+This is what ``hfssl train`` and ``accelerate launch -m hfssl.train`` run. It sits above every other
+layer (ARCHITECTURE.md) and only composes them:
+
+1. :func:`check_training_recipe`: everything that can be checked before work starts (the
+   recipe's protocols and their settings against what the method's model provides);
+2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set;
+3. on the main process, :func:`finish_run`: ``MethodSpec.export`` writes ``RUN/encoder``, the
+   evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
+   pictures go to ``RUN/images``, and :func:`hfssl.hub.card.write_model_card` writes ``README.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from hfssl.data.training import TrainingData
+from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.online import OnlineKNN
+from hfssl.evaluation.protocols import KNNSettings, get_protocol
+from hfssl.evaluation.runner import check_recipe, evaluate, write_eval_results
+from hfssl.export import ExportContext
+from hfssl.hub.card import write_model_card
+from hfssl.plots import PictureContext, save_projection_plot
+from hfssl.recipe import Recipe, load_recipe
+from hfssl.registry import IMAGE_FEATURES, get_method
+from hfssl.settings import build_section
+from hfssl.training.trainer import TrainResult, train
+
+logger = logging.getLogger(__name__)
+
+#: Test embeddings drawn in the card's projection plot.
+PLOT_POINTS = 2000
+
+
+def check_training_recipe(recipe: Recipe) -> None:
+    """Everything about a recipe that can fail after training, checked before it starts."""
+    check_recipe(recipe)
+
+
+def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """:func:`hfssl.recipe.load_recipe` followed by :func:`check_training_recipe`."""
+    recipe = load_recipe(path, overrides)
+    check_training_recipe(recipe)
+    return recipe
+
+
+def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
+        accelerator: Accelerator | None = None) -> TrainResult:
+    """Train ``recipe`` into ``output_dir`` and finish the run (export, evaluation, pictures, card)."""
+    check_training_recipe(recipe)
+    callbacks = []
+    if recipe.train.knn_every:
+        knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))
+        callbacks.append(OnlineKNN(recipe, temperature=knn.temperature))
+    result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks)
+    if result.accelerator.is_main_process:
+        result.outputs = finish_run(result.output_dir, result.model, recipe, result.data)
+    result.accelerator.wait_for_everyone()
+    return result
+
+
+def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: TrainingData) -> dict[str, Any]:
+    """Export, evaluate, draw and describe a trained run (main process)."""
+    spec = get_method(recipe.method)
+    run_dir = Path(run_dir)
+    model.eval()
+    outputs: dict[str, Any] = {
+        "encoder": str(spec.export(model, run_dir / "encoder", ExportContext(recipe, run_dir, run_dir))),
+    }
+    context = EvaluationContext(
+        eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe,
+        train_split=data.eval_train_dataset, test_split=data.eval_test_dataset, label_names=data.label_names,
+    )
+    protocols = _servable(recipe, data)
+    if protocols:
+        results = evaluate(context, protocols)
+        outputs["eval_results"] = write_eval_results(results, run_dir / "eval_results.json", merge=False)
+    images = run_dir / "images"
+    pictures: list[Path] = []
+    if "features" in context._cache:  # the evaluation computed test features: draw them
+        features = context.image_features()
+        pictures.append(save_projection_plot(features.test_features[:PLOT_POINTS], features.test_labels[:PLOT_POINTS],
+                                             data.label_names, images / "embeddings_2d.png"))
+    if spec.pictures is not None:
+        images.mkdir(parents=True, exist_ok=True)
+        pictures += spec.pictures(model, PictureContext(images, recipe, data.eval_test_dataset, data.label_names))
+    outputs["pictures"] = [str(path) for path in pictures]
+    outputs["card"] = str(write_model_card(run_dir))
+    return outputs
+
+
+def _servable(recipe: Recipe, data: TrainingData) -> list[str]:
+    """The recipe's protocols, less the image-feature ones when the data has no labelled test split."""
+    protocols = list(recipe.eval.protocols)
+    if data.eval_test_dataset is None:
+        skipped = [name for name in protocols if IMAGE_FEATURES in get_protocol(name).needs]
+        if skipped:
+            logger.info("%s has no labelled test split: skipping %s", recipe.data.source, ", ".join(skipped))
+        protocols = [name for name in protocols if name not in skipped]
+    return protocols

@@ -1,0 +1,162 @@
+"""Pictures for model cards, drawn with matplotlib's Agg canvas (no pyplot state, no display needed).
+
+Shared plots (:func:`save_projection_plot`, :func:`save_reconstruction_plot`) live here; a method's
+own pictures come from its ``MethodSpec.pictures`` hook, ``(model, context) -> list[Path]``, with a
+:class:`PictureContext` (MAE's reconstructions in ``hfssl/models/mae/pictures.py``, word2vec's
+word map in ``hfssl/models/word2vec/pictures.py``). Each PNG records in its ``Description`` text
+what it shows, which the model card quotes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass
+class PictureContext:
+    """What a method's picture hook can draw from.
+
+    Attributes:
+        images_dir: the folder to write PNGs into (``RUN/images``).
+        recipe: the run's recipe (views for the evaluation transform), or ``None``.
+        eval_dataset: prepared labelled test images (``pixels``/``label``), or ``None``.
+        label_names: class names of the labels, or ``None``.
+        extras: anything else a caller passes on (kept for methods' own use).
+    """
+
+    images_dir: Path
+    recipe: Any = None
+    eval_dataset: Any = None
+    label_names: list[str] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def figure(width: float, height: float) -> Figure:
+    """A matplotlib figure on the Agg canvas: no pyplot global state, no display, safe in threads."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    result = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(result)
+    return result
+
+
+def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """Project ``(N, D)`` features to ``(N, 2)`` with PCA or t-SNE (scikit-learn), deterministically."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        if features.shape[1] < 2:  # a 1-D feature: plot it against zero
+            return np.concatenate([features, np.zeros_like(features)], axis=1)
+        return PCA(n_components=2, random_state=seed).fit_transform(features)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
+    raise ValueError(f"projection method must be 'pca' or 'tsne', got {method!r}")
+
+
+def save_projection_plot(
+    features: np.ndarray, labels: np.ndarray, label_names: list[str] | None, path: Path, method: str = "pca"
+) -> Path:
+    """Draw a 2-D projection of embeddings coloured by label and save it as a PNG.
+
+    Args:
+        features: ``(N, D)`` embeddings (test-set features from ``get_embeddings``).
+        labels: ``(N,)`` integer labels; ``-1`` marks unlabelled points (drawn in grey).
+        label_names: class names indexed by label, or ``None`` to show the label numbers.
+        path: the PNG to write (``DIR/images/embeddings_2d.png``); parent folders are created.
+        method: ``pca`` or ``tsne``.
+
+    Returns:
+        ``path``. The PNG's ``Description`` text records the method and the point count, which
+        the model card quotes.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    if features.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (samples, dimensions), got shape {features.shape}")
+    if len(labels) != len(features):
+        raise ValueError(f"features has {len(features)} rows but labels has {len(labels)} entries")
+    if len(features) < 3:
+        raise ValueError(f"a projection plot needs at least 3 points, got {len(features)}")
+    if not np.isfinite(features).all():
+        raise ValueError("features contain NaN or infinite values; the model's embeddings have diverged")
+    points = project_2d(features, method)
+    canvas = figure(6.4, 5.2)
+    axes = canvas.add_subplot()
+    classes = [int(value) for value in np.unique(labels) if value >= 0]
+    from matplotlib import colormaps
+
+    colormap = colormaps["tab10" if len(classes) <= 10 else "tab20" if len(classes) <= 20 else "viridis"]
+    unlabelled = labels < 0
+    if unlabelled.any():
+        axes.scatter(points[unlabelled, 0], points[unlabelled, 1], s=6, color="0.7", label="unlabelled")
+    for index, value in enumerate(classes):
+        chosen = labels == value
+        name = label_names[value] if label_names is not None and value < len(label_names) else str(value)
+        color = colormap(index / max(1, len(classes) - 1)) if len(classes) > 20 else colormap(index)
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=6, color=color, label=name)
+    if len(classes) <= 20:
+        axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", markerscale=2, frameon=False)
+    axes.set_title(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(features):,} test embeddings")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.savefig(path, format="png", bbox_inches="tight",
+                   metadata={"Description": f"hfssl projection={method} count={len(features)}"})
+    return path
+
+
+def save_reconstruction_plot(originals: np.ndarray, reconstructions: np.ndarray, masked: np.ndarray, path: Path) -> Path:
+    """Save MAE reconstructions as a PNG grid: masked inputs, reconstructions, originals (one row each).
+
+    Args:
+        originals / reconstructions / masked: ``(N, H, W, C)`` arrays in [0, 1], ``C`` 1 or 3
+            (He et al. 2022, fig. 2 layout).
+        path: the PNG to write (``DIR/images/reconstructions.png``).
+
+    Returns:
+        ``path``.
+    """
+    arrays = {"originals": np.asarray(originals, dtype=np.float64),
+              "reconstructions": np.asarray(reconstructions, dtype=np.float64),
+              "masked": np.asarray(masked, dtype=np.float64)}
+    shape = arrays["originals"].shape
+    for name, array in arrays.items():
+        if array.ndim != 4 or array.shape[-1] not in (1, 3):
+            raise ValueError(f"{name} must have shape (N, H, W, C) with C = 1 or 3, got {array.shape}")
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape} but originals has {shape}")
+        if not np.isfinite(array).all() or array.min() < -1e-3 or array.max() > 1 + 1e-3:
+            raise ValueError(f"{name} must hold values in [0, 1] (undo the normalisation first), "
+                             f"got range [{np.nanmin(array):.3f}, {np.nanmax(array):.3f}]")
+    count = shape[0]
+    canvas = figure(1.2 * count + 1.2, 3.9)
+    rows = (("masked", "masked input"), ("reconstructions", "reconstruction"), ("originals", "original"))
+    for row, (name, title) in enumerate(rows):
+        for column in range(count):
+            axes = canvas.add_subplot(3, count, row * count + column + 1)
+            image = np.clip(arrays[name][column], 0.0, 1.0)
+            if image.shape[-1] == 1:
+                axes.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                axes.imshow(image)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if column == 0:
+                axes.set_ylabel(title, fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.savefig(path, format="png", bbox_inches="tight",
+                   metadata={"Description": f"hfssl reconstructions count={count}"})
+    return path

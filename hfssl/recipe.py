@@ -1,0 +1,320 @@
+"""Typed recipes: YAML with fixed sections, parsed into dataclasses that reject unknown keys.
+
+A recipe has exactly these sections: ``method, model, data, views, optim, train, eval, hub``.
+
+* ``method`` is a registered method name (:mod:`hfssl.registry`);
+* ``model`` holds keyword arguments of the method's ``PretrainedConfig`` (checked against its
+  ``__init__`` signature);
+* ``data`` is the section of the method's modality (:mod:`hfssl.data.config`): an image method
+  accepts only image keys, a text method only text keys;
+* ``views`` (:class:`hfssl.views.config.ViewsConfig`) only for image methods;
+* ``optim``, ``train``, ``hub`` are the dataclasses below; ``train.schedules`` overrides the
+  scalars a model schedules (:mod:`hfssl.schedules`);
+* ``eval`` lists the protocols and, under each protocol's name, its own settings
+  (``eval: {protocols: [knn], knn: {k: [20, 200]}}``). Those settings and whether the model can
+  serve each protocol are checked by :func:`hfssl.evaluation.check_recipe` when the recipe is
+  loaded for training or evaluation, before any work starts.
+
+Overrides use ``key.sub=value`` on the command line, values parsed as YAML (``train.max_steps=10``,
+``views.solarize_prob=0.2``, ``eval.protocols=[knn]``, ``eval.knn.k=[5]``). Hardware (processes,
+mixed precision backend, DeepSpeed/FSDP) lives in Accelerate's own config files
+(``recipes/accelerate/*.yaml``); ``train.mixed_precision`` only overrides Accelerate's choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hfssl.data.config import IMAGE, ImageDataConfig, SourceConfig, data_config_class
+from hfssl.registry import MethodSpec, get_method
+from hfssl.settings import RecipeError, build_section, plain, suggest
+from hfssl.views.config import ViewsConfig
+
+__all__ = [
+    "SECTIONS", "Recipe", "RecipeError", "OptimConfig", "TrainConfig", "EvalConfig", "HubConfig",
+    "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
+]
+
+SECTIONS = ("method", "model", "data", "views", "optim", "train", "eval", "hub")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule.
+
+    ``lr`` is the peak rate for the whole (global) batch as written: no implicit batch-size scaling.
+    ``schedule``: ``cosine`` (warmup then cosine to ``min_lr_ratio * lr``), ``linear`` (warmup then
+    linear decay to ``min_lr_ratio * lr``; word2vec) or ``constant`` (after warmup). A model that
+    schedules ``weight_decay`` (DINO) overrides ``weight_decay`` step by step.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    eps: float = 1e-8
+    lars_trust_coefficient: float = 1e-3
+    exclude_bias_and_norm: bool = True
+    warmup_steps: int | None = None
+    warmup_ratio: float = 0.05
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adamw", "lars", "sgd"):
+            raise RecipeError(f"optim.name must be one of adamw, lars, sgd; got {self.name!r}")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise RecipeError(f"optim.schedule must be one of cosine, linear, constant; got {self.schedule!r}")
+        if self.lr <= 0:
+            raise RecipeError(f"optim.lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise RecipeError(f"optim.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise RecipeError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise RecipeError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise RecipeError(f"optim.max_grad_norm must be > 0 (or null), got {self.max_grad_norm!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Length, batching, checkpointing, schedules and logging of a run.
+
+    Exactly one of ``max_steps`` and ``epochs`` decides the length; ``max_steps`` wins when both
+    are set. ``batch_size`` is per process; the global batch is
+    ``batch_size * num_processes * gradient_accumulation_steps``. ``schedules`` maps a scalar the
+    model schedules to changed schedule fields (or a number, for a constant), for example
+    ``schedules: {teacher_momentum: {start: 0.99}}``.
+    """
+
+    batch_size: int = 256
+    epochs: float | None = 100
+    max_steps: int | None = None
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str | None = None
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    knn_every: int | None = None
+    knn_k: int = 20
+    knn_max_samples: int = 2000
+    monitor_every: int = 50
+    schedules: dict[str, Any] = field(default_factory=dict)
+    sync_batchnorm: bool = False
+    trackers: tuple[str, ...] = ("tensorboard",)
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise RecipeError(f"train.batch_size must be >= 1, got {self.batch_size!r}")
+        if self.max_steps is None and self.epochs is None:
+            raise RecipeError("set train.max_steps or train.epochs")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise RecipeError(f"train.max_steps must be >= 1, got {self.max_steps!r}")
+        if self.max_steps is None and self.epochs is not None and self.epochs <= 0:
+            raise RecipeError(f"train.epochs must be > 0, got {self.epochs!r}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise RecipeError(f"train.mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}")
+        for name in ("gradient_accumulation_steps", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "knn_k", "knn_max_samples", "monitor_every"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.knn_every is not None and self.knn_every < 1:
+            raise RecipeError(f"train.knn_every must be >= 1 (or null for no online kNN), got {self.knn_every!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation at the end of training and by ``hfssl eval``.
+
+    ``protocols`` are names registered in :mod:`hfssl.evaluation`; the settings of protocol ``P``
+    are the mapping under key ``P`` (kept in ``settings``), checked by the protocol's own settings
+    class. ``max_train_samples`` / ``max_test_samples`` cap the evaluation splits; ``baselines``
+    runs the feature protocols on raw pixels too.
+    """
+
+    protocols: tuple[str, ...] = ("knn", "linear")
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+    batch_size: int = 256
+    baselines: bool = True
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise RecipeError(f"eval.batch_size must be >= 1, got {self.batch_size!r}")
+        for name in ("max_train_samples", "max_test_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RecipeError(f"eval.{name} must be >= 1 (or null for all rows), got {value!r}")
+
+    def protocol_settings(self, protocol: str) -> dict[str, Any]:
+        """The raw settings mapping of one protocol (empty when the recipe gives none)."""
+        return dict(self.settings.get(protocol) or {})
+
+
+@dataclass
+class HubConfig:
+    """Publishing settings; nothing is pushed unless ``push`` is true or ``hfssl push`` is run."""
+
+    push: bool = False
+    repo_id: str | None = None
+    encoder_repo_id: str | None = None
+    private: bool = False
+    revision: str | None = None
+    license: str = "apache-2.0"
+    commit_message: str | None = None
+
+
+@dataclass
+class Recipe:
+    """A whole recipe; see the module docstring for the sections."""
+
+    method: str
+    model: dict[str, Any] = field(default_factory=dict)
+    data: SourceConfig = field(default_factory=ImageDataConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    @property
+    def spec(self) -> MethodSpec:
+        return get_method(self.method)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {name: plain(getattr(self, name)) for name in SECTIONS}
+        if self.spec.modality != IMAGE:
+            values.pop("views")
+        settings = values["eval"].pop("settings")
+        values["eval"].update(settings)
+        return values
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+
+_FIXED_SECTIONS = {"optim": OptimConfig, "train": TrainConfig, "hub": HubConfig}
+
+
+def _eval_section(values: Any) -> EvalConfig:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"section 'eval' must be a mapping, got {type(values).__name__}")
+    fixed = [f.name for f in dataclasses.fields(EvalConfig) if f.name != "settings"]
+    plain_values, settings = {}, {}
+    for key, value in values.items():
+        if key in fixed:
+            plain_values[key] = value
+        elif key == "settings" and isinstance(value, dict):
+            settings.update(value)
+        elif isinstance(value, dict):
+            settings[str(key)] = dict(value)  # a protocol's own settings; checked by hfssl.evaluation
+        else:
+            raise RecipeError(f"unknown key eval.{key} in recipe.{suggest(str(key), fixed)} "
+                              "(settings of a protocol go under its name, for example eval.knn.k)")
+    section = build_section(EvalConfig, "eval", plain_values)
+    section.settings = settings
+    return section
+
+
+def _check_model_keys(spec: MethodSpec, model: dict[str, Any]) -> None:
+    parameters = inspect.signature(spec.config_class.__init__).parameters
+    allowed = [p for p in parameters if p not in ("self", "kwargs")]
+    for key in model:
+        if key not in allowed:
+            raise RecipeError(
+                f"unknown key model.{key} for method {spec.name!r} ({spec.config_class.__name__}).{suggest(key, allowed)}"
+            )
+
+
+def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
+    """Build a :class:`Recipe` from a plain mapping, rejecting unknown sections and keys."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}")
+    for key in raw:
+        if key not in SECTIONS:
+            raise RecipeError(f"unknown recipe section {key!r}.{suggest(str(key), list(SECTIONS))}")
+    if "method" not in raw or not isinstance(raw["method"], str):
+        raise RecipeError("the recipe needs a 'method' (for example 'method: simclr')")
+    try:
+        spec = get_method(raw["method"])
+    except ValueError as error:
+        raise RecipeError(f"recipe: {error}") from error
+    model = raw.get("model") or {}
+    if not isinstance(model, dict):
+        raise RecipeError("recipe section 'model' must be a mapping of config keyword arguments")
+    if check_model:
+        _check_model_keys(spec, model)
+    if raw.get("views") and spec.modality != IMAGE:
+        raise RecipeError(f"method {spec.name!r} trains on {spec.modality} data: the views section is for image "
+                          "methods; remove it")
+    data_class = data_config_class(spec.modality)
+    sections: dict[str, Any] = {name: build_section(cls, name, raw.get(name)) for name, cls in _FIXED_SECTIONS.items()}
+    sections["data"] = build_section(data_class, "data", raw.get("data"))
+    if spec.modality == IMAGE:
+        sections["views"] = build_section(ViewsConfig, "views", raw.get("views"))
+    sections["eval"] = _eval_section(raw.get("eval"))
+    if spec.check_recipe is not None:
+        spec.check_recipe(Recipe(method=spec.name, model=dict(model), **sections))
+    return Recipe(method=spec.name, model=dict(model), **sections)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.sub=value`` into (["key", "sub"], value) with the value read as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r} must look like section.key=value (for example train.max_steps=100)")
+    key, value = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise RecipeError(f"override {text!r} has an empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise RecipeError(f"override {text!r}: the value is not valid YAML ({error})") from error
+    return path, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a raw recipe mapping (a copy is returned)."""
+    raw = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] not in SECTIONS:
+            raise RecipeError(f"override {text!r}: unknown section {path[0]!r}.{suggest(path[0], list(SECTIONS))}")
+        node = raw
+        for part in path[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise RecipeError(f"override {text!r}: {part!r} is not a section")
+            node = node[part]
+        node[path[-1]] = value
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML file, apply overrides and validate every key."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist (recipes live in recipes/<method>/<dataset>.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {error}") from error
+    return recipe_from_dict(apply_overrides(raw, overrides or []))

@@ -1,0 +1,128 @@
+"""Typed settings sections: the machinery every recipe section and protocol setting is parsed with.
+
+A *section* is a dataclass whose fields are the allowed keys. :func:`build_section` turns a plain
+mapping (from YAML or ``key=value`` overrides) into one, rejecting unknown keys with a suggestion
+and checking types: YAML reads ``3e-4`` as a string, so numbers written in any YAML form are
+accepted where a number is expected, lists become tuples where the field is a tuple, and booleans
+must be booleans. Range checks belong to each section's ``__post_init__``.
+
+This module is the bottom of the house: each layer defines its own sections with it (data configs
+in :mod:`hfssl.data.config`, views in :mod:`hfssl.views.config`, the recipe in :mod:`hfssl.recipe`,
+protocol settings in :mod:`hfssl.evaluation.protocols`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from typing import Any, TypeVar, Union, get_type_hints
+
+T = TypeVar("T")
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+class RecipeError(ValueError):
+    """A recipe (or setting) that cannot be used as written; the message names the key and the fix."""
+
+
+def suggest(key: str, allowed: list[str]) -> str:
+    """`` Did you mean 'x'?`` for a close match, else the list of allowed keys."""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f" Did you mean {close[0]!r}?" if close else f" Allowed keys: {', '.join(sorted(allowed))}."
+
+
+def _parts(annotation: Any) -> tuple[Any, ...]:
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _as_number(where: str, value: Any, kind: type) -> Any:
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value) if kind is float else (float(value) if not value.strip().lstrip("+-").isdigit() else int(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecipeError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if kind is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise RecipeError(f"{where} must be an integer, got {value!r}")
+            return int(value)
+        return value
+    return float(value)
+
+
+def coerce(where: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field annotation (``int``, ``float``, ``bool``, ``str``, tuples,
+    ``X | None``, mappings) and return it in the field's type; ``where`` names the key in errors."""
+    parts = _parts(annotation)
+    if value is None:
+        if type(None) not in parts:
+            raise RecipeError(f"{where} cannot be null")
+        return None
+    kinds = [part for part in parts if part is not type(None)]
+    kind = kinds[0] if len(kinds) == 1 else None
+    origin = typing.get_origin(kind) if kind is not None else None
+    if origin is tuple:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where} must be a list, got {value!r}")
+        args = [arg for arg in typing.get_args(kind) if arg is not Ellipsis]
+        item_type = args[0] if args else Any
+        if item_type in (int, float):
+            value = [_as_number(f"{where}[{index}]", item, item_type) for index, item in enumerate(value)]
+        return tuple(value)
+    if kind in (int, float):
+        return _as_number(where, value, kind)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def build_section(cls: type[T], name: str, values: Any) -> T:
+    """Build section dataclass ``cls`` (called ``name`` in messages) from a mapping, rejecting unknown keys."""
+    if values is None:
+        values = {}
+    if dataclasses.is_dataclass(values) and not isinstance(values, type):
+        return values  # already built
+    if not isinstance(values, dict):
+        raise RecipeError(f"section {name!r} must be a mapping of keys to values, got {type(values).__name__}")
+    hints = get_type_hints(cls)
+    allowed = [field.name for field in dataclasses.fields(cls) if field.init]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise RecipeError(f"unknown key {name}.{key} in recipe.{suggest(str(key), allowed)}")
+        kwargs[key] = coerce(f"{name}.{key}", value, hints[key])
+    try:
+        return cls(**kwargs)
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"section {name!r}: {error}") from error
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, tuples and nested mappings as plain YAML-safe dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
