@@ -87,6 +87,7 @@ class MethodSpec:
         provides: capabilities for evaluation protocols (:data:`CAPABILITIES`).
         build_data: ``(recipe, accelerator) -> TrainingData`` when the method loads its data itself
             (word2vec builds a vocabulary); ``None`` uses the modality's loader.
+        display_name: how cards and logs name the method (``SimCLR``); defaults to ``name``.
         pictures: ``(model, context) -> list[Path]``: method-specific pictures for the card
             (MAE's reconstructions); the context is :class:`hfssl.export.PictureContext`.
         check_recipe: ``(recipe) -> None`` raising ``RecipeError`` for settings the method
@@ -102,6 +103,7 @@ class MethodSpec:
     build_inputs: Callable[[Recipe, TrainingData], InputBuilder]
     export: Callable[[PreTrainedModel, Path, ExportContext], Path]
     provides: tuple[str, ...] = field(default=())
+    display_name: str | None = None
     build_data: Callable[[Recipe, Accelerator], TrainingData] | None = None
     pictures: Callable[..., list[Path]] | None = None
     check_recipe: Callable[[Recipe], None] | None = None
@@ -117,6 +119,11 @@ class MethodSpec:
         model_type = getattr(self.config_class, "model_type", "")
         if model_type != f"hfssl_{self.name}":
             raise ValueError(f"{self.config_class.__name__}.model_type must be 'hfssl_{self.name}', got {model_type!r}")
+
+    @property
+    def title(self) -> str:
+        """The display name, or the recipe name."""
+        return self.display_name or self.name
 
     # Kept for readers of the card templates and older code: the paper's fields.
     @property

@@ -78,12 +78,6 @@ FAMILY_EXTRA_PARTS = {
     "word-embeddings": "output vectors",
     "image-text": "projection heads",
 }
-DISPLAY_NAMES = {
-    "simclr": "SimCLR", "byol": "BYOL", "mae": "MAE", "dino": "DINO", "moco": "MoCo", "swav": "SwAV",
-    "barlow_twins": "Barlow Twins", "vicreg": "VICReg", "simsiam": "SimSiam", "mlm": "masked language modelling",
-    "word2vec": "word2vec", "clip": "CLIP", "lit": "LiT", "siglip": "SigLIP", "ijepa": "I-JEPA",
-}
-
 # Built-in sources (hfssl.data): a display name, the Hub copy where one exists, and a description.
 BUILTIN_DATASETS: dict[str, dict[str, str | None]] = {
     "builtin:digits": {
@@ -717,7 +711,7 @@ def _text_context(contents: RunContents) -> dict[str, Any]:
 
 def _method_context(spec: MethodSpec, config: PretrainedConfig) -> dict[str, Any]:
     mask_ratio = getattr(config, "mask_ratio", None)
-    return {"name": spec.name, "display_name": DISPLAY_NAMES.get(spec.name, spec.name), "family": spec.family,
+    return {"name": spec.name, "display_name": spec.title, "family": spec.family,
             "paper_title": spec.paper_title, "paper_url": spec.paper_url, "bibtex": spec.bibtex.strip(),
             "has_teacher": bool(getattr(spec.model_class, "teacher_pairs", ())),
             "mask_ratio_text": f"{100 * mask_ratio:.0f} %" if isinstance(mask_ratio, float) else "a fraction"}
@@ -778,7 +772,7 @@ def build_card(
     endpoint = _endpoint()
     backbone = _backbone_context(contents, count_parameters(run_dir / "encoder"))
     evaluation = _evaluation_context(contents)
-    display = DISPLAY_NAMES.get(spec.name, spec.name)
+    display = spec.title
     model_name = (repo_id or str(run_dir.resolve().name)).split("/")[-1]
     short_architecture = re.sub(r"Model$", "", backbone["architecture"]) or backbone["model_type"]
     title = f"{display} {short_architecture} on {data.short}" if source else f"{display} {short_architecture}"

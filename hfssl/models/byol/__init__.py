@@ -24,6 +24,7 @@ SPEC = register_method(MethodSpec(
     modality=IMAGE,
     family="vision-ssl",
     paper=PAPER,
+    display_name="BYOL",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
     provides=(IMAGE_FEATURES,),

@@ -25,6 +25,7 @@ SPEC = register_method(MethodSpec(
     modality=IMAGE,
     family="masked-image-modeling",
     paper=PAPER,
+    display_name="MAE",
     build_inputs=view_inputs("single_view"),
     export=export_image_encoder,
     provides=(IMAGE_FEATURES,),

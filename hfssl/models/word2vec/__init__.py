@@ -25,6 +25,7 @@ SPEC = register_method(MethodSpec(
     modality=TEXT,
     family="word-embeddings",
     paper=PAPER,
+    display_name="word2vec",
     build_inputs=build_inputs,
     export=export_word_vectors,
     provides=(WORD_VECTORS,),
