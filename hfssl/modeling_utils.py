@@ -14,6 +14,8 @@ Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
 * :meth:`schedules` declares scheduled scalars (:class:`hfssl.schedules.Schedule`) by name; a
   recipe overrides them under ``train.schedules``. The name ``weight_decay`` is special: the
   engine applies it to the optimiser's decayed parameter groups at every step (DINO).
+* :meth:`on_train_step_start` runs before the forward pass of every micro-batch with the scheduled
+  values of the optimiser step it belongs to (a scheduled temperature used inside ``forward``);
 * :meth:`on_train_step_end` runs after every optimiser step with that step's scheduled values
   (EMA teacher updates, queue or centre updates that need the step).
 * :meth:`parameter_freezes` lists parameters whose updates are skipped for the first steps of
@@ -154,6 +156,10 @@ class HfsslPreTrainedModel(PreTrainedModel):
         if self.teacher_pairs and momentum is not None:
             return {"teacher_momentum": cosine(float(momentum), 1.0)}
         return {}
+
+    def on_train_step_start(self, step: int, scheduled: dict[str, float]) -> None:
+        """Called before each micro-batch's forward pass of optimiser step ``step`` (1-based) with that
+        step's scheduled values; values a model keeps from here are recomputed on resume. Default: nothing."""
 
     def on_train_step_end(self, step: int, scheduled: dict[str, float]) -> None:
         """Called after optimiser step ``step`` (1-based) with the scheduled values of that step.

@@ -1,7 +1,8 @@
 """One Accelerate training loop for every hfssl method.
 
 Flow of one step (STYLE.md): the DataLoader yields decoded, fixed-size batches -> the method's
-``make_inputs`` turns the whole batch into model inputs on the device, seeded -> ``model(**inputs)``
+``make_inputs`` turns the whole batch into model inputs on the device, seeded ->
+``model.on_train_step_start(step, scheduled)`` -> ``model(**inputs)``
 returns the loss first -> ``accelerator.backward`` -> gradient clipping, frozen parameters'
 gradients dropped (``model.parameter_freezes()``), the learning rate and scheduled weight decay of
 this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA teachers, queues,
@@ -232,6 +233,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         for batch in loader:
             step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
             scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
+            unwrapped.on_train_step_start(step, scheduled)
             with accelerator.accumulate(model):
                 generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
                 inputs = data.make_inputs(batch, generator)
