@@ -31,7 +31,7 @@ from hfssl.plots import PictureContext, save_projection_plot
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import IMAGE_FEATURES, get_method
 from hfssl.settings import build_section
-from hfssl.training.trainer import TrainResult, train
+from hfssl.training.trainer import TrainResult, resolved_schedules, train
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,14 @@ PLOT_POINTS = 2000
 
 
 def check_training_recipe(recipe: Recipe) -> None:
-    """Everything about a recipe that can fail after training, checked before it starts."""
+    """Everything about a recipe that can fail after training, checked before it starts: the
+    evaluation protocols and their settings against what the model provides, and the names in
+    ``train.schedules`` against the scalars the model schedules."""
     check_recipe(recipe)
+    if recipe.train.schedules:
+        spec = get_method(recipe.method)
+        model = spec.model_class(spec.config_class(**recipe.model))  # a config-only build: no pretrained weights
+        resolved_schedules(model, recipe)
 
 
 def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
