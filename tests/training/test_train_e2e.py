@@ -64,6 +64,19 @@ def test_cli_rejects_a_misspelt_recipe_key_with_a_suggestion(tmp_path):
     assert not (tmp_path / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("eval.protocols=[knn,analogy]", "'analogy' needs word-vectors, which the simclr model does not provide"),
+    ("eval.protocols=[knnn]", "unknown evaluation protocol 'knnn' in eval.protocols. Did you mean 'knn'"),
+    ("eval.knn.temprature=0.1", "unknown key eval.knn.temprature in recipe. Did you mean 'temperature'"),
+    ("train.schedules.temperature=0.1", "has no scheduled scalar 'temperature'"),
+])
+def test_cli_refuses_what_would_fail_after_training_before_it_starts(tmp_path, override, message):
+    result = _cli("train", "recipes/simclr/digits.yaml", "--output-dir", str(tmp_path / "run"), override)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing was loaded, built or written
+
+
 @pytest.mark.parametrize("method", sorted(m for m in METHODS if (REPO / "recipes" / m / "digits.yaml").is_file()))
 def test_each_method_trains_through_the_engine(method, tmp_path):
     recipe = load_recipe(REPO / "recipes" / method / "digits.yaml", [*FAST, "train.max_steps=2", "eval.protocols=[]"])
