@@ -1,7 +1,10 @@
 """Publishing: model cards and pushes to the Hugging Face Hub.
 
 * :mod:`hfssl.hub.card`: ``write_model_card`` renders ``DIR/README.md`` from the family templates in
-  ``hfssl/model_cards``.
+  ``hfssl/model_cards``, with the parts every card shares (metadata, model-index, evaluation and
+  recipe tables, validation).
+* :mod:`hfssl.hub.run`: reading a run directory for its card (``read_run``, ``describe_data_source``).
+* :mod:`hfssl.hub.cards`: each card family's part, one module per family (``FAMILY_CARDS``).
 * :mod:`hfssl.hub.push`: ``push_run`` / ``push_model_to_hub`` upload a run in one commit per repo.
 * :mod:`hfssl.hub.cli`: the ``hfssl push`` and ``hfssl card`` commands.
 

@@ -2,8 +2,11 @@
 
 Each ``<family>.md.j2`` is a Jinja2 template for ``huggingface_hub.ModelCard.from_template``: it
 starts with the YAML block (``{{ card_data }}``, built from ``ModelCardData``) and lays out the
-body from the context that :func:`hfssl.hub.card.build_card_context` gathers from a run
-directory. Every template renders two kinds of card, chosen by ``card_kind``:
+body from the context that :func:`hfssl.hub.card.build_card` gathers from a run directory: the
+shared parts from :mod:`hfssl.hub.card`, the family's own (``text``, ``preprocessing``, pooling
+snippets, picture captions) from its module in :mod:`hfssl.hub.cards` (``hfssl/hub/cards/<family>.py``,
+the family name with underscores). This package holds templates only and imports no hub code. Every
+template renders two kinds of card, chosen by ``card_kind``:
 
 * ``"run"``: the full card of a run directory / Hub repo (full SSL model at the root, the
   plain-transformers encoder in ``encoder/`` or in its own repo);

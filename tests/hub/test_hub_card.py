@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import AutoModel
 
 import hfssl  # noqa: F401 - registers the Auto classes
-from hfssl.hub import card as card_module
+from hfssl.hub import run as run_module
 from hfssl.hub.card import build_card, describe_data_source, validate_card, write_model_card
 from hfssl.plots import project_2d, save_projection_plot, save_reconstruction_plot
 from hub_fixtures import (
@@ -215,8 +215,8 @@ def test_hfssl_snippet_runs(tiny_run):
     ("image-text", "zero-shot-image-classification"),
 ])
 def test_every_family_template_renders_valid_metadata(tiny_run, monkeypatch, family, pipeline_tag):
-    spec = card_module.method_for_config(hfssl.SimCLRConfig())
-    monkeypatch.setattr(card_module, "method_for_config", lambda config: dataclasses.replace(spec, family=family))
+    spec = run_module.method_for_config(hfssl.SimCLRConfig())
+    monkeypatch.setattr(run_module, "method_for_config", lambda config: dataclasses.replace(spec, family=family))
     for encoder_card in (False, True):
         card = build_card(tiny_run, repo_id="alice/x", encoder_repo_id="alice/x-encoder", encoder_card=encoder_card)
         validate_card(card)
@@ -228,10 +228,21 @@ def test_every_family_template_renders_valid_metadata(tiny_run, monkeypatch, fam
         assert "```python" in text
 
 
+def test_every_family_has_a_card_module_and_a_template():
+    """A family of the registry has its card part in hfssl.hub.cards and its template in hfssl/model_cards."""
+    from hfssl.hub.cards import FAMILY_CARDS
+    from hfssl.model_cards import template_path
+    from hfssl.registry import FAMILIES
+
+    assert set(FAMILY_CARDS) == set(FAMILIES)
+    for family in FAMILIES:
+        assert template_path(family).is_file()
+
+
 def test_text_and_image_text_family_snippets_run_without_hfssl(tiny_run, tmp_path, monkeypatch):
     """The fill-mask, word-vector and zero-shot snippets of the text families run against real tiny
     transformers models (BertForMaskedLM, VisionTextDualEncoderModel) in a process without hfssl."""
-    spec = card_module.method_for_config(hfssl.SimCLRConfig())
+    spec = run_module.method_for_config(hfssl.SimCLRConfig())
     script = [BLOCK_HFSSL, "import json"]
     checks = {
         "masked-language-modeling": "assert len(predictions) == 5 and embeddings.shape == (2, 32)",
@@ -243,7 +254,7 @@ def test_text_and_image_text_family_snippets_run_without_hfssl(tiny_run, tmp_pat
         run = tmp_path / family
         shutil.copytree(tiny_run, run)
         write_text_encoder(run / "encoder", family)
-        monkeypatch.setattr(card_module, "method_for_config", lambda config, f=family: dataclasses.replace(spec, family=f))
+        monkeypatch.setattr(run_module, "method_for_config", lambda config, f=family: dataclasses.replace(spec, family=f))
         text = str(build_card(run, repo_id="alice/text"))
         snippet = python_blocks(text, "### With plain transformers")[0].replace('"alice/text"', f'"{run}"')
         assert f'"{run}"' in snippet
