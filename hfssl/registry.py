@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODALITIES = (IMAGE, TEXT, IMAGE_TEXT)
-#: Model-card families (a template each under ``hfssl/hub/cards/``).
+#: Model-card families: a template each in ``hfssl/model_cards/`` and a context module in ``hfssl/hub/cards/``.
 FAMILIES = ("vision-ssl", "masked-image-modeling", "masked-language-modeling", "word-embeddings", "image-text")
 #: What a trained model can hand to evaluation protocols (``Protocol.needs`` in hfssl.evaluation).
 IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS = (
