@@ -34,8 +34,12 @@ from hfssl.data.training import TrainingData
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from hfssl.export import ExportContext
-    from hfssl.recipe import Recipe
+# The recipe and the export context are defined in modules that look methods up here
+# (hfssl.recipe, hfssl.export), so they are named, not imported: no cycle, even for type checkers.
+#: A :class:`hfssl.recipe.Recipe`.
+Recipe = Any
+#: A :class:`hfssl.export.ExportContext`.
+ExportContext = Any
 
 logger = logging.getLogger(__name__)
 
