@@ -15,6 +15,10 @@ Usage::
 
     python scripts/bench_vision.py --minutes 20 --methods simclr byol mae --output bench_vision.json
     python scripts/bench_vision.py --quick      # digits, seconds: a smoke test of the script
+    python scripts/bench_vision.py --throughput-only --repeats 5   # step 1 only, repeated
+
+``--throughput-only`` also runs against an older checkout (``PYTHONPATH=../old-checkout``), whose
+API it detects, so that two commits can be measured side by side in one session.
 
 Results are printed as a Markdown table (paste into BENCHMARKS.md with the command).
 """
@@ -44,19 +48,23 @@ def measure_throughput(recipe, steps: int, warmup: int) -> dict[str, float]:
     from accelerate import Accelerator
 
     from hfssl.registry import get_method
+    from hfssl.training import trainer
     from hfssl.training.optim import build_optimizer
-    from hfssl.training.trainer import build_model, resolved_schedules
 
     spec = get_method(recipe.method)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    data = spec.load_training_data(recipe, accelerator)
+    if hasattr(spec, "load_training_data"):
+        data = spec.load_training_data(recipe, accelerator)
+    else:  # a checkout from before MethodSpec.load_training_data (side-by-side comparisons)
+        data = spec.load_hook("build_data")(recipe, accelerator)
+    build_model = trainer.build_model
     model = build_model(recipe, data.config_updates).to(accelerator.device).train()
     optimizer = build_optimizer(model, recipe.optim)
     loader = torch.utils.data.DataLoader(data.train_dataset, batch_size=recipe.train.batch_size, shuffle=True,
                                          drop_last=True, collate_fn=data.collate_fn,
                                          generator=torch.Generator().manual_seed(0))
     generator = torch.Generator(device=accelerator.device).manual_seed(0)
-    schedules = resolved_schedules(model, recipe)
+    schedules = trainer.resolved_schedules(model, recipe) if hasattr(trainer, "resolved_schedules") else None
     times = []
     batches = iter(loader)
     for index in range(warmup + steps):
@@ -69,7 +77,10 @@ def measure_throughput(recipe, steps: int, warmup: int) -> dict[str, float]:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        model.on_train_step_end(index + 1, {name: schedule(index + 1, 1000) for name, schedule in schedules.items()})
+        if schedules is not None:
+            model.on_train_step_end(index + 1, {name: schedule(index + 1, 1000) for name, schedule in schedules.items()})
+        elif model.teacher_pairs:
+            model.update_teacher(0.99)
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         if index >= warmup:
@@ -117,6 +128,41 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
     }
 
 
+def _load_recipe(path: Path, overrides: list[str]):  # noqa: ANN202 - a Recipe
+    try:
+        from hfssl.recipe import load_recipe
+    except ImportError:  # a checkout from before hfssl.recipe
+        from hfssl.training.recipe import load_recipe
+    return load_recipe(path, overrides)
+
+
+def throughput_only(args: argparse.Namespace) -> int:
+    """Step 1 alone, ``--repeats`` times per method: median images/s, with the process's cores used."""
+    import torch
+
+    import hfssl
+
+    torch.set_num_threads(args.threads)
+    checkout = Path(hfssl.__file__).resolve().parents[1]  # each checkout measured with its own recipes
+    rows = []
+    for method in args.methods:
+        recipe = _load_recipe(checkout / "recipes" / method / f"{args.dataset}.yaml", list(args.override))
+        for repeat in range(args.repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            speed = measure_throughput(recipe, args.calibration_steps, warmup=2)
+            cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+            rows.append({"method": method, "repeat": repeat, "cores_used": cores, **speed})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"hfssl from {checkout}")
+    for method in args.methods:
+        mine = [row for row in rows if row["method"] == method]
+        print(f"{method}: median {statistics.median(r['images_per_second'] for r in mine):.0f} images/s over "
+              f"{len(mine)} repeats, cores used {statistics.median(r['cores_used'] for r in mine):.2f}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def _metric(entries: list[dict], protocol: str, key: str = "top1", k: int | None = None) -> float | None:
     for entry in entries:
         if entry["protocol"] == protocol and (k is None or entry.get("k") == k):
@@ -153,6 +199,8 @@ def main() -> int:
     parser.add_argument("--output", help="JSON file for all results")
     parser.add_argument("--override", nargs="*", default=[], help="recipe overrides for every method")
     parser.add_argument("--quick", action="store_true", help="digits, 0.2 minutes: checks the script works")
+    parser.add_argument("--throughput-only", action="store_true", help="measure whole training steps only, no training")
+    parser.add_argument("--repeats", type=int, default=3, help="with --throughput-only: measurements per method")
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,6 +208,8 @@ def main() -> int:
         args.dataset, args.minutes, args.calibration_steps = "digits", 0.2, 3
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if args.throughput_only:
+        return throughput_only(args)
 
     if args.single:
         import logging
