@@ -9,6 +9,10 @@ any transformers vision model, a word2vec file). A protocol asks for what it nee
   "raw_pixels")``), with :attr:`~EvaluationContext.num_classes` and
   :attr:`~EvaluationContext.label_names`;
 * :meth:`EvaluationContext.word_vectors`: the words and vectors of a word2vec model or file;
+* :meth:`EvaluationContext.image_text_pairs`: the held-out image-caption pairs of an image-text
+  source (``pixels``, ``label``, ``text``), for zero-shot and retrieval protocols;
+* :meth:`EvaluationContext.tokenizer`: the tokenizer saved with the evaluated model;
+* :attr:`EvaluationContext.class_names`: the class names of the labelled data (zero-shot prompts);
 * :meth:`EvaluationContext.settings`: the protocol's own settings from the recipe's ``eval``
   section, built with the protocol's settings class.
 
@@ -33,7 +37,8 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from hfssl.data.config import ImageDataConfig, SourceConfig
+from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig
+from hfssl.data.image_text import load_image_text_splits
 from hfssl.data.images import ImageSplits, load_image_splits, read_labels
 from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
 from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
@@ -240,6 +245,51 @@ class EvaluationContext:
             return model.get_embeddings, transform, device, model
         extractor = load_feature_extractor(str(self.model_path))
         return extractor.embed, extractor.transform, extractor.device, extractor.model
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names of the labelled evaluation data (``None`` when the source does not name them)."""
+        if self.label_names is not None:
+            return list(self.label_names)
+        if isinstance(self.data_config, ImageTextDataConfig):
+            return self.image_text_pairs().label_names
+        return self.image_splits().label_names
+
+    # ---- image-text pairs ------------------------------------------------------------------------
+
+    def image_text_pairs(self) -> Any:
+        """The held-out image-caption pairs (``data.eval_split`` of an image-text source), capped by
+        ``eval.max_test_samples``: :class:`hfssl.data.image_text.ImageTextSplits` whose ``test`` rows
+        hold ``pixels``, ``label`` and ``text``."""
+        if "pairs" not in self._cache:
+            if not isinstance(self.data_config, ImageTextDataConfig):
+                raise ValueError(f"image-text protocols need an image-caption source; {self.describe_model()} was "
+                                 "given none (an image-text recipe's data section, or --dataset with captions)")
+            data = dataclasses.replace(
+                self.data_config,
+                max_eval_samples=_smaller(self.data_config.max_eval_samples, self.eval_config.max_test_samples))
+            pairs = load_image_text_splits(data)
+            if pairs.test is None:
+                raise ValueError(f"dataset {data.source!r} has no held-out split of pairs; set data.eval_split")
+            self._cache["pairs"] = pairs
+        return self._cache["pairs"]
+
+    # ---- the model's tokenizer -------------------------------------------------------------------
+
+    def tokenizer(self) -> Any:
+        """The tokenizer saved with the evaluated model (its run directory, or an exported folder)."""
+        if "tokenizer" not in self._cache:
+            from transformers import AutoTokenizer
+
+            path = Path(self.model_path) if self.model_path is not None else Path(str(self.model.name_or_path or ""))
+            candidates = [path, path / "encoder"] if path.is_dir() else []
+            found = next((folder for folder in candidates if (folder / "tokenizer_config.json").is_file()
+                          or (folder / "tokenizer.json").is_file()), None)
+            if found is None:
+                raise ValueError(f"{self.describe_model()} has no tokenizer saved with it (tokenizer.json); text "
+                                 "protocols need the tokenizer the model was trained with")
+            self._cache["tokenizer"] = AutoTokenizer.from_pretrained(found)
+        return self._cache["tokenizer"]
 
     # ---- words -----------------------------------------------------------------------------------
 
