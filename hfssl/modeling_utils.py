@@ -23,7 +23,13 @@ Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
 * :attr:`training_state` names buffers that only training needs (a negative queue, a centre). They
   are registered with ``persistent=False``, so ``save_pretrained`` leaves them out of the released
   model and its parameter count; the engine saves them with every checkpoint and restores them on
-  resume (:meth:`training_state_dict` / :meth:`load_training_state_dict`).
+  resume (:meth:`training_state_dict` / :meth:`load_training_state_dict`). :meth:`reset_training_state`
+  gives them their starting values, also after ``from_pretrained`` (which leaves non-persistent
+  buffers uninitialised).
+
+What a model needs from a step in ``on_train_step_end`` (the keys a queue takes in) it keeps from
+its own ``forward`` of that step: checkpoints are written after the hook, so nothing kept between
+the two is ever lost or saved twice.
 
 No ``.backward()`` inside a model, no augmentation inside a model, no parameter created lazily.
 
@@ -98,6 +104,10 @@ class HfsslPreTrainedModel(PreTrainedModel):
             module, "reset_parameters"
         ):
             module.reset_parameters()
+        if module is self and self.training_state:
+            # transformers fills non-persistent buffers with uninitialised memory when it loads a
+            # checkpoint; training-only state gets its starting values here instead.
+            self.reset_training_state()
 
     # ---- the transferable part -----------------------------------------------------------------
 
@@ -172,6 +182,12 @@ class HfsslPreTrainedModel(PreTrainedModel):
         return []
 
     # ---- training-only state ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reset_training_state(self) -> None:
+        """Starting values of the :attr:`training_state` buffers (zeros by default; a queue may start random)."""
+        for name in self.training_state:
+            getattr(self, name).zero_()
 
     def training_state_dict(self) -> dict[str, torch.Tensor]:
         """The training-only buffers named in :attr:`training_state`, detached, on the CPU."""

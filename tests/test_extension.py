@@ -130,3 +130,13 @@ def test_scheduled_scalars_follow_the_step_and_the_recipe_overrides_them(toy) ->
                                   lr=1.0)
     _set_step_hyperparameters(optimizer, [1.0, 1.0], 0.5, {"weight_decay": 0.3})
     assert [(group["lr"], group["weight_decay"]) for group in optimizer.param_groups] == [(0.5, 0.3), (0.5, 0.0)]
+
+
+def test_training_state_starts_from_its_reset_values_after_from_pretrained(toy, tmp_path: Path) -> None:
+    """transformers leaves non-persistent buffers uninitialised on load; reset_training_state fills them."""
+    model = toy_method.ToyQueueModel(toy_method.ToyQueueConfig(backbone_config=toy_method.TINY_BACKBONE))
+    model.queue.fill_(3.0)
+    model.queue_pointer.fill_(5)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = AutoModel.from_pretrained(tmp_path / "saved")
+    assert torch.equal(loaded.queue, torch.zeros_like(loaded.queue)) and int(loaded.queue_pointer) == 0
