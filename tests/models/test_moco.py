@@ -199,6 +199,16 @@ def test_moco_v3_freezes_the_random_patch_projection_only_when_asked():
     assert all(p.requires_grad for p in resnet.backbone.parameters())
 
 
+def test_moco_recipe_refuses_sync_batchnorm_with_shuffled_batch_norm():
+    from hfssl.settings import RecipeError
+
+    with pytest.raises(RecipeError, match="sync_batchnorm"):
+        load_recipe(REPO / "recipes" / "moco" / "digits.yaml", ["train.sync_batchnorm=true"])
+    recipe = load_recipe(REPO / "recipes" / "moco" / "digits.yaml",
+                         ["train.sync_batchnorm=true", "model.shuffle_batch_norm=false"])
+    assert recipe.train.sync_batchnorm
+
+
 # ---------------------------------------------------------------- exact resume through the engine
 
 TINY_DIGITS_RESNET = "{model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, " \

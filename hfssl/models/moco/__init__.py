@@ -1,10 +1,22 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020): the method's spec, registered when hfssl discovers its methods."""
 
+from typing import Any
+
 from hfssl.export import export_image_encoder
 from hfssl.models.moco.configuration_moco import MoCoConfig
 from hfssl.models.moco.modeling_moco import MoCoForPreTraining, MoCoOutput
 from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.settings import RecipeError
 from hfssl.views import view_inputs
+
+
+def check_batch_norm(recipe: Any) -> None:
+    """Shuffling BN and ``train.sync_batchnorm`` exclude each other: SyncBatchNorm would give the key
+    encoder global statistics again, undoing the shuffle (see :class:`MoCoForPreTraining`)."""
+    if recipe.train.sync_batchnorm and recipe.model.get("shuffle_batch_norm", True):
+        raise RecipeError("MoCo v2 guards against BatchNorm leakage by shuffling BN across processes, which "
+                          "train.sync_batchnorm would undo: set train.sync_batchnorm: false, or "
+                          "model.shuffle_batch_norm: false to use SyncBatchNorm instead")
 
 PAPER = Paper(
     title="Improved Baselines with Momentum Contrastive Learning",
@@ -34,6 +46,7 @@ SPEC = register_method(MethodSpec(
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
     provides=(IMAGE_FEATURES,),
+    check_recipe=check_batch_norm,
 ))
 
 __all__ = ["MoCoConfig", "MoCoForPreTraining", "MoCoOutput", "SPEC"]

@@ -59,7 +59,7 @@ class MoCoForPreTraining(HfsslPreTrainedModel):
     over different subsets. SyncBatchNorm (``train.sync_batchnorm``) was not chosen: global
     statistics still give the query and all of this step's keys the same batch, and with a queue
     the current keys are exactly the positives, so the signature still singles them out; keep
-    ``train.sync_batchnorm`` off for MoCo v2 (it would make the shuffle moot). In a single process
+    ``train.sync_batchnorm`` off for MoCo v2 (the recipe check refuses it while shuffling). In a single process
     there is one BatchNorm batch and nothing to shuffle across: as in the official code, which
     requires several GPUs for this reason, single-process runs are not protected. The MLP head of
     MoCo v2 has no BatchNorm, so the backbone is the only place where the leak can happen.
