@@ -188,3 +188,98 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------- MoCo v2 / v3
+# Run by a second torchrun in tests/test_distributed.py (``main_moco``), so that the runs above stay as they are.
+
+
+def build_moco(**overrides: Any) -> nn.Module:
+    """Tiny MoCo v2 (ResNet with BatchNorm, a queue of 12 keys), float64."""
+    from hfssl.models.moco import MoCoConfig, MoCoForPreTraining
+    from tiny import TINY_RESNET
+
+    config = MoCoConfig(backbone_config=TINY_RESNET, projection_hidden_dim=16, projection_dim=8, queue_size=12,
+                        temperature=TEMPERATURE, **overrides)
+    return MoCoForPreTraining(config).double()
+
+
+def build_moco_v3() -> nn.Module:
+    """Tiny MoCo v3 on the ResNet (BatchNorm in the backbone and in both heads), float64."""
+    from hfssl.models.moco_v3 import MoCoV3Config, MoCoV3ForPreTraining
+    from tiny import TINY_RESNET
+
+    config = MoCoV3Config(backbone_config=TINY_RESNET, projection_hidden_dim=16, projection_dim=8,
+                          prediction_hidden_dim=16, temperature=TEMPERATURE)
+    return MoCoV3ForPreTraining(config).double()
+
+
+def run_moco_losses_linear(inputs: dict[str, Any], split: list[int]) -> dict[str, Any]:
+    """InfoNCE against a fixed queue and MoCo v3's loss (keys from the same Linear, so with gradients
+    through the gather) on local rows; gradients averaged as DDP does."""
+    from hfssl.losses import InfoNCELoss, MoCoV3Loss
+
+    results: dict[str, Any] = {}
+    x1, x2 = local_rows(inputs["linear_x1"], split), local_rows(inputs["linear_x2"], split)
+    for name in ("infonce", "moco_v3"):
+        model = build_linear()
+        model.load_state_dict(inputs["linear_state"])
+        if name == "infonce":
+            loss = InfoNCELoss(TEMPERATURE)(model(x1), model(x2), inputs["moco_queue"])
+            local_only = None
+        else:
+            criterion = MoCoV3Loss(TEMPERATURE, gather_distributed=True)
+            loss = criterion(model(x1), model(x2), model(x1.flip(1)), model(x2.flip(1)))
+            with torch.no_grad():
+                local_only = MoCoV3Loss(TEMPERATURE, gather_distributed=False)(
+                    model(x1), model(x2), model(x1.flip(1)), model(x2.flip(1)))
+        loss.backward()
+        results[name] = {"loss": loss.detach(), "local_only_loss": local_only, "grads": averaged_gradients(model)}
+    return results
+
+
+def run_moco_queue(inputs: dict[str, Any], shuffle: bool) -> dict[str, Any]:
+    """Two training steps of tiny MoCo v2 (forward, then the engine's per-step hook) on local rows."""
+    model = build_moco(shuffle_batch_norm=shuffle)
+    model.load_state_dict(inputs["moco_state"])
+    model.load_training_state_dict(inputs["moco_training_state"])
+    model.train()
+    steps = []
+    for step, pixels in enumerate(inputs["moco_pixels"]):
+        generator = torch.Generator().manual_seed(100 * (step + 1) + rank())  # rank 0's permutation must win
+        output = model(pixel_values=local_rows(pixels, inputs["even_split"]), generator=generator)
+        model.on_train_step_end(step + 1, {"teacher_momentum": 0.99})
+        steps.append({"loss": output.loss.detach(), "keys": output.positive_keys,
+                      "queue": model.queue.clone(), "pointer": int(model.queue_pointer)})
+    return {"steps": steps}
+
+
+def run_moco_v3_ddp(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Tiny MoCo v3 with hfssl SyncBatchNorm (what ``train.sync_batchnorm`` does) inside real DDP."""
+    model = convert_sync_batchnorm(build_moco_v3())
+    model.load_state_dict(inputs["moco_v3_state"])
+    model.train()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    output = ddp(pixel_values=local_rows(inputs["simclr_pixels"], inputs["even_split"]))
+    output.loss.backward()
+    return {"loss": output.loss.detach(),
+            "grads": {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}}
+
+
+def main_moco(out_dir: str) -> None:
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    if not is_distributed() or world_size() != 2:
+        raise RuntimeError(f"expected 2 processes, got {world_size()}")
+    inputs = torch.load(Path(out_dir) / "inputs.pt", weights_only=False)
+    results = {
+        "rank": rank(),
+        "losses_even": run_moco_losses_linear(inputs, inputs["even_split"]),
+        "losses_uneven": run_moco_losses_linear(inputs, inputs["uneven_split"]),
+        "queue": run_moco_queue(inputs, shuffle=False),
+        "queue_shuffled": run_moco_queue(inputs, shuffle=True),
+        "moco_v3_ddp": run_moco_v3_ddp(inputs),
+    }
+    torch.save(results, Path(out_dir) / f"moco_rank{rank()}.pt")
+    dist.barrier()
+    dist.destroy_process_group()

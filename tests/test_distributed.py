@@ -255,3 +255,142 @@ def test_convert_sync_batchnorm_uses_torch_sync_batch_norm_on_gpus() -> None:
     converted = convert_sync_batchnorm(model, device="cuda")
     types = [type(m) for m in converted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert types == [nn.SyncBatchNorm, nn.SyncBatchNorm]
+
+
+# ---------------------------------------------------------------- MoCo v2 and v3
+# A second torchrun runs distributed_worker.main_moco on inputs of its own.
+
+
+def make_moco_inputs() -> dict[str, Any]:
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(4321)
+    torch.manual_seed(1)
+    base = make_inputs()
+    moco = worker.build_moco()
+    moco_v3 = worker.build_moco_v3()
+    return {
+        **{key: base[key] for key in ("even_split", "uneven_split", "linear_state", "linear_x1", "linear_x2",
+                                      "simclr_pixels")},
+        "moco_queue": F.normalize(torch.randn(5, 4, generator=generator, dtype=torch.float64), dim=1),
+        "moco_state": moco.state_dict(),
+        "moco_training_state": moco.training_state_dict(),
+        "moco_pixels": [torch.randn(8, 2, 3, 16, 16, generator=generator, dtype=torch.float64) for _ in range(2)],
+        "moco_v3_state": moco_v3.state_dict(),
+    }
+
+
+@pytest.fixture(scope="module")
+def moco_two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    out_dir = tmp_path_factory.mktemp("moco_two_ranks")
+    inputs = make_moco_inputs()
+    torch.save(inputs, out_dir / "inputs.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    code = (f"import sys; sys.path.insert(0, {str(WORKER.parent)!r}); import distributed_worker; "
+            f"distributed_worker.main_moco({str(out_dir)!r})")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "--no-python", sys.executable, "-c", code]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
+    results = [torch.load(out_dir / f"moco_rank{r}.pt", weights_only=False) for r in range(2)]
+    assert [result["rank"] for result in results] == [0, 1]
+    return inputs, results
+
+
+@pytest.mark.parametrize("split_name", ["even", "uneven"])
+@pytest.mark.parametrize("loss_name", ["infonce", "moco_v3"])
+def test_moco_losses_two_ranks_equal_one_process(moco_two_ranks, split_name: str, loss_name: str) -> None:
+    from hfssl.losses import InfoNCELoss, MoCoV3Loss
+
+    inputs, results = moco_two_ranks
+    model = worker.build_linear()
+    model.load_state_dict(inputs["linear_state"])
+    x1, x2 = inputs["linear_x1"], inputs["linear_x2"]
+    if loss_name == "infonce":
+        reference = InfoNCELoss(worker.TEMPERATURE)(model(x1), model(x2), inputs["moco_queue"])
+    else:
+        reference = MoCoV3Loss(worker.TEMPERATURE)(model(x1), model(x2), model(x1.flip(1)), model(x2.flip(1)))
+    reference.backward()
+    case = [result[f"losses_{split_name}"][loss_name] for result in results]
+    torch.testing.assert_close((case[0]["loss"] + case[1]["loss"]) / 2, reference.detach(), **TIGHT)
+    for result in case:
+        for name, parameter in model.named_parameters():
+            torch.testing.assert_close(result["grads"][name], parameter.grad, **TIGHT, msg=name)
+    if loss_name == "moco_v3":  # control: without the gathered keys each rank has fewer negatives
+        local_mean = (case[0]["local_only_loss"] + case[1]["local_only_loss"]) / 2
+        assert abs(float(local_mean - reference.detach())) > 1e-3
+
+
+def _moco_reference(inputs: dict[str, Any], shuffle_seed: int | None) -> list[dict[str, Any]]:
+    """One process, the same two steps: the keys of each rank's half (BatchNorm over that half, as on
+    its rank), or, with shuffling BN, of each half of rank 0's permutation of the whole batch, put back
+    in order; both halves' keys enqueued in rank order."""
+    model = worker.build_moco()
+    model.load_state_dict(inputs["moco_state"])
+    model.load_training_state_dict(inputs["moco_training_state"])
+    model.train()
+    steps = []
+    with torch.no_grad():
+        for step, pixels in enumerate(inputs["moco_pixels"]):
+            key_views = pixels[:, 1]
+            if shuffle_seed is None:
+                keys = torch.cat([model._encode_keys(rows(key_views, EVEN_SPLIT, r)) for r in range(2)])
+            else:
+                permutation = torch.randperm(8, generator=torch.Generator().manual_seed(100 * (step + 1)))
+                shuffled = key_views[permutation]
+                keys = torch.empty(8, model.config.projection_dim, dtype=torch.float64)
+                keys[permutation] = torch.cat([model._encode_keys(rows(shuffled, EVEN_SPLIT, r)) for r in range(2)])
+            losses = []
+            for r in range(2):
+                queries = model.projector(model.get_embeddings(rows(pixels[:, 0], EVEN_SPLIT, r)))
+                losses.append(model.criterion(queries, rows(keys, EVEN_SPLIT, r), model.queue))
+            model.enqueue(keys)
+            steps.append({"keys": keys, "losses": losses, "queue": model.queue.clone(),
+                          "pointer": int(model.queue_pointer)})
+    return steps
+
+
+@pytest.mark.parametrize("case", ["queue", "queue_shuffled"])
+def test_moco_queue_holds_the_keys_of_every_rank(moco_two_ranks, case: str) -> None:
+    """Two ranks enqueue the keys gathered from both, in rank order: after each step both hold the
+    queue that one process gets by enqueueing the whole batch's keys (a queue of 12 and 8 keys a
+    step, so the second step wraps around)."""
+    inputs, results = moco_two_ranks
+    reference = _moco_reference(inputs, shuffle_seed=None if case == "queue" else 100)
+    for step, expected in enumerate(reference):
+        for index, result in enumerate(results):
+            got = result[case]["steps"][step]
+            torch.testing.assert_close(got["keys"], rows(expected["keys"], EVEN_SPLIT, index), **TIGHT)
+            torch.testing.assert_close(got["loss"], expected["losses"][index], **TIGHT)
+            torch.testing.assert_close(got["queue"], expected["queue"], **TIGHT)
+            assert got["pointer"] == expected["pointer"] == (8 * (step + 1)) % 12
+    assert torch.equal(results[0][case]["steps"][1]["queue"], results[1][case]["steps"][1]["queue"])
+
+
+def test_moco_shuffled_batch_norm_changes_the_key_statistics(moco_two_ranks) -> None:
+    """Shuffling BN (He et al. sec. 3.3): with it, the keys are normalised over other images than
+    their queries (so they differ from the unshuffled keys); rank 0's permutation was used on both
+    ranks although each drew its own (otherwise the reference above would not match)."""
+    _, results = moco_two_ranks
+    for result in results:
+        plain, shuffled = result["queue"]["steps"][0]["keys"], result["queue_shuffled"]["steps"][0]["keys"]
+        assert (plain - shuffled).abs().max() > 1e-4
+
+
+def test_moco_v3_ddp_with_sync_batch_norm_equals_one_process(moco_two_ranks) -> None:
+    """MoCo v3's BatchNorm handling (SyncBatchNorm, as ``train.sync_batchnorm`` sets it) plus gathered
+    keys: two DDP ranks on half batches give the loss and gradients of one process on the whole batch."""
+    inputs, results = moco_two_ranks
+    model = worker.build_moco_v3()
+    model.load_state_dict(inputs["moco_v3_state"])
+    model.train()
+    output = model(pixel_values=inputs["simclr_pixels"])
+    output.loss.backward()
+    torch.testing.assert_close((results[0]["moco_v3_ddp"]["loss"] + results[1]["moco_v3_ddp"]["loss"]) / 2,
+                               output.loss.detach(), **TIGHT)
+    reference = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert not any(name.startswith("teacher_") for name in reference)
+    for result in results:
+        assert result["moco_v3_ddp"]["grads"].keys() == reference.keys()
+        for name, grad in reference.items():
+            torch.testing.assert_close(result["moco_v3_ddp"]["grads"][name], grad, rtol=1e-8, atol=1e-10, msg=name)

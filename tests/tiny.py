@@ -62,3 +62,9 @@ def tiny_model(method: str, **overrides: Any) -> torch.nn.Module:
 def tiny_inputs(method: str, batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     _, factory = TINY[method]
     return factory(batch_size, torch.Generator().manual_seed(seed))
+
+# MoCo v2 with a queue of 64 keys (a few batches), MoCo v3 on the tiny ViT with its frozen patch projection.
+TINY["moco"] = ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
+                 "queue_size": 64}, two_views)
+TINY["moco_v3"] = ({"backbone_config": TINY_VIT, "projection_hidden_dim": 32, "projection_dim": 16,
+                    "prediction_hidden_dim": 32}, two_views)

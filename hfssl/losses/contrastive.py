@@ -76,3 +76,121 @@ class NTXentLoss(nn.Module):
         logits = logits.masked_fill(self_mask, float("-inf"))
         loss_sum = F.cross_entropy(logits, positive_index, reduction="sum")
         return loss_sum * (len(sizes) / (2 * total))
+
+
+def _check_temperature(owner: str, temperature: float) -> float:
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(temperature, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner} temperature must be a finite number > 0, got {temperature!r}")
+    return value
+
+
+def _global_offset(batch_size: int, device: torch.device) -> tuple[list[int], int]:
+    """Every rank's local batch size and this rank's first row in the global batch."""
+    if not is_distributed():
+        return [batch_size], 0
+    sizes = gather_sizes(batch_size, device)
+    return sizes, sum(sizes[: rank()])
+
+
+class InfoNCELoss(nn.Module):
+    """InfoNCE against a queue of negatives (MoCo, He et al. 2020, eq. 1; MoCo v2, Chen et al. 2020).
+
+    For each query ``q_i`` with its positive key ``k_i`` and the K keys of the queue as negatives:
+    ``l_i = -log exp(q_i . k_i / tau) / (exp(q_i . k_i / tau) + sum_j exp(q_i . queue_j / tau))``
+    on L2-normalised vectors; the loss is the mean of ``l_i`` over the global batch.
+
+    Distributed runs: the queue is the same on every rank (it is filled with keys gathered from
+    every rank) and each query only meets its own key, so no tensor crosses ranks in the loss.
+    Each rank returns ``W / N`` times the sum over its ``B_r`` queries (W ranks, ``N = sum_r B_r``),
+    so the rank-mean (what Accelerate logs) is the global-batch mean and DDP's averaged gradients
+    are its gradients, also for unequal local batches (one tiny collective exchanges the sizes);
+    with equal local batches the returned value is the local mean. See :mod:`hfssl.distributed`.
+
+    Args:
+        temperature: tau of eq. 1, finite and > 0 (MoCo v1: 0.07; MoCo v2: 0.2, sec. 3 of Chen et al.).
+
+    Shapes: ``query, key: (B, D)`` (any scale; normalised here), ``queue: (K, D)`` whose rows must
+    already be unit-norm (the model stores normalised keys; normalising K rows every step would
+    copy the queue) -> scalar. The queue is treated as a constant (no gradient flows into it).
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        self.temperature = _check_temperature("InfoNCELoss", temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+        if query.ndim != 2 or query.shape != key.shape or query.shape[0] == 0:
+            raise ValueError(f"InfoNCELoss expects non-empty (batch, dim) query and key of one shape, got "
+                             f"{tuple(query.shape)} and {tuple(key.shape)}")
+        if queue.ndim != 2 or queue.shape[1] != query.shape[1]:
+            raise ValueError(f"InfoNCELoss expects a (queue_size, {query.shape[1]}) queue, got {tuple(queue.shape)}")
+        query = F.normalize(query, dim=1)
+        key = F.normalize(key, dim=1)
+        positive = (query * key).sum(dim=1, keepdim=True)  # (B, 1): "l_pos" of Algorithm 1
+        negative = query @ queue.detach().to(query.dtype).T  # (B, K): "l_neg"
+        logits = torch.cat([positive, negative], dim=1) / self.temperature  # (B, 1 + K)
+        # The positive is column 0 of every row (Algorithm 1: labels = zeros(N)).
+        labels = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
+        sizes, _ = _global_offset(query.shape[0], query.device)
+        loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+        return loss_sum * (len(sizes) / sum(sizes))
+
+
+class MoCoV3Loss(nn.Module):
+    """The symmetrised contrastive loss of MoCo v3 (Chen, Xie, He 2021, sec. 3 and Algorithm 1).
+
+    ``ctr(q, k) = 2 tau * CE(q_i . k_j / tau, j = i)`` with the keys ``k`` of the *global* batch as
+    candidates (the positive of query i is the key of the same image; every other image's key is a
+    negative), averaged over the global batch; the loss is ``ctr(q1, k2) + ctr(q2, k1)``. The
+    ``2 tau`` factor is the paper's (Algorithm 1): it makes the gradient scale insensitive to tau.
+
+    Distributed runs (``gather_distributed=True``): the keys are gathered from every process with
+    :func:`hfssl.distributed.gather_with_grad` (keys from a momentum encoder carry no gradient,
+    but a key that does, e.g. with a shared encoder, gets the correct one), and each rank returns
+    ``W / N`` times the sum over its own queries, so the rank-mean is the global-batch loss and
+    DDP's averaged gradients are its gradients, also for unequal local batches. With equal local
+    batches that is the local mean over the local queries against the global keys.
+
+    Args:
+        temperature: tau, finite and > 0 (paper: 0.2 for ViT, 1.0 for ResNet-50, sec. 4 / appendix).
+        gather_distributed: use every process's keys as negatives.
+
+    Shapes: ``q1, q2, k1, k2: (B, D)``, row i being the views of image i (any scale; normalised
+    here) -> scalar.
+    """
+
+    def __init__(self, temperature: float = 0.2, gather_distributed: bool = True) -> None:
+        super().__init__()
+        self.temperature = _check_temperature("MoCoV3Loss", temperature)
+        self.gather_distributed = gather_distributed
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
+
+    def contrastive(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """``ctr(q, k)`` of Algorithm 1, scaled for DDP as described in the class docstring."""
+        query = F.normalize(query, dim=1)
+        key = F.normalize(key, dim=1)
+        if self.gather_distributed and is_distributed():
+            sizes, offset = _global_offset(query.shape[0], query.device)
+            key = gather_with_grad(key, sizes)  # (N, D), rank order
+        else:
+            sizes, offset = [query.shape[0]], 0
+        logits = query @ key.T / self.temperature  # (B, N)
+        labels = torch.arange(query.shape[0], device=query.device) + offset  # this rank's images in the gather
+        loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+        return loss_sum * (len(sizes) / sum(sizes)) * (2 * self.temperature)
+
+    def forward(self, q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor) -> torch.Tensor:
+        shapes = {tuple(t.shape) for t in (q1, q2, k1, k2)}
+        if len(shapes) != 1 or q1.ndim != 2 or q1.shape[0] == 0:
+            raise ValueError("MoCoV3Loss expects four non-empty (batch, dim) tensors of one shape (queries and "
+                             f"keys of both views), got {[tuple(t.shape) for t in (q1, q2, k1, k2)]}")
+        return self.contrastive(q1, k2) + self.contrastive(q2, k1)

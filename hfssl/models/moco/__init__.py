@@ -1,0 +1,52 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020): the method's spec, registered when hfssl discovers its methods."""
+
+from typing import Any
+
+from hfssl.export import export_image_encoder
+from hfssl.models.moco.configuration_moco import MoCoConfig
+from hfssl.models.moco.modeling_moco import MoCoForPreTraining, MoCoOutput
+from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.settings import RecipeError
+from hfssl.views import view_inputs
+
+
+def check_batch_norm(recipe: Any) -> None:
+    """Shuffling BN and ``train.sync_batchnorm`` exclude each other: SyncBatchNorm would give the key
+    encoder global statistics again, undoing the shuffle (see :class:`MoCoForPreTraining`)."""
+    if recipe.train.sync_batchnorm and recipe.model.get("shuffle_batch_norm", True):
+        raise RecipeError("MoCo v2 guards against BatchNorm leakage by shuffling BN across processes, which "
+                          "train.sync_batchnorm would undo: set train.sync_batchnorm: false, or "
+                          "model.shuffle_batch_norm: false to use SyncBatchNorm instead")
+
+PAPER = Paper(
+    title="Improved Baselines with Momentum Contrastive Learning",
+    url="https://arxiv.org/abs/2003.04297",
+    bibtex=r"""@article{chen2020mocov2,
+  title   = {Improved Baselines with Momentum Contrastive Learning},
+  author  = {Chen, Xinlei and Fan, Haoqi and Girshick, Ross and He, Kaiming},
+  journal = {arXiv preprint arXiv:2003.04297},
+  year    = {2020}
+}
+@inproceedings{he2020moco,
+  title     = {Momentum Contrast for Unsupervised Visual Representation Learning},
+  author    = {He, Kaiming and Fan, Haoqi and Wu, Yuxin and Xie, Saining and Girshick, Ross},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2020}
+}""",
+)
+
+SPEC = register_method(MethodSpec(
+    name="moco",
+    config_class=MoCoConfig,
+    model_class=MoCoForPreTraining,
+    modality=IMAGE,
+    family="vision-ssl",
+    paper=PAPER,
+    display_name="MoCo v2",
+    build_inputs=view_inputs("multi_view"),
+    export=export_image_encoder,
+    provides=(IMAGE_FEATURES,),
+    check_recipe=check_batch_norm,
+))
+
+__all__ = ["MoCoConfig", "MoCoForPreTraining", "MoCoOutput", "SPEC"]
