@@ -80,8 +80,8 @@ class MoCoForPreTraining(HfsslPreTrainedModel):
         self.teacher_backbone = build_backbone(config.backbone_config)
         self.teacher_projector = MLPHead(hidden, config.projection_hidden_dim, config.projection_dim, **head)
         self.criterion = InfoNCELoss(config.temperature)
-        # Filled by _init_weights (post_init, and from_pretrained, which leaves non-persistent
-        # buffers uninitialised).
+        # Filled by reset_training_state (through post_init, and after from_pretrained, which
+        # leaves non-persistent buffers uninitialised).
         self.register_buffer("queue", torch.empty(config.queue_size, config.projection_dim), persistent=False)
         self.register_buffer("queue_pointer", torch.zeros(1, dtype=torch.long), persistent=False)
         # Gathered keys of this step's micro-batches, waiting for on_train_step_end. Empty at every
@@ -92,14 +92,12 @@ class MoCoForPreTraining(HfsslPreTrainedModel):
         self.copy_student_to_teacher()
         self.freeze_teachers()
 
-    def _init_weights(self, module: torch.nn.Module) -> None:
-        super()._init_weights(module)
-        if module is self:
-            # The queue starts as random unit vectors, as in the official code (negatives that the
-            # first K / N steps replace), with the pointer at slot 0.
-            with torch.no_grad():
-                self.queue.copy_(F.normalize(torch.randn(self.queue.shape, device=self.queue.device), dim=1))
-                self.queue_pointer.zero_()
+    @torch.no_grad()
+    def reset_training_state(self) -> None:
+        """The queue starts as random unit vectors, as in the official code (negatives that the first
+        K / N steps replace), with the pointer at slot 0."""
+        self.queue.copy_(F.normalize(torch.randn(self.queue.shape, device=self.queue.device), dim=1))
+        self.queue_pointer.zero_()
 
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Query-encoder backbone features ``(B, hidden)`` of images ``(B, C, H, W)``."""
