@@ -36,6 +36,7 @@ from hfssl.distributed import (  # noqa: E402
     world_size,
 )
 from hfssl.losses import NTXentLoss  # noqa: E402
+from hfssl.losses import BarlowTwinsLoss, VICRegLoss  # noqa: E402
 
 TEMPERATURE = 0.2
 
@@ -166,6 +167,31 @@ def run_sync_batch_norm(inputs: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+BARLOW_TWINS_OFF_DIAGONAL_WEIGHT = 0.5  # larger than the paper's 5e-3 so both terms shape the gradients
+
+
+def build_redundancy_reduction_loss(name: str, gather_distributed: bool) -> nn.Module:
+    """VICReg (paper coefficients) or Barlow Twins, the losses with global-batch statistics."""
+    if name == "vicreg":
+        return VICRegLoss(gather_distributed=gather_distributed)
+    return BarlowTwinsLoss(BARLOW_TWINS_OFF_DIAGONAL_WEIGHT, gather_distributed=gather_distributed)
+
+
+def run_redundancy_reduction_linear(inputs: dict[str, Any], split: list[int], name: str) -> dict[str, Any]:
+    """VICReg or Barlow Twins over the gathered global batch on a Linear encoder; every returned term
+    and the gradients averaged as DDP does."""
+    model = build_linear()
+    model.load_state_dict(inputs["linear_state"])
+    x1 = local_rows(inputs["linear_x1"], split)
+    x2 = local_rows(inputs["linear_x2"], split)
+    output = build_redundancy_reduction_loss(name, gather_distributed=True)(model(x1), model(x2))
+    output.loss.backward()
+    with torch.no_grad():
+        local_only = build_redundancy_reduction_loss(name, gather_distributed=False)(model(x1), model(x2)).loss
+    return {"terms": {key: value.detach() for key, value in output._asdict().items()},
+            "local_only_loss": local_only, "grads": averaged_gradients(model)}
+
+
 def main() -> None:
     out_dir = Path(sys.argv[1])
     dist.init_process_group("gloo")
@@ -180,6 +206,10 @@ def main() -> None:
         "ntxent_uneven": run_ntxent_linear(inputs, inputs["uneven_split"]),
         "simclr": run_simclr_ddp(inputs),
         "sync_batch_norm": run_sync_batch_norm(inputs),
+        "vicreg_even": run_redundancy_reduction_linear(inputs, inputs["even_split"], "vicreg"),
+        "vicreg_uneven": run_redundancy_reduction_linear(inputs, inputs["uneven_split"], "vicreg"),
+        "barlow_twins_even": run_redundancy_reduction_linear(inputs, inputs["even_split"], "barlow_twins"),
+        "barlow_twins_uneven": run_redundancy_reduction_linear(inputs, inputs["uneven_split"], "barlow_twins"),
     }
     torch.save(results, out_dir / f"rank{rank()}.pt")
     dist.barrier()

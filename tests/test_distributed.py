@@ -394,3 +394,34 @@ def test_moco_v3_ddp_with_sync_batch_norm_equals_one_process(moco_two_ranks) -> 
         assert result["moco_v3_ddp"]["grads"].keys() == reference.keys()
         for name, grad in reference.items():
             torch.testing.assert_close(result["moco_v3_ddp"]["grads"][name], grad, rtol=1e-8, atol=1e-10, msg=name)
+
+
+# ---------------------------------------------------------------- VICReg and Barlow Twins: global-batch statistics
+
+
+@pytest.mark.parametrize("case", ["vicreg_even", "vicreg_uneven", "barlow_twins_even", "barlow_twins_uneven"])
+def test_redundancy_reduction_two_ranks_equal_one_process(two_ranks, case: str) -> None:
+    """Variance, covariance (VICReg) and the cross-correlation (Barlow Twins) over the gathered
+    global batch: the rank-mean of the loss and of every logged term (what Accelerate logs) is the
+    one-process value on the whole batch, and the DDP-averaged gradients are its gradients, also on
+    unequal local batches (VICReg's per-rank invariance term is scaled by W * B_r / N)."""
+    inputs, results = two_ranks
+    name = case.rsplit("_", 1)[0]
+    model = worker.build_linear()
+    model.load_state_dict(inputs["linear_state"])
+    output = worker.build_redundancy_reduction_loss(name, gather_distributed=True)(
+        model(inputs["linear_x1"]), model(inputs["linear_x2"]))
+    output.loss.backward()
+    reference_grads = {key: p.grad for key, p in model.named_parameters()}
+    reference_terms = {key: value.detach() for key, value in output._asdict().items()}
+    assert reference_terms["loss"] > 0
+    for key, reference in reference_terms.items():
+        mean = (results[0][case]["terms"][key] + results[1][case]["terms"][key]) / 2
+        torch.testing.assert_close(mean, reference, **TIGHT, msg=f"{case} {key}")
+    for result in results:
+        assert result[case]["grads"].keys() == reference_grads.keys()
+        for key, grad in reference_grads.items():
+            torch.testing.assert_close(result[case]["grads"][key], grad, **TIGHT, msg=f"{case} {key}")
+    # Control: statistics over each rank's own rows give a different loss.
+    local_mean = (results[0][case]["local_only_loss"] + results[1][case]["local_only_loss"]) / 2
+    assert abs(float(local_mean - reference_terms["loss"])) > 1e-3

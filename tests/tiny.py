@@ -47,6 +47,15 @@ TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] =
     "mae": ({"backbone_config": TINY_VIT_MAE}, one_view),
     "word2vec": ({"vocab_size": 100, "vector_size": 32, "window": 2, "negative_block_size": 8, "shared_negatives": 4,
                   "word_counts": [0] + [1000 // rank for rank in range(1, 100)]}, word2vec_stream),
+    "simsiam": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
+                 "prediction_hidden_dim": 8}, two_views),
+    "vicreg": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
+    "barlow_twins": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
+    # MoCo v2 with a queue of 64 keys (a few batches), MoCo v3 on the tiny ViT with its frozen patch projection.
+    "moco": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16, "queue_size": 64},
+             two_views),
+    "moco_v3": ({"backbone_config": TINY_VIT, "projection_hidden_dim": 32, "projection_dim": 16,
+                 "prediction_hidden_dim": 32}, two_views),
 }
 
 
@@ -62,9 +71,3 @@ def tiny_model(method: str, **overrides: Any) -> torch.nn.Module:
 def tiny_inputs(method: str, batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     _, factory = TINY[method]
     return factory(batch_size, torch.Generator().manual_seed(seed))
-
-# MoCo v2 with a queue of 64 keys (a few batches), MoCo v3 on the tiny ViT with its frozen patch projection.
-TINY["moco"] = ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
-                 "queue_size": 64}, two_views)
-TINY["moco_v3"] = ({"backbone_config": TINY_VIT, "projection_hidden_dim": 32, "projection_dim": 16,
-                    "prediction_hidden_dim": 32}, two_views)

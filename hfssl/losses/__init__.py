@@ -1,6 +1,8 @@
 """Losses: one file per family, plain ``nn.Module``s over tensors."""
 
 from hfssl.losses.contrastive import InfoNCELoss, MoCoV3Loss, NTXentLoss
-from hfssl.losses.self_distillation import BYOLLoss
+from hfssl.losses.redundancy_reduction import BarlowTwinsLoss, BarlowTwinsLossOutput, VICRegLoss, VICRegLossOutput
+from hfssl.losses.self_distillation import BYOLLoss, SimSiamLoss
 
-__all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "BYOLLoss"]
+__all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "BYOLLoss", "SimSiamLoss", "VICRegLoss", "VICRegLossOutput",
+           "BarlowTwinsLoss", "BarlowTwinsLossOutput"]
