@@ -70,10 +70,22 @@ class FeatureExtractor:
         return next(self.model.parameters()).device
 
     def transform(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 images ``(B, C, H, W)`` -> processed ``pixel_values`` ``(B, num_channels, S, S)`` float32 (CPU)."""
-        arrays = match_channels(pixels, self.num_channels).cpu().numpy()
+        """uint8 images ``(B, C, H, W)`` -> processed ``pixel_values`` ``(B, num_channels, S, S)`` float32 (CPU).
+
+        A grey hfssl model's exported processor takes RGB (grey encoders are exported for RGB input,
+        with the mean/std repeated): its three equal output channels are averaged back to the one
+        the full model expects, which is exact.
+        """
+        processor_channels = len(getattr(self.image_processor, "image_mean", None) or ()) or self.num_channels
+        arrays = match_channels(pixels, processor_channels).cpu().numpy()
         processed = self.image_processor(images=list(arrays), return_tensors="pt", input_data_format="channels_first")
-        return processed["pixel_values"]
+        values = processed["pixel_values"]
+        if values.shape[1] != self.num_channels:
+            if self.num_channels != 1:
+                raise ValueError(f"the image processor of {self.path!r} gives {values.shape[1]} channels but the model "
+                                 f"expects {self.num_channels}")
+            values = values.mean(dim=1, keepdim=True)
+        return values
 
 
 def match_channels(pixels: torch.Tensor, num_channels: int) -> torch.Tensor:

@@ -178,3 +178,20 @@ def test_bad_datasets_name_the_column() -> None:
     floats = datasets.Dataset.from_dict({"pixels": np.zeros((2, 1, 4, 4), dtype=np.float32), "label": [0, 1]})
     with pytest.raises(ValueError, match="must be uint8 images"):
         extract_features_with(lambda x: x, identity, floats)
+
+
+def test_a_grey_hfssl_run_gives_its_own_features_through_the_exported_rgb_processor(tmp_path) -> None:
+    """Grey encoders are exported for RGB input; the full grey model still gets its one channel."""
+    from hfssl.export import export_encoder
+    from tiny import TINY, tiny_model
+
+    backbone = dict(TINY["simclr"][0]["backbone_config"], num_channels=1)
+    model = tiny_model("simclr", backbone_config=backbone).eval()
+    model.save_pretrained(tmp_path / "run")
+    export_encoder(model, tmp_path / "run" / "encoder", image_size=16, mean=(0.5,), std=(0.25,), channels=1)
+    extractor = load_feature_extractor(str(tmp_path / "run"))
+    pixels = torch.randint(0, 256, (3, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = extractor.embed(extractor.transform(pixels))
+        expected = model.get_embeddings((pixels.float() / 255 - 0.5) / 0.25)
+    torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-4)
