@@ -16,6 +16,8 @@ class MLPHead(nn.Sequential):
             BYOL's projector and predictor use 2 (Grill et al. 2020, sec. 3.3).
         batch_norm: BatchNorm1d after every hidden Linear.
         last_batch_norm: BatchNorm1d (without affine) after the last Linear (SimCLR v2 / MoCo v3 style).
+        last_bias: whether the last Linear has a bias; default: unless ``last_batch_norm`` (VICReg's
+            and Barlow Twins' expanders have none: their losses remove a shared shift exactly).
     Shapes: ``(batch, input_dim) -> (batch, output_dim)``.
     """
 
@@ -27,6 +29,7 @@ class MLPHead(nn.Sequential):
         num_layers: int = 2,
         batch_norm: bool = True,
         last_batch_norm: bool = False,
+        last_bias: bool | None = None,
     ) -> None:
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -38,7 +41,7 @@ class MLPHead(nn.Sequential):
                 layers.append(nn.BatchNorm1d(hidden_dim))
             layers.append(nn.ReLU(inplace=True))
             width = hidden_dim
-        layers.append(nn.Linear(width, output_dim, bias=not last_batch_norm))
+        layers.append(nn.Linear(width, output_dim, bias=not last_batch_norm if last_bias is None else last_bias))
         if last_batch_norm:
             layers.append(nn.BatchNorm1d(output_dim, affine=False))
         super().__init__(*layers)

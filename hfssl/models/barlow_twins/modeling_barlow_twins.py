@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from transformers.utils import ModelOutput
 
@@ -43,16 +42,15 @@ class BarlowTwinsForPreTraining(HfsslPreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config.backbone_config)
         freeze_unused_backbone_parts(self.backbone)
+        # The last Linear has no bias (authors' code): the loss standardises every dimension over the
+        # batch, which removes any bias exactly, so it would only collect rounding noise.
         self.projector = MLPHead(
             backbone_hidden_size(config.backbone_config),
             config.projection_hidden_dim,
             config.projection_dim,
             num_layers=config.projection_num_layers,
+            last_bias=False,
         )
-        # The last Linear has no bias (authors' code): the loss standardises every dimension over the
-        # batch, which removes any bias exactly, so it would only collect rounding noise.
-        last = self.projector[-1]
-        self.projector[-1] = nn.Linear(last.in_features, last.out_features, bias=False)
         self.criterion = BarlowTwinsLoss(config.off_diagonal_weight, gather_distributed=config.gather_distributed)
         self.post_init()
 

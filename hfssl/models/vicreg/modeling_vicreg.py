@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from transformers.utils import ModelOutput
 
@@ -45,16 +44,15 @@ class VICRegForPreTraining(HfsslPreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config.backbone_config)
         freeze_unused_backbone_parts(self.backbone)
+        # The expander's last Linear has no bias (authors' code): every term of the loss is
+        # invariant to a shift shared by both views, so a bias would only collect rounding noise.
         self.projector = MLPHead(
             backbone_hidden_size(config.backbone_config),
             config.projection_hidden_dim,
             config.projection_dim,
             num_layers=config.projection_num_layers,
+            last_bias=False,
         )
-        # The expander's last Linear has no bias (authors' code): every term of the loss is
-        # invariant to a shift shared by both views, so a bias would only collect rounding noise.
-        last = self.projector[-1]
-        self.projector[-1] = nn.Linear(last.in_features, last.out_features, bias=False)
         self.criterion = VICRegLoss(
             invariance_coefficient=config.invariance_coefficient,
             variance_coefficient=config.variance_coefficient,
