@@ -30,7 +30,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 logger = logging.getLogger(__name__)

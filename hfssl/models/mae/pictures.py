@@ -22,7 +22,7 @@ def draw_reconstructions(model: torch.nn.Module, context: PictureContext) -> lis
 
 
 @torch.no_grad()
-def mae_reconstructions(model: torch.nn.Module, recipe: Recipe, dataset: Any, count: int = 8
+def mae_reconstructions(model: torch.nn.Module, recipe: Any, dataset: Any, count: int = 8
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Originals, reconstructions (visible patches pasted back) and masked inputs, ``(N, H, W, C)`` in [0, 1]."""
     transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
