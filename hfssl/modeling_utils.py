@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from hfssl.backbones import pool_features
 from hfssl.schedules import Schedule, cosine
 
 _push_handler: Callable[..., dict[str, str]] | None = None
@@ -115,8 +116,23 @@ class HfsslPreTrainedModel(PreTrainedModel):
         """Return the transferable plain-transformers model (saved to ``encoder/`` on export)."""
         return self.backbone
 
-    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:  # pragma: no cover - per model
-        raise NotImplementedError
+    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(B, hidden)`` of images ``(B, C, H, W)`` (``config.pooling``, see
+        :func:`hfssl.backbones.pool_features`). Models whose transferable part is not an image
+        backbone called this way (MAE, word2vec) override it."""
+        return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
+
+    def project_views(self, pixel_values: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Two views ``(B, 2, C, H, W)`` through the backbone in one pass and then ``head``.
+
+        Returns:
+            the backbone features ``(2B, hidden)`` (view-major: view 1 of every image, then view 2),
+            and the head's outputs of view 1 and of view 2, ``(B, out)`` each.
+        """
+        batch_size = pixel_values.shape[0]
+        features = self.get_embeddings(self.flatten_views(pixel_values))  # (2B, hidden)
+        projections = head(features)  # (2B, out)
+        return features, projections[:batch_size], projections[batch_size:]
 
     def flatten_views(self, pixel_values: torch.Tensor, num_views: int = 2) -> torch.Tensor:
         """Check ``(B, V, C, H, W)`` multi-view input and flatten it view-major to ``(V * B, C, H, W)``,

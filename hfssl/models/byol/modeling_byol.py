@@ -45,9 +45,6 @@ class BYOLForPreTraining(HfsslPreTrainedModel):
         self.copy_student_to_teacher()
         self.freeze_teachers()
 
-    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Online backbone features ``(B, hidden)`` of images ``(B, C, H, W)``."""
-        return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> BYOLOutput:
         """Args:

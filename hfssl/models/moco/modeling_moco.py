@@ -99,9 +99,6 @@ class MoCoForPreTraining(HfsslPreTrainedModel):
         self.queue.copy_(F.normalize(torch.randn(self.queue.shape, device=self.queue.device), dim=1))
         self.queue_pointer.zero_()
 
-    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Query-encoder backbone features ``(B, hidden)`` of images ``(B, C, H, W)``."""
-        return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
 
     # ---- per-step hooks ------------------------------------------------------------------------
 

@@ -82,9 +82,6 @@ class MoCoV3ForPreTraining(HfsslPreTrainedModel):
             if projection is not None:
                 projection.requires_grad_(False)
 
-    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Query-encoder backbone features ``(B, hidden)`` of images ``(B, C, H, W)``."""
-        return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> MoCoV3Output:
         """Args:

@@ -8,7 +8,7 @@ import torch
 
 from transformers.utils import ModelOutput
 
-from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_backbone_parts, pool_features
+from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_backbone_parts
 from hfssl.heads import MLPHead
 from hfssl.losses import NTXentLoss
 from hfssl.modeling_utils import HfsslPreTrainedModel
@@ -44,19 +44,13 @@ class SimCLRForPreTraining(HfsslPreTrainedModel):
         self.criterion = NTXentLoss(config.temperature, config.gather_distributed)
         self.post_init()
 
-    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features ``(B, hidden)`` of images ``(B, C, H, W)``."""
-        return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> SimCLROutput:
         """Args:
         pixel_values: two views of each image, ``(B, 2, C, H, W)``.
         """
         batch_size = pixel_values.shape[0]
-        flat = self.flatten_views(pixel_values)  # (2B, C, H, W), view-major
-        features = self.get_embeddings(flat)  # (2B, hidden)
-        projections = self.projector(features)  # (2B, projection_dim)
-        z1, z2 = projections[:batch_size], projections[batch_size:]
+        features, z1, z2 = self.project_views(pixel_values, self.projector)  # (2B, hidden), (B, projection_dim) x 2
         loss = self.criterion(z1, z2)
         return SimCLROutput(
             loss=loss,

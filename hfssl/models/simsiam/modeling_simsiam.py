@@ -8,7 +8,7 @@ import torch
 
 from transformers.utils import ModelOutput
 
-from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_backbone_parts, pool_features
+from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_backbone_parts
 from hfssl.heads import MLPHead
 from hfssl.losses import SimSiamLoss
 from hfssl.modeling_utils import HfsslPreTrainedModel
@@ -58,9 +58,6 @@ class SimSiamForPreTraining(HfsslPreTrainedModel):
         self.criterion = SimSiamLoss()
         self.post_init()
 
-    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features ``(B, hidden)`` of images ``(B, C, H, W)``."""
-        return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> SimSiamOutput:
         """Args:
