@@ -7,7 +7,7 @@ A recipe has exactly these sections: ``method, model, data, views, optim, train,
   ``__init__`` signature);
 * ``data`` is the section of the method's modality (:mod:`hfssl.data.config`): an image method
   accepts only image keys, a text method only text keys;
-* ``views`` (:class:`hfssl.views.config.ViewsConfig`) only for image methods;
+* ``views`` (:class:`hfssl.views.config.ViewsConfig`) only for methods that see images;
 * ``optim``, ``train``, ``hub`` are the dataclasses below; ``train.schedules`` overrides the
   scalars a model schedules (:mod:`hfssl.schedules`);
 * ``eval`` lists the protocols and, under each protocol's name, its own settings
@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from hfssl.data.config import IMAGE, ImageDataConfig, SourceConfig, data_config_class
+from hfssl.data.config import VIEW_MODALITIES, ImageDataConfig, SourceConfig, data_config_class
 from hfssl.registry import MethodSpec, get_method
 from hfssl.settings import RecipeError, build_section, plain, suggest
 from hfssl.views.config import ViewsConfig
@@ -195,7 +195,7 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         values = {name: plain(getattr(self, name)) for name in SECTIONS}
-        if self.spec.modality != IMAGE:
+        if self.spec.modality not in VIEW_MODALITIES:
             values.pop("views")
         settings = values["eval"].pop("settings")
         values["eval"].update(settings)
@@ -261,13 +261,13 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
         raise RecipeError("recipe section 'model' must be a mapping of config keyword arguments")
     if check_model:
         _check_model_keys(spec, model)
-    if raw.get("views") and spec.modality != IMAGE:
-        raise RecipeError(f"method {spec.name!r} trains on {spec.modality} data: the views section is for image "
-                          "methods; remove it")
+    if raw.get("views") and spec.modality not in VIEW_MODALITIES:
+        raise RecipeError(f"method {spec.name!r} trains on {spec.modality} data: the views section is for methods "
+                          "that see images; remove it")
     data_class = data_config_class(spec.modality)
     sections: dict[str, Any] = {name: build_section(cls, name, raw.get(name)) for name, cls in _FIXED_SECTIONS.items()}
     sections["data"] = build_section(data_class, "data", raw.get("data"))
-    if spec.modality == IMAGE:
+    if spec.modality in VIEW_MODALITIES:
         sections["views"] = build_section(ViewsConfig, "views", raw.get("views"))
     sections["eval"] = _eval_section(raw.get("eval"))
     if spec.check_recipe is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from hfssl.settings import RecipeError
 
 IMAGE, TEXT, IMAGE_TEXT = "image", "text", "image-text"
+#: Modalities whose recipes have a ``views`` section (augmentations of the images).
+VIEW_MODALITIES = (IMAGE, IMAGE_TEXT)
 
 
 @dataclass

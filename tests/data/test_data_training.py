@@ -137,7 +137,7 @@ def test_data_sections_accept_only_their_modality_keys() -> None:
     with pytest.raises(RecipeError, match=r"unknown key data.image_size in recipe"):
         recipe_from_dict({"method": "word2vec", "data": {"image_size": 32},
                           "optim": {"name": "sgd", "momentum": 0, "weight_decay": 0}})
-    with pytest.raises(RecipeError, match=r"method 'word2vec' trains on text data: the views section is for image"):
+    with pytest.raises(RecipeError, match=r"method 'word2vec' trains on text data: the views section is for methods that see images"):
         recipe_from_dict({"method": "word2vec", "views": {"num_views": 2},
                           "optim": {"name": "sgd", "momentum": 0, "weight_decay": 0}})
     assert "views" not in recipe_from_dict({"method": "word2vec", "optim": {"name": "sgd", "momentum": 0,
