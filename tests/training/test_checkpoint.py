@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from hfssl.training.checkpoint import (
     STATE_FILE,
@@ -13,11 +15,19 @@ from hfssl.training.checkpoint import (
 )
 
 
-def _make(root, step, complete=True):
+def _make(root, step, complete=True, run_id=None):
+    """A checkpoint folder with the files resume verifies (tiny weights, optimizer and RNG states)."""
     path = root / "checkpoints" / f"step-{step:08d}"
     path.mkdir(parents=True)
+    save_file({"weight": torch.zeros(2)}, str(path / "model.safetensors"))
+    torch.save({"state": {}}, path / "optimizer.bin")
+    torch.save({"seed": step}, path / "random_states_0.pkl")
+    (path / "recipe.yaml").write_text("method: simclr\n")
     if complete:
-        (path / STATE_FILE).write_text(json.dumps({"state": {"global_step": step}}))
+        state = {"state": {"global_step": step}}
+        if run_id is not None:
+            state["run_id"] = run_id
+        (path / STATE_FILE).write_text(json.dumps(state))
     return path
 
 
