@@ -72,6 +72,8 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
     lines = [f"hfssl: trained {result.steps} steps" + (f", final loss {result.final_loss:.4f}" if result.final_loss is not None else "")]
     if result.resumed_from:
         lines.append(f"  resumed from       {result.resumed_from} (step {result.resumed_step})")
+        for damaged in result.damaged_checkpoints:
+            lines.append(f"    skipped damaged  {damaged}")
         for change in result.recipe_changes:
             lines.append(f"    recipe change    {change}")
     if result.skipped_steps:

@@ -274,11 +274,11 @@ def checkpoint_problems(checkpoint: Path) -> list[str]:
         problems.append(f"{RECIPE_FILE} is missing")
     except (OSError, yaml.YAMLError) as error:
         problems.append(f"{RECIPE_FILE} does not parse ({type(error).__name__})")
-    for pattern, what in (("model*.safetensors", "the model weights (model.safetensors)"),
-                          ("optimizer*.bin", "the optimizer state (optimizer.bin)"),
-                          ("random_states_*.pkl", "the RNG states (random_states_0.pkl)")):
+    for pattern, what in (("model*.safetensors", "model.safetensors is missing (the model weights)"),
+                          ("optimizer*.bin", "optimizer.bin is missing (the optimizer state)"),
+                          ("random_states_*.pkl", "random_states_0.pkl is missing (the RNG states)")):
         if not list(checkpoint.glob(pattern)):
-            problems.append(f"{what} are missing")
+            problems.append(what)
     for path in sorted(checkpoint.glob("*.safetensors")):
         problem = _safetensors_problem(path)
         if problem:
@@ -320,8 +320,13 @@ def resolve_resume(output_dir: Path, resume: bool | str) -> Path | None:
     """Map ``--resume`` to a checkpoint: ``True``/``"latest"``/``"auto"``: the newest *intact*
     checkpoint in ``output_dir`` (``None`` when there is none; damaged newer ones are skipped with
     a warning that says why); a path: that checkpoint, which must be intact."""
+    return find_resume_checkpoint(output_dir, resume)[0]
+
+
+def find_resume_checkpoint(output_dir: Path, resume: bool | str) -> tuple[Path | None, list[str]]:
+    """:func:`resolve_resume` with the damaged checkpoints it skipped (``"PATH (problems)"``)."""
     if not resume:
-        return None
+        return None, []
     if isinstance(resume, str) and resume not in ("true", "latest", "auto"):
         path = Path(resume)
         if not (path / STATE_FILE).is_file():
@@ -330,17 +335,18 @@ def resolve_resume(output_dir: Path, resume: bool | str) -> Path | None:
         if problems:
             raise ResumeError(f"--resume-from {resume!r}: the checkpoint is damaged ({'; '.join(problems)}); "
                               "choose another one in the same checkpoints/ folder")
-        return path
-    found = complete_checkpoints(checkpoint_root(output_dir))
-    for path in reversed(found):
+        return path, []
+    skipped = []
+    for path in reversed(complete_checkpoints(checkpoint_root(output_dir))):
         problems = checkpoint_problems(path)
         if not problems:
-            return path
-        logger.warning("checkpoint %s is damaged (%s): falling back to an older one", path, "; ".join(problems))
-    if found:
-        raise ResumeError(f"--resume: no intact checkpoint in {checkpoint_root(output_dir)} (every one is damaged, "
-                          "see the warnings above); start a new run in another --output-dir, or with --overwrite")
-    return None
+            return path, skipped
+        skipped.append(f"{path} ({'; '.join(problems)})")
+        logger.warning("checkpoint %s is damaged (%s): trying the one before it", path, "; ".join(problems))
+    if skipped:
+        raise ResumeError(f"--resume: no intact checkpoint in {checkpoint_root(output_dir)}: "
+                          f"{', '.join(skipped)}. Start a new run in another --output-dir, or here with --overwrite")
+    return None, []
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -372,13 +378,22 @@ def check_new_run_directory(output_dir: Path, overwrite: bool) -> None:
         return
     shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
     has_run = latest_checkpoint(output_dir) is not None
-    kind = "another run" if has_run or (output_dir / "config.json").is_file() else "files"
+    kind = "another run" if has_run or _is_hfssl_model(output_dir) else "files"
     raise RunDirectoryError(
         f"--output-dir {str(output_dir)!r} already holds {kind} ({shown}); nothing was changed. "
         + ("Continue that run with --resume, t" if has_run else "T")
         + "rain into a new --output-dir, or pass --overwrite to delete hfssl's outputs there (checkpoints, model, "
         "recipe, card, encoder, results, logs) and start over (other files are kept)"
     )
+
+
+def _is_hfssl_model(folder: Path) -> bool:
+    """``folder/config.json`` is an hfssl model's (``model_type: hfssl_*``), not someone else's file."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and str(config.get("model_type", "")).startswith("hfssl_")
 
 
 def clear_previous_run(output_dir: Path) -> list[str]:

@@ -35,7 +35,7 @@ from hfssl.training.checkpoint import (
     checkpoint_root,
     new_run_id,
     read_trainer_state,
-    resolve_resume,
+    find_resume_checkpoint,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class RunStart:
     step: int = 0
     changes: list[str] = field(default_factory=list)
     overwrite: bool = False
+    damaged: list[str] = field(default_factory=list)
 
 
 def plan_run(recipe: Recipe, output_dir: Path, resume: bool | str, overwrite: bool) -> RunStart:
@@ -66,7 +67,7 @@ def plan_run(recipe: Recipe, output_dir: Path, resume: bool | str, overwrite: bo
         raise RunDirectoryError(f"--output-dir {str(output_dir)!r} is a file, not a folder; choose a folder")
     if resume and overwrite:
         raise ResumeError("--overwrite starts a new run and --resume continues one: pass only one of them")
-    checkpoint = resolve_resume(output_dir, resume)
+    checkpoint, damaged = find_resume_checkpoint(output_dir, resume)
     if checkpoint is None:
         if resume is True or resume in ("true", "latest"):
             where = "does not exist" if not output_dir.exists() else f"holds no checkpoint ({checkpoint_root(output_dir)})"
@@ -86,7 +87,7 @@ def plan_run(recipe: Recipe, output_dir: Path, resume: bool | str, overwrite: bo
         raise ResumeError(f"--resume: train.max_steps={recipe.train.max_steps} is below step {step} of checkpoint "
                           f"{checkpoint}; set train.max_steps to at least {step}")
     run_id = str(trainer_state.get("run_id", ""))
-    return RunStart(run_id=run_id, checkpoint=checkpoint, step=step, changes=changes)
+    return RunStart(run_id=run_id, checkpoint=checkpoint, step=step, changes=changes, damaged=damaged)
 
 
 def recipe_differences(checkpoint: Path, recipe: Recipe) -> tuple[list[str], list[str]]:

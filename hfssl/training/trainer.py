@@ -93,6 +93,7 @@ class TrainResult:
     resumed_step: int = 0
     recipe_changes: list[str] = field(default_factory=list)
     skipped_steps: int = 0
+    damaged_checkpoints: list[str] = field(default_factory=list)
 
 
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -341,7 +342,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     if recipe.train.trackers:
         accelerator.end_training()
     return TrainResult(output_dir, state["global_step"], last_loss, checkpoint, unwrapped, data, accelerator,
-                       resumed_step=start.step, recipe_changes=start.changes, skipped_steps=state["skipped_steps"])
+                       resumed_step=start.step, recipe_changes=start.changes, skipped_steps=state["skipped_steps"],
+                       damaged_checkpoints=start.damaged)
 
 
 def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
