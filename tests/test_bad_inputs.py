@@ -375,3 +375,16 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_exits_130(tmp_path: 
     step = json.loads((checkpoints[0] / "trainer_state.json").read_text())["state"]["global_step"]
     assert 0 < step < 1000 and f"at step {step} of 2000" in stderr
     assert not (run / "model.safetensors").exists()
+
+
+def test_a_second_ctrl_c_stops_at_once() -> None:
+    from hfssl.training.trainer import _InterruptRequest
+
+    with _InterruptRequest() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert interrupt.requested  # the first one only asks for a checkpoint at the step boundary
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
