@@ -1,12 +1,17 @@
 """``hfssl train | eval | export | push | card``.
 
-The command line is the only place that prints (the summary at the end of ``train``); the
-library logs.
+The command line is the only place that prints (the summary at the end of ``train``, and error
+messages); the library logs. One error style: a user error (:mod:`hfssl.errors`, and the
+``ValueError`` / ``FileNotFoundError`` / ``KeyError`` / ``OSError`` raised while reading inputs)
+prints one line ``hfssl COMMAND: error: ...`` naming the input and the fix, without a traceback,
+and exits with the documented code (:data:`hfssl.errors.EXIT_CODES`); ``--debug`` (or
+``--log-level DEBUG``) shows the traceback instead. Ctrl-C exits with 130 without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -15,6 +20,7 @@ from pathlib import Path
 from accelerate import PartialState
 from transformers import AutoModel
 
+from hfssl.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE, HfsslError
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
 from hfssl.evaluation.context import is_hfssl_run
 from hfssl.export import ExportContext, check_export_target
@@ -30,10 +36,20 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML, e.g. recipes/simclr/digits.yaml")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.max_steps=100")
     parser.add_argument("--output-dir", help="run directory (default: runs/<recipe folder>-<recipe name>)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the latest complete checkpoint in --output-dir")
-    parser.add_argument("--resume-from", metavar="CHECKPOINT",
-                        help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the run in --output-dir from its newest intact checkpoint (says which step and "
+                            "which recipe keys changed; refuses a changed model, data or batch); an error when there "
+                            "is nothing to continue")
+    start.add_argument("--resume-or-start", action="store_true",
+                       help="continue the run in --output-dir when it has a checkpoint, else start a new run there "
+                            "(for jobs that may be restarted)")
+    start.add_argument("--resume-from", metavar="CHECKPOINT",
+                       help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX)")
+    start.add_argument("--overwrite", action="store_true",
+                       help="start a new run in an --output-dir that holds files: hfssl's outputs there (checkpoints, "
+                            "model, recipe, card, encoder, results, logs) are deleted first; other files are kept. "
+                            "Without it, a folder that is not new or empty is refused")
 
 
 def default_output_dir(recipe_path: str) -> Path:
@@ -44,7 +60,8 @@ def default_output_dir(recipe_path: str) -> Path:
 def run_train(args: argparse.Namespace) -> int:
     recipe = load_training_recipe(args.recipe, args.overrides)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
-    result = run(recipe, output_dir, resume=args.resume_from or args.resume)
+    resume = args.resume_from or ("auto" if args.resume_or_start else args.resume)
+    result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite)
     if PartialState().is_main_process:
         _print_summary(result)
     return 0
@@ -54,7 +71,13 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
     out = result.output_dir
     lines = [f"hfssl: trained {result.steps} steps" + (f", final loss {result.final_loss:.4f}" if result.final_loss is not None else "")]
     if result.resumed_from:
-        lines.append(f"  resumed from       {result.resumed_from}")
+        lines.append(f"  resumed from       {result.resumed_from} (step {result.resumed_step})")
+        for damaged in result.damaged_checkpoints:
+            lines.append(f"    skipped damaged  {damaged}")
+        for change in result.recipe_changes:
+            lines.append(f"    recipe change    {change}")
+    if result.skipped_steps:
+        lines.append(f"  skipped steps      {result.skipped_steps} (non-finite loss; train.on_nonfinite=skip)")
     lines.append(f"  full SSL model     {out}  (import hfssl; AutoModel.from_pretrained(...))")
     if (out / "encoder").is_dir():
         lines.append(f"  encoder            {out / 'encoder'}  (plain transformers: AutoModel.from_pretrained(...))")
@@ -106,16 +129,30 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_codes_text() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hfssl", description="Hugging Face-native self-supervised learning")
+    parser = argparse.ArgumentParser(prog="hfssl", description="Hugging Face-native self-supervised learning",
+                                     epilog=_exit_codes_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_train_arguments(commands.add_parser("train", help="train a recipe"))
-    _add_export_arguments(commands.add_parser("export", help="write the transferable part of a run "
-                                                             "(a plain transformers model with its processor)"))
-    add_eval_arguments(commands.add_parser("eval", help="kNN / linear / other protocols on a model"))
-    add_push_arguments(commands.add_parser("push", help="publish a run to the Hugging Face Hub"))
-    add_card_arguments(commands.add_parser("card", help="regenerate a run's model card"))
+    subparsers = {
+        "train": commands.add_parser("train", help="train a recipe"),
+        "export": commands.add_parser("export", help="write the transferable part of a run "
+                                                      "(a plain transformers model with its processor)"),
+        "eval": commands.add_parser("eval", help="kNN / linear / other protocols on a model"),
+        "push": commands.add_parser("push", help="publish a run to the Hugging Face Hub"),
+        "card": commands.add_parser("card", help="regenerate a run's model card"),
+    }
+    for name, adder in (("train", _add_train_arguments), ("export", _add_export_arguments),
+                        ("eval", add_eval_arguments), ("push", add_push_arguments), ("card", add_card_arguments)):
+        adder(subparsers[name])
+        # --debug after the command too; SUPPRESS keeps the value given before it.
+        subparsers[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                      help="show the traceback of an error instead of one line")
     return parser
 
 
@@ -134,13 +171,38 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handler = {"train": run_train, "export": run_export, "eval": run_eval, "push": run_push,
                "card": run_card}[args.command]
+    debug = args.debug or str(args.log_level).upper() == "DEBUG"
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, OSError, KeyError) as error:
-        if args.log_level.upper() == "DEBUG":
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"hfssl {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"hfssl {args.command}: interrupted (Ctrl-C); nothing more was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (HfsslError, ValueError, FileNotFoundError, OSError, KeyError) as error:
+        if debug:
+            raise
+        print(f"hfssl {args.command}: error: {_message(error)}", file=sys.stderr)
+        return exit_code(error)
+
+
+def exit_code(error: BaseException) -> int:
+    """The documented exit code of a user error (:data:`hfssl.errors.EXIT_CODES`)."""
+    if isinstance(error, HfsslError):
+        return error.exit_code
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return EXIT_STORAGE
+    return EXIT_USAGE
+
+
+def _message(error: BaseException) -> str:
+    """One line for the user: a full disk says so, a ``KeyError`` shows its key without quotes."""
+    if isinstance(error, OSError) and not isinstance(error, HfsslError) and error.errno in (
+            errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"the disk is full: could not write {error.filename or 'a file'} ({error.strerror}); free space and retry"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,20 @@ def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -
 
 
 def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
-        accelerator: Accelerator | None = None) -> TrainResult:
-    """Train ``recipe`` into ``output_dir`` and finish the run (export, evaluation, pictures, card)."""
+        accelerator: Accelerator | None = None, overwrite: bool = False) -> TrainResult:
+    """Train ``recipe`` into ``output_dir`` and finish the run (export, evaluation, pictures, card).
+
+    ``resume`` and ``overwrite`` are :func:`hfssl.training.trainer.train`'s: the folder and the
+    checkpoint are checked before any work, and nothing is written from non-finite weights (the
+    trainer raises before its final save, so no export, evaluation or card follows).
+    """
     check_training_recipe(recipe)
     callbacks = []
     if recipe.train.knn_every:
         knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))
         callbacks.append(OnlineKNN(recipe, temperature=knn.temperature))
-    result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks)
+    result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks,
+                   overwrite=overwrite)
     if result.accelerator.is_main_process:
         result.outputs = finish_run(result.output_dir, result.model, recipe, result.data)
     result.accelerator.wait_for_everyone()

@@ -94,6 +94,11 @@ class TrainConfig:
     ``batch_size * num_processes * gradient_accumulation_steps``. ``schedules`` maps a scalar the
     model schedules to changed schedule fields (or a number, for a constant), for example
     ``schedules: {teacher_momentum: {start: 0.99}}``.
+
+    ``on_nonfinite`` decides what a non-finite loss does: ``stop`` (the default) ends the run with
+    exit code 3 and the newest checkpoint as the last good one; ``skip`` drops that optimiser step
+    (no update, no teacher or queue update) and stops only after more than
+    ``max_nonfinite_skips`` consecutive skipped steps.
     """
 
     batch_size: int = 256
@@ -113,8 +118,14 @@ class TrainConfig:
     sync_batchnorm: bool = False
     trackers: tuple[str, ...] = ("tensorboard",)
     progress_bar: bool = True
+    on_nonfinite: str = "stop"
+    max_nonfinite_skips: int = 10
 
     def __post_init__(self) -> None:
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise RecipeError(f"train.on_nonfinite must be stop or skip, got {self.on_nonfinite!r}")
+        if self.max_nonfinite_skips < 0:
+            raise RecipeError(f"train.max_nonfinite_skips must be >= 0, got {self.max_nonfinite_skips!r}")
         if self.batch_size < 1:
             raise RecipeError(f"train.batch_size must be >= 1, got {self.batch_size!r}")
         if self.max_steps is None and self.epochs is None:

@@ -3,9 +3,20 @@
 A checkpoint is written into ``checkpoints/.tmp-step-XXXXXXXX`` (Accelerate's ``save_state``:
 model, optimizer, RNG states of every process, gradient scaler), then ``trainer_state.json``
 and the resolved ``recipe.yaml`` are written and fsync'ed, and only then is the folder renamed
-to ``checkpoints/step-XXXXXXXX`` (a rename is atomic on POSIX file systems). ``--resume`` takes
-the newest ``step-*`` folder that holds a ``trainer_state.json``; stale ``.tmp-*`` folders from a
-killed run are removed.
+to ``checkpoints/step-XXXXXXXX`` (a rename is atomic on POSIX file systems). Stale ``.tmp-*``
+folders from a killed run are removed.
+
+Ownership: ``trainer_state.json`` records the ``run_id`` of the run that wrote it (a fresh id for
+every new run, carried on by ``--resume``). Pruning only removes older checkpoints of the same
+run, and a checkpoint of another run is never replaced.
+
+Resume: :func:`resolve_resume` verifies the newest checkpoint (:func:`checkpoint_problems`: the
+files present, ``*.safetensors`` complete, ``optimizer.bin`` a complete archive, the JSON and
+YAML parse) and falls back to the newest intact one, logging what it skipped and why.
+
+A write that fails (a full disk, no permission) removes its staging folder, so the previous
+checkpoint stays the newest, and raises :class:`hfssl.errors.StorageError` with the path and,
+for a full disk, the space needed and free.
 
 Training-only state of the model (``HfsslPreTrainedModel.training_state``: a negative queue, a
 centre) is written beside Accelerate's files as ``training_state_<process>.safetensors`` by every
@@ -14,25 +25,49 @@ process, so it is part of the same atomic checkpoint.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shutil
+import struct
+import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+
+from hfssl.errors import ResumeError, RunDirectoryError, StorageError
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+RECIPE_FILE = "recipe.yaml"
 TRAINING_STATE_FILE = "training_state_{process}.safetensors"
+
+#: What ``hfssl train`` and the steps after it write at the top of a run directory; ``--overwrite``
+#: removes exactly these before a new run starts there, and leaves every other file alone.
+RUN_OUTPUTS = (
+    "config.json", "model.safetensors", "generation_config.json", "recipe.yaml", "README.md", "eval_results.json",
+    "encoder", "images", "logs", "checkpoints", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "vocab.txt", "word_counts.json", "vectors.txt", "vectors.bin",
+)
+
+#: errno values that mean "the storage is full".
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def checkpoint_root(output_dir: Path) -> Path:
     return Path(output_dir) / "checkpoints"
+
+
+def new_run_id() -> str:
+    """A fresh id for a new run, recorded in every checkpoint it writes."""
+    return uuid.uuid4().hex
 
 
 def _fsync_file(path: Path, text: str) -> None:
@@ -48,32 +83,112 @@ def save_checkpoint(
 ) -> Path:
     """Write the checkpoint of optimizer step ``step`` atomically; every process must call this.
 
-    ``training_state`` (this process's training-only tensors) is saved when not empty.
+    ``trainer_state`` holds ``{"state": ..., "run_id": ...}``; ``training_state`` (this
+    process's training-only tensors) is saved when not empty. Pruning keeps the ``keep`` newest
+    checkpoints of the same ``run_id``. A failed write raises :class:`StorageError` and leaves the
+    previous checkpoint as the newest.
     """
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:08d}"
     staging = root / f".tmp-step-{step:08d}"
+    run_id = trainer_state.get("run_id")
+    try:
+        if accelerator.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
+            if staging.exists():
+                shutil.rmtree(staging)
+            _check_replaceable(final, run_id)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staging))
+        if training_state:
+            save_file({name: tensor.contiguous() for name, tensor in training_state.items()},
+                      str(staging / TRAINING_STATE_FILE.format(process=accelerator.process_index)))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            _fsync_file(staging / RECIPE_FILE, recipe_yaml)
+            _fsync_file(staging / STATE_FILE, json.dumps(trainer_state, indent=2))
+            if final.exists():  # the same step of this run written again (a resumed run that re-saves)
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            _fsync_directory(root)
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, RunDirectoryError) or not _is_write_failure(error):
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        raise storage_error(error, staging, "checkpoint", _bytes_needed(accelerator, root)) from error
     if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        if staging.exists():
-            shutil.rmtree(staging)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    if training_state:
-        save_file({name: tensor.contiguous() for name, tensor in training_state.items()},
-                  str(staging / TRAINING_STATE_FILE.format(process=accelerator.process_index)))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _fsync_file(staging / "recipe.yaml", recipe_yaml)
-        _fsync_file(staging / STATE_FILE, json.dumps(trainer_state, indent=2))
-        if final.exists():  # the same step written again (a resumed run that re-saves)
-            shutil.rmtree(final)
-        os.replace(staging, final)
-        _fsync_directory(root)
-        prune_checkpoints(root, keep)
+        prune_checkpoints(root, keep, run_id)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _check_replaceable(final: Path, run_id: str | None) -> None:
+    """A checkpoint folder of the same step may only be replaced when this run (or nobody) wrote it."""
+    if final.exists() and (final / STATE_FILE).is_file():
+        owner = checkpoint_run_id(final)
+        if owner is not None and owner != run_id:
+            raise RunDirectoryError(f"{final} belongs to another run (run id {owner}); hfssl will not replace it. "
+                                    "Train into a new --output-dir, or start over there with --overwrite")
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """An ``OSError`` (full disk, permissions) or torch's ``RuntimeError`` for a failed file write."""
+    if isinstance(error, OSError):
+        return True
+    text = str(error).lower()
+    return "write" in text and ("file" in text or "stream" in text)
+
+
+def storage_error(error: BaseException, path: Path, what: str, needed: int | None = None) -> StorageError:
+    """A :class:`StorageError` that names the path and, for a full disk, the space needed and free."""
+    full = getattr(error, "errno", None) in _FULL or "no space" in str(error).lower()
+    try:
+        free = shutil.disk_usage(_existing_parent(path)).free
+    except OSError:
+        free = None
+    if not full and isinstance(error, RuntimeError) and needed is not None and free is not None and free < needed:
+        full = True  # torch reports a full disk as "file write failed"
+    if full:
+        amounts = []
+        if needed is not None:
+            amounts.append(f"about {_megabytes(needed)} needed")
+        if free is not None:
+            amounts.append(f"{_megabytes(free)} free")
+        detail = f" ({', '.join(amounts)})" if amounts else ""
+        message = (f"the disk is full: writing the {what} {path} failed{detail}. Free space on that disk or train into "
+                   "an --output-dir on another one; the previous checkpoint is intact, so --resume continues from it")
+    else:
+        message = (f"writing the {what} {path} failed: {error}. Check that the folder is writable; the previous "
+                   "checkpoint is intact, so --resume continues from it")
+    result = StorageError(message)
+    result.errno = getattr(error, "errno", None)
+    return result
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB"
+
+
+def _bytes_needed(accelerator: Accelerator, root: Path) -> int:
+    """The size of the newest complete checkpoint, else the bytes of the prepared models and optimizer states."""
+    previous = complete_checkpoints(root)
+    if previous:
+        return sum(path.stat().st_size for path in previous[-1].rglob("*") if path.is_file())
+    total = 0
+    for model in getattr(accelerator, "_models", []):
+        total += sum(tensor.numel() * tensor.element_size() for tensor in model.state_dict().values())
+    for optimizer in getattr(accelerator, "_optimizers", []):
+        for state in optimizer.state_dict().get("state", {}).values():
+            total += sum(value.numel() * value.element_size() for value in state.values() if torch.is_tensor(value))
+    return total
 
 
 def _fsync_directory(path: Path) -> None:
@@ -87,16 +202,37 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.name.split("-")[1])
+    except (IndexError, ValueError):
+        return -1
+
+
 def complete_checkpoints(root: Path) -> list[Path]:
-    """Finished checkpoints, oldest first."""
+    """Finished checkpoints (renamed into place, with a ``trainer_state.json``), oldest first."""
     if not root.is_dir():
         return []
-    found = [path for path in root.glob("step-*") if (path / STATE_FILE).is_file()]
-    return sorted(found, key=lambda path: int(path.name.split("-")[1]))
+    found = [path for path in root.glob("step-*") if _step_of(path) >= 0 and (path / STATE_FILE).is_file()]
+    return sorted(found, key=_step_of)
 
 
-def prune_checkpoints(root: Path, keep: int) -> None:
-    for path in complete_checkpoints(root)[:-keep] if keep > 0 else []:
+def checkpoint_run_id(checkpoint: Path) -> str | None:
+    """The run id recorded in a checkpoint (``""`` for checkpoints written before run ids), or
+    ``None`` when its ``trainer_state.json`` cannot be read."""
+    try:
+        data = json.loads((Path(checkpoint) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data.get("run_id", "")) if isinstance(data, dict) else None
+
+
+def prune_checkpoints(root: Path, keep: int, run_id: str | None = None) -> None:
+    """Remove all but the ``keep`` newest checkpoints written by run ``run_id``; checkpoints of
+    other runs and unreadable ones are never touched. ``run_id=None`` means checkpoints written
+    before run ids (``""``)."""
+    own = [path for path in complete_checkpoints(root) if checkpoint_run_id(path) == (run_id or "")]
+    for path in own[:-keep] if keep > 0 else []:
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -111,19 +247,106 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_problems(checkpoint: Path) -> list[str]:
+    """What is wrong with a checkpoint folder (empty when it is intact and can be resumed).
+
+    Checks that ``trainer_state.json`` and ``recipe.yaml`` parse, that the model weights, the
+    optimizer state and the RNG states are present, that every ``*.safetensors`` file is as long
+    as its header says and that ``*.bin`` / ``*.pt`` archives have their index (a truncated file
+    has not).
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        return [f"{checkpoint} is not a folder"]
+    problems = []
+    try:
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("state", {}).get("global_step"), int):
+            problems.append(f"{STATE_FILE} has no state.global_step")
+    except FileNotFoundError:
+        problems.append(f"{STATE_FILE} is missing")
+    except (OSError, ValueError, AttributeError) as error:
+        problems.append(f"{STATE_FILE} does not parse ({error})")
+    try:
+        if not isinstance(yaml.safe_load((checkpoint / RECIPE_FILE).read_text()), dict):
+            problems.append(f"{RECIPE_FILE} is not a recipe")
+    except FileNotFoundError:
+        problems.append(f"{RECIPE_FILE} is missing")
+    except (OSError, yaml.YAMLError) as error:
+        problems.append(f"{RECIPE_FILE} does not parse ({type(error).__name__})")
+    for pattern, what in (("model*.safetensors", "model.safetensors is missing (the model weights)"),
+                          ("optimizer*.bin", "optimizer.bin is missing (the optimizer state)"),
+                          ("random_states_*.pkl", "random_states_0.pkl is missing (the RNG states)")):
+        if not list(checkpoint.glob(pattern)):
+            problems.append(what)
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        problem = _safetensors_problem(path)
+        if problem:
+            problems.append(f"{path.name} {problem}")
+    for path in sorted([*checkpoint.glob("*.bin"), *checkpoint.glob("*.pt")]):
+        if path.stat().st_size == 0 or (zipfile.is_zipfile(path) is False and _looks_like_zip_start(path)):
+            problems.append(f"{path.name} is empty or truncated")
+    for path in sorted(checkpoint.glob("*.pkl")):
+        if path.stat().st_size == 0:
+            problems.append(f"{path.name} is empty")
+    return problems
+
+
+def _looks_like_zip_start(path: Path) -> bool:
+    """torch.save writes zip archives: one that starts like a zip but has no readable index is truncated."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """None when the file is as long as its header says; else what is wrong."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            header_length = struct.unpack("<Q", handle.read(8))[0]
+            if header_length > size - 8:
+                return "is truncated (its header is cut off)"
+            header = json.loads(handle.read(header_length))
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return "is not a safetensors file (unreadable header)"
+    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    expected = 8 + header_length + max(ends, default=0)
+    if size < expected:
+        return f"is truncated ({size} of {expected} bytes)"
+    return None
+
+
 def resolve_resume(output_dir: Path, resume: bool | str) -> Path | None:
-    """Map ``--resume`` (true: latest in ``output_dir``; a path: that checkpoint) to a checkpoint."""
+    """Map ``--resume`` to a checkpoint: ``True``/``"latest"``/``"auto"``: the newest *intact*
+    checkpoint in ``output_dir`` (``None`` when there is none; damaged newer ones are skipped with
+    a warning that says why); a path: that checkpoint, which must be intact."""
+    return find_resume_checkpoint(output_dir, resume)[0]
+
+
+def find_resume_checkpoint(output_dir: Path, resume: bool | str) -> tuple[Path | None, list[str]]:
+    """:func:`resolve_resume` with the damaged checkpoints it skipped (``"PATH (problems)"``)."""
     if not resume:
-        return None
-    if isinstance(resume, str) and resume not in ("true", "latest"):
+        return None, []
+    if isinstance(resume, str) and resume not in ("true", "latest", "auto"):
         path = Path(resume)
         if not (path / STATE_FILE).is_file():
             raise FileNotFoundError(f"--resume {resume!r} is not a complete hfssl checkpoint (no {STATE_FILE} in it)")
-        return path
-    path = latest_checkpoint(output_dir)
-    if path is None:
-        logger.warning("--resume: no checkpoint in %s, starting from scratch", checkpoint_root(output_dir))
-    return path
+        problems = checkpoint_problems(path)
+        if problems:
+            raise ResumeError(f"--resume-from {resume!r}: the checkpoint is damaged ({'; '.join(problems)}); "
+                              "choose another one in the same checkpoints/ folder")
+        return path, []
+    skipped = []
+    for path in reversed(complete_checkpoints(checkpoint_root(output_dir))):
+        problems = checkpoint_problems(path)
+        if not problems:
+            return path, skipped
+        skipped.append(f"{path} ({'; '.join(problems)})")
+        logger.warning("checkpoint %s is damaged (%s): trying the one before it", path, "; ".join(problems))
+    if skipped:
+        raise ResumeError(f"--resume: no intact checkpoint in {checkpoint_root(output_dir)}: "
+                          f"{', '.join(skipped)}. Start a new run in another --output-dir, or here with --overwrite")
+    return None, []
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -139,3 +362,50 @@ def load_training_state(checkpoint: Path, process_index: int) -> dict[str, torch
             return load_file(str(path))
     return None
 
+
+def check_new_run_directory(output_dir: Path, overwrite: bool) -> None:
+    """A new run may start in ``output_dir`` when it is new or empty; with ``overwrite`` hfssl's own
+    outputs there (:data:`RUN_OUTPUTS`) are removed first and every other file is kept.
+
+    Raises :class:`RunDirectoryError` naming what is there and the three ways on: ``--resume``,
+    another ``--output-dir``, ``--overwrite``.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunDirectoryError(f"--output-dir {str(output_dir)!r} is a file, not a folder; choose a folder")
+    present = sorted(path.name for path in output_dir.iterdir()) if output_dir.is_dir() else []
+    if not present or overwrite:
+        return
+    shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
+    has_run = latest_checkpoint(output_dir) is not None
+    kind = "another run" if has_run or _is_hfssl_model(output_dir) else "files"
+    raise RunDirectoryError(
+        f"--output-dir {str(output_dir)!r} already holds {kind} ({shown}); nothing was changed. "
+        + ("Continue that run with --resume, t" if has_run else "T")
+        + "rain into a new --output-dir, or pass --overwrite to delete hfssl's outputs there (checkpoints, model, "
+        "recipe, card, encoder, results, logs) and start over (other files are kept)"
+    )
+
+
+def _is_hfssl_model(folder: Path) -> bool:
+    """``folder/config.json`` is an hfssl model's (``model_type: hfssl_*``), not someone else's file."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and str(config.get("model_type", "")).startswith("hfssl_")
+
+
+def clear_previous_run(output_dir: Path) -> list[str]:
+    """Delete hfssl's outputs (:data:`RUN_OUTPUTS`) in ``output_dir`` for ``--overwrite``; returns their names."""
+    removed = []
+    for name in RUN_OUTPUTS:
+        path = Path(output_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed

@@ -18,6 +18,13 @@ rate and every scheduled scalar and freeze are functions of the step, Accelerate
 keeps the model, optimizer and global RNG states, and the model's training-only state (queues,
 centres) is saved with each checkpoint. A resumed run therefore follows the uninterrupted run step
 for step (bit-identical on the CPU).
+
+Reliability (issue 14): the run directory and the checkpoint are checked before any work
+(:mod:`hfssl.training.run_directory`); a non-finite loss stops the run, or skips the step with
+``train.on_nonfinite: skip``, the decision taken by all processes together; the weights are
+checked to be finite before every checkpoint and before the final save, so nothing is ever
+written from non-finite weights; the first Ctrl-C saves a checkpoint at the end of the step and
+raises :class:`hfssl.errors.TrainingInterrupted` (a second one stops at once).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,19 +48,23 @@ from tqdm.auto import tqdm
 from hfssl.backbones import load_pretrained_backbone
 from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
+from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.recipe import Recipe
 from hfssl.registry import get_method
 from hfssl.schedules import Schedule, resolve_schedules
 from hfssl.training.checkpoint import (
     checkpoint_root,
+    clear_previous_run,
+    latest_checkpoint,
     load_training_state,
     read_trainer_state,
     remove_stale_staging,
-    resolve_resume,
     save_checkpoint,
+    storage_error,
 )
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import build_optimizer
+from hfssl.training.run_directory import RunStart, plan_run
 from hfssl.training.schedules import lr_multiplier
 
 logger = logging.getLogger(__name__)
@@ -77,6 +90,10 @@ class TrainResult:
     data: TrainingData | None = None
     accelerator: Accelerator | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    resumed_step: int = 0
+    recipe_changes: list[str] = field(default_factory=list)
+    skipped_steps: int = 0
+    damaged_checkpoints: list[str] = field(default_factory=list)
 
 
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -152,19 +169,26 @@ def _frozen_until(model: torch.nn.Module, steps_per_epoch: int | None) -> list[t
 
 
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
-          accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
-    """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring."""
+          accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring.
+
+    ``resume``: ``False`` (a new run: the folder must be new or empty, or ``overwrite=True``),
+    ``True`` (continue the newest intact checkpoint; an error when there is none), ``"auto"``
+    (continue when there is one, else start) or a checkpoint path.
+    """
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
     accelerator = accelerator or make_accelerator(recipe, output_dir)
+    accelerator.wait_for_everyone()
     spec = get_method(recipe.method)
     callbacks = list(callbacks or [])
     set_seed(recipe.train.seed)
 
-    checkpoint = resolve_resume(output_dir, resume)
-    if accelerator.is_main_process:
-        remove_stale_staging(checkpoint_root(output_dir))
-        recipe.save(output_dir / "recipe.yaml")
+    checkpoint = start.checkpoint
+    if checkpoint is not None:
+        logger.info("resuming %s at step %d%s", checkpoint, start.step,
+                    "; recipe changes: " + "; ".join(start.changes) if start.changes else " with the same recipe")
 
     with accelerator.main_process_first():
         data = spec.load_training_data(recipe, accelerator)
@@ -198,10 +222,15 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     accumulation = recipe.train.gradient_accumulation_steps
     steps_per_epoch = batches_per_epoch // accumulation if batches_per_epoch else None
     total_steps = _total_steps(recipe, steps_per_epoch)
+    if start.step > total_steps:
+        raise ResumeError(f"--resume: the recipe's length ({total_steps} steps) is below step {start.step} of "
+                          f"checkpoint {checkpoint}; set train.max_steps or train.epochs to at least that")
     unwrapped = accelerator.unwrap_model(model)
     frozen = _frozen_until(unwrapped, steps_per_epoch)
+    _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
 
-    state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_step": 0}
+    state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_step": 0, "nonfinite_streak": 0,
+             "skipped_steps": 0}
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state.update(read_trainer_state(checkpoint)["state"])
@@ -223,86 +252,237 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     generator = torch.Generator(device=accelerator.device)
     last_loss: float | None = None
     window_start, window_images = time.perf_counter(), 0
+    skip_step = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
     model.train()
-    while state["global_step"] < total_steps:
-        if hasattr(dataloader, "set_epoch"):
-            dataloader.set_epoch(state["epoch"])
-        loader = dataloader
-        if state["batch_in_epoch"]:
-            loader = accelerator.skip_first_batches(dataloader, state["batch_in_epoch"])
-        for batch in loader:
-            step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
-            scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
-            unwrapped.on_train_step_start(step, scheduled)
-            with accelerator.accumulate(model):
-                generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
-                inputs = data.make_inputs(batch, generator)
-                outputs = model(**inputs)
-                loss = outputs.loss
-                if not torch.isfinite(loss.detach()):
-                    raise FloatingPointError(
-                        f"the {recipe.method} loss is {loss.item()} at step {state['global_step']}; "
-                        "lower optim.lr, raise the temperature, or set optim.max_grad_norm"
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    if recipe.optim.max_grad_norm is not None:
-                        accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
-                    for parameter, until in frozen:
-                        if state["global_step"] < until:
-                            parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
-                    _set_step_hyperparameters(optimizer, base_lrs, lr_multiplier(state["global_step"], total_steps,
-                                                                                  recipe.optim), scheduled)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            state["micro_step"] += 1
-            state["batch_in_epoch"] += 1
-            window_images += _batch_size(batch)
-            if not accelerator.sync_gradients:
-                continue
-            state["global_step"] = step
-            unwrapped.on_train_step_end(step, scheduled)
-            logs: dict[str, float] = {f"schedule/{name}": value for name, value in scheduled.items()}
-            progress.update(1)
-            if step % recipe.train.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                logs.update(_loss_logs(outputs, accelerator))
-                last_loss = logs["train/loss"]
-                logs["lr"] = optimizer.param_groups[0]["lr"]
-                logs["examples_per_second"] = window_images * accelerator.num_processes / max(elapsed, 1e-9)
-                window_start, window_images = time.perf_counter(), 0
-                progress.set_postfix(loss=f"{last_loss:.4f}")
-            if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
-                logs.update(_collapse_logs(outputs.embeddings, accelerator))
-            for callback in callbacks:
-                logs.update(callback.on_step_end(step, unwrapped, data, accelerator))
-                model.train()
-            if logs and recipe.train.trackers:
-                accelerator.log(logs, step=step)
-            if logs:
-                logger.debug("step %d: %s", step, logs)
-            if step % recipe.train.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(accelerator, output_dir, step, {"state": state}, recipe.to_yaml(),
-                                recipe.train.keep_checkpoints, unwrapped.training_state_dict())
-            if step >= total_steps:
-                break
-        else:  # the epoch ran out before the last step
-            if state["batch_in_epoch"] == 0:
-                raise ValueError(f"the training data of {recipe.data.source!r} yielded no batch")
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
+    with _InterruptRequest() as interrupt:
+        while state["global_step"] < total_steps:
+            if hasattr(dataloader, "set_epoch"):
+                dataloader.set_epoch(state["epoch"])
+            loader = dataloader
+            if state["batch_in_epoch"]:
+                loader = accelerator.skip_first_batches(dataloader, state["batch_in_epoch"])
+            for batch in loader:
+                step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
+                scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
+                unwrapped.on_train_step_start(step, scheduled)
+                with accelerator.accumulate(model):
+                    generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
+                    inputs = data.make_inputs(batch, generator)
+                    kept = _forward_buffers(unwrapped) if recipe.train.on_nonfinite == "skip" else None
+                    outputs = model(**inputs)
+                    loss = outputs.loss
+                    # All processes decide together, so that none waits in a collective the others skip.
+                    if _any_process(accelerator, not bool(torch.isfinite(loss.detach()).all())):
+                        if recipe.train.on_nonfinite == "stop":
+                            raise _nonfinite_loss_error(recipe, output_dir, step, loss, optimizer)
+                        skip_step = True
+                        _restore_buffers(unwrapped, kept)  # batch-norm statistics of the skipped forward
+                    else:
+                        accelerator.backward(loss)
+                    if accelerator.sync_gradients and not skip_step:
+                        if recipe.optim.max_grad_norm is not None:
+                            accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
+                        for parameter, until in frozen:
+                            if state["global_step"] < until:
+                                parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
+                        _set_step_hyperparameters(optimizer, base_lrs, lr_multiplier(state["global_step"], total_steps,
+                                                                                      recipe.optim), scheduled)
+                    if not (accelerator.sync_gradients and skip_step):
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state["micro_step"] += 1
+                state["batch_in_epoch"] += 1
+                window_images += _batch_size(batch)
+                if not accelerator.sync_gradients:
+                    continue
+                state["global_step"] = step
+                progress.update(1)
+                if skip_step:
+                    skip_step = False
+                    _record_skip(recipe, output_dir, state, step)
+                else:
+                    state["nonfinite_streak"] = 0
+                    unwrapped.on_train_step_end(step, scheduled)
+                    last_loss = _log_step(recipe, step, total_steps, scheduled, outputs, optimizer, accelerator,
+                                          callbacks, unwrapped, model, data, progress,
+                                          window_images / max(time.perf_counter() - window_start, 1e-9)) or last_loss
+                    if step % recipe.train.log_every == 0 or step == total_steps:
+                        window_start, window_images = time.perf_counter(), 0
+                stop = _any_process(accelerator, interrupt.requested)
+                if step % recipe.train.checkpoint_every == 0 or step == total_steps or stop:
+                    check_finite_weights(unwrapped, accelerator, recipe, output_dir, step)
+                    saved = save_checkpoint(accelerator, output_dir, step,
+                                            {"state": state, "run_id": start.run_id}, recipe.to_yaml(),
+                                            recipe.train.keep_checkpoints, unwrapped.training_state_dict())
+                if stop:
+                    progress.close()
+                    raise TrainingInterrupted(
+                        f"interrupted (Ctrl-C) at step {step} of {total_steps}; checkpoint {saved} holds it: "
+                        "continue with the same command and --resume", step, saved)
+                if step >= total_steps:
+                    break
+            else:  # the epoch ran out before the last step
+                if state["batch_in_epoch"] == 0:
+                    raise ValueError(f"the training data of {recipe.data.source!r} yielded no batch")
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
     progress.close()
     accelerator.wait_for_everyone()
 
     unwrapped = accelerator.unwrap_model(model)
+    check_finite_weights(unwrapped, accelerator, recipe, output_dir, state["global_step"])
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(output_dir, safe_serialization=True)
-        if data.save_artifacts is not None:
-            data.save_artifacts(output_dir)
+        try:
+            unwrapped.save_pretrained(output_dir, safe_serialization=True)
+            if data.save_artifacts is not None:
+                data.save_artifacts(output_dir)
+        except OSError as error:
+            raise storage_error(error, output_dir, "trained model to") from error
     accelerator.wait_for_everyone()
     if recipe.train.trackers:
         accelerator.end_training()
-    return TrainResult(output_dir, state["global_step"], last_loss, checkpoint, unwrapped, data, accelerator)
+    return TrainResult(output_dir, state["global_step"], last_loss, checkpoint, unwrapped, data, accelerator,
+                       resumed_step=start.step, recipe_changes=start.changes, skipped_steps=state["skipped_steps"],
+                       damaged_checkpoints=start.damaged)
+
+
+def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
+    """The first writes of a run (main process): ``--overwrite``'s removals, the folder, stale
+    staging folders removed, the resolved recipe."""
+    if accelerator.is_main_process:
+        if start.overwrite:
+            removed = clear_previous_run(output_dir)
+            if removed:
+                logger.warning("--overwrite: removed %s from %s", ", ".join(removed), output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(checkpoint_root(output_dir))
+        recipe.save(output_dir / "recipe.yaml")
+    accelerator.wait_for_everyone()
+
+
+def _log_step(recipe: Recipe, step: int, total_steps: int, scheduled: dict[str, float], outputs: Any,
+              optimizer: torch.optim.Optimizer, accelerator: Accelerator, callbacks: list[TrainerCallback],
+              unwrapped: torch.nn.Module, model: torch.nn.Module, data: TrainingData, progress: tqdm,
+              images_per_second: float) -> float | None:
+    """Log one optimiser step (losses, learning rate, collapse metrics, callbacks); returns the loss when logged."""
+    logs: dict[str, float] = {f"schedule/{name}": value for name, value in scheduled.items()}
+    last_loss = None
+    if step % recipe.train.log_every == 0 or step == total_steps:
+        logs.update(_loss_logs(outputs, accelerator))
+        last_loss = logs["train/loss"]
+        logs["lr"] = optimizer.param_groups[0]["lr"]
+        logs["examples_per_second"] = images_per_second * accelerator.num_processes
+        progress.set_postfix(loss=f"{last_loss:.4f}")
+    if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
+        logs.update(_collapse_logs(outputs.embeddings, accelerator))
+    for callback in callbacks:
+        logs.update(callback.on_step_end(step, unwrapped, data, accelerator))
+        model.train()
+    if logs and recipe.train.trackers:
+        accelerator.log(logs, step=step)
+    if logs:
+        logger.debug("step %d: %s", step, logs)
+    return last_loss
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """``flag`` on any process (a sum over processes; no collective with one process)."""
+    if accelerator.num_processes == 1:
+        return flag
+    total = accelerator.reduce(torch.tensor([1.0 if flag else 0.0], device=accelerator.device), reduction="sum")
+    return bool(total.item() > 0)
+
+
+_FIX = "lower optim.lr (now {lr:g}), set optim.max_grad_norm (for example 1.0), or a longer optim warm-up"
+
+
+def _last_good(output_dir: Path) -> str:
+    newest = latest_checkpoint(output_dir)
+    if newest is not None:
+        return f"the newest checkpoint {newest} holds the last good weights (continue from it with --resume)"
+    return "no checkpoint was written yet (start again with --overwrite)"
+
+
+def _forward_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the buffers a forward may change (batch-norm statistics); training-only state
+    (queues, centres) changes after the step, not in the forward, and is left out."""
+    training_only = set(getattr(model, "training_state", ()) or ())
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()
+            if name not in training_only}
+
+
+def _restore_buffers(model: torch.nn.Module, kept: dict[str, torch.Tensor] | None) -> None:
+    if not kept:
+        return
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in kept.items():
+            buffers[name].copy_(value)
+
+
+def _nonfinite_loss_error(recipe: Recipe, output_dir: Path, step: int, loss: torch.Tensor,
+                          optimizer: torch.optim.Optimizer) -> NonFiniteError:
+    value = loss.detach().float().reshape(-1)[0].item()
+    return NonFiniteError(
+        f"the {recipe.method} loss is {value} at step {step}: training stopped and nothing was saved from these "
+        f"weights; {_last_good(output_dir)}. Fix: " + _FIX.format(lr=recipe.optim.lr)
+        + ", or set train.on_nonfinite=skip to skip such steps", step)
+
+
+def _record_skip(recipe: Recipe, output_dir: Path, state: dict[str, int], step: int) -> None:
+    """Count a skipped step; too many in a row stop the run."""
+    state["nonfinite_streak"] += 1
+    state["skipped_steps"] += 1
+    logger.warning("step %d: non-finite loss, step skipped (%d in a row, at most %d)", step,
+                   state["nonfinite_streak"], recipe.train.max_nonfinite_skips)
+    if state["nonfinite_streak"] > recipe.train.max_nonfinite_skips:
+        raise NonFiniteError(
+            f"the {recipe.method} loss was non-finite in {state['nonfinite_streak']} steps in a row (up to step {step}; "
+            f"train.max_nonfinite_skips={recipe.train.max_nonfinite_skips}): training stopped; {_last_good(output_dir)}. "
+            "Fix: " + _FIX.format(lr=recipe.optim.lr), step)
+
+
+def check_finite_weights(model: torch.nn.Module, accelerator: Accelerator, recipe: Recipe, output_dir: Path,
+                         step: int) -> None:
+    """Raise :class:`NonFiniteError` (on every process) when a parameter, buffer or training-state
+    tensor of ``model`` holds NaN or infinity: nothing is saved from such weights."""
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    if hasattr(model, "training_state_dict"):
+        tensors.update(model.training_state_dict())
+    bad = [name for name, tensor in tensors.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all())]
+    if _any_process(accelerator, bool(bad)):
+        where = f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else " on another process"
+        raise NonFiniteError(
+            f"the {recipe.method} weights hold non-finite values after step {step}{where}: training stopped and nothing "
+            f"was saved from them; {_last_good(output_dir)}. Fix: " + _FIX.format(lr=recipe.optim.lr), step)
+
+
+class _InterruptRequest:
+    """The first Ctrl-C (SIGINT) sets ``requested``: the loop saves a checkpoint at the end of the
+    step and stops. A second one raises ``KeyboardInterrupt`` at once. Installed only in the main
+    thread and when nobody else has replaced Python's own handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptRequest:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Ctrl-C: saving a checkpoint at the end of this step, then stopping "
+                       "(press Ctrl-C again to stop at once, without a checkpoint)")
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _set_step_hyperparameters(optimizer: torch.optim.Optimizer, base_lrs: list[float], lr_factor: float,

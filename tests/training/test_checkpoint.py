@@ -3,9 +3,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
+from hfssl.errors import ResumeError, RunDirectoryError
 from hfssl.training.checkpoint import (
     STATE_FILE,
+    check_new_run_directory,
+    checkpoint_problems,
+    clear_previous_run,
+    find_resume_checkpoint,
     latest_checkpoint,
     prune_checkpoints,
     remove_stale_staging,
@@ -13,11 +20,19 @@ from hfssl.training.checkpoint import (
 )
 
 
-def _make(root, step, complete=True):
+def _make(root, step, complete=True, run_id=None):
+    """A checkpoint folder with the files resume verifies (tiny weights, optimizer and RNG states)."""
     path = root / "checkpoints" / f"step-{step:08d}"
     path.mkdir(parents=True)
+    save_file({"weight": torch.zeros(2)}, str(path / "model.safetensors"))
+    torch.save({"state": {}}, path / "optimizer.bin")
+    torch.save({"seed": step}, path / "random_states_0.pkl")
+    (path / "recipe.yaml").write_text("method: simclr\n")
     if complete:
-        (path / STATE_FILE).write_text(json.dumps({"state": {"global_step": step}}))
+        state = {"state": {"global_step": step}}
+        if run_id is not None:
+            state["run_id"] = run_id
+        (path / STATE_FILE).write_text(json.dumps(state))
     return path
 
 
@@ -47,3 +62,48 @@ def test_resume_arguments(tmp_path):
     assert resolve_resume(tmp_path, str(path)) == path
     with pytest.raises(FileNotFoundError, match="not a complete hfssl checkpoint"):
         resolve_resume(tmp_path, str(tmp_path / "checkpoints" / "step-00000099"))
+
+
+def test_pruning_only_removes_this_runs_older_checkpoints(tmp_path):
+    for step in (100, 200, 300):
+        _make(tmp_path, step, run_id="other")
+    for step in (10, 20, 30):
+        _make(tmp_path, step, run_id="mine")
+    damaged = _make(tmp_path, 5, run_id="mine")
+    (damaged / STATE_FILE).write_text("{not json")
+    prune_checkpoints(tmp_path / "checkpoints", keep=1, run_id="mine")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-00000005", "step-00000030", "step-00000100", "step-00000200", "step-00000300"]
+
+
+def test_resume_skips_damaged_checkpoints_and_names_why(tmp_path):
+    older = _make(tmp_path, 1)
+    truncated = _make(tmp_path, 2)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4])
+    no_optimizer = _make(tmp_path, 3)
+    (no_optimizer / "optimizer.bin").unlink()
+    path, skipped = find_resume_checkpoint(tmp_path, True)
+    assert path == older
+    assert [entry.split(" (")[0] for entry in skipped] == [str(no_optimizer), str(truncated)]
+    assert "optimizer.bin is missing" in skipped[0] and "model.safetensors is truncated" in skipped[1]
+    assert checkpoint_problems(older) == []
+    (older / "optimizer.bin").write_bytes((older / "optimizer.bin").read_bytes()[:20])  # a cut zip archive
+    assert checkpoint_problems(older) == ["optimizer.bin is empty or truncated"]
+    with pytest.raises(ResumeError, match="no intact checkpoint"):
+        find_resume_checkpoint(tmp_path, True)
+
+
+def test_a_new_run_needs_a_new_or_empty_folder(tmp_path):
+    check_new_run_directory(tmp_path / "new", overwrite=False)
+    check_new_run_directory(tmp_path, overwrite=False)  # empty
+    (tmp_path / "README.md").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="already holds files \\(README.md\\).*--overwrite"):
+        check_new_run_directory(tmp_path, overwrite=False)
+    _make(tmp_path, 4)
+    with pytest.raises(RunDirectoryError, match="already holds another run.*--resume"):
+        check_new_run_directory(tmp_path, overwrite=False)
+    check_new_run_directory(tmp_path, overwrite=True)
+    (tmp_path / "notes.txt").write_text("mine too")
+    assert sorted(clear_previous_run(tmp_path)) == ["README.md", "checkpoints"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

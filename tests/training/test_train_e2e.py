@@ -119,6 +119,56 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
         assert torch.equal(expected[name], actual[name]), f"{name} differs after resume"
 
 
+KILL_DURING_CHECKPOINT = """
+import os, signal, sys
+from pathlib import Path
+import hfssl.training.checkpoint as checkpoint
+original = checkpoint._fsync_file
+def fsync_file(path, text):
+    # SIGKILL in the middle of writing checkpoint {step}: Accelerate's files are in its staging folder,
+    # trainer_state.json is half written.
+    if Path(path).name == checkpoint.STATE_FILE and Path(path).parent.name == ".tmp-step-{step:08d}":
+        Path(path).write_text(text[: len(text) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(path, text)
+checkpoint._fsync_file = fsync_file
+from hfssl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_resume_after_a_kill_during_a_checkpoint_write_and_a_damaged_newest_checkpoint(tmp_path):
+    """A SIGKILL while checkpoint 9 is written leaves a half-written staging folder; the newest
+    complete checkpoint (6) is then damaged (truncated weights). --resume removes the staging
+    folder, skips checkpoint 6, saying why, continues from 3 and ends bit-exact with the
+    uninterrupted run."""
+    args = ["recipes/byol/digits.yaml", "train.max_steps=12", "train.checkpoint_every=3", "train.batch_size=32",
+            "eval.protocols=[]", "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null"]
+    full = _cli("train", args[0], "--output-dir", str(tmp_path / "full"), *args[1:])
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    run = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_CHECKPOINT.format(step=9), "train", args[0],
+                             "--output-dir", str(run), *args[1:]], cwd=REPO, env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".tmp-step-00000009", "step-00000003", "step-00000006"]
+    weights = checkpoints / "step-00000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+    resumed = _cli("train", args[0], "--output-dir", str(run), "--resume", *args[1:])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from       {checkpoints / 'step-00000003'} (step 3)" in resumed.stdout
+    assert "step-00000006 (model.safetensors is truncated" in resumed.stdout
+    assert "Traceback" not in resumed.stderr
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000009", "step-00000012"]
+    expected, actual = _weights(tmp_path / "full"), _weights(run)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), f"{name} differs after resume"
+
+
 def test_two_processes_train_with_a_global_batch(tmp_path):
     """accelerate launch (its torchrun launcher) with two CPU processes (gloo): one run directory,
     both ranks' states in each checkpoint, one summary."""

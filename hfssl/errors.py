@@ -1,0 +1,92 @@
+"""The errors hfssl raises for what a user can fix, each with the exit code the command line returns.
+
+Every error here is a *user* error: its message names the input (a recipe key, a path, a
+checkpoint, a step) and the fix, and ``hfssl`` prints that one message without a traceback
+(``hfssl --debug ...`` shows it). Anything else that escapes is a bug and keeps its traceback.
+
+| code | meaning |
+|---|---|
+| 0 | success |
+| 1 | an unexpected internal error (a bug: the traceback is printed) |
+| 2 | usage, recipe, data, path or run-directory error: nothing was trained or written |
+| 3 | training stopped on a non-finite loss or non-finite weights; the newest checkpoint is the last good one |
+| 4 | a file could not be written (a full disk, no permission); the previous checkpoint is intact |
+| 130 | interrupted (Ctrl-C); a checkpoint was saved at the step boundary when possible |
+
+Plain ``ValueError``, ``FileNotFoundError`` and ``KeyError`` raised while reading inputs (recipes
+raise :class:`hfssl.settings.RecipeError`, a ``ValueError``) are usage errors too (code 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_NONFINITE", "EXIT_STORAGE", "EXIT_INTERRUPTED", "EXIT_CODES",
+    "HfsslError", "UsageError", "RunDirectoryError", "ResumeError", "NonFiniteError", "StorageError",
+    "TrainingInterrupted",
+]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+EXIT_STORAGE = 4
+EXIT_INTERRUPTED = 130
+
+#: Exit code -> one line, shown by ``hfssl --help`` and in README.md ("Exit codes").
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_INTERNAL: "unexpected internal error (a bug; the traceback is printed)",
+    EXIT_USAGE: "usage, recipe, data, path or run-directory error (nothing was trained)",
+    EXIT_NONFINITE: "training stopped on a non-finite loss or weights (the newest checkpoint is the last good one)",
+    EXIT_STORAGE: "a file could not be written: full disk or no permission (the previous checkpoint is intact)",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (a checkpoint was saved at the step boundary; continue with --resume)",
+}
+
+
+class HfsslError(Exception):
+    """Base of hfssl's user errors; ``exit_code`` is what ``hfssl`` returns for it."""
+
+    exit_code: int = EXIT_USAGE
+
+
+class UsageError(HfsslError, ValueError):
+    """An input that cannot be used as given (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunDirectoryError(UsageError):
+    """An output folder that holds files this run did not write (exit code 2)."""
+
+
+class ResumeError(UsageError):
+    """``--resume`` that cannot continue: nothing to resume, no intact checkpoint, a changed recipe."""
+
+
+class NonFiniteError(HfsslError, FloatingPointError):
+    """A non-finite loss or non-finite weights; nothing was saved from them (exit code 3)."""
+
+    exit_code = EXIT_NONFINITE
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class StorageError(HfsslError, OSError):
+    """A file that could not be written (full disk, permissions), with its path (exit code 4)."""
+
+    exit_code = EXIT_STORAGE
+
+
+class TrainingInterrupted(HfsslError):
+    """Training stopped by Ctrl-C at a step boundary (exit code 130)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
