@@ -108,7 +108,7 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
                                                    f"train.checkpoint_every={max_steps}"])
     output_dir = Path(args.runs_dir) / f"{method}-{args.dataset}"
     start = time.perf_counter()
-    result = train(recipe, output_dir)
+    result = train(recipe, output_dir, overwrite=True)  # the benchmark's own folder: a rerun replaces it
     wall = time.perf_counter() - start
     results = json.loads((output_dir / "eval_results.json").read_text())
     return {

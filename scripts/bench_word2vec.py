@@ -150,7 +150,7 @@ def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, see
     output = directory / f"hfssl-{architecture}"
     rss_before = _rss_mb()
     start = time.perf_counter()
-    result = train(recipe, output)  # the engine alone: the model and vocabulary are saved, nothing exported
+    result = train(recipe, output, overwrite=True)  # the engine alone (model and vocabulary saved); repeats reuse the folder
     marks["end"], marks["end_cpu"] = time.perf_counter(), time.process_time()
     marks["peak_rss_mb"] = _peak_mb()
     total = time.perf_counter() - start

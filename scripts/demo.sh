@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_env.sh
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}"
-exec .venv/bin/hfssl train recipes/simclr/digits.yaml --output-dir runs/simclr-digits "$@"
+exec .venv/bin/hfssl train recipes/simclr/digits.yaml --output-dir runs/simclr-digits --overwrite "$@"
