@@ -64,3 +64,17 @@ def test_every_shipped_recipe_parses(repo_root):
     assert recipes, "no recipes found"
     for path in recipes:
         load_recipe(path)
+
+
+def test_numbers_in_any_yaml_form_are_numbers(tmp_path):
+    """YAML 1.1 reads 3e-4 as a string; recipes and overrides accept it (and 1e3 for an integer) as a number."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("method: simclr\noptim:\n  lr: 3e-4\n  warmup_ratio: 5e-2\ntrain:\n  max_steps: 1e3\n")
+    recipe = load_recipe(path, ["views.crop_scale=[2e-1, 1]", "optim.weight_decay=1E-6", "train.seed=+7"])
+    assert recipe.optim.lr == pytest.approx(3e-4) and isinstance(recipe.optim.lr, float)
+    assert recipe.optim.warmup_ratio == pytest.approx(0.05)
+    assert recipe.train.max_steps == 1000 and isinstance(recipe.train.max_steps, int)
+    assert recipe.views.crop_scale == (0.2, 1.0) and recipe.optim.weight_decay == pytest.approx(1e-6)
+    assert recipe.train.seed == 7
+    with pytest.raises(RecipeError, match="train.max_steps must be an integer, got 2.5"):
+        load_recipe(path, ["train.max_steps=2.5e0"])
