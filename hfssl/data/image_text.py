@@ -24,14 +24,13 @@ import torch
 
 from hfssl.data.images import (
     STREAMING_EVAL_ROWS,
-    check_not_empty,
     dataset_features,
+    load_raw_splits,
     materialize,
     prepare_image_dataset,
     resolve_image_column,
-    shared_text_labels,
 )
-from hfssl.data.sources import DataSourceError, SplitNotFoundError, load_split
+from hfssl.data.sources import DataSourceError
 from hfssl.data.training import TrainingData
 
 if TYPE_CHECKING:
@@ -103,18 +102,7 @@ def _prepare(raw: datasets.Dataset | datasets.IterableDataset, data: ImageTextDa
 
 def load_image_text_splits(data: ImageTextDataConfig) -> ImageTextSplits:
     """Load and prepare the train and (when there is one) eval split of an image-caption source."""
-    raw_train = load_split(data.source, data.train_split, data.config_name, streaming=data.streaming)
-    check_not_empty(raw_train, data, data.train_split)
-    raw_test = None
-    if data.eval_split is not None:
-        try:
-            raw_test = load_split(data.source, data.eval_split, data.config_name, streaming=data.streaming)
-        except SplitNotFoundError as error:
-            logger.warning("no evaluation split: %s", error)
-    if raw_test is not None:
-        check_not_empty(raw_test, data, data.eval_split)
-    if not data.streaming:
-        raw_train, raw_test = shared_text_labels(raw_train, raw_test, data)
+    raw_train, raw_test = load_raw_splits(data)
     train, caption = _prepare(raw_train, data, data.train_split)
     test = None
     if raw_test is not None:

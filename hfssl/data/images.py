@@ -574,14 +574,11 @@ def check_not_empty(raw: datasets.Dataset | datasets.IterableDataset, data: Data
         )
 
 
-def load_image_splits(data: DataConfig) -> ImageSplits:
-    """Load and prepare ``data.train_split`` and ``data.eval_split`` of ``data.source``.
-
-    The evaluation split is ``None`` when ``data.eval_split`` is ``None`` or the source has no such
-    split (logged). Class names are taken from a ``ClassLabel`` column, or from class-name strings
-    (sorted union over both splits); ``num_classes`` is their number, or ``max(label) + 1`` for
-    plain integer labels, or ``None`` for unlabelled data.
-    """
+def load_raw_splits(data: DataConfig) -> tuple[datasets.Dataset | datasets.IterableDataset,
+                                               datasets.Dataset | datasets.IterableDataset | None]:
+    """The raw train split and the raw eval split (``None`` when absent or not asked for) of an image
+    (or image-caption) source, both checked to be non-empty, with class-name labels encoded by one
+    class list for both splits. Shared by the image and image-text modalities."""
     raw_train = load_split(data.source, data.train_split, data.config_name, streaming=data.streaming)
     check_not_empty(raw_train, data, data.train_split)
     raw_test = None
@@ -593,10 +590,22 @@ def load_image_splits(data: DataConfig) -> ImageSplits:
     if raw_test is not None:
         check_not_empty(raw_test, data, data.eval_split)
         if data.eval_split == data.train_split:
-            logger.warning("data.eval_split equals data.train_split (%r): evaluation reuses the training images",
+            logger.warning("data.eval_split equals data.train_split (%r): evaluation reuses the training rows",
                            data.train_split)
     if not data.streaming:
         raw_train, raw_test = shared_text_labels(raw_train, raw_test, data)
+    return raw_train, raw_test
+
+
+def load_image_splits(data: DataConfig) -> ImageSplits:
+    """Load and prepare ``data.train_split`` and ``data.eval_split`` of ``data.source``.
+
+    The evaluation split is ``None`` when ``data.eval_split`` is ``None`` or the source has no such
+    split (logged). Class names are taken from a ``ClassLabel`` column, or from class-name strings
+    (sorted union over both splits); ``num_classes`` is their number, or ``max(label) + 1`` for
+    plain integer labels, or ``None`` for unlabelled data.
+    """
+    raw_train, raw_test = load_raw_splits(data)
     train = prepare_image_dataset(raw_train, data, data.train_split)
     test = None
     if raw_test is not None:

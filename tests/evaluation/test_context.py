@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,8 @@ from hfssl.data.text import build_word_tokenizer
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.recipe import EvalConfig
 from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS
+from image_text_fixtures import CAPTIONS, caption_folder
 from tiny import tiny_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from test_data_modalities import CAPTIONS, caption_folder  # noqa: E402
 
 
 def test_capabilities_come_from_the_method_or_the_path(tmp_path: Path) -> None:
