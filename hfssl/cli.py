@@ -22,7 +22,7 @@ from transformers import AutoModel
 
 from hfssl.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE, HfsslError
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
-from hfssl.evaluation.context import is_hfssl_run
+from hfssl.registry import is_hfssl_run
 from hfssl.export import ExportContext, check_export_target
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
 from hfssl.pipeline import load_training_recipe, run

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import logging
 import pkgutil
 from collections.abc import Callable
@@ -197,6 +198,23 @@ def get_method(name: str) -> MethodSpec:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
+
+
+def read_hfssl_config(path: str | Path) -> dict[str, Any] | None:
+    """The ``config.json`` of a folder holding a full hfssl model (``model_type: hfssl_*``), else ``None``
+    (no folder, no config, unreadable JSON, or another library's model)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(config, dict) and str(config.get("model_type", "")).startswith("hfssl_"):
+        return config
+    return None
+
+
+def is_hfssl_run(path: str | Path) -> bool:
+    """Whether ``path`` holds a full hfssl model (a run directory, as training leaves it)."""
+    return read_hfssl_config(path) is not None
 
 
 def method_for_config(config: PretrainedConfig) -> MethodSpec:

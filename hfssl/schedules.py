@@ -76,10 +76,10 @@ class Schedule:
             return self.start + (end - self.start) * progress
         return end - (end - self.start) * (1.0 + math.cos(math.pi * progress)) / 2.0
 
-    def replace(self, **changes: object) -> Schedule:
-        """A copy with some fields changed (recipe overrides keep the method's other fields)."""
-        values = {**self.__dict__, **changes}
-        return build_section(Schedule, "schedule", values)
+    def replace(self, where: str = "schedule", **changes: object) -> Schedule:
+        """A copy with some fields changed (recipe overrides keep the method's other fields); ``where``
+        names the schedule in errors (``train.schedules.teacher_momentum``)."""
+        return build_section(Schedule, where, {**self.__dict__, **changes})
 
 
 def cosine(start: float, end: float) -> Schedule:
@@ -115,8 +115,5 @@ def resolve_schedules(declared: dict[str, Schedule], overrides: dict[str, dict] 
         if not isinstance(changes, dict):
             raise RecipeError(f"train.schedules.{name} must be a number or a mapping of schedule fields "
                               f"(start, end, kind, warmup_steps, warmup_fraction, warmup_start), got {changes!r}")
-        try:
-            resolved[name] = declared[name].replace(**changes)
-        except RecipeError as error:
-            raise RecipeError(f"train.schedules.{name}: {error}".replace("schedule.", "")) from error
+        resolved[name] = declared[name].replace(where=f"train.schedules.{name}", **changes)
     return resolved

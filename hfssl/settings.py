@@ -111,8 +111,10 @@ def build_section(cls: type[T], name: str, values: Any) -> T:
         kwargs[key] = coerce(f"{name}.{key}", value, hints[key])
     try:
         return cls(**kwargs)
-    except RecipeError:
-        raise
+    except RecipeError as error:
+        if name in str(error):  # the section's own check already names the key
+            raise
+        raise RecipeError(f"{name}: {error}") from error
     except (TypeError, ValueError) as error:
         raise RecipeError(f"section {name!r}: {error}") from error
 

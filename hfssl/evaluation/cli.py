@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 
 from hfssl.data.config import ImageDataConfig, SourceConfig
-from hfssl.evaluation.context import is_hfssl_run, run_recipe_path
+from hfssl.evaluation.context import run_recipe_path
 from hfssl.evaluation.protocols import available_protocols
 from hfssl.evaluation.runner import evaluate_path, format_results_table, write_eval_results
 from hfssl.recipe import EvalConfig, load_recipe
+from hfssl.registry import is_hfssl_run
 
 logger = logging.getLogger(__name__)
 

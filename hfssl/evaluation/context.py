@@ -27,7 +27,6 @@ of training: ``model.get_embeddings`` after the recipe's evaluation transform (g
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 
 from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig
 from hfssl.data.image_text import load_image_text_splits
@@ -43,7 +42,7 @@ from hfssl.data.images import ImageSplits, load_image_splits, read_labels
 from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
 from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
 from hfssl.recipe import EvalConfig, Recipe, load_recipe
-from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS, discover_methods, method_for_config
+from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS, discover_methods, is_hfssl_run, method_for_config
 from hfssl.settings import build_section
 from hfssl.views import build_eval_transform
 
@@ -63,22 +62,6 @@ class FeatureSet:
 
     def as_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.train_features, self.train_labels, self.test_features, self.test_labels
-
-
-def _read_config(path: Path) -> dict[str, Any] | None:
-    config = path / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        return json.loads(config.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
-def is_hfssl_run(path: str | Path) -> bool:
-    """Whether ``path`` holds a full hfssl model (``config.json`` with an ``hfssl_*`` model type)."""
-    config = _read_config(Path(path))
-    return bool(config) and str(config.get("model_type", "")).startswith("hfssl_")
 
 
 def run_recipe_path(path: str | Path) -> Path | None:
@@ -151,10 +134,7 @@ class EvaluationContext:
         path = Path(str(self.model_path))
         if path.is_file():
             return (WORD_VECTORS,) if path.suffix in WORD_VECTOR_SUFFIXES else ()
-        config = _read_config(path)
-        if config is not None and str(config.get("model_type", "")).startswith("hfssl_"):
-            from transformers import AutoConfig
-
+        if is_hfssl_run(path):
             return method_for_config(AutoConfig.from_pretrained(path)).provides
         # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
         # checks that it really takes pixel_values.
@@ -312,4 +292,4 @@ def raw_pixel_features(dataset: Any, batch_size: int = 1024) -> tuple[np.ndarray
     return np.concatenate(pixels), np.concatenate(labels)
 
 
-__all__ = ["EvaluationContext", "FeatureSet", "is_hfssl_run", "raw_pixel_features", "run_recipe_path"]
+__all__ = ["EvaluationContext", "FeatureSet", "raw_pixel_features", "run_recipe_path"]

@@ -23,7 +23,6 @@ online kNN and the evaluation context use with ``model.get_embeddings`` and
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
 
 from hfssl.backbones import pool_features
 from hfssl.data.images import label_values, read_pixels
-from hfssl.registry import discover_methods
+from hfssl.registry import discover_methods, is_hfssl_run, read_hfssl_config
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +99,6 @@ def match_channels(pixels: torch.Tensor, num_channels: int) -> torch.Tensor:
     raise ValueError(f"images have {channels} channels but the model expects {num_channels}; prepare the data with data.channels={num_channels}")
 
 
-def _read_config(path: Path) -> dict[str, Any] | None:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        return None
-    return json.loads(config_file.read_text())
-
-
 def _load_image_processor(path: str, what: str) -> Any:
     try:
         return AutoImageProcessor.from_pretrained(path)
@@ -139,8 +131,8 @@ def _load_hfssl_run(path: Path, image_processor: Any | None) -> FeatureExtractor
 
 def _parent_pooling(path: str) -> str:
     """The ``pooling`` of the hfssl run that holds an exported ``encoder/`` directory, else ``auto``."""
-    parent = _read_config(Path(path).resolve().parent) if Path(path).is_dir() else None
-    if parent and str(parent.get("model_type", "")).startswith("hfssl_"):
+    parent = read_hfssl_config(Path(path).resolve().parent) if Path(path).is_dir() else None
+    if parent is not None:
         return str(parent.get("pooling", "auto"))
     return "auto"
 
@@ -187,8 +179,7 @@ def load_feature_extractor(
     Returns:
         a :class:`FeatureExtractor` whose model is in eval mode on ``device``.
     """
-    config = _read_config(Path(path)) if Path(path).is_dir() else None
-    if config is not None and str(config.get("model_type", "")).startswith("hfssl_"):
+    if is_hfssl_run(path):
         extractor = _load_hfssl_run(Path(path), image_processor)
     else:
         extractor = _load_encoder(path, image_processor, pooling)

@@ -42,6 +42,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from hfssl.errors import ResumeError, RunDirectoryError, StorageError
+from hfssl.registry import is_hfssl_run
 
 logger = logging.getLogger(__name__)
 
@@ -378,22 +379,13 @@ def check_new_run_directory(output_dir: Path, overwrite: bool) -> None:
         return
     shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
     has_run = latest_checkpoint(output_dir) is not None
-    kind = "another run" if has_run or _is_hfssl_model(output_dir) else "files"
+    kind = "another run" if has_run or is_hfssl_run(output_dir) else "files"
     raise RunDirectoryError(
         f"--output-dir {str(output_dir)!r} already holds {kind} ({shown}); nothing was changed. "
         + ("Continue that run with --resume, t" if has_run else "T")
         + "rain into a new --output-dir, or pass --overwrite to delete hfssl's outputs there (checkpoints, model, "
         "recipe, card, encoder, results, logs) and start over (other files are kept)"
     )
-
-
-def _is_hfssl_model(folder: Path) -> bool:
-    """``folder/config.json`` is an hfssl model's (``model_type: hfssl_*``), not someone else's file."""
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and str(config.get("model_type", "")).startswith("hfssl_")
 
 
 def clear_previous_run(output_dir: Path) -> list[str]:
