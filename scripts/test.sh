@@ -2,6 +2,6 @@
 # Run the test suite offline in ./.venv (created and installed on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup_env.sh test,text
+scripts/setup_env.sh test,text,weights
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest -q "$@"
