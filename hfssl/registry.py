@@ -50,7 +50,9 @@ FAMILIES = ("vision-ssl", "masked-image-modeling", "masked-language-modeling", "
 #: What a trained model can hand to evaluation protocols (``Protocol.needs`` in hfssl.evaluation).
 IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS = (
     "image-features", "word-vectors", "text-features", "image-text-embeddings")
-CAPABILITIES = (IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS)
+#: A masked-language-model head with its tokenizer (held-out masked-token accuracy, fill-mask).
+MASKED_LM = "masked-lm"
+CAPABILITIES = (IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS, MASKED_LM)
 #: Package whose sub-packages are the built-in methods, and the entry-point group of plug-in methods.
 BUILTIN_PACKAGE = "hfssl.models"
 ENTRY_POINT_GROUP = "hfssl.methods"

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hfssl.data.config import ImageDataConfig, SourceConfig
+from hfssl.data.config import ImageDataConfig, SourceConfig, TextDataConfig
 from hfssl.evaluation.context import run_recipe_path
 from hfssl.evaluation.protocols import available_protocols
 from hfssl.evaluation.runner import evaluate_path, format_results_table, write_eval_results
@@ -38,6 +38,8 @@ _DATA_FLAGS = {
     "image_size": "image_size",
     "channels": "channels",
 }
+#: Protocols on text models, which read text data (``--dataset`` is a text source for them).
+TEXT_PROTOCOLS = ("mlm-accuracy", "text-linear")
 _SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid")}
 _EVAL_FLAGS = {
     "max_train_samples": "max_train_samples",
@@ -78,6 +80,10 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
         recipe = load_recipe(recipe_file)
         data, eval_config = recipe.data, recipe.eval
         logger.info("defaults from %s: dataset %s", recipe_file, data.source)
+    elif args.protocols and all(name in TEXT_PROTOCOLS for name in args.protocols):
+        # Text models: held-out text from --dataset (default builtin:english_corpus) and built-in labelled sets.
+        data = TextDataConfig(source=args.dataset) if args.dataset else TextDataConfig()
+        eval_config = EvalConfig()
     elif args.dataset is None:
         if args.protocols and all(name in ("word-similarity", "analogy") for name in args.protocols):
             data, eval_config = None, EvalConfig()

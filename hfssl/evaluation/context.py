@@ -36,13 +36,21 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModel
 
-from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig
+from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
 from hfssl.data.image_text import load_image_text_splits
 from hfssl.data.images import ImageSplits, load_image_splits, read_labels
 from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
 from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
 from hfssl.recipe import EvalConfig, Recipe, load_recipe
-from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS, discover_methods, is_hfssl_run, method_for_config
+from hfssl.registry import (
+    IMAGE_FEATURES,
+    MASKED_LM,
+    TEXT_FEATURES,
+    WORD_VECTORS,
+    discover_methods,
+    is_hfssl_run,
+    method_for_config,
+)
 from hfssl.settings import build_section
 from hfssl.views import build_eval_transform
 
@@ -136,6 +144,8 @@ class EvaluationContext:
             return (WORD_VECTORS,) if path.suffix in WORD_VECTOR_SUFFIXES else ()
         if is_hfssl_run(path):
             return method_for_config(AutoConfig.from_pretrained(path)).provides
+        if is_text_model(str(self.model_path)):
+            return (TEXT_FEATURES, MASKED_LM)
         # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
         # checks that it really takes pixel_values.
         return (IMAGE_FEATURES,)
@@ -271,6 +281,25 @@ class EvaluationContext:
             self._cache["tokenizer"] = AutoTokenizer.from_pretrained(found)
         return self._cache["tokenizer"]
 
+    # ---- text models -----------------------------------------------------------------------------
+
+    def text_model(self) -> Any:
+        """The evaluated masked language model with its tokenizer (:class:`hfssl.evaluation.text.TextModel`)."""
+        if "text_model" not in self._cache:
+            from hfssl.evaluation.text import load_text_model
+
+            self._cache["text_model"] = load_text_model(self.model, self.model_path)
+        return self._cache["text_model"]
+
+    def text_data(self) -> TextDataConfig:
+        """The text ``data`` section whose held-out documents text protocols read (default ``builtin:english_corpus``)."""
+        if isinstance(self.data_config, TextDataConfig):
+            return self.data_config
+        if self.data_config is None:
+            return TextDataConfig()
+        raise ValueError(f"text protocols need text data; {self.describe_model()} was given {self.data_config.source!r} "
+                         "(pass --dataset with a text source, for example builtin:english_corpus)")
+
     # ---- words -----------------------------------------------------------------------------------
 
     def word_vectors(self) -> WordVectors:
@@ -281,6 +310,19 @@ class EvaluationContext:
             else:
                 self._cache["word_vectors"] = load_word_vectors(str(self.model_path))
         return self._cache["word_vectors"]
+
+
+def is_text_model(name_or_path: str) -> bool:
+    """Whether a transformers model folder, Hub id or ``builtin:`` weight name holds a text model
+    (a config with a vocabulary and no image or audio part)."""
+    from hfssl.backbones import resolve_pretrained_path
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_pretrained_path(name_or_path))
+    except (OSError, ValueError):
+        return False
+    image_parts = ("num_channels", "vision_config", "image_size", "num_mel_bins")
+    return bool(getattr(config, "vocab_size", None)) and not any(hasattr(config, name) for name in image_parts)
 
 
 def raw_pixel_features(dataset: Any, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:

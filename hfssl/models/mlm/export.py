@@ -1,0 +1,46 @@
+"""MLM's transferable part: ``DIR/encoder`` is a plain ``BertForMaskedLM`` with its tokenizer.
+
+In a fresh process without hfssl, ``pipeline("fill-mask", model=DIR/encoder)`` fills ``[MASK]``
+and ``AutoModel.from_pretrained(DIR/encoder)`` gives the ``BertModel`` encoder (its pooler, which
+masked language modelling does not train, is newly initialised by transformers).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hfssl.export import ExportContext, write_directory
+
+logger = logging.getLogger(__name__)
+
+
+def run_tokenizer(model: Any, context: ExportContext) -> Any:
+    """The run's tokenizer: saved in the run directory by training, else the one the model carries."""
+    from transformers import AutoTokenizer
+
+    if context.run_dir is not None and (Path(context.run_dir) / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(context.run_dir)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("this MLM model has no tokenizer: export it from its run directory (which holds tokenizer.json) "
+                         "or set model.tokenizer before exporting")
+    return tokenizer
+
+
+def export_masked_lm(model: Any, output_dir: Path, context: ExportContext) -> Path:
+    """``MethodSpec.export`` of MLM: ``output_dir`` gets the ``BertForMaskedLM`` and the tokenizer."""
+    tokenizer = run_tokenizer(model, context)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, the model {model.config.vocab_size} embeddings: "
+                         "they do not belong together")
+    model.tokenizer = tokenizer  # evaluation at the end of the run reads it from the model
+    released = model.export_backbone()
+    with write_directory(output_dir) as staging:
+        released.save_pretrained(staging, safe_serialization=True)
+        tokenizer.model_max_length = min(int(getattr(tokenizer, "model_max_length", 10**9)),
+                                         int(model.config.bert_config.max_position_embeddings))
+        tokenizer.save_pretrained(staging)
+    logger.info("exported the BertForMaskedLM and its tokenizer to %s", output_dir)
+    return Path(output_dir)
