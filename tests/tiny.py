@@ -40,6 +40,20 @@ def word2vec_stream(batch_size: int = 4, generator: torch.Generator | None = Non
             "negative_ids": torch.randint(1, 100, (batch_size, 4), generator=generator)}
 
 
+def masked_tokens(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Rows of 16 token ids (vocabulary 100, ids 0-4 special) with about 25 % of them chosen for prediction."""
+    input_ids = torch.randint(5, 100, (batch_size, 16), generator=generator)
+    input_ids[:, 0] = 2  # [CLS]
+    chosen = torch.rand(batch_size, 16, generator=generator) < 0.25
+    chosen[:, 0] = False
+    chosen[:, 1] = True  # at least one prediction per row
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    return {"input_ids": torch.where(chosen, torch.full_like(input_ids, 4), input_ids), "labels": labels,
+            "attention_mask": torch.ones_like(input_ids)}
+
+
+TINY_BERT = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+
 TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] = {
     "simclr": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
     "byol": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
@@ -56,6 +70,8 @@ TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] =
              two_views),
     "moco_v3": ({"backbone_config": TINY_VIT, "projection_hidden_dim": 32, "projection_dim": 16,
                  "prediction_hidden_dim": 32}, two_views),
+    # BERT masked language modelling: a 2-layer, 32-wide BERT over a vocabulary of 100.
+    "mlm": ({"bert_config": TINY_BERT, "vocab_size": 100, "max_seq_length": 16}, masked_tokens),
 }
 
 

@@ -255,8 +255,15 @@ def _trained_sequence_length(context: EvaluationContext) -> int | None:
     """The training row length of an hfssl MLM model (in memory or by its recipe), else ``None``."""
     if context.model is not None:
         return getattr(context.model.config, "max_seq_length", None)
-    if context.recipe is not None and isinstance(context.recipe.model, dict):
-        return context.recipe.model.get("max_seq_length")
+    recipe = context.recipe
+    if recipe is None and context.model_path is not None:  # the encoder/ folder of a run: the run's recipe
+        from hfssl.evaluation.context import run_recipe_path
+        from hfssl.recipe import load_recipe
+
+        recipe_file = run_recipe_path(context.model_path)
+        recipe = load_recipe(recipe_file) if recipe_file is not None else None
+    if recipe is not None and recipe.method == "mlm":
+        return recipe.model.get("max_seq_length")
     return None
 
 

@@ -263,7 +263,7 @@ class Collator:
         lengths = torch.tensor([len(row) for row in rows], dtype=torch.int64)
         out = torch.full((len(rows), max(1, int(lengths.max()))), self.pad_id, dtype=torch.int64)
         for index, row in enumerate(rows):
-            out[index, : len(row)] = torch.as_tensor(np.asarray(row, dtype=np.int64))
+            out[index, : len(row)] = torch.from_numpy(np.array(row, dtype=np.int64))
         return out, lengths
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -344,6 +344,9 @@ class InputBuilder:
         inputs["input_ids"], inputs["labels"] = mask_tokens(
             inputs["input_ids"], generator, special, replacement_ids, config.mask_token_id, config.mask_probability,
             config.mask_replace_probability, config.random_replace_probability, continuation)
+        # BERT's dropout draws from torch's global generator, whose state on resume depends on what ran
+        # before (DataLoader iterators draw from it); a seed per micro-batch makes the masks exact.
+        inputs["dropout_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
         return inputs
 
 
@@ -355,10 +358,47 @@ def run_tokenizer(recipe: Any, config: MLMConfig, dataset: Any, column: str) -> 
     data = recipe.data
     if data.tokenizer_name_or_path or config.backbone_name_or_path:
         return load_tokenizer(data.tokenizer_name_or_path or config.backbone_name_or_path)
+    return cached_wordpiece(dataset, column, data, config)
+
+
+def cached_wordpiece(dataset: Any, column: str, data: Any, config: MLMConfig) -> Any:
+    """:func:`train_wordpiece` on the training texts, cached under a hash of the texts and the settings.
+
+    ``tokenizers``' WordPiece trainer breaks ties between equally frequent merges in hash-map order,
+    which changes from process to process: two trainings on the same text can differ by a few tokens.
+    The cache makes the vocabulary a function of the data, so a resumed run and every process of a
+    distributed run use the very same tokenizer (the main process trains it first).
+    """
+    import hashlib
+    import json
+    import os
+    import tempfile
+
+    import datasets as hf_datasets
+    import tokenizers
+    from transformers import AutoTokenizer
+
+    digest = hashlib.sha256(json.dumps([config.vocab_size, data.lowercase, config.max_seq_length,
+                                        tokenizers.__version__]).encode())
+    for text in iter_texts(dataset, column, data.source):
+        digest.update(text.encode("utf-8", "replace") + b"\x00")
+    folder = Path(hf_datasets.config.HF_DATASETS_CACHE) / "hfssl-wordpiece" / digest.hexdigest()[:32]
+    if (folder / "tokenizer.json").is_file():
+        logger.info("mlm: the WordPiece vocabulary of these texts is cached in %s", folder)
+        return AutoTokenizer.from_pretrained(folder)
     tokenizer = train_wordpiece(iter_texts(dataset, column, data.source), config.vocab_size, data.lowercase,
                                 config.max_seq_length)
     logger.info("mlm: trained a WordPiece vocabulary of %d tokens on %s", len(tokenizer), data.source)
-    return tokenizer
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another process cached it first: use that one
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:

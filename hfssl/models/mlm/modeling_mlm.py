@@ -119,7 +119,7 @@ class MLMForPreTraining(HfsslPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
-                next_sentence_label: torch.Tensor | None = None, **_: Any) -> MLMOutput:
+                next_sentence_label: torch.Tensor | None = None, dropout_seed: int | None = None) -> MLMOutput:
         """Masked-token (and next-sentence) losses.
 
         Args:
@@ -128,7 +128,14 @@ class MLMForPreTraining(HfsslPreTrainedModel):
             attention_mask: ``(B, L)`` 1 for real tokens, 0 for padding.
             token_type_ids: ``(B, L)`` segment ids (next-sentence prediction).
             next_sentence_label: ``(B,)`` 0 when segment B follows A, 1 when it is random.
+            dropout_seed: seeds the dropout masks of this forward (the input builder draws it from the
+                step's generator, so a resumed run repeats them); the global generator is left as it was.
         """
+        if dropout_seed is not None and self.training:
+            devices = [input_ids.device] if input_ids.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices, device_type=input_ids.device.type):
+                torch.manual_seed(dropout_seed)
+                return self.forward(input_ids, labels, attention_mask, token_type_ids, next_sentence_label)
         if input_ids.ndim != 2:
             raise ValueError(f"{type(self).__name__} expects input_ids of shape (batch, length), got {tuple(input_ids.shape)}")
         if input_ids.shape[1] > self.config.bert_config.max_position_embeddings:
