@@ -313,3 +313,39 @@ def main_moco(out_dir: str) -> None:
     torch.save(results, Path(out_dir) / f"moco_rank{rank()}.pt")
     dist.barrier()
     dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------- BERT masked language modelling
+# Run by tests/mlm/test_mlm_distributed.py (``main_mlm``): each rank holds its rows of the global batch
+# (ranks hold different numbers of masked tokens), DDP averages the gradients.
+
+
+def build_mlm() -> nn.Module:
+    """The tiny MLM model (2-layer BERT, vocabulary 100) in float64, dropout off."""
+    from hfssl.models.mlm import MLMConfig, MLMForPreTraining
+    from tiny import TINY_BERT
+
+    config = MLMConfig(bert_config={**TINY_BERT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+                       vocab_size=100, max_seq_length=16, next_sentence_prediction=True)
+    return MLMForPreTraining(config).double()
+
+
+def main_mlm(out_dir: str) -> None:
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    inputs = torch.load(Path(out_dir) / "mlm_inputs.pt", weights_only=False)
+    model = build_mlm()
+    model.load_state_dict(inputs["state"])
+    ddp = DistributedDataParallel(model)
+    split = inputs["split"]
+    batch = {name: local_rows(value, split) for name, value in inputs["batch"].items()}
+    output = ddp(**batch)
+    output.loss.backward()
+    grads = {name: parameter.grad.detach().clone() for name, parameter in model.named_parameters()
+             if parameter.grad is not None}
+    torch.save({"rank": rank(), "loss": output.loss.detach(), "mlm_loss": output.mlm_loss.detach(),
+                "nsp_loss": output.nsp_loss.detach(), "grads": grads}, Path(out_dir) / f"mlm_rank{rank()}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
