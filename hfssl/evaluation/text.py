@@ -36,7 +36,7 @@ from hfssl.evaluation.linear_probe import linear_probe
 from hfssl.models.mlm.data import pack_documents
 from hfssl.models.mlm.masking import IGNORE_INDEX, mask_tokens
 from hfssl.models.mlm.modeling_mlm import pool_text_features
-from hfssl.registry import is_hfssl_run
+from hfssl.registry import discover_methods, is_hfssl_run
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ def load_text_model(model: Any = None, path: str | None = None) -> TextModel:
         if (folder / "encoder" / "config.json").is_file():
             folder = folder / "encoder"
         else:
-            import hfssl  # noqa: F401 - registers hfssl's Auto classes
-
+            discover_methods()  # registers hfssl's model types with the Auto classes
             full = AutoModel.from_pretrained(folder)
             full.tokenizer = AutoTokenizer.from_pretrained(folder)
             return load_text_model(full)
