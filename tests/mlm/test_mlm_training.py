@@ -166,3 +166,8 @@ def test_text_linear_probe_runs_through_the_shared_linear_probe(lee_run):
     assert all(0.0 <= row["top1"] <= 1.0 and row["C"] == 1.0 for row in rows)
     (baseline,) = results["baselines"]
     assert baseline["features"] == "tfidf" and baseline["top1"] > 0.5
+
+
+def test_streaming_text_trains(tmp_path):
+    result = train(_recipe("data.streaming=true", "train.max_steps=3", "eval.protocols=[]"), tmp_path / "stream")
+    assert result.steps == 3 and (tmp_path / "stream" / "encoder" / "config.json").is_file()

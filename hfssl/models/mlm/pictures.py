@@ -37,6 +37,8 @@ def draw_training_curve(model: Any, context: Any) -> list[Path]:
     scalars = read_scalars(run_dir / "logs")
     if not scalars.get("train/loss"):
         return []
+    if "train/nsp_loss" not in scalars:
+        scalars.pop("train/mlm_loss", None)  # the same curve as the loss
     fig = figure(6.0, 3.5)
     axes = fig.add_subplot(1, 1, 1)
     for tag, values in scalars.items():
