@@ -207,12 +207,15 @@ class MLMAccuracySettings:
 
 @dataclass
 class TextLinearSettings:
-    """``eval.text-linear``: labelled text sets, poolings, truncation, a stratified cap and split, probe C grid."""
+    """``eval.text-linear``: labelled text sets, poolings, truncation, an optional stratified cap, the
+    split and the probe's C grid. The defaults are DATA.md's protocol: every document (BBC News 2,225;
+    Wikipedia 9,033), a stratified 70/30 split (seed 0), where TF-IDF + logistic regression scores
+    98.4 % / 89.7 %."""
 
     datasets: tuple[str, ...] = ("builtin:bbc_news", "builtin:wikipedia_topics")
     pooling: tuple[str, ...] = ("mean", "cls")
     max_length: int = 128
-    max_documents: int | None = 2000
+    max_documents: int | None = None
     test_fraction: float = 0.3
     c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
     validation_fraction: float = 0.1
