@@ -43,6 +43,11 @@ def make_run(method: str, run: Path) -> Path:
     if method == "word2vec":
         words = [f"word{index}" for index in range(1, model.config.vocab_size)]
         build_word_tokenizer(words, True, r"[\w']+").save_pretrained(run)
+    if method == "mlm":  # a WordPiece vocabulary that fits the tiny BERT's embeddings
+        from hfssl.models.mlm.data import train_wordpiece
+
+        texts = ["the quick brown fox jumps over the lazy dog", "pack my box with five dozen liquor jugs"] * 10
+        train_wordpiece(iter(texts), vocab_size=model.config.vocab_size).save_pretrained(run)
     return run
 
 
