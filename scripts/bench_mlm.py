@@ -256,10 +256,16 @@ def main() -> None:
     parser.add_argument("--max-documents", type=int, default=None, help="cap on corpus documents (default: all)")
     parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
     parser.add_argument("--out", default="runs/bench_mlm")
+    parser.add_argument("--evaluate-only", action="store_true", help="re-measure the held-out accuracy of --out's models")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in its own process
     args = parser.parse_args()
     if args.side:
         run_side(args.side, args)
+        return
+    if args.evaluate_only:
+        results = evaluate_sides(args)
+        (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(table(results))
         return
     forwarded = [arg for arg in sys.argv[1:] if arg != "--sides" and arg not in SIDES]
     for side in args.sides:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from hfssl.backbones import resolve_pretrained_path
 from hfssl.evaluation.linear_probe import linear_probe
-from hfssl.models.mlm.data import pack_documents
+from hfssl.models.mlm.data import encode_documents, pack_documents
 from hfssl.models.mlm.masking import IGNORE_INDEX, mask_tokens
 from hfssl.models.mlm.modeling_mlm import pool_text_features
 from hfssl.registry import discover_methods, is_hfssl_run
@@ -118,7 +118,7 @@ def masked_token_accuracy(text_model: TextModel, texts: list[str], max_seq_lengt
     limit = getattr(model.config, "max_position_embeddings", max_seq_length)
     if max_seq_length > limit:
         raise ValueError(f"max_seq_length {max_seq_length} is above the model's {limit} positions; lower it")
-    documents = [encoding.ids for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    documents = encode_documents(texts, tokenizer)
     rows, lengths = pack_documents(documents, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
                                    max_seq_length)
     if not rows:

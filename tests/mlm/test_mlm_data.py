@@ -181,3 +181,17 @@ def test_a_tokenizer_that_does_not_fit_the_model_is_refused():
 def test_bad_config_values_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MLMConfig(**{"bert_config": TINY_BERT, "vocab_size": 100, **kwargs})
+
+
+def test_documents_are_never_cut_by_a_tokenizer_saved_with_truncation(tmp_path):
+    from transformers import AutoTokenizer
+
+    from hfssl.models.mlm.data import encode_documents
+
+    tokenizer = train_wordpiece(iter(["one two three four five six seven eight nine ten"] * 10), vocab_size=100)
+    long_text = " ".join(["one two three four five"] * 20)
+    tokenizer([long_text], truncation=True, max_length=8)  # leaves truncation on in the backend
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded.backend_tokenizer.truncation is not None
+    assert [len(ids) for ids in encode_documents([long_text], reloaded)] == [100]

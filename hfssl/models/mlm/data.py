@@ -168,9 +168,27 @@ def sentence_pairs(sentences: list[list[int]], budget: int, rng: np.random.Gener
     return pairs
 
 
-def _encode(texts: list[str | None], tokenizer: Any) -> list[list[int]]:
-    backend = tokenizer.backend_tokenizer
+def plain_backend(tokenizer: Any) -> Any:
+    """A copy of the ``tokenizers`` backend without truncation or padding: a tokenizer saved after a
+    call with ``truncation=True`` keeps truncating in ``encode_batch``, which would cut documents."""
+    from tokenizers import Tokenizer
+
+    backend = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
+    if backend.truncation is None and backend.padding is None:
+        return backend
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+def encode_documents(texts: list[str | None], tokenizer: Any) -> list[list[int]]:
+    """Token ids of whole documents, without special tokens, never truncated."""
+    backend = plain_backend(tokenizer)
     return [encoding.ids for encoding in backend.encode_batch([text or "" for text in texts], add_special_tokens=False)]
+
+
+_encode = encode_documents
 
 
 def _grouped_rows(batch: dict[str, list], column: str, tokenizer: Any, length: int) -> dict[str, list]:
