@@ -233,6 +233,40 @@ def evaluate_sides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return results
 
 
+def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
+    """Forward + backward of one batch, hfssl's model against ``BertForMaskedLM``, interleaved in one
+    process (round after round, so that the load of a shared machine hits both alike): median seconds."""
+    import statistics
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from hfssl.models.mlm import MLMConfig, MLMForPreTraining
+    from hfssl.models.mlm.configuration_mlm import BERT_PRESETS
+    from hfssl.models.mlm.masking import mask_tokens
+
+    torch.manual_seed(0)
+    ours = MLMForPreTraining(MLMConfig(bert_config=args.bert, vocab_size=args.vocab_size,
+                                       max_seq_length=args.seq_length)).train()
+    theirs = BertForMaskedLM._from_config(BertConfig(**BERT_PRESETS[args.bert], vocab_size=args.vocab_size),
+                                          attn_implementation="sdpa").train()
+    ids = torch.randint(5, args.vocab_size, (args.batch_size, args.seq_length))
+    special = torch.zeros(args.vocab_size, dtype=torch.bool)
+    special[:5] = True
+    masked, labels = mask_tokens(ids, torch.Generator().manual_seed(0), special, torch.arange(5, args.vocab_size), 4)
+    attention = torch.ones_like(ids)
+    steps = {"hfssl": lambda: ours(input_ids=masked, labels=labels, attention_mask=attention, dropout_seed=1).loss.backward(),
+             "transformers": lambda: theirs(input_ids=masked, labels=labels, attention_mask=attention).loss.backward()}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds + 1):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values[1:]) for name, values in times.items()}  # the first round warms up
+    return {"median_seconds": medians, "speedup": medians["transformers"] / medians["hfssl"], "rounds": rounds}
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     base = results.get("hfssl")
     lines = ["| side | steps | real tokens | tokens/s | vs hfssl | peak RSS (MB) | CPU s | held-out acc. | perplexity |",
@@ -257,10 +291,15 @@ def main() -> None:
     parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
     parser.add_argument("--out", default="runs/bench_mlm")
     parser.add_argument("--evaluate-only", action="store_true", help="re-measure the held-out accuracy of --out's models")
+    parser.add_argument("--model-step-rounds", type=int, default=0,
+                        help="only time one forward + backward, hfssl vs BertForMaskedLM, interleaved, this many rounds")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in its own process
     args = parser.parse_args()
     if args.side:
         run_side(args.side, args)
+        return
+    if args.model_step_rounds:
+        print(json.dumps(model_step(args, args.model_step_rounds), indent=2))
         return
     if args.evaluate_only:
         results = evaluate_sides(args)
