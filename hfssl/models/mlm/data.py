@@ -4,8 +4,8 @@ Pipeline (``MethodSpec.build_data`` = :func:`build_training_data`):
 
 1. **Text** through the shared text module (:mod:`hfssl.data.text`): any ``datasets`` source,
    ``builtin:english_corpus``, streaming. Documents whose index ``i`` has ``i % HOLDOUT_EVERY ==
-   HOLDOUT_EVERY - 1`` are held out for the ``mlm-accuracy`` protocol when the source has no
-   ``data.eval_split`` (:func:`split_held_out`); they are never trained on.
+   HOLDOUT_EVERY - 1`` are always held out of training (:func:`split_held_out`); the ``mlm-accuracy``
+   protocol evaluates on them, or on ``data.eval_split`` when the source has that split.
 2. **Tokenizer**: a WordPiece vocabulary of ``model.vocab_size`` trained with ``tokenizers`` on the
    training split (BERT's normaliser and pre-tokenizer, lower-cased when ``data.lowercase``), or the
    tokenizer of ``data.tokenizer_name_or_path`` / of the starting checkpoint.
