@@ -106,7 +106,19 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
     "analogy": ("Analogy", "feature-extraction", "feature-extraction",
                 "**Analogies**: a : b :: c : ? answered by the nearest vector to b - a + c (3CosAdd)."),
 }
+PROTOCOLS.update({
+    "few-shot": ("Few-shot", "image-classification", "text-classification",
+                 "**Few-shot**: N-way K-shot episodes drawn from the test split; nearest-centroid (NC) and logistic "
+                 "regression (LR) on L2-normalised frozen features, mean accuracy over the episodes (95 % interval "
+                 "in eval_results.json)."),
+    "finetune": ("Fine-tuned", "image-classification", "text-classification",
+                 "**Fine-tuning**: the encoder plus a linear classification head, every parameter trained on the "
+                 "labelled training split (or a class-balanced share of it), as a plain transformers "
+                 "`AutoModelForImageClassification`."),
+})
 _ENTRY_NON_SETTINGS = {"protocol", "features", "dataset", "split"}
+# Rows' bookkeeping (where a fine-tuned model is, its step count, a confidence interval): not settings.
+_ENTRY_NON_SETTINGS |= {"model_dir", "steps", "ci95", "num_labelled", "queries"}
 _SETTING_LABELS = {"k": "k", "temperature": "T", "C": "C", "shots": "shots"}
 
 # Files of a run directory that the card describes by name (word vectors, tokenizers).
@@ -266,7 +278,10 @@ def _evaluation_context(contents: RunContents) -> dict[str, Any]:
         text = PROTOCOLS.get(entry["protocol"], (None, None, None, f"**{entry['protocol']}**"))[3]
         if text not in explained:
             explained.append(text)
-    protocols_text = "Frozen features of the encoder, evaluated with:\n\n" + "\n".join(f"- {text}" for text in explained) + "\n"
+    opening = ("The encoder's frozen features, and the encoder fine-tuned, evaluated with:"
+               if any(entry["protocol"] == "finetune" for entry in entries)
+               else "Frozen features of the encoder, evaluated with:")
+    protocols_text = opening + "\n\n" + "\n".join(f"- {text}" for text in explained) + "\n"
     return {"available": True, "columns": columns, "rows": rows, "setup_text": setup,
             "protocols_text": protocols_text, "split": split, "baseline_name": baseline_name or "none",
             "dataset": dataset}
@@ -294,7 +309,8 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
                 continue
             metric_type, metric_name, _ = METRICS[key]
             evals.append(EvalResult(
-                task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()} (frozen features)",
+                task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()} "
+                                               f"({'fine-tuned' if protocol == 'finetune' else 'frozen features'})",
                 dataset_type=entry_dataset.dataset_type,
                 dataset_name=entry_dataset.name, dataset_config=entry_dataset.config_name,
                 dataset_split=entry.get("split") or results.get("test_split"), metric_type=metric_type,
