@@ -141,7 +141,8 @@ def fit_softmax_regression(
     bias.requires_grad_(True)
     penalty = 1.0 / (2.0 * c * count)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=tolerance, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+                                  tolerance_grad=tolerance, tolerance_change=1e-10, max_eval=2 * max_iter,
+                                  line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -151,9 +152,11 @@ def fit_softmax_regression(
 
     optimizer.step(closure)
     iterations = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
-    if iterations >= max_iter:
-        logger.warning("linear probe: torch L-BFGS did not converge in %d iterations at C=%g; the accuracy may be slightly low",
-                       max_iter, c)
+    closure()  # the gradient at the solution: converged when its largest entry is within the tolerance
+    largest = max(float(weight.grad.abs().max()), float(bias.grad.abs().max()))
+    if largest > tolerance:
+        logger.warning("linear probe: torch L-BFGS did not converge in %d iterations at C=%g (largest gradient entry "
+                       "%.2g); the accuracy may be slightly low", max_iter, c, largest)
     return weight.detach(), bias.detach(), iterations
 
 
