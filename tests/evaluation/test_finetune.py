@@ -147,3 +147,22 @@ def test_protocol_from_the_evaluation_config(tmp_path):
 def test_bad_settings_name_the_setting(values, key):
     with pytest.raises(RecipeError, match=f"eval.finetune.{key}"):
         build_section(FineTuneSettings, "eval.finetune", values)
+
+
+def test_every_new_protocol_is_selectable_in_a_recipe():
+    from hfssl.evaluation.runner import check_recipe
+    from hfssl.recipe import recipe_from_dict
+    from tiny import TINY
+
+    eval_section = {"protocols": ["knn", "linear", "few-shot", "finetune"], "projections": ["pca", "tsne"],
+                    "linear": {"solver": "sklearn", "label_fractions": [0.01, 0.1, 1.0]},
+                    "few-shot": {"ways": 5, "shots": [1, 5], "episodes": 600},
+                    "finetune": {"epochs": 2, "layer_decay": 0.75, "label_fractions": [0.1, 1.0]}}
+    recipe = recipe_from_dict({"method": "simclr", "model": TINY["simclr"][0], "data": {"source": "builtin:digits"},
+                               "eval": eval_section}, check_model=False)
+    check_recipe(recipe)
+    assert recipe.eval.protocol_settings("finetune")["layer_decay"] == 0.75
+    bad = recipe_from_dict({"method": "simclr", "model": TINY["simclr"][0], "data": {"source": "builtin:digits"},
+                            "eval": {"protocols": ["finetune"], "finetune": {"epoch": 2}}}, check_model=False)
+    with pytest.raises(RecipeError, match="eval.finetune"):
+        check_recipe(bad)
