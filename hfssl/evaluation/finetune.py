@@ -302,6 +302,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         :class:`FineTuneResult` with the row ``{label_fraction?, num_labelled, top1, top5, ...settings}``.
     """
     output_dir = Path(output_dir)
+    _check_output(output_dir)
     encoder_config = AutoConfig.from_pretrained(encoder)
     processor = AutoImageProcessor.from_pretrained(encoder)
     channels = int(getattr(encoder_config, "num_channels", 3))
@@ -374,6 +375,16 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     (output_dir / "finetune_result.json").write_text(json.dumps(row, indent=2) + "\n")
     logger.info("fine-tuned %s: test top-1 %.4f top-5 %.4f (%s)", encoder, accuracies["top1"], accuracies["top5"], model_dir)
     return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
+
+
+def _check_output(output_dir: Path) -> None:
+    """A fine-tuning run replaces an earlier fine-tuning run in its folder, never anything else."""
+    config = output_dir / "config.json"
+    if config.is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+        if model_type != FineTuneConfig.model_type:
+            raise ValueError(f"eval.finetune.output_dir {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
+                             "fine-tuning run; choose another folder (the default is RUN/finetune)")
 
 
 def save_classifier(classifier: nn.Module, processor: Any, model_dir: Path) -> Path:

@@ -166,3 +166,10 @@ def test_every_new_protocol_is_selectable_in_a_recipe():
                             "eval": {"protocols": ["finetune"], "finetune": {"epoch": 2}}}, check_model=False)
     with pytest.raises(RecipeError, match="eval.finetune"):
         check_recipe(bad)
+
+
+def test_fine_tuning_never_replaces_another_run(tmp_path, splits):
+    encoder = _encoder(tmp_path / "encoder")
+    with pytest.raises(ValueError, match="holds a 'resnet' model, not an earlier fine-tuning run"):
+        finetune(encoder, splits.train, splits.test, splits.label_names, 10, FineTuneSettings(max_steps=1), encoder)
+    assert (Path(encoder) / "model.safetensors").is_file()
