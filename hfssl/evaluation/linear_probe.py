@@ -154,9 +154,10 @@ def fit_softmax_regression(
     iterations = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
     closure()  # the gradient at the solution: converged when its largest entry is within the tolerance
     largest = max(float(weight.grad.abs().max()), float(bias.grad.abs().max()))
-    if largest > tolerance:
+    # float32 gradients stop improving near 1e-5: L-BFGS then ends on a flat loss, which is converged.
+    if iterations >= max_iter or largest > 100 * tolerance:
         logger.warning("linear probe: torch L-BFGS did not converge in %d iterations at C=%g (largest gradient entry "
-                       "%.2g); the accuracy may be slightly low", max_iter, c, largest)
+                       "%.2g); the accuracy may be slightly low", iterations, c, largest)
     return weight.detach(), bias.detach(), iterations
 
 

@@ -295,6 +295,10 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
     dataset = describe_data_source(str(results.get("dataset", "unknown")))
     image_tasks = modality_card(contents.spec.modality).image_tasks
     evals = []
+    # The model-index groups results by task and data set under one task name: with fine-tuned rows
+    # among them it cannot say "frozen features"; each metric's name says its protocol.
+    tuned = any(entry.get("protocol") == "finetune" for entry in results.get("results", []))
+    qualifier = "" if tuned else " (frozen features)"
     for entry in results.get("results", []):
         protocol = entry["protocol"]
         _, image_task, text_task, _ = PROTOCOLS.get(protocol, (protocol, "feature-extraction", "feature-extraction", ""))
@@ -309,8 +313,7 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
                 continue
             metric_type, metric_name, _ = METRICS[key]
             evals.append(EvalResult(
-                task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()} "
-                                               f"({'fine-tuned' if protocol == 'finetune' else 'frozen features'})",
+                task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()}{qualifier}",
                 dataset_type=entry_dataset.dataset_type,
                 dataset_name=entry_dataset.name, dataset_config=entry_dataset.config_name,
                 dataset_split=entry.get("split") or results.get("test_split"), metric_type=metric_type,
