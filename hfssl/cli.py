@@ -92,10 +92,12 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
             for entry in data.get(group, []):
                 if entry.get("section", "all") != "all":  # per-section analogy rows stay in the JSON
                     continue
-                detail = ", ".join(f"{key}={entry[key]}" for key in ("k", "C") if key in entry)
+                detail = ", ".join(f"{key}={entry[key]}" for key in ("k", "C", "label_fraction", "init", "classifier",
+                                                                      "shots") if key in entry)
+                settings = ("C", "temperature", "label_fraction", "lr", "layer_decay", "label_smoothing", "epochs")
                 metrics = ", ".join(f"{key} {entry[key]:.4f}" for key in entry
-                                    if isinstance(entry[key], float) and key not in ("C", "temperature"))
-                lines.append(f"    {entry.get('features', 'model'):<10} {entry['protocol']:<16} {detail:<12} {metrics}")
+                                    if isinstance(entry[key], float) and key not in settings)
+                lines.append(f"    {entry.get('features', 'model'):<10} {entry['protocol']:<16} {detail:<30} {metrics}")
     if (out / "README.md").is_file():
         lines.append(f"  model card         {out / 'README.md'}")
     if (out / "images").is_dir():

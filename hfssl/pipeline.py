@@ -27,7 +27,8 @@ from hfssl.evaluation.protocols import KNNSettings, get_protocol
 from hfssl.evaluation.runner import check_recipe, evaluate, write_eval_results
 from hfssl.export import ExportContext
 from hfssl.hub.card import write_model_card
-from hfssl.plots import PictureContext, save_projection_plot
+from hfssl.evaluation.pictures import draw_evaluation_pictures
+from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import IMAGE_FEATURES, get_method
 from hfssl.settings import build_section
@@ -89,6 +90,7 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
     context = EvaluationContext(
         eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe,
         train_split=data.eval_train_dataset, test_split=data.eval_test_dataset, label_names=data.label_names,
+        run_dir=run_dir,
     )
     protocols = _servable(recipe, data)
     if protocols:
@@ -96,10 +98,8 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
         outputs["eval_results"] = write_eval_results(results, run_dir / "eval_results.json", merge=False)
     images = run_dir / "images"
     pictures: list[Path] = []
-    if "features" in context._cache:  # the evaluation computed test features: draw them
-        features = context.image_features()
-        pictures.append(save_projection_plot(features.test_features[:PLOT_POINTS], features.test_labels[:PLOT_POINTS],
-                                             data.label_names, images / "embeddings_2d.png"))
+    # Projections of the test features the evaluation computed, and the probes' confusion matrices.
+    pictures += draw_evaluation_pictures(context, images, label_names=data.label_names, points=PLOT_POINTS)
     if spec.pictures is not None:
         images.mkdir(parents=True, exist_ok=True)
         pictures += spec.pictures(model, PictureContext(images, recipe, data.eval_test_dataset, data.label_names))

@@ -48,8 +48,20 @@ def figure(width: float, height: float) -> Figure:
     return result
 
 
+PROJECTIONS = ("pca", "tsne", "umap")
+PROJECTION_TITLES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def umap_available() -> bool:
+    """Whether ``umap-learn`` (the optional ``umap`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
 def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Project ``(N, D)`` features to ``(N, 2)`` with PCA or t-SNE (scikit-learn), deterministically."""
+    """Project ``(N, D)`` features to ``(N, 2)`` with PCA, t-SNE (scikit-learn) or UMAP (``umap-learn``,
+    the optional ``umap`` extra), deterministically for a given seed."""
     if method == "pca":
         from sklearn.decomposition import PCA
 
@@ -61,7 +73,14 @@ def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.n
 
         perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
-    raise ValueError(f"projection method must be 'pca' or 'tsne', got {method!r}")
+    if method == "umap":
+        if not umap_available():
+            raise ValueError("UMAP projections need umap-learn: pip install 'hfssl[umap]' (or choose pca / tsne)")
+        import umap
+
+        neighbours = int(min(15, max(2, len(features) - 1)))
+        return umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed).fit_transform(features)
+    raise ValueError(f"projection method must be one of {', '.join(PROJECTIONS)}, got {method!r}")
 
 
 def save_projection_plot(
@@ -74,7 +93,7 @@ def save_projection_plot(
         labels: ``(N,)`` integer labels; ``-1`` marks unlabelled points (drawn in grey).
         label_names: class names indexed by label, or ``None`` to show the label numbers.
         path: the PNG to write (``DIR/images/embeddings_2d.png``); parent folders are created.
-        method: ``pca`` or ``tsne``.
+        method: ``pca``, ``tsne`` or ``umap``.
 
     Returns:
         ``path``. The PNG's ``Description`` text records the method and the point count, which
@@ -107,13 +126,67 @@ def save_projection_plot(
         axes.scatter(points[chosen, 0], points[chosen, 1], s=6, color=color, label=name)
     if len(classes) <= 20:
         axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", markerscale=2, frameon=False)
-    axes.set_title(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(features):,} test embeddings")
+    axes.set_title(f"{PROJECTION_TITLES.get(method, method)} of {len(features):,} test embeddings")
     axes.set_xticks([])
     axes.set_yticks([])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.savefig(path, format="png", bbox_inches="tight",
                    metadata={"Description": f"hfssl projection={method} count={len(features)}"})
+    return path
+
+
+def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(num_classes, num_classes)`` counts: row = true class, column = predicted class."""
+    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    bad = (predictions < 0) | (predictions >= num_classes) | (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise ValueError(f"predictions and labels must be class indices in [0, {num_classes})")
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def save_confusion_matrix(predictions: np.ndarray, labels: np.ndarray, label_names: list[str] | None, path: Path,
+                          title: str = "confusion matrix") -> Path:
+    """Draw a row-normalised confusion matrix (true class by row, predicted by column) as a PNG.
+
+    Each cell shows the share of the row's test examples predicted as the column's class, so the
+    diagonal is the per-class recall. The PNG's ``Description`` records ``confusion=<title>``,
+    ``count`` and ``accuracy``, which the model card quotes.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    num_classes = max(int(np.max(labels)) + 1, int(np.max(predictions)) + 1, len(label_names or ()))
+    counts = confusion_matrix(predictions, labels, num_classes)
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=np.float64), where=rows > 0)
+    side = min(12.0, 2.5 + 0.45 * num_classes)
+    canvas = figure(side + 1.0, side)
+    axes = canvas.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    canvas.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    names = [str(label_names[index]) if label_names and index < len(label_names) else str(index)
+             for index in range(num_classes)]
+    if num_classes <= 30:
+        axes.set_xticks(range(num_classes), names, rotation=90, fontsize="small")
+        axes.set_yticks(range(num_classes), names, fontsize="small")
+    if num_classes <= 15:
+        for row in range(num_classes):
+            for column in range(num_classes):
+                value = shares[row, column]
+                if value >= 0.005:
+                    axes.text(column, row, f"{100 * value:.0f}", ha="center", va="center", fontsize="x-small",
+                              color="white" if value > 0.5 else "black")
+    accuracy = float(np.trace(counts) / max(1, counts.sum()))
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(f"{title}: {100 * accuracy:.1f} % of {int(counts.sum()):,} test examples")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.savefig(path, format="png", bbox_inches="tight",
+                   metadata={"Description": f"hfssl confusion={title.replace(' ', '_')} count={int(counts.sum())} "
+                                            f"accuracy={accuracy:.4f}"})
     return path
 
 

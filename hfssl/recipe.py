@@ -160,10 +160,14 @@ class EvalConfig:
     batch_size: int = 256
     baselines: bool = True
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    projections: tuple[str, ...] = ("pca", "tsne", "umap")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise RecipeError(f"eval.batch_size must be >= 1, got {self.batch_size!r}")
+        unknown = [name for name in self.projections if name not in ("pca", "tsne", "umap")]
+        if unknown:
+            raise RecipeError(f"eval.projections: unknown projections {unknown}; choose from pca, tsne, umap")
         for name in ("max_train_samples", "max_test_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -4,7 +4,10 @@ word2vec file, through the same dispatcher as the end of training (:func:`hfssl.
 Defaults come from ``PATH/recipe.yaml`` when PATH is an hfssl run, or from the run's recipe when
 PATH is the ``encoder/`` folder inside one (its ``data`` and ``eval`` sections), otherwise from
 :class:`~hfssl.data.config.ImageDataConfig` / :class:`~hfssl.recipe.EvalConfig`; every flag
-overrides them (``--k``, ``--temperature`` and ``--c-grid`` set ``eval.knn`` / ``eval.linear``). Results go to ``--output``;
+overrides them (``--k``, ``--temperature``, ``--c-grid``, ``--solver``, ``--label-fractions``, the
+few-shot and ``--finetune-*`` flags set ``eval.knn`` / ``eval.linear`` / ``eval.few-shot`` /
+``eval.finetune``). ``--plot`` draws the projections of the test embeddings and the confusion
+matrices of the probes (:mod:`hfssl.evaluation.pictures`). Results go to ``--output``;
 without it, to ``PATH/eval_results.json`` for an hfssl run (merged with the rows of protocols that
 are not re-run) and to standard output otherwise. A table of the results is logged.
 """
@@ -19,9 +22,10 @@ import sys
 from pathlib import Path
 
 from hfssl.data.config import ImageDataConfig, SourceConfig, TextDataConfig
-from hfssl.evaluation.context import run_recipe_path
+from hfssl.evaluation.context import EvaluationContext, run_recipe_path
+from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.evaluation.protocols import available_protocols
-from hfssl.evaluation.runner import evaluate_path, format_results_table, write_eval_results
+from hfssl.evaluation.runner import evaluate, format_results_table, write_eval_results
 from hfssl.recipe import EvalConfig, load_recipe
 from hfssl.registry import is_hfssl_run
 
@@ -40,7 +44,13 @@ _DATA_FLAGS = {
 }
 #: Protocols on text models, which read text data (``--dataset`` is a text source for them).
 TEXT_PROTOCOLS = ("mlm-accuracy", "text-linear")
-_SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid")}
+_SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid"),
+                  "solver": ("linear", "solver"), "label_fractions": ("linear", "label_fractions"),
+                  "ways": ("few-shot", "ways"), "shots": ("few-shot", "shots"), "episodes": ("few-shot", "episodes"),
+                  "finetune_epochs": ("finetune", "epochs"), "finetune_max_steps": ("finetune", "max_steps"),
+                  "finetune_lr": ("finetune", "lr"), "layer_decay": ("finetune", "layer_decay"),
+                  "finetune_label_fractions": ("finetune", "label_fractions"), "init": ("finetune", "init"),
+                  "finetune_output_dir": ("finetune", "output_dir")}
 _EVAL_FLAGS = {
     "max_train_samples": "max_train_samples",
     "max_test_samples": "max_test_samples",
@@ -71,6 +81,26 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-test-samples", type=int, help="cap on test rows")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default: 256)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the raw-pixel baselines")
+    parser.add_argument("--solver", choices=("torch", "sklearn"), help="linear probe solver (default: torch)")
+    parser.add_argument("--label-fractions", type=float, nargs="+", metavar="F",
+                        help="linear probe on these class-balanced shares of the labels, e.g. 0.01 0.1 1 (default: 1)")
+    parser.add_argument("--ways", type=int, help="few-shot: classes per episode (default: 5)")
+    parser.add_argument("--shots", type=int, nargs="+", help="few-shot: labelled examples per class (default: 1 5)")
+    parser.add_argument("--episodes", type=int, help="few-shot: episodes (default: 600)")
+    parser.add_argument("--finetune-epochs", type=float, help="finetune: epochs (default: 5)")
+    parser.add_argument("--finetune-max-steps", type=int, help="finetune: optimiser steps (overrides the epochs)")
+    parser.add_argument("--finetune-lr", type=float, help="finetune: peak AdamW learning rate (default: 1e-3)")
+    parser.add_argument("--layer-decay", type=float, help="finetune: layer-wise learning-rate decay (default: 1, off)")
+    parser.add_argument("--finetune-label-fractions", type=float, nargs="+", metavar="F",
+                        help="finetune on these class-balanced shares of the labels (default: 1)")
+    parser.add_argument("--init", choices=("pretrained", "random"),
+                        help="finetune: start from the encoder's weights or a random initialisation of its architecture")
+    parser.add_argument("--finetune-output-dir", help="finetune: where the runs and the classifiers go "
+                        "(default: RUN/finetune for an hfssl run, else ./finetune-<encoder folder>)")
+    parser.add_argument("--plot", action="store_true", help="draw PCA / t-SNE / UMAP (when umap-learn is installed) "
+                        "projections of the test embeddings and the probes' confusion matrices")
+    parser.add_argument("--images-dir", help="where --plot writes its PNGs (default: PATH/images for an hfssl run, "
+                        "else ./images)")
 
 
 def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, EvalConfig]:
@@ -117,8 +147,13 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run ``hfssl eval``; returns the process exit code."""
     path = Path(args.path)
     data, eval_config = resolve_configs(args)
-    results = evaluate_path(args.path, data, eval_config, list(eval_config.protocols))
+    context = EvaluationContext.for_path(args.path, data, eval_config)
+    results = evaluate(context, list(eval_config.protocols))
     logger.info("evaluation of %s\n%s", args.path, format_results_table(results))
+    if getattr(args, "plot", False):
+        images = Path(args.images_dir) if args.images_dir else (path / "images" if is_hfssl_run(path) else Path("images"))
+        pictures = draw_evaluation_pictures(context, images)
+        logger.info("pictures: %s", ", ".join(str(picture) for picture in pictures) or "none (no image protocol ran)")
     if args.output:
         write_eval_results(results, args.output, merge=False)
         logger.info("wrote %s", args.output)

@@ -105,6 +105,8 @@ class EvaluationContext:
         train_split / test_split: prepared labelled splits already in memory (training's), used
             instead of loading ``data_config`` again.
         label_names: class names of those splits.
+        run_dir: the hfssl run directory at the end of training (its ``encoder/`` is fine-tuned,
+            fine-tuning runs go under it).
     """
 
     eval_config: EvalConfig
@@ -115,6 +117,7 @@ class EvaluationContext:
     train_split: Any = None
     test_split: Any = None
     label_names: list[str] | None = None
+    run_dir: Path | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---- construction -------------------------------------------------------------------------
@@ -244,6 +247,28 @@ class EvaluationContext:
         if isinstance(self.data_config, ImageTextDataConfig):
             return self.image_text_pairs().label_names
         return self.image_splits().label_names
+
+    # ---- the encoder on disk (fine-tuning) --------------------------------------------------------
+
+    def encoder_path(self) -> str:
+        """The transformers encoder folder (or Hub id) of the evaluated model: ``RUN/encoder`` for an
+        hfssl run (in memory at the end of training, or a run directory), else the path itself."""
+        if self.model is not None or (self.model_path is not None and is_hfssl_run(self.model_path)):
+            run = self.run_dir if self.model is not None else Path(str(self.model_path))
+            if run is None or not (Path(run) / "encoder" / "config.json").is_file():
+                raise ValueError(f"{self.describe_model()} has no exported encoder (RUN/encoder) to fine-tune; "
+                                 "run `hfssl export RUN` first")
+            return str(Path(run) / "encoder")
+        return str(self.model_path)
+
+    def record_predictions(self, label: str, predictions: np.ndarray, labels: np.ndarray) -> None:
+        """Keep a protocol's test predictions (for confusion matrices): ``label`` names the probe."""
+        self._cache.setdefault("predictions", []).append((label, np.asarray(predictions), np.asarray(labels)))
+
+    @property
+    def predictions(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """``(label, predicted (M,), true (M,))`` of every probe that recorded its test predictions."""
+        return list(self._cache.get("predictions", []))
 
     # ---- image-text pairs ------------------------------------------------------------------------
 

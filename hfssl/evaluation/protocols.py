@@ -21,15 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hfssl.data.config import ImageDataConfig
 from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.finetune import FineTuneSettings, finetune
 from hfssl.evaluation.knn import knn_evaluate
-from hfssl.evaluation.linear_probe import linear_probe
+from hfssl.evaluation.few_shot import CLASSIFIERS as FEW_SHOT_CLASSIFIERS
+from hfssl.evaluation.few_shot import few_shot_evaluate
+from hfssl.evaluation.linear_probe import SOLVERS, linear_probe
+from hfssl.evaluation.subsets import balanced_subset, check_fraction
 from hfssl.evaluation.word_vectors import DEFAULT_RESTRICT_VOCAB, analogy_rows, word_similarity_rows
-from hfssl.registry import CAPABILITIES, IMAGE_FEATURES, MASKED_LM, TEXT_FEATURES, WORD_VECTORS
+from hfssl.registry import CAPABILITIES, IMAGE_FEATURES, MASKED_LM, TEXT_FEATURES, WORD_VECTORS, is_hfssl_run
 from hfssl.settings import RecipeError
 
 Rows = list[dict[str, Any]]
@@ -88,14 +94,30 @@ def feature_protocol(name: str, score: Score, settings: type, description: str) 
     when ``eval.baselines`` is set."""
 
     def run(context: EvaluationContext, options: Any) -> Rows:
-        rows = [{"features": "model", **row}
-                for row in score(*context.image_features().as_tuple(), options, context.num_classes)]
+        features = context.image_features()
+        rows = [{"features": "model", **row} for row in score(*features.as_tuple(), options, context.num_classes)]
+        for row in rows:  # test predictions (a probe's) go to the context, for confusion matrices
+            predictions = row.pop("predictions", None)
+            if predictions is not None:
+                context.record_predictions(probe_label(name, row), predictions, features.test_labels)
         if context.eval_config.baselines:
             rows += [{"features": "raw_pixels", **row}
                      for row in score(*context.raw_pixel_features().as_tuple(), options, context.num_classes)]
+            for row in rows:
+                row.pop("predictions", None)
         return rows
 
     return Protocol(name, (IMAGE_FEATURES,), run, settings, description, score)
+
+
+def probe_label(name: str, row: dict[str, Any]) -> str:
+    """A file-name-safe label of one probe's row: ``linear``, ``linear-fraction-0.01``, ``finetune-random``."""
+    label = name
+    if row.get("init", "pretrained") != "pretrained":
+        label += f"-{row['init']}"
+    if row.get("label_fraction") is not None:
+        label += f"-fraction-{row['label_fraction']:g}"
+    return label
 
 
 # ---- kNN and the linear probe ---------------------------------------------------------------------
@@ -117,16 +139,63 @@ class KNNSettings:
 
 @dataclass
 class LinearSettings:
-    """``eval.linear``: the inverse-regularisation values to choose from on a validation split."""
+    """``eval.linear``: the inverse-regularisation values to choose from on a validation split, the
+    solver (``torch``: full-batch L-BFGS on the device, the default; ``sklearn``: scikit-learn's), and
+    the label fractions to probe with (class-balanced seeded subsets of the training split,
+    SimCLRv2's ``[0.01, 0.1, 1.0]``; ``seed`` draws them)."""
 
     c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
     validation_fraction: float = 0.1
+    solver: str = "torch"
+    label_fractions: tuple[float, ...] = (1.0,)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.c_grid or any(value <= 0 for value in self.c_grid):
             raise RecipeError(f"eval.linear.c_grid must be a list of positive values, got {self.c_grid!r}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise RecipeError(f"eval.linear.validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        if self.solver not in SOLVERS:
+            raise RecipeError(f"eval.linear.solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        _check_fractions(self.label_fractions, "eval.linear.label_fractions")
+
+
+def _check_fractions(fractions: tuple[float, ...], where: str) -> None:
+    if not fractions:
+        raise RecipeError(f"{where} must list at least one label fraction (1.0: all labels)")
+    for fraction in fractions:
+        try:
+            check_fraction(fraction, where)
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
+
+
+@dataclass
+class FewShotSettings:
+    """``eval.few-shot``: N-way K-shot episodes drawn from the test split (see :mod:`hfssl.evaluation.few_shot`)."""
+
+    ways: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 15
+    episodes: int = 600
+    classifiers: tuple[str, ...] = FEW_SHOT_CLASSIFIERS
+    c: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("ways", "queries", "episodes"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"eval.few-shot.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.ways < 2:
+            raise RecipeError(f"eval.few-shot.ways must be >= 2 (a 1-way episode is always right), got {self.ways!r}")
+        if not self.shots or any(value < 1 for value in self.shots):
+            raise RecipeError(f"eval.few-shot.shots must list positive shot counts, got {self.shots!r}")
+        unknown = [name for name in self.classifiers if name not in FEW_SHOT_CLASSIFIERS]
+        if not self.classifiers or unknown:
+            raise RecipeError(f"eval.few-shot.classifiers must be a list from {', '.join(FEW_SHOT_CLASSIFIERS)}, "
+                              f"got {list(self.classifiers)!r}")
+        if self.c <= 0:
+            raise RecipeError(f"eval.few-shot.c must be > 0, got {self.c!r}")
 
 
 def knn_score(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
@@ -136,7 +205,57 @@ def knn_score(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test
 
 def linear_score(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
                  settings: LinearSettings, num_classes: int) -> Rows:
-    return [linear_probe(train_f, train_y, test_f, test_y, settings.c_grid, settings.validation_fraction, num_classes)]
+    """One probe per label fraction; rows of a fraction below 1 carry ``label_fraction`` and
+    ``num_labelled`` (the confusion matrix of each probe goes to ``predictions``, kept out of the file)."""
+    rows = []
+    for fraction in settings.label_fractions:
+        rows_used = balanced_subset(train_y, fraction, settings.seed) if fraction < 1.0 else slice(None)
+        row = linear_probe(train_f[rows_used], train_y[rows_used], test_f, test_y, settings.c_grid,
+                           settings.validation_fraction, num_classes, solver=settings.solver, return_predictions=True)
+        extra = {"label_fraction": fraction, "num_labelled": int(len(train_y[rows_used]))} if fraction < 1.0 else {}
+        rows.append({**extra, "solver": settings.solver, **row})
+    return rows
+
+
+def few_shot_score(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
+                   settings: FewShotSettings, num_classes: int) -> Rows:
+    """Episodes from the test split (the classes a model is evaluated on); the training split is unused."""
+    return few_shot_evaluate(test_f, test_y, settings.ways, tuple(settings.shots), settings.queries, settings.episodes,
+                             tuple(settings.classifiers), settings.c, settings.seed)
+
+
+# ---- fine-tuning --------------------------------------------------------------------------------------
+
+
+def _finetune_output(context: EvaluationContext, settings: FineTuneSettings, encoder: str) -> Path:
+    if settings.output_dir is not None:
+        return Path(settings.output_dir)
+    if context.run_dir is not None:
+        return Path(context.run_dir) / "finetune"
+    path = Path(str(context.model_path))
+    if is_hfssl_run(path):
+        return path / "finetune"
+    if path.name == "encoder" and is_hfssl_run(path.parent):
+        return path.parent / "finetune"
+    return Path.cwd() / f"finetune-{Path(encoder).name or 'model'}"
+
+
+def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows:
+    """Fine-tune the evaluated encoder once per label fraction (:mod:`hfssl.evaluation.finetune`)."""
+    encoder = context.encoder_path()
+    splits = context.image_splits()
+    base = _finetune_output(context, settings, encoder)
+    rows = []
+    for fraction in settings.label_fractions:
+        folder = ("all-labels" if fraction >= 1.0 else f"fraction-{fraction:g}") + (
+            "" if settings.init == "pretrained" else f"-{settings.init}")
+        result = finetune(encoder, splits.train, splits.test, splits.label_names, context.num_classes, settings,
+                          base / folder, fraction, context.data_config if isinstance(context.data_config, ImageDataConfig)
+                          else None)
+        row = {"features": "model", **result.row, "model_dir": str(result.model_dir)}
+        context.record_predictions(probe_label("finetune", row), result.predictions, result.labels)
+        rows.append(row)
+    return rows
 
 
 # ---- word vectors ---------------------------------------------------------------------------------------
@@ -166,6 +285,12 @@ register_protocol(feature_protocol(
 register_protocol(feature_protocol(
     "linear", linear_score, LinearSettings,
     "logistic regression on standardised frozen features, C chosen on a validation split"))
+register_protocol(feature_protocol(
+    "few-shot", few_shot_score, FewShotSettings,
+    "N-way K-shot episodes from the test split: nearest-centroid and logistic regression, mean accuracy +- 95 % CI"))
+register_protocol(Protocol(
+    "finetune", (IMAGE_FEATURES,), run_finetune, FineTuneSettings,
+    "fine-tune the encoder + a classification head with the engine (all parameters), top-1/top-5 on the test split"))
 register_protocol(Protocol(
     "word-similarity", (WORD_VECTORS,), run_word_similarity, None,
     "Spearman on WordSim-353 and SimLex-999 (word2vec models and files)"))

@@ -125,6 +125,7 @@ def evaluate_features(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarr
             raise ValueError(f"protocol {name!r} does not score image features (it needs {', '.join(protocol.needs)})")
         settings = build_section(protocol.settings, f"eval.{name}", eval_config.protocol_settings(name))
         for row in protocol.score(train_f, train_y, test_f, test_y, settings, num_classes):
+            row.pop("predictions", None)
             rows.append({"protocol": name, "features": features_name, **row})
     return rows
 

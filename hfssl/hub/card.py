@@ -116,9 +116,21 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
                     "part of them, accuracy on the other 30 %; the TF-IDF column is TF-IDF + logistic regression on "
                     "the same split."),
 }
+PROTOCOLS.update({
+    "few-shot": ("Few-shot", "image-classification", "text-classification",
+                 "**Few-shot**: N-way K-shot episodes drawn from the test split; nearest-centroid (NC) and logistic "
+                 "regression (LR) on L2-normalised frozen features, mean accuracy over the episodes (95 % interval "
+                 "in eval_results.json)."),
+    "finetune": ("Fine-tuned", "image-classification", "text-classification",
+                 "**Fine-tuning**: the encoder plus a linear classification head, every parameter trained on the "
+                 "labelled training split (or a class-balanced share of it), as a plain transformers "
+                 "`AutoModelForImageClassification`."),
+})
 _ENTRY_NON_SETTINGS = {"protocol", "features", "dataset", "split"}
 # Counts and diagnostics that rows of text protocols carry: in eval_results.json, not in labels.
 _ENTRY_NON_SETTINGS |= {"num_train", "num_test", "num_classes", "masked_tokens", "tokens", "loss", "mlm_head"}
+# Rows' bookkeeping (where a fine-tuned model is, its step count, a confidence interval): not settings.
+_ENTRY_NON_SETTINGS |= {"model_dir", "steps", "ci95", "num_labelled", "queries"}
 _SETTING_LABELS = {"k": "k", "temperature": "T", "C": "C", "shots": "shots"}
 
 # Files of a run directory that the card describes by name (word vectors, tokenizers).
@@ -278,7 +290,10 @@ def _evaluation_context(contents: RunContents) -> dict[str, Any]:
         text = PROTOCOLS.get(entry["protocol"], (None, None, None, f"**{entry['protocol']}**"))[3]
         if text not in explained:
             explained.append(text)
-    protocols_text = "Frozen features of the encoder, evaluated with:\n\n" + "\n".join(f"- {text}" for text in explained) + "\n"
+    opening = ("The encoder's frozen features, and the encoder fine-tuned, evaluated with:"
+               if any(entry["protocol"] == "finetune" for entry in entries)
+               else "Frozen features of the encoder, evaluated with:")
+    protocols_text = opening + "\n\n" + "\n".join(f"- {text}" for text in explained) + "\n"
     return {"available": True, "columns": columns, "rows": rows, "setup_text": setup,
             "protocols_text": protocols_text, "split": split, "baseline_name": baseline_name or "none",
             "dataset": dataset}
@@ -292,6 +307,10 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
     dataset = describe_data_source(str(results.get("dataset", "unknown")))
     image_tasks = modality_card(contents.spec.modality).image_tasks
     evals = []
+    # The model-index groups results by task and data set under one task name: with fine-tuned rows
+    # among them it cannot say "frozen features"; each metric's name says its protocol.
+    tuned = any(entry.get("protocol") == "finetune" for entry in results.get("results", []))
+    qualifier = "" if tuned else " (frozen features)"
     for entry in results.get("results", []):
         protocol = entry["protocol"]
         _, image_task, text_task, _ = PROTOCOLS.get(protocol, (protocol, "feature-extraction", "feature-extraction", ""))
@@ -306,7 +325,7 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
                 continue
             metric_type, metric_name, _ = METRICS[key]
             evals.append(EvalResult(
-                task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()} (frozen features)",
+                task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()}{qualifier}",
                 dataset_type=entry_dataset.dataset_type,
                 dataset_name=entry_dataset.name, dataset_config=entry_dataset.config_name,
                 dataset_split=entry.get("split") or results.get("test_split"), metric_type=metric_type,

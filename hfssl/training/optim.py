@@ -23,16 +23,25 @@ def parameter_groups(model: nn.Module, optim: OptimConfig) -> list[dict]:
             for name, parameter in module.named_parameters(recurse=False):
                 if isinstance(module, _NORM_TYPES) or name.endswith("bias") or parameter.ndim <= 1:
                     no_decay_ids.add(id(parameter))
-    decay, no_decay = [], []
-    for parameter in model.parameters():
+    # A model may scale the learning rate per parameter (layer-wise decay when fine-tuning, as in
+    # MAE / BEiT): ``parameter_lr_scales() -> {name: scale}``; each (decay, scale) pair is a group.
+    scales = model.parameter_lr_scales() if hasattr(model, "parameter_lr_scales") else {}
+    grouped: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if id(parameter) in no_decay_ids else decay).append(parameter)
+        key = (id(parameter) not in no_decay_ids, float(scales.get(name, 1.0)))
+        grouped.setdefault(key, []).append(parameter)
     # ``decay`` marks the groups a scheduled ``weight_decay`` applies to (hfssl.training.trainer).
-    groups = [{"params": decay, "weight_decay": optim.weight_decay, "lars_exclude": False, "decay": True}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True, "decay": False})
-    return [group for group in groups if group["params"]]
+    groups = []
+    for (decayed, scale), parameters in sorted(grouped.items(), key=lambda item: (not item[0][0], -item[0][1])):
+        group = {"params": parameters, "weight_decay": optim.weight_decay if decayed else 0.0,
+                 "lars_exclude": not decayed, "decay": decayed}
+        if scales:
+            group["lr"] = optim.lr * scale
+            group["lr_scale"] = scale
+        groups.append(group)
+    return groups
 
 
 class LARS(torch.optim.Optimizer):

@@ -50,7 +50,7 @@ from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
 from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.recipe import Recipe
-from hfssl.registry import get_method
+from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
 from hfssl.training.checkpoint import (
     checkpoint_root,
@@ -96,10 +96,13 @@ class TrainResult:
     damaged_checkpoints: list[str] = field(default_factory=list)
 
 
-def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None) -> torch.nn.Module:
+def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
+                spec: MethodSpec | None = None) -> torch.nn.Module:
     """Instantiate the method's model from the recipe's ``model`` section (and data-derived values),
-    loading pretrained backbone weights when ``model.backbone_name_or_path`` is set."""
-    spec = get_method(recipe.method)
+    loading pretrained backbone weights when ``model.backbone_name_or_path`` is set (through the
+    model's own ``load_pretrained_backbone(pretrained)`` when it has one, else strictly into
+    ``get_backbone()``). ``spec`` defaults to the registered method of ``recipe.method``."""
+    spec = spec or get_method(recipe.method)
     config = spec.config_class(**{**recipe.model, **(config_updates or {})})
     model = spec.model_class(config)
     path = getattr(config, "backbone_name_or_path", None)
@@ -108,7 +111,10 @@ def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None) ->
         logger.info("initialised the model from %s", path)
     elif path:
         _, pretrained = load_pretrained_backbone(path)
-        model.get_backbone().load_state_dict(pretrained.state_dict())
+        if hasattr(model, "load_pretrained_backbone"):
+            model.load_pretrained_backbone(pretrained)
+        else:
+            model.get_backbone().load_state_dict(pretrained.state_dict())
         if hasattr(model, "copy_student_to_teacher"):
             model.copy_student_to_teacher()
         logger.info("initialised the backbone from %s", path)
@@ -173,8 +179,11 @@ def _frozen_until(model: torch.nn.Module, steps_per_epoch: int | None) -> list[t
 
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
           accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, spec: MethodSpec | None = None) -> TrainResult:
     """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring.
+
+    ``spec`` trains a method that is not in the registry (the fine-tuning protocol of
+    :mod:`hfssl.evaluation.finetune` builds its own); by default ``recipe.method``'s registered spec.
 
     ``resume``: ``False`` (a new run: the folder must be new or empty, or ``overwrite=True``),
     ``True`` (continue the newest intact checkpoint; an error when there is none), ``"auto"``
@@ -184,7 +193,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
-    spec = get_method(recipe.method)
+    spec = spec or get_method(recipe.method)
     callbacks = list(callbacks or [])
     set_seed(recipe.train.seed)
 
@@ -195,7 +204,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
 
     with accelerator.main_process_first():
         data = spec.load_training_data(recipe, accelerator)
-    model = build_model(recipe, data.config_updates)
+    model = build_model(recipe, data.config_updates, spec)
     schedules = resolved_schedules(model, recipe)
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
         # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.

@@ -39,7 +39,7 @@ def test_evaluate_features_rows_follow_the_schema() -> None:
     assert [(row["protocol"], row["features"]) for row in rows] == [("knn", "raw_pixels")] * 2 + [("linear", "raw_pixels")]
     assert rows[:2] == [{"protocol": "knn", "features": "raw_pixels", **row}
                         for row in knn_evaluate(train_f, train_y, test_f, test_y, (5, 10), 0.07, 3)]
-    assert rows[2] == {"protocol": "linear", "features": "raw_pixels",
+    assert rows[2] == {"protocol": "linear", "features": "raw_pixels", "solver": "torch",
                        **linear_probe(train_f, train_y, test_f, test_y, (0.1, 1.0), 0.1, 3)}
     for row in rows:
         assert 0.0 <= row["top1"] <= row["top5"] <= 1.0
@@ -70,7 +70,7 @@ def test_word_vector_protocols_get_the_path_and_skip_image_data(monkeypatch, tmp
 
 def test_a_protocol_the_model_cannot_serve_is_refused_with_the_reason(monkeypatch) -> None:
     with pytest.raises(RecipeError, match="'analogy' needs word-vectors, which the simclr model does not provide "
-                                          "\\(it provides image-features\\); protocols it can serve: knn, linear"):
+                                          "\\(it provides image-features\\); protocols it can serve: few-shot, finetune, knn, linear"):
         check_eval_config(EvalConfig(protocols=("knn", "analogy")), (IMAGE_FEATURES,), "the simclr model")
     with pytest.raises(RecipeError, match="unknown evaluation protocol 'linaer' in eval.protocols. Did you mean 'linear'"):
         check_eval_config(EvalConfig(protocols=("linaer",)), (IMAGE_FEATURES,), "the simclr model")

@@ -288,8 +288,8 @@ def test_projection_plot_rejects_bad_input(tmp_path):
         save_projection_plot(np.zeros((4, 2)), np.zeros(3), None, tmp_path / "p.png")
     with pytest.raises(ValueError, match="NaN"):
         save_projection_plot(np.full((4, 2), np.nan), np.zeros(4), None, tmp_path / "p.png")
-    with pytest.raises(ValueError, match="'pca' or 'tsne'"):
-        save_projection_plot(np.zeros((4, 2)), np.zeros(4), None, tmp_path / "p.png", method="umap")
+    with pytest.raises(ValueError, match="must be one of pca, tsne, umap"):
+        save_projection_plot(np.zeros((4, 2)), np.zeros(4), None, tmp_path / "p.png", method="isomap")
     assert not (tmp_path / "p.png").exists()
 
 

@@ -96,8 +96,33 @@ def images_context(run_dir: Path, captions: Captions) -> dict[str, Any]:
         context["embeddings_alt"], context["embeddings_caption"] = captions(method, count)
     if (run_dir / RECONSTRUCTIONS_PICTURE).is_file():
         context["reconstructions"] = RECONSTRUCTIONS_PICTURE
-    context["any"] = bool(context["embeddings"] or context["reconstructions"])
+    context["more"] = evaluation_pictures(run_dir, captions)
+    context["any"] = bool(context["embeddings"] or context["reconstructions"] or context["more"])
     return context
+
+
+# Pictures of hfssl.evaluation.pictures besides the PCA: other projections, then confusion matrices.
+MORE_PROJECTIONS = (("images/embeddings_tsne.png", "t-SNE"), ("images/embeddings_umap.png", "UMAP"))
+
+
+def evaluation_pictures(run_dir: Path, captions: Captions) -> list[dict[str, str]]:
+    """``[{"path", "alt", "caption"}]`` of the t-SNE / UMAP projections and the confusion matrices in ``images/``."""
+    pictures = []
+    for path, method in MORE_PROJECTIONS:
+        if (run_dir / path).is_file():
+            info = png_description(run_dir / path)
+            count = f"{int(info['count']):,} " if info.get("count", "").isdigit() else ""
+            alt, caption = captions(method, count)
+            pictures.append({"path": path, "alt": alt, "caption": caption})
+    for path in sorted((run_dir / "images").glob("confusion_*.png")):
+        info = png_description(path)
+        probe = info.get("confusion", path.stem.removeprefix("confusion_")).replace("_", " ")
+        accuracy = info.get("accuracy")
+        share = f" ({100 * float(accuracy):.1f} % correct)" if accuracy else ""
+        pictures.append({"path": f"images/{path.name}", "alt": f"confusion matrix of {probe}",
+                         "caption": f"Confusion matrix of the {probe} protocol on the test split{share}: rows are the "
+                                    "true classes, columns the predicted ones, each row normalised to 100 %."})
+    return pictures
 
 
 def labelled_embeddings_captions(thing: str) -> Captions:

@@ -1,0 +1,396 @@
+"""Fine-tuning protocol: an image encoder plus a classification head, every parameter trained.
+
+The second downstream protocol of the seeds (SimCLR sec. B.6 / BYOL sec. C.2 "fine-tuning", MAE sec.
+4 end-to-end fine-tuning, SimCLRv2's 1 % / 10 % label fractions). The encoder (an exported hfssl
+encoder or any transformers vision model folder / Hub id with an image processor) is loaded into
+transformers' own ``AutoModelForImageClassification`` class for its architecture
+(``ResNetForImageClassification``, ``ViTForImageClassification``, ``ConvNextForImageClassification``,
+...) with ``num_labels`` / ``id2label`` from the labelled data, and trained with the one engine
+(:func:`hfssl.training.trainer.train`: Accelerate, mixed precision, the learning-rate schedule,
+checkpoints and exact resume). The result is that plain transformers model with the encoder's image
+processor, saved to ``OUTPUT/model``: ``pipeline("image-classification", model=OUTPUT/model)`` loads it
+without hfssl.
+
+* The training-time shell :class:`FineTuneForImageClassification` holds the transformers classifier
+  and computes cross-entropy (optionally label-smoothed, MAE uses 0.1). It is not a registered SSL
+  method: the protocol hands its :data:`FINETUNE_SPEC` to ``train(spec=...)``.
+* Layer-wise learning-rate decay (BEiT / MAE fine-tuning, Bao et al. 2022 / He et al. 2022 sec. A.2):
+  with ``layer_decay = d < 1`` the parameters of block ``i`` of ``L`` (ViT encoder layers; ResNet and
+  ConvNeXt stages) learn at ``lr * d ** (L + 1 - i)``, the embeddings (block 0) at ``lr * d ** (L + 1)``,
+  the head and final norm at ``lr``.
+* Training views: a random resized crop and a horizontal flip on the device (MAE's fine-tuning
+  views without RandAugment / mixup), normalised with the image processor's mean and std. Test images
+  go through the same deterministic transform as feature extraction.
+* Label fractions: the training split is reduced to a class-balanced seeded subset
+  (:func:`hfssl.evaluation.subsets.balanced_subset`) before training.
+* ``init: random`` fine-tunes a randomly initialised encoder of the same architecture the same way:
+  the reference that measures what pre-training adds.
+
+ViT classifiers in transformers classify from the CLS token (``ViTForImageClassification``), so a
+ViT fine-tuned here uses the CLS token whatever pooling its frozen-feature evaluation used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
+from transformers.utils import ModelOutput
+
+from hfssl.backbones import pool_features
+from hfssl.data.config import ImageDataConfig
+from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pixels
+from hfssl.data.training import TrainingData
+from hfssl.evaluation.features import extract_features_with, match_channels
+from hfssl.evaluation.metrics import top_k_accuracies
+from hfssl.evaluation.subsets import balanced_subset, check_fraction
+from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
+from hfssl.registry import IMAGE, MethodSpec, Paper
+from hfssl.settings import RecipeError
+from hfssl.training.trainer import train
+from hfssl.views import SingleViewGenerator, ViewsConfig, build_eval_transform
+
+logger = logging.getLogger(__name__)
+
+MODEL_FOLDER = "model"
+INITS = ("pretrained", "random")
+
+
+# ---- the training-time model -----------------------------------------------------------------------
+
+
+class FineTuneConfig(PretrainedConfig):
+    """Config of the fine-tuning shell.
+
+    Args:
+        classifier_config: the transformers ``*ForImageClassification`` config as a dict
+            (``model_type``, architecture, ``num_labels``, ``id2label``, ``label2id``).
+        backbone_name_or_path: encoder weights to start from (``None``: random initialisation).
+        layer_decay: layer-wise learning-rate decay in ``(0, 1]`` (1: off).
+        label_smoothing: cross-entropy label smoothing in ``[0, 1)``.
+    """
+
+    model_type = "hfssl_finetune"
+
+    def __init__(self, classifier_config: dict[str, Any] | None = None, backbone_name_or_path: str | None = None,
+                 layer_decay: float = 1.0, label_smoothing: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if classifier_config is not None and "model_type" not in classifier_config:
+            raise ValueError("classifier_config needs a model_type (the encoder's config.json as a dict)")
+        if not 0.0 < layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.classifier_config = dict(classifier_config or {"model_type": "resnet"})
+        self.backbone_name_or_path = backbone_name_or_path
+        self.layer_decay = layer_decay
+        self.label_smoothing = label_smoothing
+
+
+@dataclass
+class FineTuneOutput(ModelOutput):
+    """``loss`` (cross-entropy) and ``logits`` ``(B, num_labels)``."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+def classifier_config_from(config_dict: dict[str, Any]) -> PretrainedConfig:
+    values = dict(config_dict)
+    model_type = values.pop("model_type")
+    values.pop("architectures", None)
+    if "id2label" in values:  # JSON turns the integer keys into strings
+        values["id2label"] = {int(key): value for key, value in values["id2label"].items()}
+    return AutoConfig.for_model(model_type, **values)
+
+
+_BLOCK = re.compile(r"\.(?:layer|stages|layers|blocks)\.(\d+)\.")
+
+
+class FineTuneForImageClassification(HfsslPreTrainedModel):
+    """A transformers ``*ForImageClassification`` (``self.classifier``) trained with cross-entropy."""
+
+    config_class = FineTuneConfig
+    base_model_prefix = "finetune"
+
+    def __init__(self, config: FineTuneConfig) -> None:
+        super().__init__(config)
+        self.classifier = AutoModelForImageClassification.from_config(classifier_config_from(config.classifier_config))
+        self.post_init()
+
+    def get_backbone(self) -> nn.Module:
+        """The encoder inside the classifier (``ResNetModel``, ``ViTModel``, ...)."""
+        return self.classifier.base_model
+
+    def load_pretrained_backbone(self, pretrained: nn.Module) -> None:
+        """Load an encoder's weights into the classifier's encoder. The encoder may hold a pooler the
+        classifier does not use (``ViTModel``'s dense + tanh); every other weight must match."""
+        result = self.get_backbone().load_state_dict(pretrained.state_dict(), strict=False)
+        unexpected = [name for name in result.unexpected_keys if not name.startswith("pooler.")]
+        if result.missing_keys or unexpected:
+            raise ValueError(f"the encoder {self.config.backbone_name_or_path!r} does not fit the "
+                             f"{type(self.classifier).__name__}: missing {result.missing_keys[:5]}, unexpected "
+                             f"{unexpected[:5]}")
+
+    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return pool_features(self.get_backbone()(pixel_values=pixel_values))
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> FineTuneOutput:
+        logits = self.classifier(pixel_values=pixel_values).logits
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=self.config.label_smoothing)
+        return FineTuneOutput(loss=loss, logits=logits)
+
+    def parameter_lr_scales(self) -> dict[str, float]:
+        """Layer-wise learning-rate decay (see the module docstring); empty when ``layer_decay`` is 1."""
+        decay = float(self.config.layer_decay)
+        if decay >= 1.0:
+            return {}
+        prefix = self.classifier.base_model_prefix
+        names = [name for name, _ in self.named_parameters()]
+        blocks = [int(match.group(1)) for name in names if (match := _BLOCK.search(name))]
+        depth = (max(blocks) + 1) if blocks else 0
+        scales = {}
+        for name in names:
+            match = _BLOCK.search(name)
+            inner = name.split(f"classifier.{prefix}.", 1)
+            if match:
+                layer = int(match.group(1)) + 1
+            elif len(inner) == 2 and inner[1].startswith(("embeddings", "embedder")):
+                layer = 0
+            else:  # the head and the final norm
+                layer = depth + 1
+            scales[name] = decay ** (depth + 1 - layer)
+        return scales
+
+
+FINETUNE_SPEC = MethodSpec(
+    name="finetune", config_class=FineTuneConfig, model_class=FineTuneForImageClassification, modality=IMAGE,
+    family="vision-ssl", display_name="fine-tuning",
+    paper=Paper(title="Masked Autoencoders Are Scalable Vision Learners (fine-tuning protocol)",
+                url="https://arxiv.org/abs/2111.06377", bibtex=""),
+    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
+)
+
+
+@dataclass
+class FineTuneRecipe(Recipe):
+    """A recipe of the unregistered fine-tuning method: its ``spec`` is :data:`FINETUNE_SPEC`."""
+
+    @property
+    def spec(self) -> MethodSpec:
+        return FINETUNE_SPEC
+
+
+# ---- settings and the run ------------------------------------------------------------------------------
+
+
+@dataclass
+class FineTuneSettings:
+    """``eval.finetune``: how the encoder is fine-tuned (see the module docstring).
+
+    ``epochs`` count passes over the (label-fraction) training rows; ``max_steps`` wins when set.
+    ``output_dir``: where the runs go (``<dir>/<label fraction>/model`` is the classifier); by
+    default ``RUN/finetune`` for an hfssl run, else ``finetune-<encoder folder name>`` in the
+    working directory. ``resume``: continue an interrupted fine-tuning from its newest checkpoint
+    (exact), instead of starting again.
+    """
+
+    epochs: float = 5.0
+    max_steps: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_ratio: float = 0.1
+    layer_decay: float = 1.0
+    label_smoothing: float = 0.0
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip_prob: float = 0.5
+    label_fractions: tuple[float, ...] = (1.0,)
+    init: str = "pretrained"
+    seed: int = 0
+    mixed_precision: str | None = None
+    checkpoint_every: int = 500
+    output_dir: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise RecipeError(f"eval.finetune.init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.epochs <= 0 and self.max_steps is None:
+            raise RecipeError(f"eval.finetune.epochs must be > 0, got {self.epochs!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise RecipeError(f"eval.finetune.max_steps must be >= 1, got {self.max_steps!r}")
+        if self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise RecipeError("eval.finetune: batch_size must be >= 1, lr > 0 and weight_decay >= 0, got "
+                              f"{self.batch_size!r}, {self.lr!r}, {self.weight_decay!r}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise RecipeError(f"eval.finetune.layer_decay must be in (0, 1] (1: off; MAE uses 0.65-0.75), "
+                              f"got {self.layer_decay!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise RecipeError(f"eval.finetune.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not self.label_fractions:
+            raise RecipeError("eval.finetune.label_fractions must list at least one fraction (1.0: all labels)")
+        for fraction in self.label_fractions:
+            try:
+                check_fraction(fraction, "eval.finetune.label_fractions")
+            except ValueError as error:
+                raise RecipeError(str(error)) from None
+        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise RecipeError(f"eval.finetune.crop_scale must be [low, high] in (0, 1], got {self.crop_scale!r}")
+
+    def row_settings(self) -> dict[str, Any]:
+        """The settings recorded in every result row."""
+        return {"init": self.init, "epochs": self.epochs if self.max_steps is None else None,
+                "max_steps": self.max_steps, "batch_size": self.batch_size, "lr": self.lr,
+                "layer_decay": self.layer_decay, "label_smoothing": self.label_smoothing}
+
+
+@dataclass
+class FineTuneResult:
+    """What :func:`finetune` leaves: the result row, test predictions, where the classifier is."""
+
+    row: dict[str, Any]
+    predictions: np.ndarray
+    labels: np.ndarray
+    model_dir: Path
+    steps: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _make_inputs(views: SingleViewGenerator, channels: int) -> Any:
+    def make_inputs(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        device = generator.device
+        pixels = match_channels(batch["pixels"].to(device), channels)
+        return {"pixel_values": views(pixels, generator)["pixel_values"], "labels": batch["labels"].to(device)}
+
+    return make_inputs
+
+
+def _label_names(label_names: list[str] | None, num_classes: int) -> dict[int, str]:
+    if label_names and len(label_names) >= num_classes:
+        return {index: str(name) for index, name in enumerate(label_names[:num_classes])}
+    return {index: f"LABEL_{index}" for index in range(num_classes)}
+
+
+def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: list[str] | None, num_classes: int,
+             settings: FineTuneSettings, output_dir: str | Path, label_fraction: float = 1.0,
+             data_config: ImageDataConfig | None = None) -> FineTuneResult:
+    """Fine-tune ``encoder`` on a (label-fraction subset of a) prepared labelled split; see the module docstring.
+
+    Args:
+        encoder: a transformers vision encoder folder or Hub id with its image processor.
+        train_dataset / test_dataset: prepared splits (``pixels`` uint8 ``(C, H, W)``, ``label``).
+        label_names: class names (``id2label``), or ``None`` for ``LABEL_<i>``.
+        settings: :class:`FineTuneSettings`.
+        output_dir: the run folder (checkpoints, logs, ``model/``: the plain classifier).
+        label_fraction: train on this class-balanced seeded share of ``train_dataset``.
+        data_config: the data's section, recorded in the run's recipe.
+
+    Returns:
+        :class:`FineTuneResult` with the row ``{label_fraction?, num_labelled, top1, top5, ...settings}``.
+    """
+    output_dir = Path(output_dir)
+    _check_output(output_dir)
+    encoder_config = AutoConfig.from_pretrained(encoder)
+    processor = AutoImageProcessor.from_pretrained(encoder)
+    channels = int(getattr(encoder_config, "num_channels", 3))
+    mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
+    std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
+    if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
+        mean, std = (mean[0],) * channels, (std[0],) * channels
+    size = getattr(processor, "size", None) or {}
+    data_size = int(read_pixels(train_dataset, 0, 1).shape[-1])  # the side of the prepared images
+    image_size = int(size.get("height") or size.get("shortest_edge") or data_size)
+
+    train_labels = read_labels(train_dataset)
+    if label_fraction < 1.0:
+        train_dataset = train_dataset.select(balanced_subset(train_labels, label_fraction, settings.seed).tolist())
+    id2label = _label_names(label_names, num_classes)
+    classifier_config = {**encoder_config.to_dict(), "num_labels": num_classes, "id2label": id2label,
+                         "label2id": {name: index for index, name in id2label.items()}}
+    classifier_config.pop("architectures", None)
+    for key in ("transformers_version", "dtype", "torch_dtype"):
+        classifier_config.pop(key, None)
+    views = ViewsConfig(num_views=1, crop_size=image_size, crop_scale=tuple(settings.crop_scale),
+                        flip_prob=settings.flip_prob, mean=mean, std=std)
+    data = data_config or ImageDataConfig(source="in-memory")
+    recipe = FineTuneRecipe(
+        method=FINETUNE_SPEC.name,
+        model={"classifier_config": classifier_config, "layer_decay": settings.layer_decay,
+               "label_smoothing": settings.label_smoothing,
+               "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
+        data=data, views=views,
+        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
+                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
+        train=TrainConfig(batch_size=min(settings.batch_size, len(train_dataset)), epochs=settings.epochs,
+                          max_steps=settings.max_steps, seed=settings.seed, mixed_precision=settings.mixed_precision,
+                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
+                          log_every=50, monitor_every=10**9),
+        eval=EvalConfig(protocols=(), baselines=False,
+                        settings={"finetune": {**asdict(settings), "label_fractions": [label_fraction]}}),
+    )
+    generator_views = SingleViewGenerator(views, data_size, channels)
+
+    def build_data(recipe: Recipe, accelerator: Any) -> TrainingData:
+        return TrainingData(train_dataset=PixelDataset(train_dataset), collate_fn=collate_images,
+                            make_inputs=_make_inputs(generator_views, channels), label_names=label_names)
+
+    spec = MethodSpec(**{**{name: getattr(FINETUNE_SPEC, name) for name in FINETUNE_SPEC.__dataclass_fields__},
+                         "build_data": build_data})
+    logger.info("fine-tuning %s (%s) on %d labelled rows (label fraction %g) into %s", encoder,
+                settings.init, len(train_dataset), label_fraction, output_dir)
+    result = train(recipe, output_dir, resume="auto" if settings.resume else False,
+                   overwrite=not settings.resume, spec=spec)
+    model = result.model.eval()
+    classifier = model.classifier
+    transform = build_eval_transform(views, image_size, channels)
+    device = next(classifier.parameters()).device
+
+    def logits(pixel_values: torch.Tensor) -> torch.Tensor:
+        return classifier(pixel_values=pixel_values).logits
+
+    def to_model(pixels: torch.Tensor) -> torch.Tensor:
+        return transform(match_channels(pixels, channels))
+
+    scores, test_labels = extract_features_with(logits, to_model, test_dataset, 256, device=device, model=classifier)
+    accuracies = top_k_accuracies(scores, test_labels)
+    model_dir = save_classifier(classifier, processor, output_dir / MODEL_FOLDER)
+    row: dict[str, Any] = {}
+    if label_fraction < 1.0:
+        row["label_fraction"] = label_fraction
+    row.update(num_labelled=len(train_dataset), **settings.row_settings(), steps=result.steps, **accuracies)
+    row = {key: value for key, value in row.items() if value is not None}
+    (output_dir / "finetune_result.json").write_text(json.dumps(row, indent=2) + "\n")
+    logger.info("fine-tuned %s: test top-1 %.4f top-5 %.4f (%s)", encoder, accuracies["top1"], accuracies["top5"], model_dir)
+    return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
+
+
+def _check_output(output_dir: Path) -> None:
+    """A fine-tuning run replaces an earlier fine-tuning run in its folder, never anything else."""
+    config = output_dir / "config.json"
+    if config.is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+        if model_type != FineTuneConfig.model_type:
+            raise ValueError(f"eval.finetune.output_dir {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
+                             "fine-tuning run; choose another folder (the default is RUN/finetune)")
+
+
+def save_classifier(classifier: nn.Module, processor: Any, model_dir: Path) -> Path:
+    """Save the plain transformers classifier and its image processor (replacing an earlier one)."""
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    classifier.save_pretrained(model_dir, safe_serialization=True)
+    processor.save_pretrained(model_dir)
+    return model_dir

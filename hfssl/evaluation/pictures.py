@@ -1,0 +1,59 @@
+"""The evaluation's pictures, drawn by the end of training and by ``hfssl eval --plot``.
+
+* 2-D projections of the test embeddings coloured by label, one per ``eval.projections`` entry:
+  ``images/embeddings_2d.png`` (PCA), ``images/embeddings_tsne.png`` (t-SNE, scikit-learn),
+  ``images/embeddings_umap.png`` (UMAP, only when the optional ``umap-learn`` is installed; skipped
+  with a log line otherwise);
+* a confusion matrix of every probe that recorded its test predictions (linear probes per label
+  fraction, fine-tuning): ``images/confusion_<probe>.png``.
+
+Only what the evaluation already computed is drawn (no features are extracted for a picture).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hfssl.evaluation.context import EvaluationContext
+from hfssl.plots import save_confusion_matrix, save_projection_plot, umap_available
+
+logger = logging.getLogger(__name__)
+
+#: projection -> file under images/ (PCA keeps the name cards have always linked).
+PROJECTION_FILES = {"pca": "embeddings_2d.png", "tsne": "embeddings_tsne.png", "umap": "embeddings_umap.png"}
+CONFUSION_PREFIX = "confusion_"
+#: test points drawn in a projection (t-SNE's cost grows with the square of the count).
+PLOT_POINTS = 2000
+
+
+def draw_evaluation_pictures(context: EvaluationContext, images_dir: Path, projections: tuple[str, ...] | None = None,
+                             label_names: list[str] | None = None, points: int = PLOT_POINTS) -> list[Path]:
+    """Draw the projections of the test features and the probes' confusion matrices; see the module docstring.
+
+    Args:
+        context: the evaluation's context after :func:`hfssl.evaluation.evaluate` ran on it.
+        images_dir: where the PNGs go (``RUN/images``).
+        projections: defaults to ``context.eval_config.projections``.
+        label_names: class names (default: the context's).
+        points: how many test points the projections draw (the first ones: a uniform sample).
+
+    Returns:
+        the PNGs written.
+    """
+    images_dir = Path(images_dir)
+    names = label_names if label_names is not None else (context.label_names or
+                                                         (context.image_splits().label_names if "splits" in context._cache else None))
+    pictures: list[Path] = []
+    if "features" in context._cache:
+        features = context.image_features()
+        for method in projections if projections is not None else context.eval_config.projections:
+            if method == "umap" and not umap_available():
+                logger.info("pictures: no UMAP projection (umap-learn is not installed: pip install 'hfssl[umap]')")
+                continue
+            pictures.append(save_projection_plot(features.test_features[:points], features.test_labels[:points], names,
+                                                 images_dir / PROJECTION_FILES[method], method))
+    for label, predictions, labels in context.predictions:
+        pictures.append(save_confusion_matrix(predictions, labels, names, images_dir / f"{CONFUSION_PREFIX}{label}.png",
+                                              title=label))
+    return pictures

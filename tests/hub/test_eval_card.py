@@ -1,0 +1,43 @@
+"""`hfssl eval --plot` with the new protocols on a run, then its card: results, model-index, pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import ModelCard
+
+from hfssl.cli import main as hfssl_main
+from hfssl.hub.card import write_model_card
+from hub_fixtures import make_run
+
+
+def test_new_protocols_reach_the_results_the_pictures_and_the_model_index(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    code = hfssl_main(["eval", str(run), "--no-baselines", "--plot",
+                       "--protocol", "linear", "--label-fractions", "0.1", "1",
+                       "--protocol", "few-shot", "--episodes", "40",
+                       "--protocol", "finetune", "--finetune-max-steps", "2"])
+    assert code == 0
+    results = json.loads((run / "eval_results.json").read_text())
+    protocols = [row["protocol"] for row in results["results"]]
+    assert protocols.count("linear") == 2 and protocols.count("few-shot") == 4 and protocols.count("finetune") == 1
+    tuned = next(row for row in results["results"] if row["protocol"] == "finetune")
+    assert tuned["max_steps"] == 2 and Path(tuned["model_dir"]) == run / "finetune" / "all-labels" / "model"
+    assert (Path(tuned["model_dir"]) / "config.json").is_file()
+    images = sorted(path.name for path in (run / "images").glob("*.png"))
+    assert {"embeddings_2d.png", "embeddings_tsne.png", "confusion_linear.png", "confusion_linear-fraction-0.1.png",
+            "confusion_finetune.png"} <= set(images)
+
+    card_path = write_model_card(run)
+    text = card_path.read_text()
+    assert "images/embeddings_tsne.png" in text and "images/confusion_finetune.png" in text
+    assert "fine-tuned" in text.lower()
+    card = ModelCard.load(card_path)
+    names = [result.metric_name for result in card.data.eval_results]
+    tasks = {result.metric_config: result.task_name for result in card.data.eval_results}
+    assert any(name.startswith("Fine-tuned") for name in names)
+    assert any(name.startswith("Few-shot") and "shots=5" in name for name in names)
+    assert any("label_fraction=0.1" in name for name in names)
+    # One task name per task and data set in a model-index: with fine-tuned rows it cannot say "frozen features".
+    assert tasks["finetune"] == tasks["linear"] == "Image classification"
