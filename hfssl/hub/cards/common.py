@@ -16,6 +16,7 @@ Captions = Callable[[str, str], tuple[str, str]]
 
 EMBEDDINGS_PICTURE = "images/embeddings_2d.png"
 RECONSTRUCTIONS_PICTURE = "images/reconstructions.png"
+ATTENTION_PICTURE = "images/attention_maps.png"  # DINO with a ViT backbone
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ def images_context(run_dir: Path, captions: Captions) -> dict[str, Any]:
         context["embeddings_alt"], context["embeddings_caption"] = captions(method, count)
     if (run_dir / RECONSTRUCTIONS_PICTURE).is_file():
         context["reconstructions"] = RECONSTRUCTIONS_PICTURE
-    context["any"] = bool(context["embeddings"] or context["reconstructions"])
+    context["attention_maps"] = ATTENTION_PICTURE if (run_dir / ATTENTION_PICTURE).is_file() else None
+    context["any"] = bool(context["embeddings"] or context["reconstructions"] or context["attention_maps"])
     return context
 
 
