@@ -172,3 +172,16 @@ def freeze_unused_backbone_parts(backbone: PreTrainedModel) -> None:
     pooler = getattr(backbone, "pooler", None)
     if pooler is not None and any(True for _ in pooler.parameters()):
         pooler.requires_grad_(False)
+
+
+def encode_crops(backbone: PreTrainedModel, pixel_values: torch.Tensor, pooling: str = "auto") -> torch.Tensor:
+    """Pooled features ``(N, hidden)`` of crops ``(N, C, s, s)`` of any size (multi-crop's local crops).
+
+    Convolutional backbones take any size. A ViT's position embeddings are made for
+    ``config.image_size``: for other sizes they are interpolated (transformers'
+    ``interpolate_pos_encoding=True``, as DINO's ``interpolate_pos_encoding`` does for its 96 px crops).
+    """
+    image_size = getattr(backbone.config, "image_size", None)
+    if image_size is not None and tuple(pixel_values.shape[-2:]) != (image_size, image_size):
+        return pool_features(backbone(pixel_values=pixel_values, interpolate_pos_encoding=True), pooling)
+    return pool_features(backbone(pixel_values=pixel_values), pooling)

@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "PortableSyncBatchNorm",
+    "all_reduce_max",
     "all_reduce_mean",
+    "all_reduce_sum",
     "convert_sync_batchnorm",
     "gather_no_grad",
     "gather_sizes",
@@ -161,6 +163,26 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.double()
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor / dist.get_world_size()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks of a same-shape floating-point tensor, without gradient (SwAV's Sinkhorn sums,
+    DINO's batch centre). Returns a new tensor; the input is unchanged. The input itself in one process."""
+    if not is_distributed():
+        return tensor
+    tensor = tensor.detach().clone()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum over ranks of a same-shape tensor, without gradient (a shift that keeps
+    SwAV's ``exp(scores / epsilon)`` finite). Returns a new tensor; the input itself in one process."""
+    if not is_distributed():
+        return tensor
+    tensor = tensor.detach().clone()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
 
 
 class PortableSyncBatchNorm(nn.modules.batchnorm._BatchNorm):

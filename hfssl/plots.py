@@ -233,3 +233,51 @@ def save_reconstruction_plot(originals: np.ndarray, reconstructions: np.ndarray,
     canvas.savefig(path, format="png", bbox_inches="tight",
                    metadata={"Description": f"hfssl reconstructions count={count}"})
     return path
+
+
+def save_attention_plot(originals: np.ndarray, attentions: np.ndarray, path: Path) -> Path:
+    """Save ViT [CLS] self-attention maps as a PNG grid (Caron et al. 2021, fig. 1 and 3): the test
+    images in the first row, then one row per attention head of the last layer.
+
+    Args:
+        originals: ``(N, H, W, C)`` images in [0, 1], ``C`` 1 or 3.
+        attentions: ``(heads, N, H, W)`` attention of the [CLS] token to every patch, upsampled to
+            the image size; each map is scaled to its own maximum for display.
+        path: the PNG to write (``DIR/images/attention_maps.png``).
+
+    Returns:
+        ``path``.
+    """
+    originals = np.asarray(originals, dtype=np.float64)
+    attentions = np.asarray(attentions, dtype=np.float64)
+    if originals.ndim != 4 or originals.shape[-1] not in (1, 3):
+        raise ValueError(f"originals must have shape (N, H, W, C) with C = 1 or 3, got {originals.shape}")
+    if attentions.ndim != 4 or attentions.shape[1:] != originals.shape[:3]:
+        raise ValueError(f"attentions must have shape (heads, N, H, W) = (heads, {originals.shape[:3]}), "
+                         f"got {attentions.shape}")
+    if not np.isfinite(attentions).all():
+        raise ValueError("attentions hold non-finite values")
+    heads, count = attentions.shape[:2]
+    canvas = figure(1.2 * count + 1.2, 1.3 * (heads + 1))
+    for column in range(count):
+        axes = canvas.add_subplot(heads + 1, count, column + 1)
+        image = np.clip(originals[column], 0.0, 1.0)
+        axes.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
+                    vmin=0.0, vmax=1.0)
+        axes.set_xticks([])
+        axes.set_yticks([])
+        if column == 0:
+            axes.set_ylabel("image", fontsize="small")
+        for head in range(heads):
+            axes = canvas.add_subplot(heads + 1, count, (head + 1) * count + column + 1)
+            attention = attentions[head, column]
+            axes.imshow(attention / max(float(attention.max()), 1e-12), cmap="inferno", vmin=0.0, vmax=1.0)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if column == 0:
+                axes.set_ylabel(f"head {head + 1}", fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.savefig(path, format="png", bbox_inches="tight",
+                   metadata={"Description": f"hfssl attention maps count={count} heads={heads}"})
+    return path

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Vision benchmark: SimCLR, BYOL and MAE on the full Fashion-MNIST (60k train, 10k test).
+"""Vision benchmark: any vision method (SimCLR, BYOL, MAE, DINO, SwAV, ...) on the full Fashion-MNIST (60k train, 10k test).
 
 For each method, in its own process (so peak memory is the method's own):
 
 1. throughput: whole training steps (views on the device + forward + backward + optimizer) on
    real batches, after warm-up, as images/s (an image = one dataset image, whatever the number
-   of views) and seconds/step, median over the timed steps;
+   of views: DINO's and SwAV's 2 global + 4 local crops count once) and seconds/step, median over
+   the timed steps;
 2. training with ``train.max_steps`` set so that training takes the stated time budget at the
    measured speed (the cosine schedule then completes, unlike a run cut at a wall-clock limit);
 3. the run's own evaluation: kNN (k=20, 200) and a linear probe on frozen features, next to the

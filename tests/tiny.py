@@ -54,6 +54,13 @@ def masked_tokens(batch_size: int = 4, generator: torch.Generator | None = None)
 
 TINY_BERT = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
+
+def multi_crop(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """2 global crops of 16 px and 2 local crops of 8 px per image (DINO, SwAV)."""
+    return {"pixel_values": torch.randn(batch_size, 2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
+            "local_pixel_values": torch.randn(batch_size, 2, 3, IMAGE_SIZE // 2, IMAGE_SIZE // 2, generator=generator)}
+
+
 TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] = {
     "simclr": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
     "byol": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
@@ -72,6 +79,12 @@ TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] =
                  "prediction_hidden_dim": 32}, two_views),
     # BERT masked language modelling: a 2-layer, 32-wide BERT over a vocabulary of 100.
     "mlm": ({"bert_config": TINY_BERT, "vocab_size": 100, "max_seq_length": 16}, masked_tokens),
+    # DINO on the tiny ViT (local crops through interpolated position embeddings), SwAV on the tiny
+    # ResNet with a queue of 8 rows that starts at once (tests/models/test_multicrop.py uses both backbones).
+    "dino": ({"backbone_config": TINY_VIT, "head_hidden_dim": 32, "head_bottleneck_dim": 16, "head_output_dim": 64},
+             multi_crop),
+    "swav": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16, "num_prototypes": 20,
+              "queue_size": 8}, multi_crop),
 }
 
 

@@ -1,8 +1,11 @@
 """Losses: one file per family, plain ``nn.Module``s over tensors."""
 
+from hfssl.losses.clustering import SwAVLoss, sinkhorn_knopp
 from hfssl.losses.contrastive import InfoNCELoss, MoCoV3Loss, NTXentLoss
 from hfssl.losses.redundancy_reduction import BarlowTwinsLoss, BarlowTwinsLossOutput, VICRegLoss, VICRegLossOutput
 from hfssl.losses.self_distillation import BYOLLoss, SimSiamLoss
+from hfssl.losses.self_distillation import DINOLoss, dino_center_update
 
 __all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "BYOLLoss", "SimSiamLoss", "VICRegLoss", "VICRegLossOutput",
-           "BarlowTwinsLoss", "BarlowTwinsLossOutput"]
+           "BarlowTwinsLoss", "BarlowTwinsLossOutput",
+           "DINOLoss", "dino_center_update", "SwAVLoss", "sinkhorn_knopp"]

@@ -16,6 +16,7 @@ Captions = Callable[[str, str], tuple[str, str]]
 
 EMBEDDINGS_PICTURE = "images/embeddings_2d.png"
 RECONSTRUCTIONS_PICTURE = "images/reconstructions.png"
+ATTENTION_PICTURE = "images/attention_maps.png"  # DINO with a ViT backbone
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ def images_context(run_dir: Path, captions: Captions) -> dict[str, Any]:
     if (run_dir / RECONSTRUCTIONS_PICTURE).is_file():
         context["reconstructions"] = RECONSTRUCTIONS_PICTURE
     context["more"] = evaluation_pictures(run_dir, captions)
-    context["any"] = bool(context["embeddings"] or context["reconstructions"] or context["more"])
+    context["attention_maps"] = ATTENTION_PICTURE if (run_dir / ATTENTION_PICTURE).is_file() else None
+    context["any"] = bool(context["embeddings"] or context["reconstructions"] or context["more"]
+                          or context["attention_maps"])
     return context
 
 
