@@ -6,3 +6,8 @@ from hfssl.losses.self_distillation import BYOLLoss, SimSiamLoss
 
 __all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "BYOLLoss", "SimSiamLoss", "VICRegLoss", "VICRegLossOutput",
            "BarlowTwinsLoss", "BarlowTwinsLossOutput"]
+
+# Contrastive image-text (CLIP, LiT).
+from hfssl.losses.image_text import CLIPLoss  # noqa: E402
+
+__all__ += ["CLIPLoss"]
