@@ -229,7 +229,8 @@ def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Row
             raise ValueError(f"zero-shot classification needs every test image of {pairs.source!r} labelled with one "
                              f"of its {len(names)} class names; found labels {sorted(set(labels.tolist()))[:10]}")
         classes = class_text_embeddings(encoder, names, settings.templates)
-        row: dict[str, Any] = {"templates": len(settings.templates), "num_classes": len(names),
+        row: dict[str, Any] = {"templates": len(settings.templates), "num_classes": len(names), "class_names": names,
+                               "prompt": settings.templates[0],
                                **zero_shot_scores(encoder.embed_images(pixels), labels, classes)}
         if source is not None:
             row = {"dataset": source, **row}

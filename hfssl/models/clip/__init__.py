@@ -17,6 +17,7 @@ from hfssl.export import ExportContext, write_directory
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
                                              transferable_dual_encoder)
+from hfssl.models.clip.pictures import draw_predictions
 from hfssl.registry import IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, MethodSpec, Paper, register_method
 from hfssl.settings import RecipeError
 from hfssl.views import ViewInputs, build_views
@@ -124,6 +125,7 @@ SPEC = register_method(MethodSpec(
     export=export_dual_encoder,
     provides=(IMAGE_TEXT_EMBEDDINGS,),
     check_recipe=check_recipe,
+    pictures=draw_predictions,
 ))
 
 __all__ = ["HfsslCLIPConfig", "HfsslCLIPForPreTraining", "HfsslCLIPOutput", "CaptionInputs", "SPEC",

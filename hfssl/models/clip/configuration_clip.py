@@ -87,6 +87,11 @@ class HfsslCLIPConfig(PretrainedConfig):
                              "train; lock one tower at most")
         self.vision_config = _tower_config(vision_config, vision_name_or_path, "vit-tiny-patch4", "vision_config")
         self.text_config = _tower_config(text_config, text_name_or_path, dict(DEFAULT_TEXT_CONFIG), "text_config")
+        if getattr(self.vision_config, "hidden_size", None) is None and getattr(self.vision_config, "hidden_sizes", None):
+            # transformers' dual encoder reads the image tower's width from ``hidden_size``; convolutional
+            # configs (ConvNeXt) name it ``hidden_sizes[-1]``. Saved with the config, so the exported
+            # model loads in plain transformers too.
+            self.vision_config.hidden_size = int(self.vision_config.hidden_sizes[-1])
         vision_type = self.vision_config.model_type
         if vision_type in UNPOOLED_VISION_TYPES:
             raise ValueError(
