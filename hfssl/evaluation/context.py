@@ -138,7 +138,7 @@ class EvaluationContext:
             return (WORD_VECTORS,) if path.suffix in WORD_VECTOR_SUFFIXES else ()
         if is_hfssl_run(path):
             return method_for_config(AutoConfig.from_pretrained(path)).provides
-        if _is_dual_encoder(path):
+        if is_dual_encoder(path):
             return (IMAGE_TEXT_EMBEDDINGS,)
         # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
         # checks that it really takes pixel_values.
@@ -333,7 +333,7 @@ class EvaluationContext:
         return self._cache["word_vectors"]
 
 
-def _is_dual_encoder(path: Path) -> bool:
+def is_dual_encoder(path: Path) -> bool:
     """Whether a folder (or Hub id, when reachable) holds a transformers image-text dual encoder."""
     try:
         config = AutoConfig.from_pretrained(str(path))

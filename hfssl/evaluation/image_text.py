@@ -85,13 +85,17 @@ def load_dual_encoder(path: str, batch_size: int = 256) -> DualEncoder:
 
     try:
         model = AutoModel.from_pretrained(path).eval()
-        processor = AutoProcessor.from_pretrained(path)
     except OSError as error:
         raise ValueError(f"cannot load a dual encoder from {path!r}: {error}. Give a folder (or Hub id) that holds a "
                          "CLIPModel / VisionTextDualEncoderModel and its processor") from error
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ValueError(f"{path!r} holds a {type(model).__name__}, not an image-text dual encoder (it has no "
                          "get_image_features / get_text_features); zero-shot and retrieval need one")
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path!r} has no processor that transformers can load ({error}); save the dual encoder's "
+                         "processor (image processor + tokenizer) beside it") from error
     if not (hasattr(processor, "tokenizer") and hasattr(processor, "image_processor")):
         raise ValueError(f"{path!r} has no processor with both an image processor and a tokenizer "
                          "(processor_config.json / preprocessor_config.json + tokenizer files)")
