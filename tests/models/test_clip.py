@@ -166,3 +166,17 @@ def test_export_runs_in_the_zero_shot_pipeline_without_hfssl(towers: dict, expec
     assert report["class"] == expected_class
     torch.testing.assert_close(torch.tensor(report["probabilities"]), expected, atol=2e-3, rtol=0)
     torch.testing.assert_close(torch.tensor(report["scores"]), expected, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"vision_config": TINY_VIT, "text_config": TINY_BERT}, "model.tokenizer_name_or_path is required"),
+    ({"vision_name_or_path": "/no/such/encoder", "lock_image_tower": True, "tokenizer_name_or_path": "x"},
+     "vision_name_or_path='/no/such/encoder' is not a model folder"),
+    ({**TINY["clip"][0], "lock_image_tower": True, "lock_text_tower": True}, "lock one tower at most"),
+    ({**TINY["clip"][0], "vision_config": {**TINY_VIT, "num_channels": 1}}, "data.channels=3 but the image tower"),
+])
+def test_bad_recipes_stop_before_training_with_the_key_named(model: dict, message: str) -> None:
+    from hfssl.settings import RecipeError
+
+    with pytest.raises(RecipeError, match=message):
+        _recipe(model)

@@ -72,8 +72,11 @@ def build_inputs(recipe: Any, data: Any) -> CaptionInputs:
 
 
 def check_recipe(recipe: Any) -> None:
-    """A tokenizer is needed, and the image tower's channels must match the data's."""
-    config = HfsslCLIPConfig(**recipe.model)
+    """The model section builds, a tokenizer is named, and the image tower's channels match the data's."""
+    try:
+        config = HfsslCLIPConfig(**recipe.model)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(f"model: {error}") from error
     if not config.tokenizer_name_or_path:
         raise RecipeError("model.tokenizer_name_or_path is required when the text tower is built from a config "
                           "(model.text_config): give a tokenizer folder, Hub id or builtin:all-MiniLM-L6-v2")

@@ -24,7 +24,13 @@ def _tower_config(value: PretrainedConfig | dict[str, Any] | str | None, path: s
                   name: str) -> PretrainedConfig:
     if path is not None and value is None:
         # The architecture of a pretrained tower; its weights are loaded when training starts.
-        value = AutoConfig.from_pretrained(resolve_pretrained_path(path))
+        key = name.replace("_config", "_name_or_path")
+        try:
+            value = AutoConfig.from_pretrained(resolve_pretrained_path(path))
+        except OSError as error:
+            raise ValueError(f"{key}={path!r} is not a model folder or reachable Hub id ({error}); give the folder "
+                             "that holds the tower's config.json and weights (for LiT: an hfssl vision run's "
+                             "encoder/ folder)") from error
     if value is None:
         value = default
     try:
