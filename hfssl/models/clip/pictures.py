@@ -48,19 +48,26 @@ def save_predictions_plot(images: np.ndarray, truths: list[str], ranked: list[li
                           path: Path) -> Path:
     """A grid of images, each with its true caption and the model's top captions (probabilities in %)."""
     count = len(images)
+    # Captions that share a prefix ("an emoji of ...") are shown without it, so the differences fit.
+    import os.path
+
+    shared = os.path.commonprefix([truths[0]] + [text for row in ranked for text, _ in row])
+    shared = shared[: shared.rfind(" ") + 1] if len(shared) >= 4 else ""
+    def short(text: str) -> str:
+        return ("…" + text[len(shared):]) if shared else text
     columns = min(4, count)
     rows = (count + columns - 1) // columns
-    canvas = figure(3.6 * columns, 4.2 * rows)
+    canvas = figure(3.6 * columns, 3.5 * rows)
     for index in range(count):
         axes = canvas.add_subplot(rows, columns, index + 1)
         image = np.clip(images[index], 0.0, 1.0)
         axes.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
         axes.set_xticks([])
         axes.set_yticks([])
-        lines = [f"true: {truths[index]}"] + [f"{'*' if text == truths[index] else ' '}{100 * p:4.1f}% {text}"
-                                               for text, p in ranked[index]]
+        lines = [f"true: {short(truths[index])}"] + [
+            f"{'*' if text == truths[index] else ' '}{100 * p:4.1f}% {short(text)}" for text, p in ranked[index]]
         axes.set_xlabel("\n".join(line[:44] for line in lines), fontsize=7, loc="left", family="monospace")
-    canvas.subplots_adjust(hspace=0.75, wspace=0.35)
+    canvas.subplots_adjust(hspace=0.5, wspace=0.35)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.savefig(path, format="png", bbox_inches="tight",
