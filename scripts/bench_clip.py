@@ -120,7 +120,7 @@ def baselines(quick: bool) -> dict:
                      "cpu_seconds": time.process_time() - start}
     start = time.process_time()
     probe = linear_probe(train_x.astype(np.float32), read_labels(splits.train), test_x.astype(np.float32),
-                         read_labels(splits.test), (0.01, 0.1, 1.0),
+                         read_labels(splits.test), (0.01, 0.1),
                          0.1, len(names))
     rows["linear_probe_raw_pixels"] = {**probe, "cpu_seconds": time.process_time() - start}
     return rows
@@ -141,8 +141,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "bench-clip")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    parser.add_argument("--clip-epochs", type=int, default=30)
-    parser.add_argument("--simclr-epochs", type=int, default=20)
+    parser.add_argument("--clip-epochs", type=int, default=20)
+    parser.add_argument("--simclr-epochs", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="3 steps per run: a smoke test of the script")
     parser.add_argument("--override", action="append", default=[], help="recipe override for every CLIP stage")
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # child mode: run one stage, print JSON
