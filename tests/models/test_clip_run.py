@@ -19,8 +19,18 @@ from hfssl.hub.card import validate_card
 from tiny import TINY
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "hub"))  # the card tests' helpers (hub_fixtures)
-from hub_fixtures import BLOCK_HFSSL, python_blocks  # noqa: E402
+
+
+def _hub_fixtures():  # noqa: ANN202 - the card tests' helpers, loaded by path (tests/hub is not on sys.path here)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_clip_hub_fixtures", REPO / "tests" / "hub" / "hub_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BLOCK_HFSSL, python_blocks = _hub_fixtures().BLOCK_HFSSL, _hub_fixtures().python_blocks
 ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=32", "train.progress_bar=false",
         "train.trackers=[]", "eval.max_test_samples=48", "data.max_train_samples=256"]
 
