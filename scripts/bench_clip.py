@@ -126,6 +126,38 @@ def baselines(quick: bool) -> dict:
     return rows
 
 
+def markdown(reports: list[dict]) -> str:
+    """The BENCHMARKS.md table of a bench_clip.json."""
+    def pct(value):  # noqa: ANN001, ANN202
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    lines = ["| recipe | zero-shot top-1 (Google) | top-5 | zero-shot top-1 (Twitter art) | i2t R@1 | i2t R@5 | "
+             "t2i R@1 | train images/s | peak RSS (MiB) | CPU s | wall s |", "|---|" + "---:|" * 10]
+    for report in reports:
+        if report["stage"] in ("baselines", "simclr"):
+            continue
+        rows = report["eval"].get("results", [])
+        zero = next(row for row in rows if row["protocol"] == "zero-shot" and "dataset" not in row)
+        twitter = next((row for row in rows if row["protocol"] == "zero-shot" and "dataset" in row), {})
+        i2t = next(row for row in rows if row.get("direction") == "image-to-text")
+        t2i = next(row for row in rows if row.get("direction") == "text-to-image")
+        lines.append(f"| {report['stage']} | {pct(zero['top1'])} | {pct(zero['top5'])} | {pct(twitter.get('top1'))} | "
+                     f"{pct(i2t['recall_at_1'])} | {pct(i2t['recall_at_5'])} | {pct(t2i['recall_at_1'])} | "
+                     f"{report['images_per_second']:.0f} | {report['peak_rss_mib']:.0f} | {report['cpu_seconds']:.0f} | "
+                     f"{report['wall_seconds']:.0f} |")
+    for report in reports:
+        if report["stage"] == "baselines":
+            ridge, probe = report["baselines"]["ridge"], report["baselines"]["linear_probe_raw_pixels"]
+            i2t = ridge["retrieval"][0]
+            lines.append(f"| ridge: pixels -> MiniLM(caption) | {pct(ridge['zero_shot']['top1'])} | "
+                         f"{pct(ridge['zero_shot']['top5'])} | {pct(ridge['zero_shot_twitter']['top1'])} | "
+                         f"{pct(i2t['recall_at_1'])} | {pct(i2t['recall_at_5'])} | {pct(ridge['retrieval'][1]['recall_at_1'])} "
+                         f"| - | {report['peak_rss_mib']:.0f} | {report['cpu_seconds']:.0f} | {report['wall_seconds']:.0f} |")
+            lines.append(f"| linear probe, raw pixels (9 categories, supervised) | {pct(probe['top1'])} | "
+                         f"{pct(probe['top5'])} | - | - | - | - | - | - | - | - |")
+    return "\n".join(lines)
+
+
 def stage_overrides(stage: str, args: argparse.Namespace, output_dir: Path) -> list[str]:
     overrides = []
     if args.quick:
@@ -146,7 +178,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 steps per run: a smoke test of the script")
     parser.add_argument("--override", action="append", default=[], help="recipe override for every CLIP stage")
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # child mode: run one stage, print JSON
+    parser.add_argument("--table", type=Path, help="print the Markdown table of a bench_clip.json and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
     args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.stage:
         if args.stage == "baselines":
