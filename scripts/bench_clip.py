@@ -173,8 +173,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "bench-clip")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    parser.add_argument("--clip-epochs", type=int, default=20)
-    parser.add_argument("--simclr-epochs", type=int, default=15)
+    parser.add_argument("--clip-epochs", type=int, default=15)
+    parser.add_argument("--simclr-epochs", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="3 steps per run: a smoke test of the script")
     parser.add_argument("--override", action="append", default=[], help="recipe override for every CLIP stage")
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # child mode: run one stage, print JSON
