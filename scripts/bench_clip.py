@@ -164,6 +164,8 @@ def stage_overrides(stage: str, args: argparse.Namespace, output_dir: Path) -> l
         overrides += ["train.max_steps=3", "eval.max_test_samples=64"]
     else:
         overrides += [f"train.epochs={args.simclr_epochs if stage == 'simclr' else args.clip_epochs}"]
+    if stage == "simclr":  # the image tower only: kNN on its features, no probes (the baselines stage has them)
+        overrides += ["eval.protocols=[knn]", "eval.baselines=false"]
     if stage == "lit":
         overrides.append(f"model.vision_name_or_path={output_dir / 'simclr' / 'encoder'}")
     return overrides + list(args.override)
