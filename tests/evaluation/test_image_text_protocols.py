@@ -123,3 +123,18 @@ def test_zero_shot_refuses_unlabelled_pairs_and_non_dual_encoders(tiny_clip_run:
     tiny_model("simclr").get_backbone().save_pretrained(tmp_path / "vision")
     with pytest.raises(ValueError, match="not an image-text dual encoder"):
         load_dual_encoder(str(tmp_path / "vision"))
+
+
+def test_the_dual_encoder_sees_the_training_evaluation_transform() -> None:
+    """Images through the exported processor give the model's own embeddings of the normalised pixels."""
+    import torch
+
+    from hfssl.evaluation.image_text import DualEncoder
+
+    model = tiny_model("clip").eval()
+    encoder = DualEncoder(*model.dual_encoder(16, (0.5,) * 3, (0.25,) * 3, 3))
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 3, 16, 16), dtype=np.uint8)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(
+            model.get_image_features((torch.tensor(pixels).float() / 255 - 0.5) / 0.25), dim=1).numpy()
+    np.testing.assert_allclose(encoder.embed_images(pixels), expected, atol=1e-5)
