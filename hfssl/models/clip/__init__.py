@@ -72,16 +72,25 @@ def build_inputs(recipe: Any, data: Any) -> CaptionInputs:
 
 
 def check_recipe(recipe: Any) -> None:
-    """The model section builds, a tokenizer is named, and the image tower's channels match the data's."""
-    try:
-        config = HfsslCLIPConfig(**recipe.model)
-    except (ValueError, TypeError) as error:
-        raise RecipeError(f"model: {error}") from error
-    if not config.tokenizer_name_or_path:
+    """What can be checked without the pretrained towers' files (a LiT recipe names a run that may not
+    exist yet; its folder is checked when training starts): the model section builds, a tokenizer is
+    named, and the image tower's channels match the data's."""
+    model = dict(recipe.model)
+    if not (model.get("tokenizer_name_or_path") or model.get("text_name_or_path")):
         raise RecipeError("model.tokenizer_name_or_path is required when the text tower is built from a config "
                           "(model.text_config): give a tokenizer folder, Hub id or builtin:all-MiniLM-L6-v2")
+    pretrained = {key: model.pop(key) for key in ("vision_name_or_path", "text_name_or_path") if model.get(key)}
+    if "vision_name_or_path" in pretrained:
+        model.pop("vision_config", None)
+    if "text_name_or_path" in pretrained:
+        model.pop("text_config", None)
+        model.setdefault("tokenizer_name_or_path", pretrained["text_name_or_path"])
+    try:
+        config = HfsslCLIPConfig(**model)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(f"model: {error}") from error
     channels = getattr(config.vision_config, "num_channels", 3)
-    if channels != recipe.data.channels:
+    if "vision_name_or_path" not in pretrained and channels != recipe.data.channels:
         raise RecipeError(f"data.channels={recipe.data.channels} but the image tower takes {channels} channels; set "
                           f"model.vision_config.num_channels={recipe.data.channels} or data.channels={channels}")
 
