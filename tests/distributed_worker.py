@@ -347,5 +347,74 @@ def main_mlm(out_dir: str) -> None:
              if parameter.grad is not None}
     torch.save({"rank": rank(), "loss": output.loss.detach(), "mlm_loss": output.mlm_loss.detach(),
                 "nsp_loss": output.nsp_loss.detach(), "grads": grads}, Path(out_dir) / f"mlm_rank{rank()}.pt")
+
+# ---------------------------------------------------------------- CLIP: local rows against gathered columns
+# Run by a third torchrun in tests/test_distributed.py (``main_clip``).
+
+
+class PairEncoder(nn.Module):
+    """Two linear "towers" and a learned log logit scale: the smallest model CLIPLoss trains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = nn.Linear(6, 4)
+        self.text = nn.Linear(5, 4)
+        self.log_scale = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor, gather: bool = True) -> torch.Tensor:
+        from hfssl.losses import CLIPLoss
+
+        return CLIPLoss(gather_distributed=gather)(self.image(images), self.text(texts), self.log_scale.exp())
+
+
+def build_tiny_clip() -> nn.Module:
+    """The tiny CLIP of tests/tiny.py without dropout, float64."""
+    from hfssl.models.clip import HfsslCLIPConfig, HfsslCLIPForPreTraining
+    from tiny import TINY
+
+    kwargs = dict(TINY["clip"][0])
+    kwargs["text_config"] = {**kwargs["text_config"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    return HfsslCLIPForPreTraining(HfsslCLIPConfig(**kwargs)).double()
+
+
+def run_clip_linear(inputs: dict[str, Any], split: list[int]) -> dict[str, Any]:
+    model = PairEncoder().double()
+    model.load_state_dict(inputs["pair_state"])
+    images, texts = local_rows(inputs["pair_images"], split), local_rows(inputs["pair_texts"], split)
+    loss = model(images, texts)
+    loss.backward()
+    with torch.no_grad():
+        local_only = model(images, texts, gather=False)
+    return {"loss": loss.detach(), "local_only_loss": local_only, "grads": averaged_gradients(model)}
+
+
+def run_clip_ddp(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The tiny CLIP model inside real DistributedDataParallel (gloo, CPU), even split."""
+    model = build_tiny_clip()
+    model.load_state_dict(inputs["clip_state"])
+    model.train()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    split = inputs["even_split"]
+    output = ddp(pixel_values=local_rows(inputs["clip_pixels"], split),
+                 input_ids=local_rows(inputs["clip_input_ids"], split),
+                 attention_mask=local_rows(inputs["clip_attention_mask"], split))
+    output.loss.backward()
+    return {"loss": output.loss.detach(),
+            "grads": {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}}
+
+
+def main_clip(out_dir: str) -> None:
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    if not is_distributed() or world_size() != 2:
+        raise RuntimeError(f"expected 2 processes, got {world_size()}")
+    inputs = torch.load(Path(out_dir) / "inputs.pt", weights_only=False)
+    results = {
+        "rank": rank(),
+        "clip_even": run_clip_linear(inputs, inputs["even_split"]),
+        "clip_uneven": run_clip_linear(inputs, inputs["uneven_split"]),
+        "clip_ddp": run_clip_ddp(inputs),
+    }
+    torch.save(results, Path(out_dir) / f"clip_rank{rank()}.pt")
     dist.barrier()
     dist.destroy_process_group()

@@ -425,3 +425,79 @@ def test_redundancy_reduction_two_ranks_equal_one_process(two_ranks, case: str) 
     # Control: statistics over each rank's own rows give a different loss.
     local_mean = (results[0][case]["local_only_loss"] + results[1][case]["local_only_loss"]) / 2
     assert abs(float(local_mean - reference_terms["loss"])) > 1e-3
+
+
+# ---------------------------------------------------------------- CLIP: local rows against gathered columns
+
+
+def make_clip_inputs() -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(11)
+    torch.manual_seed(0)
+    pair = worker.PairEncoder().double()
+    clip = worker.build_tiny_clip()
+    total = sum(UNEVEN_SPLIT)
+    return {
+        "even_split": EVEN_SPLIT,
+        "uneven_split": UNEVEN_SPLIT,
+        "pair_state": pair.state_dict(),
+        "pair_images": torch.randn(total, 6, generator=generator, dtype=torch.float64),
+        "pair_texts": torch.randn(total, 5, generator=generator, dtype=torch.float64),
+        "clip_state": clip.state_dict(),
+        "clip_pixels": torch.randn(total, 3, 16, 16, generator=generator, dtype=torch.float64),
+        "clip_input_ids": torch.randint(1000, 30000, (total, 6), generator=generator),
+        "clip_attention_mask": torch.tensor([[1] * 6] * 4 + [[1] * 4 + [0] * 2] * 4),
+    }
+
+
+@pytest.fixture(scope="module")
+def clip_two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    out_dir = tmp_path_factory.mktemp("clip_two_ranks")
+    inputs = make_clip_inputs()
+    torch.save(inputs, out_dir / "inputs.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    code = (f"import sys; sys.path.insert(0, {str(WORKER.parent)!r}); import distributed_worker; "
+            f"distributed_worker.main_clip({str(out_dir)!r})")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "--no-python", sys.executable, "-c", code]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
+    results = [torch.load(out_dir / f"clip_rank{r}.pt", weights_only=False) for r in range(2)]
+    assert [result["rank"] for result in results] == [0, 1]
+    return inputs, results
+
+
+@pytest.mark.parametrize("case", ["clip_even", "clip_uneven"])
+def test_clip_loss_two_ranks_equal_one_process(clip_two_ranks, case: str) -> None:
+    """Each rank scores its own image and text rows against the gathered columns: the rank-mean loss is
+    the one-process loss of the concatenated batch, and the DDP-averaged gradients (towers and the
+    learned scale) are its gradients, also with unequal local batches."""
+    inputs, results = clip_two_ranks
+    model = worker.PairEncoder().double()
+    model.load_state_dict(inputs["pair_state"])
+    reference = model(inputs["pair_images"], inputs["pair_texts"])
+    reference.backward()
+    torch.testing.assert_close((results[0][case]["loss"] + results[1][case]["loss"]) / 2, reference.detach(), **TIGHT)
+    for result in results:
+        for name, parameter in model.named_parameters():
+            torch.testing.assert_close(result[case]["grads"][name], parameter.grad, **TIGHT, msg=f"{case} {name}")
+    local_mean = (results[0][case]["local_only_loss"] + results[1][case]["local_only_loss"]) / 2
+    assert abs(float(local_mean - reference.detach())) > 1e-3  # control: fewer negatives, another loss
+
+
+def test_clip_model_ddp_equals_one_process(clip_two_ranks) -> None:
+    """The whole tiny CLIP (ViT + BERT towers, projections, scale) in DDP on two half batches."""
+    inputs, results = clip_two_ranks
+    model = worker.build_tiny_clip()
+    model.load_state_dict(inputs["clip_state"])
+    model.train()
+    output = model(pixel_values=inputs["clip_pixels"], input_ids=inputs["clip_input_ids"],
+                   attention_mask=inputs["clip_attention_mask"])
+    output.loss.backward()
+    torch.testing.assert_close((results[0]["clip_ddp"]["loss"] + results[1]["clip_ddp"]["loss"]) / 2,
+                               output.loss.detach(), **TIGHT)
+    reference = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert "backbone.logit_scale" in reference
+    for result in results:
+        assert result["clip_ddp"]["grads"].keys() == reference.keys()
+        for name, grad in reference.items():
+            torch.testing.assert_close(result["clip_ddp"]["grads"][name], grad, rtol=1e-8, atol=1e-10, msg=name)

@@ -61,6 +61,18 @@ def multi_crop(batch_size: int = 4, generator: torch.Generator | None = None) ->
             "local_pixel_values": torch.randn(batch_size, 2, 3, IMAGE_SIZE // 2, IMAGE_SIZE // 2, generator=generator)}
 
 
+# CLIP's tiny text tower: a full BertConfig over all-MiniLM-L6-v2's WordPiece vocabulary.
+TINY_TEXT_TOWER = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64}
+
+
+def image_caption_pairs(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One view per image and its tokenised caption (ids of the MiniLM WordPiece vocabulary, 6 tokens)."""
+    return {"pixel_values": torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
+            "input_ids": torch.randint(1000, 30000, (batch_size, 6), generator=generator),
+            "attention_mask": torch.ones(batch_size, 6, dtype=torch.long)}
+
+
 TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] = {
     "simclr": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16}, two_views),
     "byol": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
@@ -85,6 +97,9 @@ TINY: dict[str, tuple[dict[str, Any], Callable[..., dict[str, torch.Tensor]]]] =
              multi_crop),
     "swav": ({"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16, "num_prototypes": 20,
               "queue_size": 8}, multi_crop),
+    # CLIP: a tiny ViT image tower and a tiny BERT text tower over all-MiniLM-L6-v2's WordPiece vocabulary.
+    "clip": ({"vision_config": TINY_VIT, "text_config": TINY_TEXT_TOWER, "projection_dim": 16,
+              "tokenizer_name_or_path": "builtin:all-MiniLM-L6-v2"}, image_caption_pairs),
 }
 
 

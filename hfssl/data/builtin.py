@@ -12,6 +12,10 @@ fixed-size uint8 arrays (``Array2D((H, W), "uint8")``, no PIL decode per step) a
   60,000 + 10,000 grey 28x28 images of 10 clothing classes, read from the IDX files of the Debian
   package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``; the environment
   variable ``HFSSL_FASHION_MNIST_DIR`` points elsewhere). Splits ``train`` and ``test``.
+* ``builtin:emoji`` / ``builtin:emoji_twitter``: image-caption pairs, the 1,906 base emoji of the
+  npm package emoji-datasource (Google's or Twitter's art, 64x64) with captions from their Unicode
+  names and the 9 categories as labels, split by subcategory (:func:`load_emoji`); installed by
+  ``scripts/prepare_emoji.sh`` into ``HFSSL_EMOJI_DIR`` (default ``~/.cache/hfssl/emoji``).
 """
 
 from __future__ import annotations
@@ -213,7 +217,7 @@ BUILTIN_IMAGE_SOURCES: dict[str, Callable[[], datasets.DatasetDict]] = {
 
 
 def load_builtin(name: str) -> datasets.DatasetDict:
-    """Load a built-in image source by name (``digits`` or ``fashion_mnist``, without ``builtin:``)."""
+    """Load a built-in image source by name (``digits``, ``fashion_mnist``, ``emoji``, ``emoji_twitter``; no ``builtin:``)."""
     if name not in BUILTIN_IMAGE_SOURCES:
         known = ", ".join(f"builtin:{key}" for key in BUILTIN_IMAGE_SOURCES)
         raise BuiltinDataError(
@@ -221,3 +225,148 @@ def load_builtin(name: str) -> datasets.DatasetDict:
             "(text corpora such as builtin:english_corpus feed text methods, not image ones)"
         )
     return BUILTIN_IMAGE_SOURCES[name]()
+
+
+# ---- emoji images with their names (image-caption pairs) -------------------------------------------
+
+EMOJI_ENV = "HFSSL_EMOJI_DIR"
+EMOJI_SETS = ("google", "twitter")
+EMOJI_SPLIT_SEED = 0
+EMOJI_TEST_FRACTION = 0.2
+EMOJI_IMAGE_SIZE = 64
+#: The 9 emoji categories (Unicode CLDR groups; "Component" holds skin-tone swatches and is left out).
+EMOJI_CATEGORIES = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
+                    "Activities", "Objects", "Symbols", "Flags")
+
+
+def emoji_dir() -> Path:
+    """The folder ``scripts/prepare_emoji.sh`` installs the emoji sets into (``HFSSL_EMOJI_DIR`` or the cache)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hfssl" / "emoji"
+    return Path(os.environ.get(EMOJI_ENV) or default).expanduser()
+
+
+def emoji_caption(name: str, category: str | None = None) -> str:
+    """``"an emoji of grinning face"``, or with the category words ``"an emoji of grinning face (smileys & emotion)"``."""
+    text = f"an emoji of {name}"
+    return f"{text} ({category.lower()})" if category else text
+
+
+def split_emoji_subcategories(rows: list[tuple[str, str]], test_fraction: float = EMOJI_TEST_FRACTION,
+                              seed: int = EMOJI_SPLIT_SEED) -> set[str]:
+    """The held-out subcategories: per category, whole subcategories in a seeded random order are held
+    out until ``test_fraction`` of the category's emoji are, skipping any that would take the held-out
+    share above twice that (Flags is mostly one subcategory, country-flag, which stays in training);
+    every category holds out at least its smallest subcategory and never all of them.
+
+    Args:
+        rows: ``(category, subcategory)`` of every emoji.
+    Returns:
+        the names of the test subcategories; near-duplicates (same subcategory) never cross the split.
+    """
+    rng = np.random.default_rng(seed)
+    test: set[str] = set()
+    for category in sorted({category for category, _ in rows}):
+        counts: dict[str, int] = {}
+        for row_category, subcategory in rows:
+            if row_category == category:
+                counts[subcategory] = counts.get(subcategory, 0) + 1
+        if len(counts) < 2:
+            continue
+        names = sorted(counts)
+        order = [names[index] for index in rng.permutation(len(names))]
+        total, held, chosen = sum(counts.values()), 0, []
+        for subcategory in order:
+            if held >= test_fraction * total:
+                break
+            if held + counts[subcategory] <= 2 * test_fraction * total and len(chosen) < len(order) - 1:
+                chosen.append(subcategory)
+                held += counts[subcategory]
+        test.update(chosen or [min(names, key=lambda name: (counts[name], name))])
+    return test
+
+
+def _read_png_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgba = np.asarray(image.convert("RGBA").resize((EMOJI_IMAGE_SIZE,) * 2, Image.BILINEAR), dtype=np.float32)
+    alpha = rgba[..., 3:] / 255.0  # composite on white, as hfssl.data.decode does for RGBA images
+    return np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_emoji(directory: str, art: str, stamp: float) -> datasets.DatasetDict:
+    import json
+
+    root = Path(directory)
+    records = json.loads((root / "emoji.json").read_text())
+    images_dir = root / "img" / art / "64"
+    entries = []
+    for record in records:
+        category = record.get("category")
+        if category not in EMOJI_CATEGORIES or not record.get(f"has_img_{art}", False):
+            continue
+        name = (record.get("name") or record.get("short_name") or "").strip().lower()
+        path = images_dir / record["image"]
+        if not name or not path.is_file():
+            continue
+        entries.append((category, record["subcategory"], name, path))
+    if not entries:
+        raise BuiltinDataError(f"{str(root)!r} holds no usable emoji (emoji.json and img/{art}/64/*.png); reinstall "
+                               "with scripts/prepare_emoji.sh")
+    # The split depends only on the (category, subcategory) list, so every art set splits alike.
+    test_subcategories = split_emoji_subcategories(
+        [(category, subcategory) for record in records if (category := record.get("category")) in EMOJI_CATEGORIES
+         for subcategory in [record["subcategory"]]])
+    features = datasets.Features({
+        "image": datasets.Array3D(shape=(EMOJI_IMAGE_SIZE, EMOJI_IMAGE_SIZE, 3), dtype="uint8"),
+        "label": datasets.ClassLabel(names=list(EMOJI_CATEGORIES)),
+        "caption": datasets.Value("string"),
+        "caption_with_category": datasets.Value("string"),
+        "name": datasets.Value("string"),
+        "subcategory": datasets.Value("string"),
+    })
+    splits = {}
+    for split in ("train", "test"):
+        chosen = [entry for entry in entries if (entry[1] in test_subcategories) == (split == "test")]
+        columns = {
+            "image": np.stack([_read_png_rgb(path) for *_, path in chosen]),
+            "label": np.asarray([EMOJI_CATEGORIES.index(category) for category, *_ in chosen], dtype=np.int64),
+            "caption": np.asarray([emoji_caption(name) for _, _, name, _ in chosen], dtype=object),
+            "caption_with_category": np.asarray([emoji_caption(name, category) for category, _, name, _ in chosen],
+                                                dtype=object),
+            "name": np.asarray([name for _, _, name, _ in chosen], dtype=object),
+            "subcategory": np.asarray([subcategory for _, subcategory, _, _ in chosen], dtype=object),
+        }
+        fingerprint = Hasher.hash(("hfssl-builtin-emoji", art, split, directory, stamp))
+        splits[split] = arrays_to_dataset(columns, features, fingerprint=fingerprint)
+    logger.info("loaded %s emoji from %s: %s", art, root, {name: len(ds) for name, ds in splits.items()})
+    return datasets.DatasetDict(splits)
+
+
+def load_emoji(art: str = "google") -> datasets.DatasetDict:
+    """Emoji images (64x64 RGB, composited on white) with captions from their Unicode names.
+
+    The emoji-datasource package (``npm pack emoji-datasource-<art>@16.0.0``, installed by
+    ``scripts/prepare_emoji.sh``): 1,906 base emoji of 9 categories and 99 subcategories. Columns
+    ``image``, ``label`` (the category), ``caption`` (``"an emoji of {name}"``),
+    ``caption_with_category`` (the same with the category words), ``name`` and ``subcategory``.
+    Splits: ``test`` holds whole subcategories (about 20 % of each category, a fixed seed), so
+    near-duplicates (the same subcategory) never cross the split; ``train`` the rest.
+
+    Raises:
+        BuiltinDataError: the set is not installed (the message gives the command).
+    """
+    root = (emoji_dir() / art).resolve()
+    marker = root / "emoji.json"
+    if not marker.is_file() or not (root / "img" / art / "64").is_dir():
+        raise BuiltinDataError(
+            f"builtin:emoji{'' if art == 'google' else '_' + art} needs the {art} emoji set in {str(root)!r}, which is "
+            f"missing. Install it with `scripts/prepare_emoji.sh {art}` (needs npm; it writes to ${EMOJI_ENV} or "
+            f"~/.cache/hfssl/emoji), or set {EMOJI_ENV} to the folder that holds {art}/emoji.json."
+        )
+    return _load_emoji(str(root), art, marker.stat().st_mtime)
+
+
+BUILTIN_IMAGE_SOURCES["emoji"] = functools.partial(load_emoji, "google")
+BUILTIN_IMAGE_SOURCES["emoji_twitter"] = functools.partial(load_emoji, "twitter")

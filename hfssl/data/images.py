@@ -358,10 +358,13 @@ def _output_features(label_feature: Any, channels: int, image_size: int, text: b
 
 
 def _prepare_vectorised(
-    dataset: datasets.Dataset, order: np.ndarray, image_column: str, label_column: str | None, data: DataConfig
+    dataset: datasets.Dataset, order: np.ndarray, image_column: str, label_column: str | None, data: DataConfig,
+    text_column: str | None = None,
 ) -> datasets.Dataset:
-    """Decode a fixed-shape array column in memory; row ``i`` of the result is source row ``order[i]``."""
-    key = (dataset._fingerprint, Hasher.hash(order), image_column, label_column, data.channels, data.image_size)
+    """Decode a fixed-shape array column in memory; row ``i`` of the result is source row ``order[i]``
+    (with ``text_column``, its captions are carried along as ``text``)."""
+    key = (dataset._fingerprint, Hasher.hash(order), image_column, label_column, data.channels, data.image_size,
+           text_column)
     if key in _PREPARED_CACHE:
         _PREPARED_CACHE.move_to_end(key)
         return _PREPARED_CACHE[key]
@@ -373,9 +376,13 @@ def _prepare_vectorised(
         for start in range(0, len(values), _VECTORISED_CHUNK)
     ])
     label_feature = dataset.features[label_column] if label_column else None
+    columns = {"pixels": pixels, "label": label_values(dataset, label_column)[order]}
+    if text_column is not None:
+        texts = dataset.with_format("arrow", columns=[text_column])[:].column(text_column).to_pylist()
+        columns["text"] = np.asarray(texts, dtype=object)[order]
     prepared = arrays_to_dataset(
-        {"pixels": pixels, "label": label_values(dataset, label_column)[order]},
-        _output_features(label_feature, data.channels, data.image_size),
+        columns,
+        _output_features(label_feature, data.channels, data.image_size, text=text_column is not None),
         fingerprint=Hasher.hash(("hfssl-prepared", *key)),
     )
     _PREPARED_CACHE[key] = prepared
@@ -444,8 +451,8 @@ def prepare_image_dataset(
     if label_column is not None and _is_text_label(dataset.features[label_column]):
         (dataset,) = encode_text_labels([dataset], label_column)
     order = _order(len(dataset), _limit_for(data, split))
-    if text_column is None and _use_vectorised(dataset, len(order), image_column, data):
-        return _torch_format(_prepare_vectorised(dataset, order, image_column, label_column, data))
+    if _use_vectorised(dataset, len(order), image_column, data):
+        return _torch_format(_prepare_vectorised(dataset, order, image_column, label_column, data, text_column))
     selected = dataset.select(order)
     return _torch_format(_prepare_with_map(selected, order, image_column, label_column, data, split, context,
                                            text_column))

@@ -21,8 +21,8 @@ import logging
 import sys
 from pathlib import Path
 
-from hfssl.data.config import ImageDataConfig, SourceConfig, TextDataConfig
-from hfssl.evaluation.context import EvaluationContext, run_recipe_path
+from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
+from hfssl.evaluation.context import EvaluationContext, is_dual_encoder, run_recipe_path
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.evaluation.protocols import available_protocols
 from hfssl.evaluation.runner import evaluate, format_results_table, write_eval_results
@@ -41,7 +41,10 @@ _DATA_FLAGS = {
     "label_column": "label_column",
     "image_size": "image_size",
     "channels": "channels",
+    "text_column": "text_column",
 }
+#: Protocols of image-text dual encoders: with --dataset they read image-caption pairs.
+_IMAGE_TEXT_PROTOCOLS = ("zero-shot", "retrieval")
 #: Protocols on text models, which read text data (``--dataset`` is a text source for them).
 TEXT_PROTOCOLS = ("mlm-accuracy", "text-linear")
 _SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid"),
@@ -50,7 +53,8 @@ _SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_g
                   "finetune_epochs": ("finetune", "epochs"), "finetune_max_steps": ("finetune", "max_steps"),
                   "finetune_lr": ("finetune", "lr"), "layer_decay": ("finetune", "layer_decay"),
                   "finetune_label_fractions": ("finetune", "label_fractions"), "init": ("finetune", "init"),
-                  "finetune_output_dir": ("finetune", "output_dir")}
+                  "finetune_output_dir": ("finetune", "output_dir"),
+                  "class_names": ("zero-shot", "class_names"), "templates": ("zero-shot", "templates")}
 _EVAL_FLAGS = {
     "max_train_samples": "max_train_samples",
     "max_test_samples": "max_test_samples",
@@ -72,11 +76,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-split", help="split the accuracy is measured on (default: test)")
     parser.add_argument("--image-column", help="image column (default: detected)")
     parser.add_argument("--label-column", help="label column (default: detected)")
+    parser.add_argument("--text-column", help="caption column of image-text data (default: detected)")
     parser.add_argument("--image-size", type=int, help="side of the prepared square images (default: the recipe's, else 32)")
     parser.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the recipe's, else 3)")
     parser.add_argument("--k", type=int, nargs="+", help="kNN neighbour counts (default: 20 200)")
     parser.add_argument("--temperature", type=float, help="kNN vote temperature (default: 0.07)")
     parser.add_argument("--c-grid", type=float, nargs="+", help="linear probe C values to choose from (default: 0.001 0.01 0.1 1 10)")
+    parser.add_argument("--class-names", nargs="+", help="zero-shot class names, in label order (default: the data's)")
+    parser.add_argument("--templates", nargs="+", help="zero-shot prompt templates with {} for the class name")
     parser.add_argument("--max-train-samples", type=int, help="cap on training rows")
     parser.add_argument("--max-test-samples", type=int, help="cap on test rows")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default: 256)")
@@ -120,6 +127,11 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
         else:
             raise ValueError(f"{args.path!r} is not an hfssl run with a recipe.yaml: give the evaluation data with "
                              "--dataset SOURCE (for example --dataset builtin:digits)")
+    elif (args.protocols and all(name in _IMAGE_TEXT_PROTOCOLS for name in args.protocols)) or (
+            not args.protocols and is_dual_encoder(Path(args.path))):
+        # An image-text dual encoder (a CLIPModel / VisionTextDualEncoderModel folder or Hub id).
+        data = ImageTextDataConfig(source=args.dataset)
+        eval_config = EvalConfig(protocols=_IMAGE_TEXT_PROTOCOLS, baselines=False)
     else:
         data, eval_config = ImageDataConfig(source=args.dataset), EvalConfig()
     data_updates = {field: getattr(args, flag) for flag, field in _DATA_FLAGS.items() if getattr(args, flag) is not None}

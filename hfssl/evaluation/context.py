@@ -39,11 +39,13 @@ from transformers import AutoConfig, AutoModel
 from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
 from hfssl.data.image_text import load_image_text_splits
 from hfssl.data.images import ImageSplits, load_image_splits, read_labels
+from hfssl.evaluation.image_text import DUAL_ENCODER_TYPES, DualEncoder, load_dual_encoder
 from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
 from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
 from hfssl.recipe import EvalConfig, Recipe, load_recipe
 from hfssl.registry import (
     IMAGE_FEATURES,
+    IMAGE_TEXT_EMBEDDINGS,
     MASKED_LM,
     TEXT_FEATURES,
     WORD_VECTORS,
@@ -147,6 +149,8 @@ class EvaluationContext:
             return (WORD_VECTORS,) if path.suffix in WORD_VECTOR_SUFFIXES else ()
         if is_hfssl_run(path):
             return method_for_config(AutoConfig.from_pretrained(path)).provides
+        if is_dual_encoder(path):
+            return (IMAGE_TEXT_EMBEDDINGS,)
         if is_text_model(str(self.model_path)):
             return (TEXT_FEATURES, MASKED_LM)
         # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
@@ -284,10 +288,56 @@ class EvaluationContext:
                 self.data_config,
                 max_eval_samples=_smaller(self.data_config.max_eval_samples, self.eval_config.max_test_samples))
             pairs = load_image_text_splits(data)
+            self._cache["pairs_config"] = data
             if pairs.test is None:
                 raise ValueError(f"dataset {data.source!r} has no held-out split of pairs; set data.eval_split")
             self._cache["pairs"] = pairs
         return self._cache["pairs"]
+
+    def image_text_test(self, source: str | None = None) -> Any:
+        """The held-out pairs of the evaluation data, or of another source with the same layout
+        (``builtin:emoji_twitter`` beside ``builtin:emoji``: a style shift), cached per source."""
+        pairs = self.image_text_pairs()
+        if source is None or source == pairs.source:
+            return pairs
+        key = f"pairs:{source}"
+        if key not in self._cache:
+            data = dataclasses.replace(self._cache["pairs_config"], source=source, config_name=None)
+            other = load_image_text_splits(data)
+            if other.test is None:
+                raise ValueError(f"dataset {source!r} has no held-out split {data.eval_split!r} of pairs")
+            self._cache[key] = other
+        return self._cache[key]
+
+    # ---- dual encoders ---------------------------------------------------------------------------
+
+    def dual_encoder(self) -> DualEncoder:
+        """The evaluated model as a transformers dual encoder with its processor (see
+        :mod:`hfssl.evaluation.image_text`): the in-memory model's transferable part, an hfssl run's
+        ``encoder/`` folder, or any dual-encoder folder or Hub id."""
+        if "dual_encoder" not in self._cache:
+            batch = self.eval_config.batch_size
+            path = Path(str(self.model_path)) if self.model_path is not None else None
+            if self.model is None and path is not None and is_hfssl_run(path) and (path / "encoder" / "config.json").is_file():
+                encoder = load_dual_encoder(str(path / "encoder"), batch)
+            elif self.model is not None or (path is not None and is_hfssl_run(path)):
+                model = self.model
+                if model is None:
+                    discover_methods()
+                    model = AutoModel.from_pretrained(str(path)).eval()
+                if not hasattr(model, "dual_encoder"):
+                    raise ValueError(f"{self.describe_model()} is not an image-text model (it has no dual encoder)")
+                if self.recipe is None:
+                    raise ValueError(f"{self.describe_model()} has no recipe, which fixes its image transform")
+                recipe = self.recipe
+                dual, processor = model.dual_encoder(recipe.views.crop_size or recipe.data.image_size,
+                                                     tuple(recipe.views.mean), tuple(recipe.views.std),
+                                                     recipe.data.channels)
+                encoder = DualEncoder(dual, processor, batch, name=self.describe_model())
+            else:
+                encoder = load_dual_encoder(str(self.model_path), batch)
+            self._cache["dual_encoder"] = encoder
+        return self._cache["dual_encoder"]
 
     # ---- the model's tokenizer -------------------------------------------------------------------
 
@@ -348,6 +398,15 @@ def is_text_model(name_or_path: str) -> bool:
         return False
     image_parts = ("num_channels", "vision_config", "image_size", "num_mel_bins")
     return bool(getattr(config, "vocab_size", None)) and not any(hasattr(config, name) for name in image_parts)
+
+
+def is_dual_encoder(path: Path) -> bool:
+    """Whether a folder (or Hub id, when reachable) holds a transformers image-text dual encoder."""
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError):
+        return False
+    return config.model_type in DUAL_ENCODER_TYPES
 
 
 def raw_pixel_features(dataset: Any, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:

@@ -410,3 +410,80 @@ register_protocol(Protocol(
 register_protocol(Protocol(
     "text-linear", (TEXT_FEATURES,), run_text_linear, TextLinearSettings,
     "linear probe on frozen text features (mean and CLS pooling): BBC News and Wikipedia topics, with TF-IDF"))
+
+# ---- image-text dual encoders: zero-shot classification and retrieval ---------------------------------
+
+from hfssl.evaluation.image_text import (class_text_embeddings, retrieval_recalls,  # noqa: E402
+                                         zero_shot_scores)
+from hfssl.data.images import read_labels, read_pixels  # noqa: E402
+from hfssl.registry import IMAGE_TEXT_EMBEDDINGS  # noqa: E402
+
+
+@dataclass
+class ZeroShotSettings:
+    """``eval.zero-shot``: prompt templates (``{}`` takes the class name), averaged over (CLIP sec. 3.1.4);
+    ``class_names`` replaces the data's label names (same order); ``datasets`` adds rows measured on the
+    held-out split of other sources with the same layout (``builtin:emoji_twitter``: a style shift)."""
+
+    templates: tuple[str, ...] = ("a photo of a {}.", "a picture of {}.", "{}")
+    class_names: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.templates or any("{}" not in template for template in self.templates):
+            raise RecipeError(f"eval.zero-shot.templates must be prompts that each hold '{{}}' for the class name, "
+                              f"got {self.templates!r}")
+        if self.class_names is not None and (not self.class_names or not all(str(n).strip() for n in self.class_names)):
+            raise RecipeError(f"eval.zero-shot.class_names must be non-empty names, got {self.class_names!r}")
+
+
+@dataclass
+class RetrievalSettings:
+    """``eval.retrieval``: the K of recall@K."""
+
+    ks: tuple[int, ...] = (1, 5, 10)
+
+    def __post_init__(self) -> None:
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise RecipeError(f"eval.retrieval.ks must be positive ranks, got {self.ks!r}")
+
+
+def _pairs_arrays(split: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    return read_pixels(split), read_labels(split), list(split.with_format(None)["text"])
+
+
+def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Rows:
+    encoder = context.dual_encoder()
+    rows: Rows = []
+    for source in (None, *settings.datasets):
+        pairs = context.image_text_test(source)
+        names = list(settings.class_names) if settings.class_names is not None else pairs.label_names
+        if not names:
+            raise ValueError(f"zero-shot classification needs class names: {pairs.source!r} has no class labels "
+                             "(set data.label_column) and eval.zero-shot.class_names is not set")
+        pixels, labels, _ = _pairs_arrays(pairs.test)
+        if (labels < 0).any() or labels.max() >= len(names):
+            raise ValueError(f"zero-shot classification needs every test image of {pairs.source!r} labelled with one "
+                             f"of its {len(names)} class names; found labels {sorted(set(labels.tolist()))[:10]}")
+        classes = class_text_embeddings(encoder, names, settings.templates)
+        row: dict[str, Any] = {"templates": len(settings.templates), "num_classes": len(names), "class_names": names,
+                               "prompt": settings.templates[0],
+                               **zero_shot_scores(encoder.embed_images(pixels), labels, classes)}
+        if source is not None:
+            row = {"dataset": source, **row}
+        rows.append(row)
+    return rows
+
+
+def run_retrieval(context: EvaluationContext, settings: RetrievalSettings) -> Rows:
+    encoder = context.dual_encoder()
+    pixels, _, captions = _pairs_arrays(context.image_text_pairs().test)
+    return retrieval_recalls(encoder.embed_images(pixels), captions, encoder.embed_texts(captions), settings.ks)
+
+
+register_protocol(Protocol(
+    "zero-shot", (IMAGE_TEXT_EMBEDDINGS,), run_zero_shot, ZeroShotSettings,
+    "zero-shot classification: class names x prompt templates (ensembled), top-1/top-5 (image-text models)"))
+register_protocol(Protocol(
+    "retrieval", (IMAGE_TEXT_EMBEDDINGS,), run_retrieval, RetrievalSettings,
+    "image-to-text and text-to-image recall@1/5/10 on held-out pairs (image-text models)"))

@@ -187,14 +187,16 @@ def write_eval_results(results: dict[str, Any], output: str | Path, merge: bool 
 def format_results_table(results: dict[str, Any]) -> str:
     """A fixed-width text table of the result and baseline rows, for logs."""
     rows = [("protocol", "features", "settings", "metrics")]
-    metric_names = ("top1", "top5", "spearman", "pearson", "accuracy")
+    metric_names = ("top1", "top5", "spearman", "pearson", "accuracy", "recall_at_1", "recall_at_5", "recall_at_10")
     for row in results.get("results", []) + results.get("baselines", []):
         settings = ", ".join(
             f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
             for key, value in row.items()
             if key not in ("protocol", "features", *metric_names) and value is not None
+            and not isinstance(value, (list, dict))  # class names of zero-shot rows: in the JSON only
         )
-        metrics = ", ".join(f"{key}={100 * row[key]:.2f}%" if key in ("top1", "top5", "accuracy") else f"{key}={row[key]:.4f}"
+        metrics = ", ".join(f"{key}={100 * row[key]:.2f}%" if key in ("top1", "top5", "accuracy") or key.startswith("recall")
+                            else f"{key}={row[key]:.4f}"
                             for key in metric_names if isinstance(row.get(key), (int, float)))
         rows.append((str(row.get("protocol")), str(row.get("features", "-")), settings, metrics))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -88,6 +88,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "recall_at_1": ("recall", "recall@1", True),
     "recall_at_5": ("recall", "recall@5", True),
     "perplexity": ("perplexity", "perplexity", False),
+    "recall_at_10": ("recall", "recall@10", True),
 }
 # protocol -> (readable name, model-index task type for image data, for text data, explanation).
 PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
@@ -101,6 +102,13 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
                  "**Few-shot probe**: a linear classifier trained on a few labelled examples per class."),
     "zero_shot": ("Zero-shot", "zero-shot-image-classification", "zero-shot-classification",
                   "**Zero-shot**: each image is matched to the text embedding of every class name."),
+    "zero-shot": ("Zero-shot", "zero-shot-image-classification", "zero-shot-image-classification",
+                  "**Zero-shot**: every class name is put into each prompt template, the text embeddings of a class "
+                  "are averaged over the templates, and each image gets the class of highest cosine similarity "
+                  "(CLIP, Radford et al. 2021, sec. 3.1.4); no labelled training data is used."),
+    "retrieval": ("Retrieval", "image-text-retrieval", "image-text-retrieval",
+                  "**Retrieval**: recall@K of the held-out pairs, image-to-text (is the image's own caption among "
+                  "the K most similar captions) and text-to-image."),
     "word-similarity": ("Word similarity", "feature-extraction", "feature-extraction",
                         "**Word similarity**: Spearman correlation between cosine similarities of word vectors "
                         "and human similarity judgements."),

@@ -51,6 +51,30 @@ BUILTIN_DATASETS: dict[str, dict[str, str | None]] = {
             "as the Hub's zalando-datasets/fashion_mnist. The labels were not used for pre-training."
         ),
     },
+    "builtin:emoji": {
+        "name": "emoji-datasource (Google art)",
+        "short": "emoji",
+        "hub_id": None,
+        "type": "emoji",
+        "url": "https://github.com/iamcal/emoji-data",
+        "description": (
+            "The 1,906 base emoji of emoji-datasource-google 16.0.0 (npm; package MIT, Noto emoji art Apache-2.0) "
+            "as 64x64 images composited on white, captioned from their Unicode names (\"an emoji of cat face\"), "
+            "split by subcategory: 22 whole subcategories (396 emoji, every category represented) are held out, "
+            "so near-duplicates never cross the split. The 9 categories are labels for zero-shot evaluation only."
+        ),
+    },
+    "builtin:emoji_twitter": {
+        "name": "emoji-datasource (Twitter art)",
+        "short": "emoji (Twitter)",
+        "hub_id": None,
+        "type": "emoji_twitter",
+        "url": "https://github.com/iamcal/emoji-data",
+        "description": (
+            "The same emoji and split as builtin:emoji in Twitter's Twemoji art (emoji-datasource-twitter 16.0.0, "
+            "art CC-BY 4.0): a change of drawing style for evaluation."
+        ),
+    },
     "builtin:english_corpus": {
         "name": "hfssl English corpus",
         "short": "English corpus",

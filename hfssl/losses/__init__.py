@@ -9,3 +9,8 @@ from hfssl.losses.self_distillation import DINOLoss, dino_center_update
 __all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "BYOLLoss", "SimSiamLoss", "VICRegLoss", "VICRegLossOutput",
            "BarlowTwinsLoss", "BarlowTwinsLossOutput",
            "DINOLoss", "dino_center_update", "SwAVLoss", "sinkhorn_knopp"]
+
+# Contrastive image-text (CLIP, LiT).
+from hfssl.losses.image_text import CLIPLoss  # noqa: E402
+
+__all__ += ["CLIPLoss"]

@@ -118,6 +118,11 @@ def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
         if hasattr(model, "copy_student_to_teacher"):
             model.copy_student_to_teacher()
         logger.info("initialised the backbone from %s", path)
+    # Models with several pretrained parts (CLIP's two towers) load them themselves.
+    load_pretrained_weights = getattr(model, "load_pretrained_weights", None)
+    if callable(load_pretrained_weights):
+        for loaded in load_pretrained_weights():
+            logger.info("initialised a pretrained part from %s", loaded)
     return model
 
 

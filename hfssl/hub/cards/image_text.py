@@ -13,9 +13,18 @@ LIMITATION = ("Zero-shot scores depend on the wording of the class prompts, and 
 DEFAULT_LABELS = ["a photo of a cat", "a photo of a dog"]
 
 
+PREDICTIONS_PICTURE = "images/predictions.png"
+
+
 def candidate_labels(contents: RunContents) -> list[str]:
-    """Zero-shot labels for the example: the first three class names of the evaluation, else :data:`DEFAULT_LABELS`."""
-    label_names = (contents.eval_results or {}).get("label_names") or []
+    """Zero-shot labels for the example: the first three class names of the zero-shot evaluation in its
+    first prompt template, else the evaluation's ``label_names``, else :data:`DEFAULT_LABELS`."""
+    results = contents.eval_results or {}
+    for entry in results.get("results", []):
+        if entry.get("protocol") == "zero-shot" and entry.get("class_names") and "dataset" not in entry:
+            prompt = str(entry.get("prompt") or "a picture of {}")
+            return [prompt.format(name) for name in entry["class_names"][:3]]
+    label_names = results.get("label_names") or []
     return [f"a picture of {name}" for name in label_names[:3]] or list(DEFAULT_LABELS)
 
 
@@ -28,7 +37,15 @@ def family_card(contents: RunContents) -> FamilyCard:
         tags=("vision", "zero-shot-image-classification", "contrastive-image-text"),
         extra_parts="projection heads",
         limitation=LIMITATION,
-        images=images_context(contents.run_dir, labelled_embeddings_captions("test images")),
+        images=_images(contents),
         backbone={"projection_dim": encoder_config.get("projection_dim", hidden_size(encoder_config))},
         template={"text": {"candidate_labels": json.dumps(labels), "num_candidate_labels": len(labels)}},
     )
+
+
+def _images(contents: RunContents) -> dict:
+    """The shared pictures, and the test images with their top predicted captions (CLIP's own picture)."""
+    images = images_context(contents.run_dir, labelled_embeddings_captions("test images"))
+    if (contents.run_dir / PREDICTIONS_PICTURE).is_file():
+        images = {**images, "predictions": PREDICTIONS_PICTURE, "any": True}
+    return images

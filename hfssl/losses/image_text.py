@@ -1,0 +1,63 @@
+"""Contrastive image-text losses (CLIP, LiT): plain ``nn.Module``s over embeddings."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hfssl.distributed import gather_sizes, gather_with_grad, is_distributed, rank, world_size
+
+
+class CLIPLoss(nn.Module):
+    """Symmetric cross entropy over image-text similarities (Radford et al. 2021, fig. 3).
+
+    For a global batch of N pairs with L2-normalised image and text embeddings ``u_i, v_i`` and the
+    learned scale ``s = exp(t)``: ``logits_ij = s * <u_i, v_j>``; the loss is the mean of the
+    image-to-text cross entropy (row i's target is column i) and the text-to-image one.
+
+    Distributed runs (``gather_distributed=True``): the embeddings of every process are gathered with
+    gradients and each process scores only its *local* rows against the *global* columns (open_clip's
+    ``local_loss``: a ``(B, N)`` logit block per direction instead of ``(N, N)``). Each process returns
+    ``W / N`` times the sum of its rows' cross entropies, so the mean over processes is the global-batch
+    loss and DDP's averaged gradients are its gradients (see :mod:`hfssl.distributed`); with equal local
+    batches that is the local mean.
+
+    Args:
+        gather_distributed: use every process's pairs as negatives.
+
+    Shapes: ``image_embeds, text_embeds: (B, D)`` (row i of both is a pair; any scale, they are
+    L2-normalised here), ``logit_scale``: scalar ``s`` (already exponentiated) -> scalar.
+    """
+
+    def __init__(self, gather_distributed: bool = True) -> None:
+        super().__init__()
+        self.gather_distributed = gather_distributed
+
+    def extra_repr(self) -> str:
+        return f"gather_distributed={self.gather_distributed}"
+
+    def forward(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        if image_embeds.ndim != 2 or image_embeds.shape != text_embeds.shape or image_embeds.shape[0] == 0:
+            raise ValueError("CLIPLoss expects non-empty image and text embeddings of one shape (batch, dim), row i of "
+                             f"both being a pair; got {tuple(image_embeds.shape)} and {tuple(text_embeds.shape)}")
+        batch_size, dim = image_embeds.shape
+        images = F.normalize(image_embeds, dim=1)
+        texts = F.normalize(text_embeds, dim=1)
+        if self.gather_distributed and is_distributed():
+            sizes = gather_sizes(batch_size, images.device)
+            offset, total, processes = sum(sizes[: rank()]), sum(sizes), world_size()
+            both = gather_with_grad(torch.cat([images, texts], dim=1), sizes)  # (N, 2D), process order
+            all_images, all_texts = both[:, :dim], both[:, dim:]
+        else:
+            offset, total, processes = 0, batch_size, 1
+            all_images, all_texts = images, texts
+        targets = torch.arange(batch_size, device=images.device) + offset
+        logits_per_image = logit_scale * images @ all_texts.T  # (B, N): local images against every text
+        logits_per_text = logit_scale * texts @ all_images.T  # (B, N): local texts against every image
+        summed = (F.cross_entropy(logits_per_image, targets, reduction="sum")
+                  + F.cross_entropy(logits_per_text, targets, reduction="sum"))
+        return summed * (processes / (2 * total))
+
+
+__all__ = ["CLIPLoss"]

@@ -1,0 +1,144 @@
+"""CLIP / LiT (Radford et al. 2021; Zhai et al. 2022): contrastive image-text pre-training.
+
+The method's spec: image-caption data (the ``image-text`` modality), inputs made on the device
+(:class:`CaptionInputs`: one augmented view per image and the tokenised captions), and export of the
+transformers dual encoder with its processor (:func:`export_dual_encoder`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hfssl.export import ExportContext, write_directory
+from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
+from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
+                                             transferable_dual_encoder)
+from hfssl.models.clip.pictures import draw_predictions
+from hfssl.registry import IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, MethodSpec, Paper, register_method
+from hfssl.settings import RecipeError
+from hfssl.views import ViewInputs, build_views
+
+logger = logging.getLogger(__name__)
+
+PAPER = Paper(
+    title="Learning Transferable Visual Models From Natural Language Supervision",
+    url="https://arxiv.org/abs/2103.00020",
+    bibtex=r"""@inproceedings{radford2021clip,
+  title     = {Learning Transferable Visual Models From Natural Language Supervision},
+  author    = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and
+               Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and
+               Krueger, Gretchen and Sutskever, Ilya},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year      = {2021}
+}""",
+)
+
+
+class CaptionInputs:
+    """``make_inputs(batch, generator)``: one view of each image (``single_view``: random resized crop,
+    optional flip, normalisation) and the tokenised captions, on the generator's device.
+
+    Returns ``{"pixel_values": (B, C, S, S), "input_ids": (B, T), "attention_mask": (B, T)}`` (plus
+    ``token_type_ids`` when the tokenizer makes them), captions padded to the longest in the batch
+    and truncated at ``model.max_text_length``.
+    """
+
+    def __init__(self, views: ViewInputs, tokenizer: Any, max_length: int) -> None:
+        self.views = views
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if "texts" not in batch:
+            raise ValueError(f"CLIP needs image-caption batches with 'texts'; got keys {sorted(batch)}")
+        inputs = dict(self.views(batch, generator))
+        tokens = self.tokenizer(list(batch["texts"]), padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        device = inputs["pixel_values"].device
+        inputs.update({name: value.to(device) for name, value in tokens.items()
+                       if name in ("input_ids", "attention_mask", "token_type_ids")})
+        return inputs
+
+
+def build_inputs(recipe: Any, data: Any) -> CaptionInputs:
+    """``MethodSpec.build_inputs``: single views of the recipe's ``views`` and the model's tokenizer."""
+    config = HfsslCLIPConfig(**recipe.model)
+    views = ViewInputs(build_views("single_view", recipe.views, recipe.data.image_size, recipe.data.channels))
+    return CaptionInputs(views, load_tokenizer(config), config.max_text_length)
+
+
+def check_recipe(recipe: Any) -> None:
+    """What can be checked without the pretrained towers' files (a LiT recipe names a run that may not
+    exist yet; its folder is checked when training starts): the model section builds, a tokenizer is
+    named, and the image tower's channels match the data's."""
+    model = dict(recipe.model)
+    if not (model.get("tokenizer_name_or_path") or model.get("text_name_or_path")):
+        raise RecipeError("model.tokenizer_name_or_path is required when the text tower is built from a config "
+                          "(model.text_config): give a tokenizer folder, Hub id or builtin:all-MiniLM-L6-v2")
+    pretrained = {key: model.pop(key) for key in ("vision_name_or_path", "text_name_or_path") if model.get(key)}
+    if "vision_name_or_path" in pretrained:
+        model.pop("vision_config", None)
+    if "text_name_or_path" in pretrained:
+        model.pop("text_config", None)
+        model.setdefault("tokenizer_name_or_path", pretrained["text_name_or_path"])
+    try:
+        config = HfsslCLIPConfig(**model)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(f"model: {error}") from error
+    channels = getattr(config.vision_config, "num_channels", 3)
+    if "vision_name_or_path" not in pretrained and channels != recipe.data.channels:
+        raise RecipeError(f"data.channels={recipe.data.channels} but the image tower takes {channels} channels; set "
+                          f"model.vision_config.num_channels={recipe.data.channels} or data.channels={channels}")
+
+
+def dual_encoder_settings(model: HfsslCLIPForPreTraining, recipe: Any) -> tuple[int, tuple, tuple, int]:
+    """Image size, mean, std and channels of the exported processor: the recipe's evaluation transform."""
+    if recipe is not None:
+        return (recipe.views.crop_size or recipe.data.image_size, tuple(recipe.views.mean), tuple(recipe.views.std),
+                recipe.data.channels)
+    vision = model.config.vision_config
+    channels = int(getattr(vision, "num_channels", 3))
+    size = getattr(vision, "image_size", None)
+    if not isinstance(size, int):
+        raise ValueError("cannot tell the input size of the image tower: it was not loaded from an hfssl run "
+                         "directory with a recipe.yaml; export the run directory instead")
+    logger.warning("no recipe.yaml beside the model: the exported processor uses image size %d and mean/std 0.5", size)
+    return size, (0.5,) * channels, (0.5,) * channels, channels
+
+
+def dual_encoder_of(model: HfsslCLIPForPreTraining, recipe: Any) -> tuple[Any, Any]:
+    """The transferable dual encoder and processor of ``model`` (the run's recipe fixes the image transform)."""
+    return transferable_dual_encoder(model, *dual_encoder_settings(model, recipe))
+
+
+def export_dual_encoder(model: HfsslCLIPForPreTraining, output_dir: Path, context: ExportContext) -> Path:
+    """``MethodSpec.export``: the ``CLIPModel`` / ``VisionTextDualEncoderModel`` and its processor."""
+    dual, processor = dual_encoder_of(model, context.recipe)
+    with write_directory(output_dir) as staging:
+        dual.save_pretrained(staging, safe_serialization=True)
+        processor.save_pretrained(staging)
+    logger.info("exported the dual encoder (%s) to %s", type(dual).__name__, output_dir)
+    return Path(output_dir)
+
+
+SPEC = register_method(MethodSpec(
+    name="clip",
+    display_name="CLIP",
+    config_class=HfsslCLIPConfig,
+    model_class=HfsslCLIPForPreTraining,
+    modality=IMAGE_TEXT,
+    family="image-text",
+    paper=PAPER,
+    build_inputs=build_inputs,
+    export=export_dual_encoder,
+    provides=(IMAGE_TEXT_EMBEDDINGS,),
+    check_recipe=check_recipe,
+    pictures=draw_predictions,
+))
+
+__all__ = ["HfsslCLIPConfig", "HfsslCLIPForPreTraining", "HfsslCLIPOutput", "CaptionInputs", "SPEC",
+           "dual_encoder_of", "export_dual_encoder"]

@@ -1,0 +1,127 @@
+"""Configuration of contrastive image-text pre-training (CLIP, Radford et al. 2021; LiT, Zhai et al. 2022)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+from hfssl.backbones import resolve_backbone_config, resolve_pretrained_path
+from hfssl.configuration_utils import check_range
+
+#: Vision model types whose ``pooler_output`` is ``(B, C, 1, 1)``: transformers' dual encoders
+#: project ``pooler_output`` directly, so these cannot be an image tower there.
+UNPOOLED_VISION_TYPES = ("resnet", "regnet", "bit", "van")
+#: CLIP's ceiling on the learned logit scale (Radford et al. 2021, sec. 2.5: "clipped ... to 100").
+MAX_LOGIT_SCALE = 100.0
+#: A small BERT text tower (the text encoder used when none is given): 4 layers, 256 wide.
+DEFAULT_TEXT_CONFIG = {"model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+                       "intermediate_size": 1024, "max_position_embeddings": 128}
+
+
+def _tower_config(value: PretrainedConfig | dict[str, Any] | str | None, path: str | None, default: Any,
+                  name: str) -> PretrainedConfig:
+    if path is not None and value is None:
+        # The architecture of a pretrained tower; its weights are loaded when training starts.
+        key = name.replace("_config", "_name_or_path")
+        try:
+            value = AutoConfig.from_pretrained(resolve_pretrained_path(path))
+        except OSError as error:
+            raise ValueError(f"{key}={path!r} is not a model folder or reachable Hub id ({error}); give the folder "
+                             "that holds the tower's config.json and weights (for LiT: an hfssl vision run's "
+                             "encoder/ folder)") from error
+    if value is None:
+        value = default
+    try:
+        return resolve_backbone_config(value, default)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from error
+
+
+class HfsslCLIPConfig(PretrainedConfig):
+    """Configuration of :class:`HfsslCLIPForPreTraining`: two towers, their projections and the temperature.
+
+    Defaults follow CLIP where they transfer (projection to a shared space, temperature initialised
+    to 0.07, logit scale clipped at 100, sec. 2.5); the towers are any transformers vision and text
+    encoders, from a config (random initialisation) or a pretrained folder / Hub id / ``builtin:``
+    name (then loaded when training starts, as ``backbone_name_or_path`` is for image methods).
+
+    Args:
+        vision_config: the image tower: a transformers config, a dict with ``model_type`` or a preset of
+            :data:`hfssl.backbones.BACKBONE_PRESETS` (default ``vit-tiny-patch4``). Its pooled output
+            (``pooler_output``, ``(B, hidden)``) is projected, as transformers' dual encoders do.
+        vision_name_or_path: pretrained image tower (an hfssl vision run's ``encoder/`` folder for LiT).
+        text_config: the text tower (default a 4-layer BERT, :data:`DEFAULT_TEXT_CONFIG`); its
+            ``vocab_size`` must cover the tokenizer's.
+        text_name_or_path: pretrained text tower (``builtin:all-MiniLM-L6-v2``, a folder or a Hub id).
+        tokenizer_name_or_path: the tokenizer of the captions (default: ``text_name_or_path``).
+        projection_dim: width of the shared embedding space.
+        logit_scale_init_value: initial ``t`` of ``logits = exp(t) * cos``; ``log(1 / 0.07)``.
+        max_logit_scale: ``exp(t)`` is clipped to this value (100 in the paper).
+        lock_image_tower / lock_text_tower: keep that tower fixed (LiT locks the image tower): no
+            gradients, inference mode (no dropout); its projection is still trained.
+        max_text_length: captions are truncated to this many tokens.
+        gather_distributed: use every process's pairs as negatives.
+    """
+
+    model_type = "hfssl_clip"
+    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_config: PretrainedConfig | dict[str, Any] | str | None = None,
+        vision_name_or_path: str | None = None,
+        text_config: PretrainedConfig | dict[str, Any] | None = None,
+        text_name_or_path: str | None = None,
+        tokenizer_name_or_path: str | None = None,
+        projection_dim: int = 512,
+        logit_scale_init_value: float = math.log(1 / 0.07),
+        max_logit_scale: float = MAX_LOGIT_SCALE,
+        lock_image_tower: bool = False,
+        lock_text_tower: bool = False,
+        max_text_length: int = 32,
+        gather_distributed: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        check_range("projection_dim", projection_dim, 1, 1 << 16)
+        check_range("max_logit_scale", max_logit_scale, 1.0, 1e4)
+        check_range("logit_scale_init_value", logit_scale_init_value, -10.0, math.log(max_logit_scale))
+        check_range("max_text_length", max_text_length, 2, 1 << 16)
+        if lock_image_tower and lock_text_tower:
+            raise ValueError("lock_image_tower and lock_text_tower are both true: nothing but the projections would "
+                             "train; lock one tower at most")
+        self.vision_config = _tower_config(vision_config, vision_name_or_path, "vit-tiny-patch4", "vision_config")
+        self.text_config = _tower_config(text_config, text_name_or_path, dict(DEFAULT_TEXT_CONFIG), "text_config")
+        if getattr(self.vision_config, "hidden_size", None) is None and getattr(self.vision_config, "hidden_sizes", None):
+            # transformers' dual encoder reads the image tower's width from ``hidden_size``; convolutional
+            # configs (ConvNeXt) name it ``hidden_sizes[-1]``. Saved with the config, so the exported
+            # model loads in plain transformers too.
+            self.vision_config.hidden_size = int(self.vision_config.hidden_sizes[-1])
+        vision_type = self.vision_config.model_type
+        if vision_type in UNPOOLED_VISION_TYPES:
+            raise ValueError(
+                f"vision_config of type {vision_type!r} cannot be a dual-encoder image tower: its pooler_output is "
+                "(batch, channels, 1, 1), which transformers' VisionTextDualEncoderModel projects as it is. Use a "
+                "ConvNeXt, ViT, Swin, DeiT or CLIP vision tower (for LiT, pre-train that backbone with an hfssl "
+                "vision method)")
+        if self.text_config.model_type in ("clip_vision_model",) or self.vision_config.model_type == "clip_text_model":
+            raise ValueError("vision_config and text_config are swapped: the vision tower takes images, the text "
+                             "tower captions")
+        self.vision_name_or_path = vision_name_or_path
+        self.text_name_or_path = text_name_or_path
+        self.tokenizer_name_or_path = tokenizer_name_or_path or text_name_or_path
+        self.projection_dim = projection_dim
+        self.logit_scale_init_value = float(logit_scale_init_value)
+        self.max_logit_scale = float(max_logit_scale)
+        self.lock_image_tower = bool(lock_image_tower)
+        self.lock_text_tower = bool(lock_text_tower)
+        self.max_text_length = max_text_length
+        self.gather_distributed = gather_distributed
+        super().__init__(**kwargs)
+
+    @property
+    def is_clip_architecture(self) -> bool:
+        """Both towers are CLIP's own: the transferable model is a ``CLIPModel``."""
+        return (self.vision_config.model_type == "clip_vision_model"
+                and self.text_config.model_type == "clip_text_model")

@@ -1,0 +1,229 @@
+"""CLIP / LiT pre-training: two towers, projections into one space, a learned temperature, CLIPLoss.
+
+The transferable part (``self.backbone``) *is* a transformers dual encoder, built once from the two
+tower configs: a ``CLIPModel`` when both towers are CLIP's own, else a ``VisionTextDualEncoderModel``
+(any vision encoder whose ``pooler_output`` is ``(B, hidden)`` + any text encoder). Its projections
+and ``logit_scale`` are the method's parameters, so export writes the model as it is and
+``pipeline("zero-shot-image-classification")`` computes exactly the trained similarities.
+
+Locked towers (LiT, Zhai et al. 2022): a locked tower gets no gradients and stays in inference
+mode (no dropout) also while the model trains; its projection is trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (AutoModel, CLIPConfig, CLIPModel, PreTrainedModel, VisionTextDualEncoderConfig,
+                          VisionTextDualEncoderModel)
+from transformers.utils import ModelOutput
+
+from hfssl.backbones import resolve_pretrained_path
+from hfssl.losses import CLIPLoss
+from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HfsslCLIPOutput(ModelOutput):
+    """Args:
+    loss: symmetric image-text cross entropy of the (global) batch.
+    logit_scale: the clipped ``exp(t)`` the loss used.
+    image_embeds / text_embeds: projected, L2-normalised embeddings ``(B, projection_dim)``.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logit_scale: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+def build_dual_encoder(config: HfsslCLIPConfig) -> PreTrainedModel:
+    """The transformers dual encoder of ``config`` (randomly initialised towers)."""
+    if config.is_clip_architecture:
+        clip_config = CLIPConfig(text_config=config.text_config.to_dict(), vision_config=config.vision_config.to_dict(),
+                                 projection_dim=config.projection_dim,
+                                 logit_scale_init_value=config.logit_scale_init_value)
+        return CLIPModel(clip_config)
+    dual_config = VisionTextDualEncoderConfig.from_vision_text_configs(
+        config.vision_config, config.text_config, projection_dim=config.projection_dim,
+        logit_scale_init_value=config.logit_scale_init_value)
+    return VisionTextDualEncoderModel(dual_config)
+
+
+def projected(output: Any) -> torch.Tensor:
+    """``get_image_features`` / ``get_text_features`` return a tensor or, in transformers v5, an output
+    whose ``pooler_output`` holds the projection."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
+    """CLIP (Radford et al. 2021) with optionally locked towers (LiT, Zhai et al. 2022) around a
+    transformers dual encoder; see the module docstring."""
+
+    config_class = HfsslCLIPConfig
+
+    def __init__(self, config: HfsslCLIPConfig) -> None:
+        super().__init__(config)
+        self.backbone = build_dual_encoder(config)
+        self.criterion = CLIPLoss(config.gather_distributed)
+        self.post_init()
+        # post_init may re-initialise parameters; the temperature starts where the config says.
+        with torch.no_grad():
+            self.backbone.logit_scale.fill_(config.logit_scale_init_value)
+        self.apply_locks()
+
+    # ---- towers --------------------------------------------------------------------------------
+
+    def locked_towers(self) -> list[nn.Module]:
+        towers = []
+        if self.config.lock_image_tower:
+            towers.append(self.backbone.vision_model)
+        if self.config.lock_text_tower:
+            towers.append(self.backbone.text_model)
+        return towers
+
+    def apply_locks(self) -> None:
+        """Locked towers get no gradients (the engine gives the optimiser only trainable parameters)."""
+        for tower in self.locked_towers():
+            tower.requires_grad_(False)
+            tower.eval()
+
+    def train(self, mode: bool = True) -> HfsslCLIPForPreTraining:
+        super().train(mode)
+        for tower in self.locked_towers():
+            tower.eval()  # LiT: a locked tower runs in inference mode (no dropout, fixed statistics)
+        return self
+
+    @torch.no_grad()
+    def load_pretrained_weights(self) -> list[str]:
+        """Copy the weights of ``vision_name_or_path`` / ``text_name_or_path`` into the towers (called by
+        the engine when a run starts); returns what was loaded."""
+        loaded = []
+        for path, tower in ((self.config.vision_name_or_path, self.backbone.vision_model),
+                            (self.config.text_name_or_path, self.backbone.text_model)):
+            if not path:
+                continue
+            pretrained = AutoModel.from_pretrained(resolve_pretrained_path(path))
+            missing, unexpected = tower.load_state_dict(pretrained.state_dict(), strict=False)
+            if unexpected or [name for name in missing if "pooler" not in name]:
+                raise ValueError(f"the pretrained tower {path!r} ({type(pretrained).__name__}) does not match the "
+                                 f"configured {type(tower).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            if missing:
+                logger.warning("%s has no %s; those weights keep their random initialisation", path, missing)
+            loaded.append(path)
+        self.apply_locks()
+        return loaded
+
+    # ---- embeddings ------------------------------------------------------------------------------
+
+    def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image tower's pooled features ``(B, hidden)`` (before the projection)."""
+        return self.backbone.vision_model(pixel_values=pixel_values).pooler_output.flatten(1)
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Projected image embeddings ``(B, projection_dim)`` (not normalised)."""
+        return projected(self.backbone.get_image_features(pixel_values=pixel_values))
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                          **kwargs: Any) -> torch.Tensor:
+        """Projected text embeddings ``(B, projection_dim)`` (not normalised)."""
+        return projected(self.backbone.get_text_features(input_ids=input_ids, attention_mask=attention_mask, **kwargs))
+
+    def clipped_logit_scale(self) -> torch.Tensor:
+        """``exp(t)`` with ``t`` clipped at ``log(max_logit_scale)`` (CLIP sec. 2.5)."""
+        return self.backbone.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
+
+    def dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                     channels: int) -> tuple[PreTrainedModel, Any]:
+        """The transferable dual encoder and its processor, as ``DIR/encoder`` holds them (see
+        :func:`transferable_dual_encoder`); evaluation protocols use this on in-memory models."""
+        return transferable_dual_encoder(self, image_size, mean, std, channels)
+
+    @torch.no_grad()
+    def on_train_step_end(self, step: int, scheduled: dict[str, float]) -> None:
+        # Clip the parameter itself (as open_clip does after each step), so the exported model's
+        # logits use the same scale as training.
+        self.backbone.logit_scale.clamp_(max=math.log(self.config.max_logit_scale))
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, return_dict: bool | None = None,
+                **kwargs: Any) -> HfsslCLIPOutput:
+        """Args:
+        pixel_values: images ``(B, C, H, W)``; input_ids / attention_mask: their captions ``(B, T)``.
+        """
+        if pixel_values.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"{pixel_values.shape[0]} images but {input_ids.shape[0]} captions: each image needs "
+                             "exactly one caption")
+        text_kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        image_embeds = self.get_image_features(pixel_values)
+        text_embeds = self.get_text_features(input_ids, attention_mask, **text_kwargs)
+        scale = self.clipped_logit_scale()
+        loss = self.criterion(image_embeds, text_embeds, scale)
+        return HfsslCLIPOutput(loss=loss, logit_scale=scale.detach(),
+                               image_embeds=nn.functional.normalize(image_embeds.detach(), dim=1),
+                               text_embeds=nn.functional.normalize(text_embeds.detach(), dim=1))
+
+
+def image_processor_for(config: HfsslCLIPConfig, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    """The exported image processor: hfssl's evaluation transform (resize to ``image_size``, normalise)."""
+    if config.is_clip_architecture:
+        from transformers import CLIPImageProcessor
+
+        return CLIPImageProcessor(do_resize=True, size={"shortest_edge": image_size}, resample=2, do_center_crop=True,
+                                  crop_size={"height": image_size, "width": image_size}, do_rescale=True,
+                                  rescale_factor=1 / 255, do_normalize=True, image_mean=list(mean),
+                                  image_std=list(std), do_convert_rgb=True)
+    from hfssl.export import build_image_processor
+
+    return build_image_processor(image_size, tuple(mean), tuple(std), 3)
+
+
+def load_tokenizer(config: HfsslCLIPConfig) -> Any:
+    """The captions' tokenizer (``config.tokenizer_name_or_path``), its length capped at the text tower's."""
+    from transformers import AutoTokenizer
+
+    if not config.tokenizer_name_or_path:
+        raise ValueError("model.tokenizer_name_or_path is not set: a text tower built from a config needs a tokenizer "
+                         "(a folder, Hub id or builtin:all-MiniLM-L6-v2)")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained_path(config.tokenizer_name_or_path))
+    vocab_size = getattr(config.text_config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        raise ValueError(f"the tokenizer {config.tokenizer_name_or_path!r} has {len(tokenizer)} tokens but the text "
+                         f"tower's vocab_size is {vocab_size}; set model.text_config.vocab_size to at least "
+                         f"{len(tokenizer)}")
+    positions = getattr(config.text_config, "max_position_embeddings", None)
+    tokenizer.model_max_length = min(config.max_text_length, positions or config.max_text_length)
+    return tokenizer
+
+
+def transferable_dual_encoder(model: HfsslCLIPForPreTraining, image_size: int, mean: tuple[float, ...],
+                              std: tuple[float, ...], channels: int) -> tuple[PreTrainedModel, Any]:
+    """The exported dual encoder and its processor (what ``DIR/encoder`` holds), in memory.
+
+    Grey runs (``channels == 1``) get an image tower that takes RGB and computes the grey model on
+    its luma (:func:`hfssl.export.grey_to_rgb_backbone`), and the mean/std repeated three times.
+    """
+    import copy
+
+    from transformers import CLIPProcessor, VisionTextDualEncoderProcessor
+
+    from hfssl.export import grey_to_rgb_backbone
+
+    dual = copy.deepcopy(model.backbone).eval()
+    if channels == 1:
+        dual.vision_model = grey_to_rgb_backbone(dual.vision_model)
+        dual.config.vision_config.num_channels = 3
+        mean, std = tuple(mean) * 3, tuple(std) * 3
+    dual.requires_grad_(False)
+    image_processor = image_processor_for(model.config, image_size, mean, std)
+    tokenizer = load_tokenizer(model.config)
+    processor_class = CLIPProcessor if model.config.is_clip_architecture else VisionTextDualEncoderProcessor
+    return dual, processor_class(image_processor=image_processor, tokenizer=tokenizer)
