@@ -99,16 +99,19 @@ class TrainResult:
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
                 spec: MethodSpec | None = None) -> torch.nn.Module:
     """Instantiate the method's model from the recipe's ``model`` section (and data-derived values),
-    loading pretrained backbone weights when ``model.backbone_name_or_path`` is set (through the
-    model's own ``load_pretrained_backbone(pretrained)`` when it has one, else strictly into
-    ``get_backbone()``). ``spec`` defaults to the registered method of ``recipe.method``."""
+    loading pretrained weights: a model with ``load_pretrained_weights()`` loads its own (MLM, CLIP);
+    otherwise ``model.backbone_name_or_path`` goes through the model's ``load_pretrained_backbone(pretrained)``
+    when it has one, else strictly into ``get_backbone()``. ``spec`` defaults to the registered method of ``recipe.method``."""
     spec = spec or get_method(recipe.method)
     config = spec.config_class(**{**recipe.model, **(config_updates or {})})
     model = spec.model_class(config)
+    # A model with several pretrained parts, or its own kind of checkpoint, loads them itself (MLM:
+    # encoder + head from backbone_name_or_path; CLIP: vision_name_or_path / text_name_or_path).
+    load_pretrained_weights = getattr(model, "load_pretrained_weights", None)
     path = getattr(config, "backbone_name_or_path", None)
-    if path and hasattr(model, "load_pretrained_weights"):
-        model.load_pretrained_weights(path)  # a model that loads its own checkpoint (MLM: encoder + head)
-        logger.info("initialised the model from %s", path)
+    if callable(load_pretrained_weights):
+        for loaded in load_pretrained_weights():
+            logger.info("initialised a pretrained part from %s", loaded)
     elif path:
         _, pretrained = load_pretrained_backbone(path)
         if hasattr(model, "load_pretrained_backbone"):
@@ -118,11 +121,6 @@ def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
         if hasattr(model, "copy_student_to_teacher"):
             model.copy_student_to_teacher()
         logger.info("initialised the backbone from %s", path)
-    # Models with several pretrained parts (CLIP's two towers) load them themselves.
-    load_pretrained_weights = getattr(model, "load_pretrained_weights", None)
-    if callable(load_pretrained_weights):
-        for loaded in load_pretrained_weights():
-            logger.info("initialised a pretrained part from %s", loaded)
     return model
 
 

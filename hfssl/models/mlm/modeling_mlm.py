@@ -15,6 +15,7 @@ over every masked token of the global batch (two processes = one process on the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from hfssl.distributed import all_reduce_mean
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.models.mlm.configuration_mlm import MLMConfig
 from hfssl.models.mlm.masking import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,11 +98,16 @@ class MLMForPreTraining(HfsslPreTrainedModel):
         return pool_text_features(self.get_backbone()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
                                   attention_mask, pooling)
 
-    def load_pretrained_weights(self, name_or_path: str) -> list[str]:
-        """Start from a checkpoint's weights (``model.backbone_name_or_path``); returns and records the
-        parameters the checkpoint lacked (an MLM head for a plain ``BertModel`` such as all-MiniLM-L6-v2)."""
+    def load_pretrained_weights(self) -> list[str]:
+        """Start from the checkpoint ``model.backbone_name_or_path`` (called by the engine when a run
+        starts; nothing to do without one); records in ``config.initialised_head_parameters`` the
+        parameters the checkpoint lacked (an MLM head for a plain ``BertModel`` such as
+        all-MiniLM-L6-v2). Returns what was loaded."""
         from hfssl.backbones import resolve_pretrained_path
 
+        name_or_path = self.config.backbone_name_or_path
+        if not name_or_path:
+            return []
         path = resolve_pretrained_path(name_or_path)
         model_class = type(self.bert_model)
         try:
@@ -113,7 +121,9 @@ class MLMForPreTraining(HfsslPreTrainedModel):
         self.bert_model.load_state_dict(source.state_dict())
         missing = sorted(info.get("missing_keys", []))
         self.config.initialised_head_parameters = missing
-        return missing
+        if missing:
+            logger.warning("%s has no %s: initialised at random", name_or_path, ", ".join(missing))
+        return [name_or_path]
 
     # ---- the loss ------------------------------------------------------------------------------
 
