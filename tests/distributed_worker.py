@@ -347,6 +347,10 @@ def main_mlm(out_dir: str) -> None:
              if parameter.grad is not None}
     torch.save({"rank": rank(), "loss": output.loss.detach(), "mlm_loss": output.mlm_loss.detach(),
                 "nsp_loss": output.nsp_loss.detach(), "grads": grads}, Path(out_dir) / f"mlm_rank{rank()}.pt")
+    # Leave the group together: a rank that exits while the other still talks to it aborts (SIGABRT).
+    dist.barrier()
+    dist.destroy_process_group()
+
 
 # ---------------------------------------------------------------- CLIP: local rows against gathered columns
 # Run by a third torchrun in tests/test_distributed.py (``main_clip``).
