@@ -192,8 +192,8 @@ def run_redundancy_reduction_linear(inputs: dict[str, Any], split: list[int], na
             "local_only_loss": local_only, "grads": averaged_gradients(model)}
 
 
-def main() -> None:
-    out_dir = Path(sys.argv[1])
+def main(out_dir: str | None = None) -> None:
+    out_dir = Path(out_dir if out_dir is not None else sys.argv[1])
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     if not is_distributed() or world_size() != 2:

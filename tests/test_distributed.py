@@ -8,10 +8,6 @@ computation done here. All in float64, so the tolerances are tight.
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +15,7 @@ import torch
 from torch import nn
 
 import distributed_worker as worker
+from torchrun import run_two_ranks
 from hfssl.distributed import (
     PortableSyncBatchNorm,
     all_reduce_mean,
@@ -33,7 +30,6 @@ from hfssl.distributed import (
 from hfssl.losses import NTXentLoss
 
 TIGHT = {"rtol": 1e-9, "atol": 1e-11}
-WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 EVEN_SPLIT = [4, 4]
 UNEVEN_SPLIT = [3, 5]
 
@@ -82,13 +78,7 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
     out_dir = tmp_path_factory.mktemp("two_ranks")
     inputs = make_inputs()
     torch.save(inputs, out_dir / "inputs.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(WORKER), str(out_dir)]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    results = [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    assert [result["rank"] for result in results] == [0, 1]
+    results = run_two_ranks("distributed_worker", "main", out_dir, "", timeout=120)
     return inputs, results
 
 
@@ -285,15 +275,7 @@ def moco_two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
     out_dir = tmp_path_factory.mktemp("moco_two_ranks")
     inputs = make_moco_inputs()
     torch.save(inputs, out_dir / "inputs.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    code = (f"import sys; sys.path.insert(0, {str(WORKER.parent)!r}); import distributed_worker; "
-            f"distributed_worker.main_moco({str(out_dir)!r})")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "--no-python", sys.executable, "-c", code]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    results = [torch.load(out_dir / f"moco_rank{r}.pt", weights_only=False) for r in range(2)]
-    assert [result["rank"] for result in results] == [0, 1]
+    results = run_two_ranks("distributed_worker", "main_moco", out_dir, "moco_", timeout=180)
     return inputs, results
 
 
@@ -454,15 +436,7 @@ def clip_two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
     out_dir = tmp_path_factory.mktemp("clip_two_ranks")
     inputs = make_clip_inputs()
     torch.save(inputs, out_dir / "inputs.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    code = (f"import sys; sys.path.insert(0, {str(WORKER.parent)!r}); import distributed_worker; "
-            f"distributed_worker.main_clip({str(out_dir)!r})")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "--no-python", sys.executable, "-c", code]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    results = [torch.load(out_dir / f"clip_rank{r}.pt", weights_only=False) for r in range(2)]
-    assert [result["rank"] for result in results] == [0, 1]
+    results = run_two_ranks("distributed_worker", "main_clip", out_dir, "clip_", timeout=180)
     return inputs, results
 
 

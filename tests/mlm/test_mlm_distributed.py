@@ -3,8 +3,6 @@ process on the whole batch: the masked-token loss is normalised by the global co
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +12,7 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 
 import distributed_worker as worker  # noqa: E402
+from torchrun import run_two_ranks  # noqa: E402
 
 SPLIT = [3, 5]
 
@@ -37,14 +36,7 @@ def test_two_processes_equal_one_process_on_the_whole_batch(tmp_path):
              "next_sentence_label": torch.randint(0, 2, (rows,), generator=generator)}
     torch.save({"state": model.state_dict(), "batch": batch, "split": SPLIT}, tmp_path / "mlm_inputs.pt")
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import distributed_worker; "
-            f"distributed_worker.main_mlm({str(tmp_path)!r})")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "--no-python", sys.executable, "-c", code]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    results = [torch.load(tmp_path / f"mlm_rank{r}.pt", weights_only=False) for r in range(2)]
+    results = run_two_ranks("distributed_worker", "main_mlm", tmp_path, "mlm_", timeout=240)
 
     reference = model(**batch)
     reference.loss.backward()

@@ -5,10 +5,6 @@ of tests/multicrop_worker.py (module fixture) produces every rank's results."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import multicrop_worker as worker
+from torchrun import run_two_ranks
 from hfssl.distributed import convert_sync_batchnorm
 from hfssl.losses import sinkhorn_knopp
 
-TESTS = Path(__file__).resolve().parents[1]
 EVEN_SPLIT = [3, 3]
 UNEVEN_SPLIT = [2, 5]
 
@@ -48,15 +44,7 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
     out_dir = tmp_path_factory.mktemp("multicrop_two_ranks")
     inputs = make_inputs()
     torch.save(inputs, out_dir / "inputs.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import multicrop_worker; "
-            f"multicrop_worker.main({str(out_dir)!r})")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "--no-python", sys.executable, "-c", code]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, f"torchrun failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    results = [torch.load(out_dir / f"multicrop_rank{r}.pt", weights_only=False) for r in range(2)]
-    assert [result["rank"] for result in results] == [0, 1]
+    results = run_two_ranks("multicrop_worker", "main", out_dir, "multicrop_")
     return inputs, results
 
 
