@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -192,15 +193,25 @@ def run_redundancy_reduction_linear(inputs: dict[str, Any], split: list[int], na
             "local_only_loss": local_only, "grads": averaged_gradients(model)}
 
 
-def main(out_dir: str | None = None) -> None:
-    out_dir = Path(out_dir if out_dir is not None else sys.argv[1])
+def serve_rank(out_dir: str | Path, prefix: str, results_of: Callable[[dict[str, Any]], dict[str, Any]],
+               inputs_file: str = "inputs.pt") -> None:
+    """One rank of a two-process test: join the gloo group, compute ``results_of(inputs)`` from the
+    saved inputs, save them (with ``"rank"``) as ``{prefix}rank{r}.pt``, and leave the group together
+    (a rank that exits while the other still talks to it aborts)."""
+    out_dir = Path(out_dir)
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     if not is_distributed() or world_size() != 2:
         raise RuntimeError(f"expected 2 processes, got {world_size()}")
-    inputs = torch.load(out_dir / "inputs.pt", weights_only=False)
-    results = {
-        "rank": rank(),
+    inputs = torch.load(out_dir / inputs_file, weights_only=False)
+    results = {"rank": rank(), **results_of(inputs)}
+    torch.save(results, out_dir / f"{prefix}rank{rank()}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def main(out_dir: str | None = None) -> None:
+    serve_rank(out_dir if out_dir is not None else sys.argv[1], "", lambda inputs: {
         "gathers": run_gathers(inputs),
         "ntxent_even": run_ntxent_linear(inputs, inputs["even_split"]),
         "ntxent_uneven": run_ntxent_linear(inputs, inputs["uneven_split"]),
@@ -210,10 +221,7 @@ def main(out_dir: str | None = None) -> None:
         "vicreg_uneven": run_redundancy_reduction_linear(inputs, inputs["uneven_split"], "vicreg"),
         "barlow_twins_even": run_redundancy_reduction_linear(inputs, inputs["even_split"], "barlow_twins"),
         "barlow_twins_uneven": run_redundancy_reduction_linear(inputs, inputs["uneven_split"], "barlow_twins"),
-    }
-    torch.save(results, out_dir / f"rank{rank()}.pt")
-    dist.barrier()
-    dist.destroy_process_group()
+    })
 
 
 if __name__ == "__main__":
@@ -297,22 +305,13 @@ def run_moco_v3_ddp(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def main_moco(out_dir: str) -> None:
-    dist.init_process_group("gloo")
-    torch.set_num_threads(1)
-    if not is_distributed() or world_size() != 2:
-        raise RuntimeError(f"expected 2 processes, got {world_size()}")
-    inputs = torch.load(Path(out_dir) / "inputs.pt", weights_only=False)
-    results = {
-        "rank": rank(),
+    serve_rank(out_dir, "moco_", lambda inputs: {
         "losses_even": run_moco_losses_linear(inputs, inputs["even_split"]),
         "losses_uneven": run_moco_losses_linear(inputs, inputs["uneven_split"]),
         "queue": run_moco_queue(inputs, shuffle=False),
         "queue_shuffled": run_moco_queue(inputs, shuffle=True),
         "moco_v3_ddp": run_moco_v3_ddp(inputs),
-    }
-    torch.save(results, Path(out_dir) / f"moco_rank{rank()}.pt")
-    dist.barrier()
-    dist.destroy_process_group()
+    })
 
 
 # ---------------------------------------------------------------- BERT masked language modelling
@@ -330,12 +329,9 @@ def build_mlm() -> nn.Module:
     return MLMForPreTraining(config).double()
 
 
-def main_mlm(out_dir: str) -> None:
+def run_mlm_ddp(inputs: dict[str, Any]) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
-    dist.init_process_group("gloo")
-    torch.set_num_threads(1)
-    inputs = torch.load(Path(out_dir) / "mlm_inputs.pt", weights_only=False)
     model = build_mlm()
     model.load_state_dict(inputs["state"])
     ddp = DistributedDataParallel(model)
@@ -345,11 +341,12 @@ def main_mlm(out_dir: str) -> None:
     output.loss.backward()
     grads = {name: parameter.grad.detach().clone() for name, parameter in model.named_parameters()
              if parameter.grad is not None}
-    torch.save({"rank": rank(), "loss": output.loss.detach(), "mlm_loss": output.mlm_loss.detach(),
-                "nsp_loss": output.nsp_loss.detach(), "grads": grads}, Path(out_dir) / f"mlm_rank{rank()}.pt")
-    # Leave the group together: a rank that exits while the other still talks to it aborts (SIGABRT).
-    dist.barrier()
-    dist.destroy_process_group()
+    return {"loss": output.loss.detach(), "mlm_loss": output.mlm_loss.detach(), "nsp_loss": output.nsp_loss.detach(),
+            "grads": grads}
+
+
+def main_mlm(out_dir: str) -> None:
+    serve_rank(out_dir, "mlm_", run_mlm_ddp, inputs_file="mlm_inputs.pt")
 
 
 # ---------------------------------------------------------------- CLIP: local rows against gathered columns
@@ -408,17 +405,8 @@ def run_clip_ddp(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def main_clip(out_dir: str) -> None:
-    dist.init_process_group("gloo")
-    torch.set_num_threads(1)
-    if not is_distributed() or world_size() != 2:
-        raise RuntimeError(f"expected 2 processes, got {world_size()}")
-    inputs = torch.load(Path(out_dir) / "inputs.pt", weights_only=False)
-    results = {
-        "rank": rank(),
+    serve_rank(out_dir, "clip_", lambda inputs: {
         "clip_even": run_clip_linear(inputs, inputs["even_split"]),
         "clip_uneven": run_clip_linear(inputs, inputs["uneven_split"]),
         "clip_ddp": run_clip_ddp(inputs),
-    }
-    torch.save(results, Path(out_dir) / f"clip_rank{rank()}.pt")
-    dist.barrier()
-    dist.destroy_process_group()
+    })

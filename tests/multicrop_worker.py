@@ -22,8 +22,8 @@ from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distributed_worker import local_rows  # noqa: E402
-from hfssl.distributed import convert_sync_batchnorm, is_distributed, rank, world_size  # noqa: E402
+from distributed_worker import local_rows, serve_rank  # noqa: E402
+from hfssl.distributed import convert_sync_batchnorm, rank, world_size  # noqa: E402
 from hfssl.losses import sinkhorn_knopp  # noqa: E402
 from tiny import TINY_VIT  # noqa: E402
 
@@ -104,18 +104,9 @@ def run_sinkhorn(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(out_dir: str) -> None:
-    dist.init_process_group("gloo")
-    torch.set_num_threads(1)
-    if not is_distributed() or world_size() != 2:
-        raise RuntimeError(f"expected 2 processes, got {world_size()}")
-    inputs = torch.load(Path(out_dir) / "inputs.pt", weights_only=False)
-    results = {
-        "rank": rank(),
+    serve_rank(out_dir, "multicrop_", lambda inputs: {
         "sinkhorn": run_sinkhorn(inputs),
         "dino": run_dino(inputs),
         "swav": run_swav(inputs, with_queue=False),
         "swav_queue": run_swav(inputs, with_queue=True),
-    }
-    torch.save(results, Path(out_dir) / f"multicrop_rank{rank()}.pt")
-    dist.barrier()
-    dist.destroy_process_group()
+    })
