@@ -17,12 +17,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import hfssl  # noqa: F401 - registers the methods
-from hfssl.evaluation.features import extract_features_with
 from hfssl.losses import DINOLoss, SwAVLoss, sinkhorn_knopp
 from hfssl.recipe import load_recipe
-from hfssl.training.monitor import effective_rank
 from hfssl.training.trainer import train
 from hfssl.views import build_eval_transform
+from collapse import assert_short_digits_run_does_not_collapse
 from tiny import TINY_RESNET, TINY_VIT, tiny_inputs, tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -316,23 +315,7 @@ def test_attention_maps_are_the_cls_rows_of_the_last_layer():
 
 # ---------------------------------------------------------------- short digits runs do not collapse
 
-# As in tests/models/test_moco.py: the effective rank of the 128-d test features of the recipe's
-# ResNet after 12 steps of 64 images; an untrained network measures below 30, a collapse 1.
-MIN_EFFECTIVE_RANK = 30.0
-
 
 @pytest.mark.parametrize("method", ["dino", "swav"])
 def test_short_digits_run_does_not_collapse(method, tmp_path):
-    overrides = [*FAST, "train.batch_size=64", "train.max_steps=12", "train.checkpoint_every=1000"]
-    recipe = load_recipe(REPO / "recipes" / method / "digits.yaml", overrides)
-    result = train(recipe, tmp_path)
-    transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
-    model = result.model
-    features, _ = extract_features_with(model.get_embeddings, transform, result.data.eval_test_dataset, model=model)
-    untrained = type(model)(model.config)
-    untrained_features, _ = extract_features_with(untrained.get_embeddings, transform, result.data.eval_test_dataset,
-                                                  model=untrained)
-    rank = effective_rank(torch.from_numpy(features))
-    untrained_rank = effective_rank(torch.from_numpy(untrained_features))
-    assert rank > MIN_EFFECTIVE_RANK, (rank, untrained_rank)
-    assert untrained_rank < MIN_EFFECTIVE_RANK, (rank, untrained_rank)
+    assert_short_digits_run_does_not_collapse(method, tmp_path)
