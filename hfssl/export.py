@@ -217,12 +217,14 @@ def _replace_directory(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
-def image_export_settings(model: Any, recipe: Recipe | None) -> tuple[int, tuple[float, ...], tuple[float, ...], int]:
-    """Image size, mean, std and channels of the exported processor: the recipe's, else the config's."""
+def image_export_settings(model: Any, recipe: Recipe | None, image_config: Any = None,
+                          ) -> tuple[int, tuple[float, ...], tuple[float, ...], int]:
+    """Image size, mean, std and channels of the exported processor: the recipe's, else those of
+    ``image_config`` (default: the model's ``backbone_config``; CLIP passes its ``vision_config``)."""
     if recipe is not None:
         return (recipe.views.crop_size or recipe.data.image_size, tuple(recipe.views.mean), tuple(recipe.views.std),
                 recipe.data.channels)
-    backbone_config = model.config.backbone_config
+    backbone_config = image_config if image_config is not None else model.config.backbone_config
     channels = int(getattr(backbone_config, "num_channels", 3))
     image_size = getattr(backbone_config, "image_size", None)
     if not isinstance(image_size, int):

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from hfssl.export import ExportContext, write_directory
+from hfssl.export import ExportContext, image_export_settings, write_directory
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
                                              transferable_dual_encoder)
@@ -96,18 +96,9 @@ def check_recipe(recipe: Any) -> None:
 
 
 def dual_encoder_settings(model: HfsslCLIPForPreTraining, recipe: Any) -> tuple[int, tuple, tuple, int]:
-    """Image size, mean, std and channels of the exported processor: the recipe's evaluation transform."""
-    if recipe is not None:
-        return (recipe.views.crop_size or recipe.data.image_size, tuple(recipe.views.mean), tuple(recipe.views.std),
-                recipe.data.channels)
-    vision = model.config.vision_config
-    channels = int(getattr(vision, "num_channels", 3))
-    size = getattr(vision, "image_size", None)
-    if not isinstance(size, int):
-        raise ValueError("cannot tell the input size of the image tower: it was not loaded from an hfssl run "
-                         "directory with a recipe.yaml; export the run directory instead")
-    logger.warning("no recipe.yaml beside the model: the exported processor uses image size %d and mean/std 0.5", size)
-    return size, (0.5,) * channels, (0.5,) * channels, channels
+    """Image size, mean, std and channels of the exported processor: the recipe's evaluation transform,
+    else the image tower's config (as for image encoders)."""
+    return image_export_settings(model, recipe, model.config.vision_config)
 
 
 def dual_encoder_of(model: HfsslCLIPForPreTraining, recipe: Any) -> tuple[Any, Any]:
