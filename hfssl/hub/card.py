@@ -98,10 +98,6 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
     "linear": ("Linear probe", "image-classification", "text-classification",
                "**Linear probe**: logistic regression on standardised frozen features, its regularisation C "
                "chosen on a held-out part of the training split."),
-    "few_shot": ("Few-shot probe", "image-classification", "text-classification",
-                 "**Few-shot probe**: a linear classifier trained on a few labelled examples per class."),
-    "zero_shot": ("Zero-shot", "zero-shot-image-classification", "zero-shot-classification",
-                  "**Zero-shot**: each image is matched to the text embedding of every class name."),
     "zero-shot": ("Zero-shot", "zero-shot-image-classification", "zero-shot-image-classification",
                   "**Zero-shot**: every class name is put into each prompt template, the text embeddings of a class "
                   "are averaged over the templates, and each image gets the class of highest cosine similarity "
@@ -123,8 +119,6 @@ PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
                     "over the tokens, or the [CLS] token) of a stratified 70 % of the documents, C chosen on a held-out "
                     "part of them, accuracy on the other 30 %; the TF-IDF column is TF-IDF + logistic regression on "
                     "the same split."),
-}
-PROTOCOLS.update({
     "few-shot": ("Few-shot", "image-classification", "text-classification",
                  "**Few-shot**: N-way K-shot episodes drawn from the test split; nearest-centroid (NC) and logistic "
                  "regression (LR) on L2-normalised frozen features, mean accuracy over the episodes (95 % interval "
@@ -133,7 +127,7 @@ PROTOCOLS.update({
                  "**Fine-tuning**: the encoder plus a linear classification head, every parameter trained on the "
                  "labelled training split (or a class-balanced share of it), as a plain transformers "
                  "`AutoModelForImageClassification`."),
-})
+}
 _ENTRY_NON_SETTINGS = {"protocol", "features", "dataset", "split"}
 # Counts and diagnostics that rows of text protocols carry: in eval_results.json, not in labels.
 _ENTRY_NON_SETTINGS |= {"num_train", "num_test", "num_classes", "masked_tokens", "tokens", "loss", "mlm_head"}
