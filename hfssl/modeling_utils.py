@@ -15,7 +15,8 @@ Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
   recipe overrides them under ``train.schedules``. The name ``weight_decay`` is special: the
   engine applies it to the optimiser's decayed parameter groups at every step (DINO).
 * :meth:`on_train_step_start` runs before the forward pass of every micro-batch with the scheduled
-  values of the optimiser step it belongs to (a scheduled temperature used inside ``forward``);
+  values of the optimiser step it belongs to (a scheduled temperature used inside ``forward``), and
+  under ``"lr"`` that step's learning rate (word2vec's kernel applies it in place);
 * :meth:`on_train_step_end` runs after every optimiser step with that step's scheduled values
   (EMA teacher updates, queue or centre updates that need the step).
 * :meth:`parameter_freezes` lists parameters whose updates are skipped for the first steps of

@@ -1,6 +1,6 @@
 """hfssl word2vec against gensim, side by side, on the identical token stream and hyperparameters.
 
-    python scripts/bench_word2vec.py                 # skip-gram and CBOW, 5 epochs (~10 min on 2 cores)
+    python scripts/bench_word2vec.py --repeats 2     # the full table: both architectures (~6 min on 2 cores)
     python scripts/bench_word2vec.py --quick         # skip-gram only, 1 epoch, a quarter of the corpus
     python scripts/bench_word2vec.py --output bench.json --markdown bench.md
 
@@ -12,16 +12,23 @@ pieces, stored as a local ``datasets`` folder of space-joined words, which its t
 into exactly the same words.
 
 Hyperparameters, both: 100-d vectors, window 5, 5 negatives, min_count 5, sample 1e-3, 5 epochs,
-learning rate 0.025 decaying linearly to 0.0001, 2 threads (gensim ``workers=2``; hfssl two block
-worker threads, ``torch.set_num_interop_threads(2)``, one intra-op thread).
+learning rate 0.025 decaying linearly to 0.0001, 2 threads (gensim ``workers=2``; hfssl
+``model.workers=2``, the numba kernel's threads; ``--kernel torch`` measures the batched-tile
+kernel instead, with two block worker threads and one intra-op thread).
 
-Measured per run, each in a fresh subprocess:
+Measured per run, each in a fresh subprocess, gensim and hfssl alternating:
 
 * words/s = raw corpus words (every token, also those under min_count) x epochs / training time,
   gensim's own definition of its "words/s" without the effective-word discount. Training time:
   gensim, ``Word2Vec.train``; hfssl, from the first training batch to the start of the end-of-run
   hook (it includes the engine's per-step work, the SGD step and the final checkpoint). Vocabulary
   building and encoding are timed separately ("prep").
+* whole process: wall seconds from the parent starting the child interpreter to the trained vectors
+  saved (imports, reading the corpus, vocabulary, training, saving; not the evaluation), and the
+  child's CPU seconds up to that point. gensim saves its ``KeyedVectors``; hfssl's engine saves the
+  model, tokenizer and counts. hfssl's numba kernel is compiled on the first run into a fresh cache
+  (``NUMBA_CACHE_DIR`` in the temporary folder: the "cold" row, what the first run after an install
+  costs) and loaded from it by every later run.
 * peak RSS of the process (``VmHWM``) and its growth during vocabulary + training.
 * WordSim-353 and SimLex-999 Spearman, Google analogies 3CosAdd accuracy over the 30,000 most
   frequent words: the same code (``hfssl.evaluation.word_vectors``) on both sets of vectors.
@@ -40,6 +47,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # benchmark this checkout's hfssl, whatever is installed
 MAX_PIECE = 10_000  # gensim's MAX_WORDS_IN_BATCH: longer sentences are truncated by gensim
 HYPER = {"vector_size": 100, "window": 5, "negative": 5, "min_count": 5, "sample": 1e-3, "epochs": 5}
 
@@ -112,20 +120,29 @@ def run_gensim(directory: Path, architecture: str, epochs: int, threads: int, se
     start, cpu = time.perf_counter(), time.process_time()
     model.train(pieces, total_examples=len(pieces), total_words=raw_words, epochs=epochs)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    model.wv.save(str(directory / f"gensim-{architecture}.kv"))
+    done = _process_marks()
     peak = _peak_mb()  # before the evaluation imports hfssl (torch)
     from hfssl.evaluation.word_vectors import WordVectors
 
-    return {"library": "gensim", "architecture": architecture, "prep_seconds": prep, "train_seconds": seconds,
+    return {"library": "gensim", "architecture": architecture, **done, "prep_seconds": prep, "train_seconds": seconds,
             "cpu_seconds": cpu, "words_per_second": raw_words * epochs / seconds, "raw_words": raw_words,
             "peak_rss_mb": peak, "rss_growth_mb": peak - rss_before,
             **_evaluate(WordVectors.from_keyed_vectors(model.wv))}
 
 
-def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, seed: int) -> dict:
-    import torch
+def _process_marks() -> dict:
+    """Wall clock now (the parent subtracts its spawn time) and this process's CPU seconds so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"done_at": time.time(), "process_cpu_seconds": usage.ru_utime + usage.ru_stime}
 
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(threads)
+
+def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, seed: int, kernel: str) -> dict:
+    if kernel == "torch":  # the tile kernel's blocks run on interop threads with one intra-op thread each
+        import torch
+
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(threads)
     from transformers import AutoModel
 
     from hfssl.evaluation.word_vectors import WordVectors
@@ -146,18 +163,21 @@ def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, see
     recipe = load_recipe(REPO / "recipes" / "word2vec" / recipe_name, [
         f"data.source={directory / 'text'}", f"train.epochs={epochs}", f"train.seed={seed}",
         "train.trackers=[]", "train.progress_bar=false", "train.checkpoint_every=1000000", "eval.protocols=[]",
+        f"model.kernel={kernel}", f"model.workers={threads}",
+        *(["model.shared_negatives=16", "model.negative_block_size=32", "train.batch_size=8"] if kernel == "torch" else []),
     ])
     output = directory / f"hfssl-{architecture}"
     rss_before = _rss_mb()
     start = time.perf_counter()
     result = train(recipe, output, overwrite=True)  # the engine alone (model and vocabulary saved); repeats reuse the folder
     marks["end"], marks["end_cpu"] = time.perf_counter(), time.process_time()
+    done = _process_marks()
     marks["peak_rss_mb"] = _peak_mb()
     total = time.perf_counter() - start
     seconds = marks["end"] - marks["first_batch"]
     raw_words = json.loads((output / "word_counts.json").read_text())["raw_words"]
     model = AutoModel.from_pretrained(output)
-    return {"library": "hfssl", "architecture": architecture, "prep_seconds": marks["first_batch"] - start,
+    return {"library": "hfssl", "architecture": architecture, **done, "prep_seconds": marks["first_batch"] - start,
             "train_seconds": seconds, "cpu_seconds": marks["end_cpu"] - marks["first_batch_cpu"],
             "words_per_second": raw_words * epochs / seconds, "raw_words": raw_words, "steps": result.steps,
             "end_to_end_seconds": total, "peak_rss_mb": marks["peak_rss_mb"],
@@ -166,23 +186,34 @@ def run_hfssl(directory: Path, architecture: str, epochs: int, threads: int, see
 
 
 def _child(args: argparse.Namespace) -> None:
-    runner = run_gensim if args.library == "gensim" else run_hfssl
-    result = runner(Path(args.directory), args.architecture, args.epochs, args.threads, args.seed)
+    if args.library == "gensim":
+        result = run_gensim(Path(args.directory), args.architecture, args.epochs, args.threads, args.seed)
+    else:
+        result = run_hfssl(Path(args.directory), args.architecture, args.epochs, args.threads, args.seed, args.kernel)
     result["load_average"] = os.getloadavg()[0]
     print("RESULT " + json.dumps(result))
 
 
-def _spawn(directory: Path, library: str, architecture: str, epochs: int, threads: int, seed: int) -> dict:
+def _spawn(directory: Path, library: str, architecture: str, epochs: int, threads: int, seed: int,  # noqa: PLR0913
+           kernel: str) -> dict:
     command = [sys.executable, __file__, "--child", "--library", library, "--architecture", architecture,
-               "--directory", str(directory), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+               "--directory", str(directory), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed),
+               "--kernel", kernel]
+    cache = directory / f"numba-cache-{architecture}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "NUMBA_CACHE_DIR": str(cache),  # this checkout's hfssl, whatever is installed
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cold = library == "hfssl" and kernel == "numba" and not cache.exists()
     before = os.getloadavg()[0]
+    started = time.time()
     completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
         raise RuntimeError(f"{library} {architecture} failed:\n{completed.stderr[-4000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
     result["load_average_before"] = before
+    result["process_seconds"] = result.pop("done_at") - started
+    result["kernel"] = f"{kernel} (cold cache)" if cold else kernel if library == "hfssl" else "-"
     return result
 
 
@@ -191,19 +222,22 @@ def markdown(results: list[dict], info: dict) -> str:
         f"Corpus: {info['raw_words']:,} raw words in {info['documents']:,} documents, {info['epochs']} epoch(s); "
         f"{info['threads']} threads; machine: {info['cpu']}.",
         "",
-        "| architecture | library | words/s | train s | CPU s | cores used | prep s | peak RSS MB | RSS growth MB | WS-353 | SimLex-999 | analogy | load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| architecture | library | kernel | words/s | train s | CPU s | cores used | whole process s | process CPU s "
+        "| prep s | peak RSS MB | RSS growth MB | WS-353 | SimLex-999 | analogy | load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results:
         lines.append(
-            f"| {row['architecture']} | {row['library']} | {row['words_per_second']:,.0f} | {row['train_seconds']:.1f} | "
-            f"{row['cpu_seconds']:.1f} | {row['cpu_seconds'] / row['train_seconds']:.2f} | {row['prep_seconds']:.1f} | "
+            f"| {row['architecture']} | {row['library']} | {row['kernel']} | {row['words_per_second']:,.0f} | "
+            f"{row['train_seconds']:.1f} | {row['cpu_seconds']:.1f} | {row['cpu_seconds'] / row['train_seconds']:.2f} | "
+            f"{row['process_seconds']:.1f} | {row['process_cpu_seconds']:.1f} | {row['prep_seconds']:.1f} | "
             f"{row['peak_rss_mb']:.0f} | {row['rss_growth_mb']:.0f} | "
             f"{row['wordsim353']:.3f} | {row['simlex999']:.3f} | {100 * row['analogy']:.2f} % | "
             f"{row['load_average_before']:.1f}/{row['load_average']:.1f} |")
     lines.append("")
     for architecture in dict.fromkeys(row["architecture"] for row in results):
-        ours = [row for row in results if row["architecture"] == architecture and row["library"] == "hfssl"]
+        ours = [row for row in results if row["architecture"] == architecture and row["library"] == "hfssl"
+                and "cold" not in row["kernel"]]
         theirs = [row for row in results if row["architecture"] == architecture and row["library"] == "gensim"]
         if ours and theirs:
             def mean(rows: list[dict], key: str) -> float:
@@ -211,8 +245,10 @@ def markdown(results: list[dict], info: dict) -> str:
 
             words = mean(ours, "words_per_second") / mean(theirs, "words_per_second")
             cpu = (mean(theirs, "cpu_seconds") / mean(theirs, "raw_words")) / (mean(ours, "cpu_seconds") / mean(ours, "raw_words"))
-            lines.append(f"- {architecture}: hfssl / gensim words/s = {words:.2f}x; words per CPU-second = {cpu:.2f}x "
-                         f"(means over {len(ours)} + {len(theirs)} runs)")
+            process = mean(theirs, "process_seconds") / mean(ours, "process_seconds")
+            lines.append(f"- {architecture}: hfssl / gensim words/s = {words:.2f}x; words per CPU-second = {cpu:.2f}x; "
+                         f"whole process {process:.2f}x as fast (means over {len(ours)} + {len(theirs)} runs, "
+                         "the cold-cache run left out)")
     return "\n".join(lines) + "\n"
 
 
@@ -221,6 +257,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip-gram only, 1 epoch, a quarter of the corpus")
     parser.add_argument("--architectures", nargs="+", default=None, choices=["skip-gram", "cbow"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kernel", default="numba", choices=["numba", "torch"], help="hfssl's model.kernel")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="alternate gensim/hfssl runs this many times")
     parser.add_argument("--output", type=Path, help="write the results as JSON")
@@ -244,13 +281,19 @@ def main() -> None:
         info.update(epochs=epochs, threads=args.threads, cpu=f"{os.cpu_count()} x {cpu}")
         results = []
         for architecture in architectures:
+            if args.kernel == "numba":  # the first run after an install compiles the kernel: one such run, apart
+                result = _spawn(directory, "hfssl", architecture, epochs, args.threads, args.seed, args.kernel)
+                results.append(result)
+                print(f"{architecture:9s} hfssl (cold numba cache) process {result['process_seconds']:6.1f} s", flush=True)
             for repeat in range(args.repeats):
                 order = ("gensim", "hfssl") if repeat % 2 == 0 else ("hfssl", "gensim")
                 for library in order:
-                    result = _spawn(directory, library, architecture, epochs, args.threads, args.seed + repeat)
+                    result = _spawn(directory, library, architecture, epochs, args.threads, args.seed + repeat,
+                                    args.kernel)
                     results.append(result)
                     print(f"{architecture:9s} {library:6s} {result['words_per_second']:>10,.0f} words/s  "
-                          f"train {result['train_seconds']:6.1f} s  WS353 {result['wordsim353']:.3f}  "
+                          f"train {result['train_seconds']:6.1f} s  process {result['process_seconds']:6.1f} s  "
+                          f"cores {result['cpu_seconds'] / result['train_seconds']:.2f}  WS353 {result['wordsim353']:.3f}  "
                           f"SimLex {result['simlex999']:.3f}  analogy {100 * result['analogy']:.2f} %  "
                           f"load {result['load_average']:.1f}", flush=True)
     table = markdown(results, info)

@@ -2,7 +2,8 @@
 
 Flow of one step (STYLE.md): the DataLoader yields decoded, fixed-size batches -> the method's
 ``make_inputs`` turns the whole batch into model inputs on the device, seeded ->
-``model.on_train_step_start(step, scheduled)`` -> ``model(**inputs)``
+``model.on_train_step_start(step, scheduled)`` (with ``scheduled["lr"]``, the step's learning rate of the
+first parameter group) -> ``model(**inputs)``
 returns the loss first -> ``accelerator.backward`` -> gradient clipping, frozen parameters'
 gradients dropped (``model.parameter_freezes()``), the learning rate and scheduled weight decay of
 this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA teachers, queues,
@@ -279,7 +280,9 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
             for batch in loader:
                 step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
                 scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
-                unwrapped.on_train_step_start(step, scheduled)
+                # The step's learning rate too: a model that updates its weights in place (word2vec's kernel) needs it.
+                lr = base_lrs[0] * lr_multiplier(state["global_step"], total_steps, recipe.optim)
+                unwrapped.on_train_step_start(step, {**scheduled, "lr": lr})
                 with accelerator.accumulate(model):
                     generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
                     inputs = data.make_inputs(batch, generator)

@@ -1,4 +1,4 @@
-"""word2vec model: the batched closed-form gradients against naive per-pair formulas, the curvature
+"""word2vec model, torch kernel: the batched closed-form gradients against naive per-pair formulas, the curvature
 damping against its definition, configuration checks and the Auto-class round trip."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _stream(seed: int = 0, length: int = 24) -> dict[str, torch.Tensor]:
 def _model(architecture: str, cbow_mean: bool = True, damping: float | None = None, scale: float = 0.5) -> Word2VecModel:
     config = Word2VecConfig(vocab_size=VOCAB, vector_size=8, architecture=architecture, window=WINDOW, negative=5,
                             shared_negatives=SHARED, negative_block_size=TILE, cbow_mean=cbow_mean,
-                            max_row_curvature=damping)
+                            max_row_curvature=damping, kernel="torch")
     model = Word2VecModel(config).double()
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -226,7 +226,8 @@ def test_word2vec_c_initialisation():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"architecture": "glove"}, "architecture"), ({"window": 0}, "window"), ({"sample": 2.0}, "sample"),
-     ({"negative_block_size": 2, "window": 5}, "negative_block_size"), ({"vocab_size": 3, "word_counts": [1, 2]}, "word_counts"),
+     ({"negative_block_size": 2, "window": 5, "kernel": "torch"}, "negative_block_size"),
+     ({"kernel": "cuda"}, "kernel must be one of numba, torch"), ({"workers": 0}, "workers"), ({"vocab_size": 3, "word_counts": [1, 2]}, "word_counts"),
      ({"max_row_curvature": 0.0}, "max_row_curvature")],
 )
 def test_config_rejects_bad_values_by_name(kwargs, message):

@@ -18,7 +18,7 @@ from hfssl.models.word2vec.data import (
     encode_chunks,
     keep_probabilities,
     make_word2vec_inputs,
-    noise_cdf,
+    noise_alias,
     noise_distribution,
     select_vocabulary,
 )
@@ -46,8 +46,11 @@ def test_noise_distribution_is_the_unigram_to_the_three_quarters():
     noise = noise_distribution(counts, 0.75)
     powered = np.array([0, 27, 8, 1, 0, 125], dtype=np.float64)
     assert torch.allclose(noise, torch.from_numpy(powered / powered.sum()), atol=1e-15)
-    cdf = noise_cdf(counts, 0.75)
-    assert cdf[-1] == 1.0 and torch.all(cdf[1:] >= cdf[:-1])
+    # The alias table gives exactly that distribution: column c yields c with probability[c], else alias[c].
+    probability, alias = noise_alias(counts, 0.75)
+    implied = torch.zeros(6, dtype=torch.float64).index_add_(0, torch.arange(6), probability)
+    implied.index_add_(0, alias, 1.0 - probability)
+    assert torch.allclose(implied / 6, noise, atol=1e-15)
     with pytest.raises(ValueError, match="no word"):
         noise_distribution(np.zeros(3))
 
@@ -91,8 +94,8 @@ def test_vectorised_inputs_give_the_pairs_of_a_naive_word_loop():
     counts = np.concatenate([[0], rng.integers(1, 500, size=39)])
     counts[3] = 40_000  # a frequent word that subsampling thins out
     keep = keep_probabilities(counts, 1e-2).float()
-    cdf = noise_cdf(counts)
-    inputs = make_word2vec_inputs(input_ids, torch.Generator().manual_seed(7), keep, cdf, window=3,
+    noise = noise_alias(counts)
+    inputs = make_word2vec_inputs(input_ids, torch.Generator().manual_seed(7), keep, noise, window=3,
                                   block_size=8, shared_negatives=5)
     expected, kept = _naive_pairs(input_ids, torch.Generator().manual_seed(7), keep, window=3)
     assert _pairs_of_inputs(inputs) == expected
@@ -107,9 +110,9 @@ def test_vectorised_inputs_give_the_pairs_of_a_naive_word_loop():
 def test_negatives_and_subsampling_follow_their_distributions():
     counts = np.array([0, 5000, 2000, 500, 100, 10])
     keep = keep_probabilities(counts, 0.05).float()
-    cdf = noise_cdf(counts)
+    noise = noise_alias(counts)
     input_ids = torch.tensor([[1, 2, 3, 4, 5, 1, 2, 3] * 2048])
-    inputs = make_word2vec_inputs(input_ids, torch.Generator().manual_seed(0), keep, cdf, window=2, block_size=8,
+    inputs = make_word2vec_inputs(input_ids, torch.Generator().manual_seed(0), keep, noise, window=2, block_size=8,
                                   shared_negatives=4096)
     frequencies = torch.bincount(inputs["negative_ids"].flatten(), minlength=6).double()
     frequencies /= frequencies.sum()

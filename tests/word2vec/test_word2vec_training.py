@@ -53,7 +53,7 @@ def test_training_on_lee_moves_a_related_pair_together(tmp_path):
 
 
 def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
-    overrides = ("train.max_steps=10", "train.checkpoint_every=5", "eval.protocols=[]")
+    overrides = ("train.max_steps=10", "train.checkpoint_every=5", "eval.protocols=[]", "model.workers=1")
     full = train(_recipe(*overrides), tmp_path / "full").output_dir
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)

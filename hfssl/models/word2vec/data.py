@@ -46,7 +46,7 @@ from hfssl.settings import RecipeError
 
 __all__ = [
     "CHUNK_LENGTH", "SEPARATOR", "UNKNOWN_TOKEN", "COUNTS_FILE", "keep_probabilities", "noise_distribution",
-    "noise_cdf", "make_word2vec_inputs", "encode_chunks", "Word2VecVocabulary", "build_vocabulary",
+    "noise_alias", "draw_noise", "make_word2vec_inputs", "encode_chunks", "Word2VecVocabulary", "build_vocabulary",
     "check_optimizer", "build_training_data", "build_inputs", "collate_token_rows", "InputBuilder",
     # the shared text module's functions word2vec builds on
     "build_word_tokenizer", "count_words", "select_vocabulary",
@@ -98,11 +98,42 @@ def noise_distribution(counts: torch.Tensor | np.ndarray, exponent: float = 0.75
     return weights / total
 
 
-def noise_cdf(counts: torch.Tensor | np.ndarray, exponent: float = 0.75) -> torch.Tensor:
-    """Cumulative noise distribution ``(V,)`` float64 for ``torch.searchsorted`` sampling."""
-    cdf = noise_distribution(counts, exponent).cumsum(0)
-    cdf[-1] = 1.0
-    return cdf
+def noise_alias(counts: torch.Tensor | np.ndarray, exponent: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walker's alias table of the noise distribution (Vose's construction): O(1) exact draws.
+
+    Column ``c`` of ``V`` equal columns keeps word ``c`` with probability ``probability[c]`` and
+    otherwise gives ``alias[c]``, so a draw is one uniform number: its integer part picks the
+    column, its fraction decides (:func:`draw_noise`). Sorting-free and 5-10x cheaper per draw than
+    a binary search in the cumulative distribution.
+
+    Returns:
+        ``probability`` ``(V,)`` float64 and ``alias`` ``(V,)`` int64.
+    """
+    noise = noise_distribution(counts, exponent).numpy()
+    size = noise.size
+    scaled = noise * size
+    probability = np.ones(size)
+    alias = np.arange(size)
+    small = [int(index) for index in np.flatnonzero(scaled < 1.0)]
+    large = [int(index) for index in np.flatnonzero(scaled >= 1.0)]
+    while small and large:
+        low, high = small.pop(), large[-1]
+        probability[low] = scaled[low]
+        alias[low] = high
+        scaled[high] -= 1.0 - scaled[low]
+        if scaled[high] < 1.0:
+            small.append(large.pop())
+    # Leftovers are 1 up to rounding; columns of zero-count words were all filled by an alias above.
+    return torch.from_numpy(probability), torch.from_numpy(alias.astype(np.int64))
+
+
+def draw_noise(table: tuple[torch.Tensor, torch.Tensor], count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` int64 draws from an alias table (:func:`noise_alias`), one float64 uniform each."""
+    probability, alias = table
+    size = probability.shape[0]
+    uniform = torch.rand(count, generator=generator, device=probability.device, dtype=torch.float64) * size
+    column = uniform.long().clamp_max_(size - 1)
+    return torch.where(uniform - column < probability[column], column, alias[column])
 
 
 # ---- on-device inputs ------------------------------------------------------------------------------
@@ -112,7 +143,7 @@ def make_word2vec_inputs(
     input_ids: torch.Tensor,
     generator: torch.Generator,
     keep: torch.Tensor,
-    cdf: torch.Tensor,
+    noise: tuple[torch.Tensor, torch.Tensor],
     window: int,
     block_size: int,
     shared_negatives: int,
@@ -127,7 +158,7 @@ def make_word2vec_inputs(
         generator: drives every random draw, in this order: keep draws ``(B L,)``, window
             reductions ``(N,)``, negatives ``(N / T, K)``.
         keep: ``(V,)`` keep probabilities (:func:`keep_probabilities`), on the device.
-        cdf: ``(V,)`` cumulative noise distribution (:func:`noise_cdf`), on the device.
+        noise: the noise distribution's alias table (:func:`noise_alias`), on the device.
         window: maximum window W; each kept centre draws its window uniformly from ``1..W``.
         block_size: T, centres sharing one set of negatives; ``N`` is padded to a multiple of T.
         shared_negatives: K negatives per block.
@@ -156,9 +187,7 @@ def make_word2vec_inputs(
         ids = torch.cat([ids, ids.new_zeros(extra)])
         segments = torch.cat([segments, segments.new_full((extra,), -1)])
         windows = torch.cat([windows, windows.new_zeros(extra)])
-    uniform = torch.rand(padded // block_size * shared_negatives, generator=generator, device=device, dtype=torch.float64)
-    # uniform < 1 = cdf[-1], so every draw lands on a valid id.
-    negatives = torch.searchsorted(cdf, uniform, right=True)
+    negatives = draw_noise(noise, padded // block_size * shared_negatives, generator)
     return {
         "input_ids": ids,
         "window_sizes": windows,
@@ -337,18 +366,19 @@ class InputBuilder:
 
     def __init__(self, counts: np.ndarray, config: Any) -> None:
         self.keep = keep_probabilities(counts, config.sample).float()
-        self.cdf = noise_cdf(counts, config.ns_exponent)
+        self.noise = noise_alias(counts, config.ns_exponent)
         self.window = config.window
         self.block_size = config.negative_block_size
         self.shared_negatives = config.shared_negatives
-        self._device_tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._device_tables: dict[str, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         input_ids = batch["input_ids"]
         key = str(input_ids.device)
         if key not in self._device_tables:
-            self._device_tables[key] = (self.keep.to(input_ids.device), self.cdf.to(input_ids.device))
-        keep, cdf = self._device_tables[key]
+            self._device_tables[key] = (self.keep.to(input_ids.device),
+                                        tuple(table.to(input_ids.device) for table in self.noise))
+        keep, noise = self._device_tables[key]
         with single_threaded_ops():
-            return make_word2vec_inputs(input_ids, generator, keep, cdf, self.window, self.block_size,
+            return make_word2vec_inputs(input_ids, generator, keep, noise, self.window, self.block_size,
                                         self.shared_negatives)

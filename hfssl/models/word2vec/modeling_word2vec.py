@@ -1,11 +1,29 @@
-"""word2vec: skip-gram and CBOW with negative sampling (Mikolov et al. 2013), batched for a CPU.
+"""word2vec: skip-gram and CBOW with negative sampling (Mikolov et al. 2013), two kernels.
 
 Inputs (built on the device by :func:`hfssl.models.word2vec.data.make_word2vec_inputs`): the
 subsampled corpus as one flat stream of token ids ``(N,)`` with, per position, the centre's
 dynamic window ``(N,)`` and a segment id ``(N,)`` (pairs never cross segments: documents and
 chunks), plus the shared negatives ``(N / T, K)`` of each block of ``T`` consecutive centres.
 
-Formulation (why it is fast): word2vec.c updates one (centre, context) pair at a time with five
+``config.kernel`` chooses how a training step learns from them; both are one engine step (the
+DataLoader batch of token rows -> ``make_inputs`` -> ``model(**inputs)``), checkpointed, logged,
+resumed, exported and evaluated the same way.
+
+**numba** (the default, CPU): :mod:`hfssl.models.word2vec.kernels` applies word2vec.c's per-pair
+SGD step to the embedding rows in place, with each centre's ``K`` negatives shared by the pairs of
+its window (``T = 1``, ``K = negative``: word2vec.c's objective, one output-row load per centre
+instead of per pair). The learning rate is the engine's for the step (its linear decay, word2vec's
+``alpha``), which the engine hands to :meth:`Word2VecModel.on_train_step_start` as
+``scheduled["lr"]``. The returned loss is the batch's summed loss at the weights each pair saw; it
+carries no gradient (backward gives none, the engine's SGD has nothing to add), so the step
+allocates no gradient at all. ``config.workers`` threads train parts of the batch at once,
+lock-free; one worker is bit-for-bit reproducible, resume included. ``model.eval()`` or
+``torch.no_grad()`` computes the loss without updating.
+
+**torch** (any device, several processes): the batched tiles below, whose sparse gradients the
+engine's SGD optimizer applies.
+
+Formulation of the torch kernel: word2vec.c updates one (centre, context) pair at a time with five
 fresh negatives: level-1 BLAS, one cache miss per row. Here the stream is cut into tiles of ``T``
 centres. A tile's context rows are its ``T`` tokens plus ``window`` tokens of halo on each side,
 so every positive pair of the tile is an entry of one small matrix product
@@ -51,6 +69,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -383,6 +402,62 @@ def _cbow_block(  # noqa: PLR0913
     return _BlockResult(loss.double(), has_context.sum().double())
 
 
+def _check_stream(input_ids: torch.Tensor, window_sizes: torch.Tensor, segment_ids: torch.Tensor,
+                  negative_ids: torch.Tensor) -> None:
+    if input_ids.ndim != 1 or window_sizes.shape != input_ids.shape or segment_ids.shape != input_ids.shape:
+        raise ValueError(
+            "word2vec expects flat input_ids, window_sizes and segment_ids of one shape (N,); got "
+            f"{tuple(input_ids.shape)}, {tuple(window_sizes.shape)}, {tuple(segment_ids.shape)}"
+        )
+    if negative_ids.ndim != 2 or negative_ids.shape[0] == 0 or input_ids.shape[0] % negative_ids.shape[0]:
+        raise ValueError(
+            f"negative_ids must be (N / T, K) with N = {input_ids.shape[0]} divisible by its first dimension; "
+            f"got {tuple(negative_ids.shape)}"
+        )
+
+
+class _UpdatedInPlace(torch.autograd.Function):
+    """The numba kernel's loss as a graph node: the weights were already updated, so no gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, ...]:  # noqa: ARG004
+        return None, None, None
+
+
+def train_stream(config: Word2VecConfig, input_rows: Any, output_rows: Any, input_ids: torch.Tensor,  # noqa: PLR0913
+                 window_sizes: torch.Tensor, segment_ids: torch.Tensor, negative_ids: torch.Tensor, lr: float,
+                 update: bool) -> tuple[float, int]:
+    """Run the numba kernel of ``config.architecture`` on numpy views of the weights (updated in place
+    when ``update``); returns the summed loss and the number of examples (pairs or centres)."""
+    import numba  # noqa: PLC0415 - imported with the kernel, on the first training step
+
+    from hfssl.models.word2vec import kernels  # noqa: PLC0415
+
+    threads = min(config.workers or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(threads)
+    count = input_ids.shape[0]
+    # Parts of >= 2k words, several per thread, handed out one at a time (chunk size 1): a thread that
+    # the OS deschedules on a shared machine does not hold the others up. One thread runs them in order.
+    parts = max(1, min(8 * threads, count // 2048)) if threads > 1 else 1
+    arrays = [tensor.detach().cpu().numpy().astype(np.int64, copy=False)
+              for tensor in (input_ids, window_sizes, segment_ids, negative_ids)]
+    block = count // negative_ids.shape[0]
+    tables = kernels.tables_for(input_rows.dtype)
+    weight = config.negative / negative_ids.shape[1]
+    with numba.parallel_chunksize(1):
+        if config.architecture == "skip-gram":
+            loss, examples = kernels.train_skipgram(input_rows, output_rows, tables, *arrays, block, weight, lr,
+                                                    parts, update)
+        else:
+            loss, examples = kernels.train_cbow(input_rows, output_rows, tables, *arrays, block, weight, lr, parts,
+                                                update, config.cbow_mean)
+    return float(loss), int(examples)
+
+
 class Word2VecModel(HfsslPreTrainedModel):
     """word2vec with negative sampling, skip-gram or CBOW (Mikolov et al. 2013).
 
@@ -406,6 +481,7 @@ class Word2VecModel(HfsslPreTrainedModel):
         self.register_buffer("word_counts", counts, persistent=True)
         self._vocabulary: list[str] | None = None
         self._word_to_id: dict[str, int] | None = None
+        self._learning_rate: float | None = None  # the numba kernel's step size, set by the engine
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -428,6 +504,10 @@ class Word2VecModel(HfsslPreTrainedModel):
 
     # ---- training -----------------------------------------------------------------------------
 
+    def on_train_step_start(self, step: int, scheduled: dict[str, float]) -> None:
+        """Keep the engine's learning rate of this step: the numba kernel applies it in place."""
+        self._learning_rate = scheduled.get("lr")
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -446,6 +526,8 @@ class Word2VecModel(HfsslPreTrainedModel):
             segment_ids: ``(N,)`` pairs only form inside one segment (-1 for padding).
             negative_ids: ``(N / T, K)`` negatives shared by the pairs of each tile of ``T`` centres.
         """
+        if self.config.kernel == "numba":
+            return self._numba_forward(input_ids, window_sizes, segment_ids, negative_ids)
         with single_threaded_ops():
             tiles = self._tiles(input_ids, window_sizes, segment_ids, negative_ids)
         loss, examples = _NegativeSamplingFunction.apply(
@@ -454,18 +536,41 @@ class Word2VecModel(HfsslPreTrainedModel):
         average = loss.detach() / examples.clamp_min(1.0)
         return Word2VecOutput(loss=loss, average_loss=average, num_examples=examples.round().long())
 
+    def _numba_forward(self, input_ids: torch.Tensor, window_sizes: torch.Tensor, segment_ids: torch.Tensor,
+                       negative_ids: torch.Tensor) -> Word2VecOutput:
+        """Train (or, in eval mode / without grad, score) the stream with the compiled kernel."""
+        _check_stream(input_ids, window_sizes, segment_ids, negative_ids)
+        input_weight, output_weight = self.input_embeddings.weight, self.output_embeddings.weight
+        if input_weight.device.type != "cpu":
+            raise ValueError(f"word2vec's numba kernel runs on the CPU, but the model is on {input_weight.device}; "
+                             "set model.kernel: torch to train on a GPU")
+        update = self.training and torch.is_grad_enabled() and input_weight.requires_grad
+        if update:
+            if self._learning_rate is None:
+                raise RuntimeError(
+                    "word2vec's numba kernel updates the weights in place during the forward pass and needs the "
+                    "step's learning rate: the engine passes it through on_train_step_start(step, {'lr': ...}). "
+                    "Call model.on_train_step_start(step, {'lr': lr}) first, use model.eval() or torch.no_grad() "
+                    "for the loss alone, or set kernel: torch for autograd gradients"
+                )
+            if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                    and torch.distributed.get_world_size() > 1:
+                raise ValueError("word2vec's numba kernel updates the weights in place and cannot keep several "
+                                 "processes' copies in step; set model.kernel: torch for multi-process training "
+                                 "(the kernel's workers use every core of one process already)")
+        loss, examples = train_stream(
+            self.config, input_weight.detach().numpy(), output_weight.detach().numpy(), input_ids, window_sizes,
+            segment_ids, negative_ids, self._learning_rate if update else 0.0, update,
+        )
+        loss = torch.tensor(loss, dtype=input_weight.dtype)
+        if update:  # the engine calls backward on the loss: a node without gradients for the weights
+            loss = _UpdatedInPlace.apply(loss, input_weight, output_weight)
+        examples = torch.tensor(examples)
+        return Word2VecOutput(loss=loss, average_loss=loss.detach() / examples.clamp_min(1), num_examples=examples)
+
     def _tiles(self, input_ids: torch.Tensor, window_sizes: torch.Tensor, segment_ids: torch.Tensor,
                negative_ids: torch.Tensor) -> _Tiles:
-        if input_ids.ndim != 1 or window_sizes.shape != input_ids.shape or segment_ids.shape != input_ids.shape:
-            raise ValueError(
-                "word2vec expects flat input_ids, window_sizes and segment_ids of one shape (N,); got "
-                f"{tuple(input_ids.shape)}, {tuple(window_sizes.shape)}, {tuple(segment_ids.shape)}"
-            )
-        if negative_ids.ndim != 2 or negative_ids.shape[0] == 0 or input_ids.shape[0] % negative_ids.shape[0]:
-            raise ValueError(
-                f"negative_ids must be (N / T, K) with N = {input_ids.shape[0]} divisible by its first dimension; "
-                f"got {tuple(negative_ids.shape)}"
-            )
+        _check_stream(input_ids, window_sizes, segment_ids, negative_ids)
         size = input_ids.shape[0] // negative_ids.shape[0]
         halo = self.config.window
         if size < halo:
