@@ -23,15 +23,13 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 from hfssl.evaluation.metrics import top_k_accuracies
 
@@ -42,6 +40,12 @@ logger = logging.getLogger(__name__)
 
 def _fit(features: np.ndarray, labels: np.ndarray, c: float, max_iter: int, random_state: int) -> Pipeline:
     """Standardise (fit on these rows only) then fit logistic regression with inverse strength ``c``."""
+    # scikit-learn is imported here, not with the module: it adds ~1 s to every hfssl process (`import hfssl`).
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=random_state))
     with warnings.catch_warnings():
         # Reported once through the log below, with the C it concerns, instead of a bare warning.
@@ -63,6 +67,8 @@ def _class_scores(model: Pipeline, features: np.ndarray, num_classes: int) -> np
 def _validation_split(
     features: np.ndarray, labels: np.ndarray, validation_fraction: float, random_state: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
     try:
         return train_test_split(features, labels, test_size=validation_fraction, random_state=random_state, stratify=labels)
     except ValueError as error:
