@@ -451,10 +451,10 @@ def train_stream(config: Word2VecConfig, input_rows: Any, output_rows: Any, inpu
     with numba.parallel_chunksize(1):
         if config.architecture == "skip-gram":
             loss, examples = kernels.train_skipgram(input_rows, output_rows, tables, *arrays, block, weight, lr,
-                                                    parts, update)
+                                                    parts, update, config.window + 1)
         else:
             loss, examples = kernels.train_cbow(input_rows, output_rows, tables, *arrays, block, weight, lr, parts,
-                                                update, config.cbow_mean)
+                                                update, config.window + 1, config.cbow_mean)
     return float(loss), int(examples)
 
 
