@@ -19,9 +19,10 @@ CBOW: ``h = mean`` (or sum) of the context rows, the same loop with ``h`` for ``
 (``e / count`` in sum mode, as gensim) is added to every context row.
 
 Why it is fast: the ``1 + K`` output rows of a centre are loaded once and stay in the L1 cache for
-all ``2 b`` pairs of its window (word2vec.c loads ``1 + negative`` fresh rows per pair), sigmoid and
-loss are exact (one ``exp`` and one ``log1p`` per score, no table), the inner loops over the vector
-are SIMD (``fastmath``), and a whole batch of ~64k words runs in one call without the GIL.
+all ``2 b`` pairs of its window (word2vec.c loads ``1 + negative`` fresh rows per pair); the rows of
+the next centre are prefetched while this one trains; sigmoid and loss come from interpolated
+tables (no ``exp`` or ``log`` per score); the inner loops over the vector are SIMD (``fastmath``);
+and a whole batch of ~64k words runs in one call without the GIL.
 
 Threads: ``parts`` contiguous parts of the stream are trained on numba's threads at once, lock-free
 (Hogwild, Recht et al. 2011, as word2vec.c and gensim): with one part the result is a pure function
