@@ -18,7 +18,9 @@ instead of per pair). The learning rate is the engine's for the step (its linear
 carries no gradient (backward gives none, the engine's SGD has nothing to add), so the step
 allocates no gradient at all. ``config.workers`` threads train parts of the batch at once,
 lock-free; one worker is bit-for-bit reproducible, resume included. ``model.eval()`` or
-``torch.no_grad()`` computes the loss without updating.
+``torch.no_grad()`` computes the loss without updating. The update happens inside ``forward``, so
+``train.on_nonfinite: skip`` cannot undo a step (the engine still refuses to checkpoint or save
+non-finite weights). One process only: several processes' in-place copies could not be kept in step.
 
 **torch** (any device, several processes): the batched tiles below, whose sparse gradients the
 engine's SGD optimizer applies.
