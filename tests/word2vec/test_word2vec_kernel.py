@@ -213,3 +213,32 @@ def test_bad_kernel_and_workers_name_the_key():
     assert Word2VecConfig(window=5).negative_block_size == 1
     assert Word2VecConfig(negative=7).shared_negatives == 7
     assert Word2VecConfig(kernel="torch").shared_negatives == 16
+
+
+def test_a_process_forked_after_training_can_train(tmp_path):
+    """DataLoader workers fork the training process: the kernel's thread pool must survive that (numba's
+    GNU OpenMP pool kills the child; hfssl uses the workqueue pool)."""
+    script = tmp_path / "fork.py"
+    script.write_text(
+        "import os, numpy as np, torch\n"
+        "from hfssl.models.word2vec import Word2VecConfig\n"
+        "from hfssl.models.word2vec.modeling_word2vec import train_stream\n"
+        "config = Word2VecConfig(vocab_size=50, vector_size=8, workers=2)\n"
+        "rows = np.random.default_rng(0).random((50, 8)).astype(np.float32), np.zeros((50, 8), np.float32)\n"
+        "n = 8192\n"
+        "stream = [torch.randint(0, 50, (n,)), torch.randint(1, 6, (n,)), torch.arange(n) // 1000, torch.randint(0, 50, (n, 5))]\n"
+        "train_stream(config, *rows, *stream, lr=0.025, update=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    train_stream(config, *rows, *stream, lr=0.025, update=True)\n"
+        "    os._exit(0)\n"
+        "assert os.waitpid(pid, 0)[1] == 0, 'the forked child died'\n"
+        "print('ok')\n"
+    )
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 0 and completed.stdout.strip() == "ok", completed.stderr[-2000:]

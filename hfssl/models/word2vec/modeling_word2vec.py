@@ -439,6 +439,11 @@ def train_stream(config: Word2VecConfig, input_rows: Any, output_rows: Any, inpu
 
     from hfssl.models.word2vec import kernels  # noqa: PLC0415
 
+    if numba.config.THREADING_LAYER == "default":
+        # numba would pick its GNU OpenMP pool, which kills any process forked after it started (a DataLoader
+        # worker with data.num_workers > 0: "fork() called from a process already using GNU OpenMP"); its own
+        # workqueue pool is fork-safe and as fast for a few large parts. NUMBA_THREADING_LAYER still wins.
+        numba.config.THREADING_LAYER = "workqueue"
     threads = min(config.workers or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(threads)
     count = input_ids.shape[0]
