@@ -181,6 +181,15 @@ def _mode_worker(connection, recipe_path: str, overrides: list[str], threads: in
             command = connection.recv()
             if command is None:
                 break
+            if isinstance(command, tuple):  # ("profile", steps): self time per operator and step
+                from torch.profiler import ProfilerActivity, profile
+
+                with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                    for _ in range(command[1]):
+                        runner.step()
+                connection.send({"ops": {event.key: (event.self_cpu_time_total / 1000 / command[1], event.count / command[1])
+                                         for event in profiler.key_averages()}})
+                continue
             results = [runner.step() for _ in range(command)]
             peak = {"peak_rss_mib": _peak_rss_mib()}
             if runner.device.type == "cuda":
@@ -241,6 +250,8 @@ def throughput_modes(args: argparse.Namespace) -> int:
                                      "cores_used": sum(cpus) / sum(walls), **{k: v for k, v in answer.items() if k != "steps"}})
             print(f"{method} round {round_index + 1}/{args.repeats}: " + ", ".join(
                 f"{mode} {slices[mode][-1]['seconds_per_step']:.3f} s" for mode in args.modes), flush=True)
+        if args.profile:
+            _print_profiles(method, args, workers)
         for process, connection, _ in workers.values():
             connection.send(None)
             process.join(timeout=30)
@@ -270,6 +281,30 @@ def throughput_modes(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def _print_profiles(method: str, args: argparse.Namespace, workers: dict) -> None:  # noqa: ANN001
+    """``--profile``: torch.profiler's self CPU time per operator and step for each mode, side by side
+    (alternating rounds, as the timing), the operators that take the most time in any mode first."""
+    import collections
+
+    tables = {mode: collections.Counter() for mode in args.modes}
+    calls = {mode: {} for mode in args.modes}
+    for _ in range(args.profile_rounds):
+        for mode in args.modes:
+            workers[mode][1].send(("profile", args.profile))
+            for op, (milliseconds, count) in workers[mode][1].recv()["ops"].items():
+                tables[mode][op] += milliseconds / args.profile_rounds
+                calls[mode][op] = count
+    top = collections.Counter()
+    for table in tables.values():
+        for op, milliseconds in table.items():
+            top[op] = max(top[op], milliseconds)
+    print(f"\n{method}: self CPU ms per step (calls per step), {args.profile} steps x {args.profile_rounds} rounds per mode")
+    print("| operator | " + " | ".join(args.modes) + " |\n|---|" + "---|" * len(args.modes))
+    for op, _ in top.most_common(args.profile_top):
+        print(f"| `{op[:48]}` | " + " | ".join(f"{tables[m][op]:.1f} ({calls[m].get(op, 0):.0f})" for m in args.modes) + " |")
+    print("| total | " + " | ".join(f"{sum(tables[m].values()):.1f}" for m in args.modes) + " |", flush=True)
 
 
 def _load() -> str:
@@ -416,6 +451,11 @@ def main() -> int:
                         help="with --throughput-only: time these modes side by side, each in its own process, in "
                              "alternating rounds (--repeats rounds of --calibration-steps steps); the first is the "
                              "baseline of the speed-ups, e.g. --modes fp32 bf16 bf16+cl bf16+cl+compile")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="with --modes: also profile STEPS steps of each mode per round (torch.profiler, "
+                             "self CPU time by operator) and print the table")
+    parser.add_argument("--profile-rounds", type=int, default=2)
+    parser.add_argument("--profile-top", type=int, default=20)
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
