@@ -57,6 +57,7 @@ from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.recipe import Recipe
 from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
+from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
     checkpoint_root,
     clear_previous_run,
@@ -67,7 +68,6 @@ from hfssl.training.checkpoint import (
     save_checkpoint,
     storage_error,
 )
-from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import build_optimizer
 from hfssl.training.run_directory import RunStart, plan_run
