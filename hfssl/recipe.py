@@ -41,6 +41,9 @@ __all__ = [
     "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
 ]
 
+#: ``torch.compile`` modes accepted by ``train.compile_mode``.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 SECTIONS = ("method", "model", "data", "views", "optim", "train", "eval", "hub")
 
 
@@ -99,6 +102,14 @@ class TrainConfig:
     exit code 3 and the newest checkpoint as the last good one; ``skip`` drops that optimiser step
     (no update, no teacher or queue update) and stops only after more than
     ``max_nonfinite_skips`` consecutive skipped steps.
+
+    Speed (:mod:`hfssl.training.acceleration`): ``mixed_precision`` (``bf16``, ``fp16``; ``null`` keeps
+    Accelerate's config) autocasts the model's forward while views, losses and optimiser stay float32;
+    ``channels_last`` keeps the convolution weights (and so the activations) in NHWC layout, the one
+    oneDNN's and cuDNN's fast convolution kernels use; ``compile`` runs the training forward and
+    backward through ``torch.compile`` (``compile_mode``: ``default``, ``reduce-overhead``,
+    ``max-autotune`` or ``max-autotune-no-cudagraphs``), falling back to eager with a warning when
+    the compiler fails. Checkpoints and the exported model stay plain float32 in the default layout.
     """
 
     batch_size: int = 256
@@ -106,6 +117,9 @@ class TrainConfig:
     max_steps: int | None = None
     gradient_accumulation_steps: int = 1
     mixed_precision: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -136,6 +150,8 @@ class TrainConfig:
             raise RecipeError(f"train.epochs must be > 0, got {self.epochs!r}")
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise RecipeError(f"train.mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise RecipeError(f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}; got {self.compile_mode!r}")
         for name in ("gradient_accumulation_steps", "checkpoint_every", "keep_checkpoints", "log_every",
                      "knn_k", "knn_max_samples", "monitor_every"):
             if getattr(self, name) < 1:

@@ -17,6 +17,8 @@ Usage::
     python scripts/bench_vision.py --minutes 20 --methods simclr byol mae --output bench_vision.json
     python scripts/bench_vision.py --quick      # digits, seconds: a smoke test of the script
     python scripts/bench_vision.py --throughput-only --repeats 5   # step 1 only, repeated
+    python scripts/bench_vision.py --throughput-only --methods simclr byol \\
+        --modes fp32 bf16 bf16+cl bf16+cl+compile --repeats 7 --calibration-steps 6   # precision/layout/compile table
 
 ``--throughput-only`` also runs against an older checkout (``PYTHONPATH=../old-checkout``), whose
 API it detects, so that two commits can be measured side by side in one session.
@@ -43,52 +45,292 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+#: ``--modes`` of ``--throughput-only``: what each sets (the recipe keys of hfssl.training.acceleration).
+MODES = {
+    "fp32": {},
+    "bf16": {"mixed_precision": "bf16"},
+    "fp32+cl": {"channels_last": True},
+    "bf16+cl": {"mixed_precision": "bf16", "channels_last": True},
+    "fp32+compile": {"compile": True},
+    "bf16+compile": {"mixed_precision": "bf16", "compile": True},
+    "bf16+cl+compile": {"mixed_precision": "bf16", "channels_last": True, "compile": True},
+}
+
+
+def _device():  # noqa: ANN202 - a torch.device
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _synchronize(device) -> None:  # noqa: ANN001
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class StepRunner:
+    """Whole training steps of ``recipe`` as the engine runs them: views on the device (float32,
+    outside autocast), the forward under ``torch.autocast`` when ``train.mixed_precision`` asks for
+    it (what Accelerate wraps around the forward), ``train.channels_last`` and ``train.compile``
+    through :mod:`hfssl.training.acceleration` (when the checkout has it), backward, optimizer, EMA."""
+
+    def __init__(self, recipe) -> None:  # noqa: ANN001 - a Recipe
+        import contextlib
+
+        import torch
+        from accelerate import Accelerator
+
+        from hfssl.registry import get_method
+        from hfssl.training import trainer
+        from hfssl.training.optim import build_optimizer
+
+        self.recipe = recipe
+        spec = get_method(recipe.method)
+        self.device = _device()
+        accelerator = Accelerator(cpu=self.device.type == "cpu")
+        if hasattr(spec, "load_training_data"):
+            self.data = spec.load_training_data(recipe, accelerator)
+        else:  # a checkout from before MethodSpec.load_training_data (side-by-side comparisons)
+            self.data = spec.load_hook("build_data")(recipe, accelerator)
+        torch.manual_seed(recipe.train.seed)
+        self.model = trainer.build_model(recipe, self.data.config_updates).to(self.device).train()
+        train = recipe.train
+        self.forward = self.model
+        if getattr(train, "channels_last", False):
+            from hfssl.training.acceleration import apply_channels_last
+
+            apply_channels_last(self.model, recipe.method)
+        if getattr(train, "compile", False):
+            from hfssl.training.acceleration import CompiledForward
+
+            self.forward = CompiledForward(self.model, train.compile_mode, recipe.method,
+                                           lambda: trainer._forward_buffers(self.model),
+                                           lambda kept: trainer._restore_buffers(self.model, kept))
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train.mixed_precision or "no")
+        self.autocast = ((lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype is not None
+                         else contextlib.nullcontext)
+        self.optimizer = build_optimizer(self.model, recipe.optim)
+        self.loader = torch.utils.data.DataLoader(
+            self.data.train_dataset, batch_size=train.batch_size, shuffle=True, drop_last=True,
+            collate_fn=self.data.collate_fn, generator=torch.Generator().manual_seed(0))
+        self.batches = iter(self.loader)
+        self.generator = torch.Generator(device=self.device).manual_seed(0)
+        self.schedules = trainer.resolved_schedules(self.model, recipe) if hasattr(trainer, "resolved_schedules") else None
+        self.step_index = 0
+
+    def _batch(self):  # noqa: ANN202
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            batch = next(self.batches)
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+    def step(self) -> tuple[float, float]:
+        """One whole step; returns its (wall seconds, process CPU seconds); the batch's decoding is not timed."""
+        import time
+
+        batch = self._batch()
+        _synchronize(self.device)
+        start, cpu = time.perf_counter(), time.process_time()
+        inputs = self.data.make_inputs(batch, self.generator)
+        with self.autocast():
+            loss = self.forward(**inputs).loss
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_index += 1
+        if self.schedules is not None:
+            self.model.on_train_step_end(self.step_index, {name: schedule(self.step_index, 1000)
+                                                           for name, schedule in self.schedules.items()})
+        elif self.model.teacher_pairs:
+            self.model.update_teacher(0.99)
+        _synchronize(self.device)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
 def measure_throughput(recipe, steps: int, warmup: int) -> dict[str, float]:
     """Median seconds per whole training step on real batches of the recipe's training data."""
-    import torch
-    from accelerate import Accelerator
-
-    from hfssl.registry import get_method
-    from hfssl.training import trainer
-    from hfssl.training.optim import build_optimizer
-
-    spec = get_method(recipe.method)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    if hasattr(spec, "load_training_data"):
-        data = spec.load_training_data(recipe, accelerator)
-    else:  # a checkout from before MethodSpec.load_training_data (side-by-side comparisons)
-        data = spec.load_hook("build_data")(recipe, accelerator)
-    build_model = trainer.build_model
-    model = build_model(recipe, data.config_updates).to(accelerator.device).train()
-    optimizer = build_optimizer(model, recipe.optim)
-    loader = torch.utils.data.DataLoader(data.train_dataset, batch_size=recipe.train.batch_size, shuffle=True,
-                                         drop_last=True, collate_fn=data.collate_fn,
-                                         generator=torch.Generator().manual_seed(0))
-    generator = torch.Generator(device=accelerator.device).manual_seed(0)
-    schedules = trainer.resolved_schedules(model, recipe) if hasattr(trainer, "resolved_schedules") else None
-    times = []
-    batches = iter(loader)
-    for index in range(warmup + steps):
-        batch = {k: v.to(accelerator.device) if hasattr(v, "to") else v for k, v in next(batches).items()}
-        if accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        inputs = data.make_inputs(batch, generator)
-        loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if schedules is not None:
-            model.on_train_step_end(index + 1, {name: schedule(index + 1, 1000) for name, schedule in schedules.items()})
-        elif model.teacher_pairs:
-            model.update_teacher(0.99)
-        if accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
+    runner = StepRunner(recipe)
+    for _ in range(warmup):
+        runner.step()
+    times = [runner.step()[0] for _ in range(steps)]
     seconds = statistics.median(times)
     return {"seconds_per_step": seconds, "images_per_second": recipe.train.batch_size / seconds,
             "timed_steps": steps}
+
+
+def _mode_worker(connection, recipe_path: str, overrides: list[str], threads: int, warmup: int) -> None:  # noqa: ANN001
+    """One mode's process (``--modes``): build, warm up (compile), then run slices of steps on request."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        recipe = _load_recipe(Path(recipe_path), overrides)
+        runner = StepRunner(recipe)
+        first_wall, _ = runner.step()  # the compiled modes compile here (forward and backward)
+        warm = [runner.step()[0] for _ in range(max(warmup - 1, 1))]
+        failed = getattr(runner.forward, "failed", None)
+        connection.send({"batch_size": recipe.train.batch_size, "first_step_seconds": first_wall, "warm_step_seconds": statistics.median(warm),
+                         "compile_failed": failed})
+        while True:
+            command = connection.recv()
+            if command is None:
+                break
+            if isinstance(command, tuple):  # ("profile", steps): self time per operator and step
+                from torch.profiler import ProfilerActivity, profile
+
+                with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                    for _ in range(command[1]):
+                        runner.step()
+                connection.send({"ops": {event.key: (event.self_cpu_time_total / 1000 / command[1], event.count / command[1])
+                                         for event in profiler.key_averages()}})
+                continue
+            results = [runner.step() for _ in range(command)]
+            peak = {"peak_rss_mib": _peak_rss_mib()}
+            if runner.device.type == "cuda":
+                peak["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            connection.send({"steps": results, **peak})
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which names the mode
+        import traceback
+
+        connection.send({"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
+    finally:
+        time.sleep(0.1)
+        connection.close()
+
+
+def throughput_modes(args: argparse.Namespace) -> int:
+    """``--throughput-only --modes ...``: every mode of every method in its own process, all alive at
+    once and timed in turns (round r runs ``--calibration-steps`` steps of each mode, the order
+    rotating each round), so that a change of the machine's load hits every mode alike. Speed-ups
+    are the median over rounds of the per-round ratio to the first mode."""
+    import multiprocessing
+
+    import hfssl
+
+    checkout = Path(hfssl.__file__).resolve().parents[1]
+    context = multiprocessing.get_context("spawn")
+    rows, began = [], time.perf_counter()
+    print(f"load before: {_load()}", flush=True)
+    for method in args.methods:
+        recipe_path = checkout / "recipes" / method / f"{args.dataset}.yaml"
+        workers = {}
+        for mode in args.modes:
+            settings = [f"train.{key}={str(value).lower() if isinstance(value, bool) else value}"
+                        for key, value in MODES[mode].items()]
+            parent, child = context.Pipe()
+            process = context.Process(target=_mode_worker, daemon=True,
+                                      args=(child, str(recipe_path), list(args.override) + settings, args.threads, 2))
+            process.start()
+            workers[mode] = (process, parent)
+            ready = parent.recv()  # one at a time: compilations and warm-ups do not overlap
+            if "error" in ready:
+                raise SystemExit(f"{method} {mode}: {ready['error']}\n{ready['traceback']}")
+            workers[mode] += (ready,)
+            print(f"{method} {mode}: ready, first step {ready['first_step_seconds']:.1f} s, warm step "
+                  f"{ready['warm_step_seconds']:.3f} s" + (f", COMPILE FAILED ({ready['compile_failed']})"
+                                                          if ready["compile_failed"] else ""), flush=True)
+        slices: dict[str, list[dict]] = {mode: [] for mode in args.modes}
+        for round_index in range(args.repeats):
+            order = args.modes[round_index % len(args.modes):] + args.modes[:round_index % len(args.modes)]
+            for mode in order:
+                workers[mode][1].send(args.calibration_steps)
+                answer = workers[mode][1].recv()
+                if "error" in answer:
+                    raise SystemExit(f"{method} {mode}: {answer['error']}\n{answer['traceback']}")
+                walls = [wall for wall, _ in answer["steps"]]
+                cpus = [cpu for _, cpu in answer["steps"]]
+                slices[mode].append({"seconds_per_step": statistics.median(walls),
+                                     "cpu_seconds_per_step": statistics.median(cpus),
+                                     "cores_used": sum(cpus) / sum(walls), **{k: v for k, v in answer.items() if k != "steps"}})
+            print(f"{method} round {round_index + 1}/{args.repeats}: " + ", ".join(
+                f"{mode} {slices[mode][-1]['seconds_per_step']:.3f} s" for mode in args.modes), flush=True)
+        if args.profile:
+            _print_profiles(method, args, workers)
+        for process, connection, _ in workers.values():
+            connection.send(None)
+            process.join(timeout=30)
+        base = args.modes[0]
+        for mode in args.modes:
+            mine, ready = slices[mode], workers[mode][2]
+            seconds = statistics.median(s["seconds_per_step"] for s in mine)
+            compile_seconds = max(ready["first_step_seconds"] - seconds, 0.0) if "compile" in mode else None
+            rows.append({
+                "method": method, "mode": mode, "settings": MODES[mode], "batch_size": ready["batch_size"],
+                "seconds_per_step": seconds, "images_per_second": ready["batch_size"] / seconds,
+                "cpu_seconds_per_step": statistics.median(s["cpu_seconds_per_step"] for s in mine),
+                "cores_used": statistics.median(s["cores_used"] for s in mine),
+                "speedup": statistics.median(b["seconds_per_step"] / s["seconds_per_step"]
+                                             for b, s in zip(slices[base], mine)),
+                "speedup_range": [min(b["seconds_per_step"] / s["seconds_per_step"] for b, s in zip(slices[base], mine)),
+                                  max(b["seconds_per_step"] / s["seconds_per_step"] for b, s in zip(slices[base], mine))],
+                "cpu_speedup": statistics.median(b["cpu_seconds_per_step"] / s["cpu_seconds_per_step"]
+                                                 for b, s in zip(slices[base], mine)),
+                "peak_rss_mib": mine[-1]["peak_rss_mib"], "peak_cuda_mib": mine[-1].get("peak_cuda_mib"),
+                "compile_seconds": compile_seconds, "compile_failed": ready["compile_failed"],
+                "rounds": args.repeats, "steps_per_round": args.calibration_steps, "slices": mine,
+            })
+    print(f"load after: {_load()}; {time.perf_counter() - began:.0f} s in all; hfssl from {checkout}; "
+          f"device {_device()}; {args.threads} threads")
+    print(modes_markdown(rows))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _print_profiles(method: str, args: argparse.Namespace, workers: dict) -> None:  # noqa: ANN001
+    """``--profile``: torch.profiler's self CPU time per operator and step for each mode, side by side
+    (alternating rounds, as the timing), the operators that take the most time in any mode first."""
+    import collections
+
+    tables = {mode: collections.Counter() for mode in args.modes}
+    calls = {mode: {} for mode in args.modes}
+    for _ in range(args.profile_rounds):
+        for mode in args.modes:
+            workers[mode][1].send(("profile", args.profile))
+            for op, (milliseconds, count) in workers[mode][1].recv()["ops"].items():
+                tables[mode][op] += milliseconds / args.profile_rounds
+                calls[mode][op] = count
+    top = collections.Counter()
+    for table in tables.values():
+        for op, milliseconds in table.items():
+            top[op] = max(top[op], milliseconds)
+    print(f"\n{method}: self CPU ms per step (calls per step), {args.profile} steps x {args.profile_rounds} rounds per mode")
+    print("| operator | " + " | ".join(args.modes) + " |\n|---|" + "---|" * len(args.modes))
+    for op, _ in top.most_common(args.profile_top):
+        print(f"| `{op[:48]}` | " + " | ".join(f"{tables[m][op]:.1f} ({calls[m].get(op, 0):.0f})" for m in args.modes) + " |")
+    print("| total | " + " | ".join(f"{sum(tables[m].values()):.1f}" for m in args.modes) + " |", flush=True)
+
+
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def modes_markdown(rows: list[dict]) -> str:
+    lines = ["| method | mode | images/s | s/step | CPU s/step (cores) | speed-up vs first mode: median (min-max) | "
+             "CPU-time speed-up | peak RSS MiB | compile s (share of 3 min) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        low, high = row["speedup_range"]
+        if row["compile_failed"]:
+            compile_text = f"failed: eager ({row['compile_failed'][:60]})"
+        elif row["compile_seconds"] is not None:
+            compile_text = f"{row['compile_seconds']:.0f} ({100 * row['compile_seconds'] / 180:.0f} %)"
+        else:
+            compile_text = "-"
+        memory = f"{row['peak_rss_mib']:.0f}" + (f" (GPU {row['peak_cuda_mib']:.0f})" if row.get("peak_cuda_mib") else "")
+        lines.append(f"| {row['method']} | {row['mode']} | {row['images_per_second']:.0f} | {row['seconds_per_step']:.3f} | "
+                     f"{row['cpu_seconds_per_step']:.3f} ({row['cores_used']:.2f}) | {row['speedup']:.2f}x "
+                     f"({low:.2f}-{high:.2f}) | {row['cpu_speedup']:.2f}x | {memory} | {compile_text} |")
+    return "\n".join(lines)
 
 
 def run_single(method: str, args: argparse.Namespace) -> dict:
@@ -140,6 +382,9 @@ def _load_recipe(path: Path, overrides: list[str]):  # noqa: ANN202 - a Recipe
 def throughput_only(args: argparse.Namespace) -> int:
     """Step 1 alone, ``--repeats`` times per method: median images/s, with the process's cores used."""
     import torch
+
+    if args.modes:
+        return throughput_modes(args)
 
     import hfssl
 
@@ -202,6 +447,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="digits, 0.2 minutes: checks the script works")
     parser.add_argument("--throughput-only", action="store_true", help="measure whole training steps only, no training")
     parser.add_argument("--repeats", type=int, default=3, help="with --throughput-only: measurements per method")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES),
+                        help="with --throughput-only: time these modes side by side, each in its own process, in "
+                             "alternating rounds (--repeats rounds of --calibration-steps steps); the first is the "
+                             "baseline of the speed-ups, e.g. --modes fp32 bf16 bf16+cl bf16+cl+compile")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="with --modes: also profile STEPS steps of each mode per round (torch.profiler, "
+                             "self CPU time by operator) and print the table")
+    parser.add_argument("--profile-rounds", type=int, default=2)
+    parser.add_argument("--profile-top", type=int, default=20)
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args()

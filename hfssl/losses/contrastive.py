@@ -55,6 +55,12 @@ class NTXentLoss(nn.Module):
                 "NTXentLoss expects two non-empty (batch, dim) tensors of one shape (the two views of each "
                 f"image, row by row), got {tuple(z1.shape)} and {tuple(z2.shape)}"
             )
+        # Normalisation, logits and softmax in float32 whatever the step's autocast (bf16 logits over
+        # 2N candidates at temperature 0.1-0.5 would lose the small differences the loss lives on).
+        with torch.autocast(device_type=z1.device.type, enabled=False):
+            return self._loss(_at_least_float32(z1), _at_least_float32(z2))
+
+    def _loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         batch_size, dim = z1.shape
         z1 = F.normalize(z1, dim=1)
         z2 = F.normalize(z2, dim=1)
@@ -194,3 +200,8 @@ class MoCoV3Loss(nn.Module):
             raise ValueError("MoCoV3Loss expects four non-empty (batch, dim) tensors of one shape (queries and "
                              f"keys of both views), got {[tuple(t.shape) for t in (q1, q2, k1, k2)]}")
         return self.contrastive(q1, k2) + self.contrastive(q2, k1)
+
+
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (autocast's outputs) as float32; float32 and float64 unchanged."""
+    return tensor.float() if torch.finfo(tensor.dtype).bits < 32 else tensor

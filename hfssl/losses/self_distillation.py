@@ -11,13 +11,14 @@ class BYOLLoss(nn.Module):
     """BYOL regression loss (Grill et al. 2020, eq. 2): ``2 - 2 cos(q, sg(z'))``, mean over the batch.
 
     Shapes: ``prediction, target: (B, D)`` -> scalar. The target is detached here: the teacher
-    never receives gradients.
+    never receives gradients. Computed in float32 with autocast switched off.
     """
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if prediction.shape != target.shape:
             raise ValueError(f"BYOLLoss expects equal shapes, got {tuple(prediction.shape)} and {tuple(target.shape)}")
-        return (2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)).mean()
+        with torch.autocast(device_type=prediction.device.type, enabled=False):  # float32 under any autocast
+            return (2 - 2 * F.cosine_similarity(_at_least_float32(prediction), _at_least_float32(target.detach()), dim=-1)).mean()
 
 
 class SimSiamLoss(nn.Module):
@@ -96,3 +97,8 @@ def dino_center_update(center: torch.Tensor, batch_center: torch.Tensor, momentu
         momentum: ``m`` in [0, 1] (0.9 in the paper).
     """
     return center.mul_(momentum).add_(batch_center.to(center.dtype), alpha=1.0 - momentum)
+
+
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (autocast's outputs) as float32; float32 and float64 unchanged."""
+    return tensor.float() if torch.finfo(tensor.dtype).bits < 32 else tensor

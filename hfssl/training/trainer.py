@@ -20,6 +20,11 @@ keeps the model, optimizer and global RNG states, and the model's training-only 
 centres) is saved with each checkpoint. A resumed run therefore follows the uninterrupted run step
 for step (bit-identical on the CPU).
 
+Speed options (:mod:`hfssl.training.acceleration`): ``train.mixed_precision`` goes to Accelerate
+(autocast around the forward); ``train.channels_last`` puts the model in NHWC layout before the
+optimiser is built and back after training; ``train.compile`` calls the prepared model through
+``torch.compile`` with an eager fallback.
+
 Reliability (issue 14): the run directory and the checkpoint are checked before any work
 (:mod:`hfssl.training.run_directory`); a non-finite loss stops the run, or skips the step with
 ``train.on_nonfinite: skip``, the decision taken by all processes together; the weights are
@@ -53,6 +58,7 @@ from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.recipe import Recipe
 from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
+from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
     checkpoint_root,
     clear_previous_run,
@@ -213,6 +219,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
         # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.
         model = convert_sync_batchnorm(model, accelerator.device)
+    if recipe.train.channels_last:
+        apply_channels_last(model, recipe.method)  # before the optimiser: its moments take the layout too
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     shuffle = not isinstance(data.train_dataset, torch.utils.data.IterableDataset) and not recipe.data.streaming
@@ -242,6 +250,10 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         raise ResumeError(f"--resume: the recipe's length ({total_steps} steps) is below step {start.step} of "
                           f"checkpoint {checkpoint}; set train.max_steps or train.epochs to at least that")
     unwrapped = accelerator.unwrap_model(model)
+    forward: Any = model
+    if recipe.train.compile:
+        forward = CompiledForward(model, recipe.train.compile_mode, recipe.method,
+                                  lambda: _forward_buffers(unwrapped), lambda kept: _restore_buffers(unwrapped, kept))
     frozen = _frozen_until(unwrapped, steps_per_epoch)
     _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
 
@@ -287,7 +299,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
                     generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
                     inputs = data.make_inputs(batch, generator)
                     kept = _forward_buffers(unwrapped) if recipe.train.on_nonfinite == "skip" else None
-                    outputs = model(**inputs)
+                    outputs = forward(**inputs)
                     loss = outputs.loss
                     # All processes decide together, so that none waits in a collective the others skip.
                     if _any_process(accelerator, not bool(torch.isfinite(loss.detach()).all())):
@@ -348,6 +360,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     accelerator.wait_for_everyone()
 
     unwrapped = accelerator.unwrap_model(model)
+    if recipe.train.channels_last:
+        restore_memory_format(unwrapped)  # evaluation and export see the default layout
     check_finite_weights(unwrapped, accelerator, recipe, output_dir, state["global_step"])
     if accelerator.is_main_process:
         try:
