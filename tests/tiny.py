@@ -40,6 +40,22 @@ def word2vec_stream(batch_size: int = 4, generator: torch.Generator | None = Non
             "negative_ids": torch.randint(1, 100, (batch_size, 4), generator=generator)}
 
 
+def word2vec_edge_stream(block: int, shared: int, vocab: int, window: int, length: int = 24,
+                         seed: int = 0) -> dict[str, torch.Tensor]:
+    """A short word2vec stream with the edge cases: three segments, two padding positions, a repeated
+    word, and in two blocks a shared negative equal to one of the block's centres."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (length,), generator=generator)
+    ids[3] = ids[5]
+    windows = torch.randint(1, window + 1, (length,), generator=generator)
+    windows[-2:] = 0
+    segments = torch.tensor([0] * 7 + [1] * 9 + [2] * (length - 18) + [-1] * 2)
+    negatives = torch.randint(1, vocab, (length // block, shared), generator=generator)
+    negatives[1, 0] = ids[2 * block - 1]
+    negatives[2, shared - 1] = ids[3 * block - 1]
+    return {"input_ids": ids, "window_sizes": windows, "segment_ids": segments, "negative_ids": negatives}
+
+
 def masked_tokens(batch_size: int = 4, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Rows of 16 token ids (vocabulary 100, ids 0-4 special) with about 25 % of them chosen for prediction."""
     input_ids = torch.randint(5, 100, (batch_size, 16), generator=generator)

@@ -12,22 +12,13 @@ import hfssl  # noqa: F401 - registers the Auto classes
 import hfssl.models.word2vec.modeling_word2vec as modeling
 from hfssl.models.word2vec import Word2VecConfig, Word2VecModel
 from hfssl.models.word2vec.data import build_word_tokenizer
+from tiny import word2vec_edge_stream
 
 VOCAB, WINDOW, TILE, SHARED = 30, 2, 4, 3
 
 
 def _stream(seed: int = 0, length: int = 24) -> dict[str, torch.Tensor]:
-    """Three segments and two padding positions; a repeated word and a negative equal to a centre."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, VOCAB, (length,), generator=generator)
-    ids[3] = ids[5]
-    windows = torch.randint(1, WINDOW + 1, (length,), generator=generator)
-    windows[-2:] = 0
-    segments = torch.tensor([0] * 7 + [1] * 9 + [2] * (length - 18) + [-1] * 2)
-    negatives = torch.randint(1, VOCAB, (length // TILE, SHARED), generator=generator)
-    negatives[0, 0] = ids[1]
-    negatives[2, 1] = ids[9]
-    return {"input_ids": ids, "window_sizes": windows, "segment_ids": segments, "negative_ids": negatives}
+    return word2vec_edge_stream(TILE, SHARED, VOCAB, WINDOW, length, seed)
 
 
 def _model(architecture: str, cbow_mean: bool = True, damping: float | None = None, scale: float = 0.5) -> Word2VecModel:

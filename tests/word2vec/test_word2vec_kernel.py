@@ -10,22 +10,13 @@ import torch
 
 from hfssl.models.word2vec import Word2VecConfig, Word2VecModel, kernels
 from hfssl.models.word2vec.modeling_word2vec import train_stream
+from tiny import word2vec_edge_stream
 
 VOCAB, DIM, WINDOW = 30, 8, 2
 
 
 def _stream(block: int, shared: int, length: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Three segments, two padding positions, a repeated word and negatives equal to their centre."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, VOCAB, (length,), generator=generator)
-    ids[3] = ids[5]
-    windows = torch.randint(1, WINDOW + 1, (length,), generator=generator)
-    windows[-2:] = 0
-    segments = torch.tensor([0] * 7 + [1] * 9 + [2] * (length - 18) + [-1] * 2)
-    negatives = torch.randint(1, VOCAB, (length // block, shared), generator=generator)
-    negatives[1, 0] = ids[1 * block]
-    negatives[2, shared - 1] = ids[2 * block]
-    return {"input_ids": ids, "window_sizes": windows, "segment_ids": segments, "negative_ids": negatives}
+    return word2vec_edge_stream(block, shared, VOCAB, WINDOW, length, seed)
 
 
 def _weights(seed: int = 1, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
