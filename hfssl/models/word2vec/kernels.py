@@ -151,6 +151,18 @@ def _train_target(x, work, scratch, tables, output, target, label, weight, lr, u
     return weight * loss
 
 
+@numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
+def _train_targets(x, work, scratch, tables, output, centre, negatives, negative_weight, lr, update):  # noqa: ANN001, ANN202, PLR0913
+    """The centre (label 1) and the shared negatives other than the centre (label 0) against one input
+    vector ``x`` (a context row, or CBOW's hidden vector): their summed loss, the SGD steps on the target
+    rows and the input gradient accumulated in ``work``."""
+    loss = _train_target(x, work, scratch, tables, output, centre, True, 1.0, lr, update)
+    for k in range(negatives.shape[0]):
+        target = negatives[k]
+        if target != centre:
+            loss += _train_target(x, work, scratch, tables, output, target, False, negative_weight, lr, update)
+    return loss
+
 @numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
 def train_skipgram(input_rows, output_rows, tables, ids, windows, segments, negatives, block, negative_weight, lr,  # noqa: ANN001, ANN201, PLR0913
                    parts, update, ahead):
@@ -171,7 +183,6 @@ def train_skipgram(input_rows, output_rows, tables, ids, windows, segments, nega
     """
     count = ids.shape[0]
     dim = input_rows.shape[1]
-    shared = negatives.shape[1]
     losses = np.zeros(parts)
     pairs = np.zeros(parts, dtype=np.int64)
     for part in numba.prange(parts):
@@ -193,11 +204,8 @@ def train_skipgram(input_rows, output_rows, tables, ids, windows, segments, nega
                 word = ids[j]
                 x = input_rows[word]
                 work[:] = 0.0
-                loss += _train_target(x, work, scratch, tables, output_rows, centre, True, 1.0, lr, update)
-                for k in range(shared):
-                    target = negatives[row, k]
-                    if target != centre:
-                        loss += _train_target(x, work, scratch, tables, output_rows, target, False, negative_weight, lr, update)
+                loss += _train_targets(x, work, scratch, tables, output_rows, centre, negatives[row], negative_weight, lr,
+                                       update)
                 if update:
                     for c in range(dim):
                         x[c] += work[c]
@@ -217,7 +225,6 @@ def train_cbow(input_rows, output_rows, tables, ids, windows, segments, negative
     """
     count = ids.shape[0]
     dim = input_rows.shape[1]
-    shared = negatives.shape[1]
     losses = np.zeros(parts)
     centres = np.zeros(parts, dtype=np.int64)
     for part in numba.prange(parts):
@@ -250,11 +257,8 @@ def train_cbow(input_rows, output_rows, tables, ids, windows, segments, negative
             centre = ids[i]
             row = i // block
             work[:] = 0.0
-            loss += _train_target(hidden, work, scratch, tables, output_rows, centre, True, 1.0, lr, update)
-            for k in range(shared):
-                target = negatives[row, k]
-                if target != centre:
-                    loss += _train_target(hidden, work, scratch, tables, output_rows, target, False, negative_weight, lr, update)
+            loss += _train_targets(hidden, work, scratch, tables, output_rows, centre, negatives[row], negative_weight, lr,
+                                   update)
             if update:
                 if not mean:
                     scale = 1.0 / context
