@@ -292,9 +292,9 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
             for batch in loader:
                 step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
                 scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
+                lr_factor = lr_multiplier(state["global_step"], total_steps, recipe.optim)
                 # The step's learning rate too: a model that updates its weights in place (word2vec's kernel) needs it.
-                lr = base_lrs[0] * lr_multiplier(state["global_step"], total_steps, recipe.optim)
-                unwrapped.on_train_step_start(step, {**scheduled, "lr": lr})
+                unwrapped.on_train_step_start(step, {**scheduled, "lr": base_lrs[0] * lr_factor})
                 with accelerator.accumulate(model):
                     generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
                     inputs = data.make_inputs(batch, generator)
@@ -315,8 +315,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
                         for parameter, until in frozen:
                             if state["global_step"] < until:
                                 parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
-                        _set_step_hyperparameters(optimizer, base_lrs, lr_multiplier(state["global_step"], total_steps,
-                                                                                      recipe.optim), scheduled)
+                        _set_step_hyperparameters(optimizer, base_lrs, lr_factor, scheduled)
                     if not (accelerator.sync_gradients and skip_step):
                         optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
