@@ -52,13 +52,18 @@ def test_training_on_lee_moves_a_related_pair_together(tmp_path):
     assert all(row["protocol"] == "word-similarity" and row["oov_pairs"] > 0 for row in results)
 
 
-def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
-    overrides = ("train.max_steps=10", "train.checkpoint_every=5", "eval.protocols=[]", "model.workers=1")
+def _train_and_resume_from_step_5(tmp_path, overrides):  # noqa: ANN001, ANN202
+    """The uninterrupted run, and a run resumed in another folder from its step-5 checkpoint alone."""
     full = train(_recipe(*overrides), tmp_path / "full").output_dir
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     shutil.copytree(full / "checkpoints" / "step-00000005", resumed_dir / "checkpoints" / "step-00000005")
-    result = train(_recipe(*overrides), resumed_dir, resume=True)
+    return full, resumed_dir, train(_recipe(*overrides), resumed_dir, resume=True)
+
+
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    overrides = ("train.max_steps=10", "train.checkpoint_every=5", "eval.protocols=[]", "model.workers=1")
+    full, resumed_dir, result = _train_and_resume_from_step_5(tmp_path, overrides)
     assert result.resumed_from is not None and result.resumed_from.name == "step-00000005"
     expected, actual = load_file(full / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
     assert expected.keys() == actual.keys()
@@ -71,11 +76,7 @@ def test_resume_with_two_kernel_threads_continues_from_the_checkpoint(tmp_path):
     and gensim), so a resumed run is not bit-identical; it starts from the checkpoint's exact weights
     and ends where the uninterrupted run ends, up to that interleaving."""
     overrides = ("train.max_steps=10", "train.checkpoint_every=5", "eval.protocols=[]", "model.workers=2")
-    full = train(_recipe(*overrides), tmp_path / "full").output_dir
-    resumed_dir = tmp_path / "resumed"
-    (resumed_dir / "checkpoints").mkdir(parents=True)
-    shutil.copytree(full / "checkpoints" / "step-00000005", resumed_dir / "checkpoints" / "step-00000005")
-    result = train(_recipe(*overrides), resumed_dir, resume=True)
+    full, resumed_dir, result = _train_and_resume_from_step_5(tmp_path, overrides)
     assert result.resumed_from.name == "step-00000005" and result.steps == 10
     checkpoint = load_file(full / "checkpoints" / "step-00000005" / "model.safetensors")
     expected, actual = load_file(full / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
