@@ -16,6 +16,10 @@ Usage::
 
     python scripts/bench_vision.py --minutes 20 --methods simclr byol mae --output bench_vision.json
     python scripts/bench_vision.py --quick      # digits, seconds: a smoke test of the script
+    # the accuracy-per-minute curve: budgets as fixed step counts from an idle machine's seconds per step
+    # (measured with --throughput-only), so the runs themselves may share the cores, one thread each:
+    python scripts/bench_vision.py --methods simclr --dataset fashion_mnist_tuned --minutes 5 10 20 \
+        --seconds-per-step simclr=0.0575 --threads 1 --linear-c-grid 0.001 0.01 0.1 1 10
     python scripts/bench_vision.py --throughput-only --repeats 5   # step 1 only, repeated
     python scripts/bench_vision.py --throughput-only --methods simclr byol \\
         --modes fp32 bf16 bf16+cl bf16+cl+compile --repeats 7 --calibration-steps 6   # precision/layout/compile table
@@ -345,11 +349,15 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
     if args.linear_c_grid:
         overrides.append(f"eval.linear.c_grid=[{','.join(str(c) for c in args.linear_c_grid)}]")
     recipe = load_recipe(recipe_path, overrides)
-    speed = measure_throughput(recipe, args.calibration_steps, warmup=2)
+    if args.seconds_per_step is None:
+        speed = measure_throughput(recipe, args.calibration_steps, warmup=2)
+    else:  # measured before, on an idle machine: the run itself may then share the cores
+        speed = {"seconds_per_step": args.seconds_per_step, "timed_steps": 0,
+                 "images_per_second": recipe.train.batch_size / args.seconds_per_step}
     max_steps = max(1, int(args.minutes * 60 / speed["seconds_per_step"]))
     recipe = load_recipe(recipe_path, overrides + [f"train.max_steps={max_steps}",
                                                    f"train.checkpoint_every={max_steps}"])
-    output_dir = Path(args.runs_dir) / f"{method}-{args.dataset}"
+    output_dir = Path(args.runs_dir) / _run_name(method, args.dataset, args.minutes)
     start = time.perf_counter()
     result = train(recipe, output_dir, overwrite=True)  # the benchmark's own folder: a rerun replaces it
     wall = time.perf_counter() - start
@@ -369,6 +377,22 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
         **speed,
         "eval": results,
     }
+
+
+def _run_name(method: str, dataset: str, minutes: float) -> str:
+    return f"{method}-{dataset}-{minutes:g}min"
+
+
+def _seconds_per_step(values: list[str]) -> dict[str, float]:
+    """``--seconds-per-step simclr=0.0575 byol=0.0703`` -> {"simclr": 0.0575, "byol": 0.0703}."""
+    table = {}
+    for value in values:
+        method, _, seconds = value.partition("=")
+        try:
+            table[method] = float(seconds)
+        except ValueError:
+            raise SystemExit(f"--seconds-per-step takes METHOD=SECONDS (e.g. simclr=0.0575), got {value!r}") from None
+    return table
 
 
 def _load_recipe(path: Path, overrides: list[str]):  # noqa: ANN202 - a Recipe
@@ -417,18 +441,19 @@ def _metric(entries: list[dict], protocol: str, key: str = "top1", k: int | None
 
 
 def markdown(rows: list[dict]) -> str:
-    header = ("| method | images/s (whole step) | s/step | peak RSS MiB | steps x batch (epochs) | "
-              "kNN k=20 | kNN k=200 | linear | raw kNN k=20 | raw linear |\n|---|---|---|---|---|---|---|---|---|---|")
+    header = ("| method | budget min | images/s (whole step) | s/step | peak RSS MiB | steps x batch (epochs) | "
+              "kNN k=20 | kNN k=200 | linear | raw kNN k=20 | raw linear | run wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for row in rows:
         ev = row["eval"]
         def pct(value):
             return "-" if value is None else f"{100 * value:.1f} %"
         lines.append(
-            f"| {row['method']} | {row['images_per_second']:.0f} | {row['seconds_per_step']:.3f} | {row['peak_rss_mib']:.0f} | "
+            f"| {row['method']} | {row['budget_minutes']:g} | {row['images_per_second']:.0f} | {row['seconds_per_step']:.3f} | {row['peak_rss_mib']:.0f} | "
             f"{row['steps']} x {row['batch_size']} ({row['epochs']:.1f}) | {pct(_metric(ev['results'], 'knn', k=20))} | "
             f"{pct(_metric(ev['results'], 'knn', k=200))} | {pct(_metric(ev['results'], 'linear'))} | "
-            f"{pct(_metric(ev['baselines'], 'knn', k=20))} | {pct(_metric(ev['baselines'], 'linear'))} |"
+            f"{pct(_metric(ev.get('baselines', []), 'knn', k=20))} | {pct(_metric(ev.get('baselines', []), 'linear'))} | "
+            f"{row['run_wall_seconds']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -437,7 +462,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["simclr", "byol", "mae"])
     parser.add_argument("--dataset", default="fashion_mnist", help="recipes/<method>/<dataset>.yaml")
-    parser.add_argument("--minutes", type=float, default=20.0, help="training budget per method")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[20.0],
+                        help="training budget per method; several values give the accuracy-per-minute curve, "
+                             "one run per method and budget")
+    parser.add_argument("--seconds-per-step", nargs="*", default=[], metavar="METHOD=SECONDS",
+                        help="use these seconds per step (measured earlier on an idle machine, e.g. with "
+                             "--throughput-only) instead of calibrating in the run: the budget becomes a fixed "
+                             "step count, so the runs may share the cores (accuracy at fixed steps does not "
+                             "depend on load)")
     parser.add_argument("--calibration-steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--linear-c-grid", type=float, nargs="*", default=[0.01, 0.1, 1.0])
@@ -460,7 +492,7 @@ def main() -> int:
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.dataset, args.minutes, args.calibration_steps = "digits", 0.2, 3
+        args.dataset, args.minutes, args.calibration_steps = "digits", [0.2], 3
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if args.throughput_only:
@@ -472,18 +504,23 @@ def main() -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for noisy in ("httpx", "urllib3", "matplotlib", "PIL", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        args.minutes = args.minutes[0]
+        args.seconds_per_step = _seconds_per_step(args.seconds_per_step).get(args.single)
         row = run_single(args.single, args)
         Path(args.result_file).write_text(json.dumps(row, indent=2))
         return 0
 
     rows = []
-    for method in args.methods:
-        result_file = Path(args.runs_dir) / f"{method}-{args.dataset}.bench.json"
+    given = _seconds_per_step(args.seconds_per_step)
+    for method, minutes in [(method, minutes) for method in args.methods for minutes in args.minutes]:
+        result_file = Path(args.runs_dir) / f"{_run_name(method, args.dataset, minutes)}.bench.json"
         result_file.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, __file__, "--single", method, "--result-file", str(result_file),
-                   "--dataset", args.dataset, "--minutes", str(args.minutes),
+                   "--dataset", args.dataset, "--minutes", str(minutes),
                    "--calibration-steps", str(args.calibration_steps), "--threads", str(args.threads),
                    "--runs-dir", args.runs_dir, "--linear-c-grid", *map(str, args.linear_c_grid)]
+        if method in given:
+            command += ["--seconds-per-step", f"{method}={given[method]}"]
         if args.override:
             command += ["--override", *args.override]
         print(f"== {method}: {' '.join(command[1:])}", flush=True)

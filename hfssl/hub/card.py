@@ -217,7 +217,12 @@ def _optim_train_rows(recipe: Recipe) -> list[tuple[str, str]]:
         rows.append(("train.epochs", format_value(train.epochs)))
     for name, changes in train.schedules.items():
         rows.append((f"train.schedules.{name}", format_value(changes)))
-    rows += [("train.mixed_precision", train.mixed_precision or "Accelerate's setting"), ("train.seed", str(train.seed))]
+    rows.append(("train.mixed_precision", train.mixed_precision or "Accelerate's setting"))
+    if train.channels_last:
+        rows.append(("train.channels_last", "true"))
+    if train.compile:
+        rows.append(("train.compile", f"true ({train.compile_mode or 'default'} mode)"))
+    rows.append(("train.seed", str(train.seed)))
     return rows
 
 

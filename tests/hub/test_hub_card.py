@@ -88,6 +88,20 @@ def test_body_describes_model_data_recipe_and_citation(tiny_run, tmp_path):
     assert 'subfolder="encoder"' in text
 
 
+def test_recipe_table_names_the_speed_options_the_run_used(tiny_run, tmp_path):
+    text, _ = _written_card(tiny_run, tmp_path)
+    assert "| train.mixed_precision |" in text
+    assert "train.channels_last" not in text and "train.compile" not in text  # off: no row
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["train"].update(channels_last=True, compile=True, compile_mode="max-autotune")
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    text, _ = _written_card(run, tmp_path)
+    assert "| train.channels_last | true |" in text
+    assert "| train.compile | true (max-autotune mode) |" in text
+
+
 def test_write_model_card_defaults_to_run_readme_and_links_only_existing_images(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
