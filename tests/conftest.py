@@ -24,6 +24,16 @@ if str(TESTS_DIR) not in sys.path:
 
 
 @pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A test that sets torch's thread count (tests/hub: one thread, for bit-equal comparisons) does not
+    leave it set for the tests that run after it in the same process."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 

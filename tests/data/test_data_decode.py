@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import encode, gradient_rgb, special_images
+from image_files import encode, gradient_rgb, special_images
 
 from hfssl.data.decode import arrays_to_pixels, decode_image, to_uint8
 

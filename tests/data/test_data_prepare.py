@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import encode, gradient_rgb
+from image_files import encode, gradient_rgb
 
 from hfssl.data import images as images_module
 from hfssl.data.decode import decode_image

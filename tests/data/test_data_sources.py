@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import gradient_rgb, special_images
+from image_files import gradient_rgb, special_images
 
 from hfssl.data.decode import decode_image
 from hfssl.data.images import load_image_splits

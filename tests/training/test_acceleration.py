@@ -82,10 +82,27 @@ def compare_layouts(folder: str) -> None:
     """One SGD step in NCHW and in channels_last from the same weights and views: the loss and the updated
     weights agree to rounding (plain SGD: AdamW's first steps turn rounding-level gradients into lr-sized
     weight changes)."""
+    import datasets
+    import numpy as np
+    import PIL.Image
+
     folder = Path(folder)
+    # Noise images, not digits: the digits' flat background gives exact ties at positive values in the
+    # stem's max-pool, which NHWC and NCHW kernels may break differently (they did with one thread),
+    # routing a gradient to another pixel. That is tie-breaking, not the layout change tested here.
+    noise = np.random.default_rng(0).integers(0, 256, size=(64, 16, 16), dtype=np.uint8)
+    datasets.Dataset.from_dict({"image": [PIL.Image.fromarray(picture) for picture in noise], "label": [0] * 64},
+                               features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+                               ).save_to_disk(folder / "noise")
     sgd = {"name": "sgd", "momentum": 0.0, "weight_decay": 0.0}
-    plain = train(tiny_recipe("simclr", optim=sgd, max_steps=1), folder / "plain")
-    nhwc = train(tiny_recipe("simclr", optim=sgd, max_steps=1, channels_last=True), folder / "nhwc")
+
+    def recipe(**settings):  # noqa: ANN202
+        recipe = tiny_recipe("simclr", optim=sgd, max_steps=1, **settings)
+        recipe.data.source, recipe.data.max_train_samples = str(folder / "noise"), None
+        return recipe
+
+    plain = train(recipe(), folder / "plain")
+    nhwc = train(recipe(channels_last=True), folder / "nhwc")
     assert abs(plain.final_loss - nhwc.final_loss) < 1e-4, (plain.final_loss, nhwc.final_loss)
     a, b = _weights(folder / "plain"), _weights(folder / "nhwc")
     for name in a:
@@ -93,11 +110,7 @@ def compare_layouts(folder: str) -> None:
 
 
 def test_channels_last_changes_float32_results_only_by_rounding(tmp_path):
-    # In a fresh process: tests/hub sets torch.set_num_threads(1) in the pytest process, and with one
-    # runtime-set thread PyTorch's NHWC and NCHW kernels break the digits' exact ties (flat background,
-    # ReLU zeros, max-pool) differently, so the stem's gradient differed beyond rounding after one step
-    # there (measured; identical in a fresh process, with one or two threads). That is PyTorch's
-    # tie-breaking, not the layout change this test is about.
+    # In a fresh process, away from what earlier tests set in this one (threads, seeds, caches).
     script = f"from tests.training.test_acceleration import compare_layouts; compare_layouts({str(tmp_path)!r})"
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
