@@ -324,3 +324,29 @@ def test_input_builder_uses_the_compiled_builder_with_the_numba_kernel_only():
                                         keep_probabilities(counts, 1e-3).float(), noise_alias(counts), 2, 32, 16)
     assert all(torch.equal(outputs["torch"][name], torch_inputs[name]) for name in torch_inputs)
     assert not torch.equal(outputs["numba"]["window_sizes"][:100], torch_inputs["window_sizes"][:100])
+
+
+def test_dataset_word_counts_equal_the_plain_count_and_are_cached(tmp_path, monkeypatch):
+    """count_dataset_words merges per-batch counts into exactly count_words' result (counts and
+    first-appearance order, which breaks the vocabulary's ties); a second call reads the datasets cache."""
+    import hfssl.data.text as text_module
+
+    rng = np.random.default_rng(0)
+    words = [f"w{index}" for index in range(300)] + ["The", "the", "don't", "naïve"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(0, 40))) + "!" for _ in range(250)] + [None, ""]
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "corpus"))
+    dataset = datasets.load_from_disk(str(tmp_path / "corpus"))
+    expected, rows = count_words([text or "" for text in texts], True, r"[\w']+")
+    counted, counted_rows = text_module.count_dataset_words(dataset, "text", "demo", True, r"[\w']+", batch_size=32)
+    assert list(counted.items()) == list(expected.items()) and counted_rows == rows == 252
+    assert select_vocabulary(counted, 2, 50) == select_vocabulary(expected, 2, 50)
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("counted again instead of reading the cache")
+
+    monkeypatch.setattr(text_module, "count_words", fail)
+    again, _ = text_module.count_dataset_words(datasets.load_from_disk(str(tmp_path / "corpus")), "text", "demo", True,
+                                               r"[\w']+", batch_size=32)
+    assert list(again.items()) == list(expected.items())
+    with pytest.raises(AssertionError, match="counted again"):  # other settings are other cache entries
+        text_module.count_dataset_words(dataset, "text", "demo", False, r"[\w']+", batch_size=32)

@@ -35,6 +35,7 @@ import torch
 from hfssl.data.text import (
     UNKNOWN_TOKEN,
     build_word_tokenizer,
+    count_dataset_words,
     count_token_ids,
     count_words,
     iter_texts,
@@ -279,7 +280,7 @@ def build_vocabulary(dataset: Any, column: str, recipe: Any, config: Any) -> Wor
         vocabulary = Word2VecVocabulary(tokenizer, counts, raw_words, None)
         distinct = None
     else:
-        word_counts, rows = count_words(iter_texts(dataset, column, data.source), data.lowercase, data.token_pattern)
+        word_counts, rows = count_dataset_words(dataset, column, data.source, data.lowercase, data.token_pattern)
         raw_words = sum(word_counts.values())
         distinct = len(word_counts)
         if raw_words == 0:
