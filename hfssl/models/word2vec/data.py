@@ -6,7 +6,9 @@ Pipeline (``MethodSpec.build_data`` = :func:`build_training_data`):
    the very ``tokenizers`` objects that are saved (``Lowercase`` when ``data.lowercase``, a
    ``Split`` on ``data.token_pattern``), words are counted, and those seen at least
    ``min_count`` times (at most ``max_vocab_size``, most frequent first, ties in order of first
-   appearance as in gensim) become a ``WordLevel`` tokenizer with ``[UNK]`` at id 0. With
+   appearance as in gensim) become a ``WordLevel`` tokenizer with ``[UNK]`` at id 0. The counts
+   of a map-style dataset are cached by ``datasets`` (:func:`hfssl.data.text.count_dataset_words`),
+   so a later run on the same corpus and settings skips the pass. With
    ``data.tokenizer_name_or_path`` the ids of that tokenizer are counted instead, and tokens under
    ``min_count`` are left out of training.
 2. **Token stream**: ``datasets.map`` encodes the texts (cached by ``datasets``), drops words
