@@ -55,7 +55,7 @@ __all__ = [
     "noise_alias", "draw_noise", "make_word2vec_inputs", "encode_chunks", "Word2VecVocabulary", "build_vocabulary",
     "check_optimizer", "build_training_data", "build_inputs", "collate_token_rows", "InputBuilder",
     # the shared text module's functions word2vec builds on
-    "build_word_tokenizer", "count_words", "select_vocabulary",
+    "build_word_tokenizer", "count_words", "count_dataset_words", "iter_texts", "select_vocabulary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -411,4 +411,3 @@ class InputBuilder:
                                                          self.shared_negatives, seed)
         return {"input_ids": torch.from_numpy(ids), "window_sizes": torch.from_numpy(windows),
                 "segment_ids": torch.from_numpy(segments), "negative_ids": torch.from_numpy(negatives)}
-
