@@ -22,7 +22,9 @@ Measured per run, each in a fresh subprocess, gensim and hfssl alternating:
   gensim's own definition of its "words/s" without the effective-word discount. Training time:
   gensim, ``Word2Vec.train``; hfssl, from the first training batch to the start of the end-of-run
   hook (it includes the engine's per-step work, the SGD step and the final checkpoint). Vocabulary
-  building and encoding are timed separately ("prep").
+  building and encoding are timed separately ("prep"); ``datasets`` caches both next to the corpus
+  folder, so only hfssl's first run (the skip-gram cold row) pays them, as a user's first run on a
+  corpus does (gensim counts again every run).
 * whole process: wall seconds from the parent starting the child interpreter to the trained vectors
   saved (imports, reading the corpus, vocabulary, training, saving; not the evaluation), and the
   child's CPU seconds up to that point. gensim saves its ``KeyedVectors``; hfssl's engine saves the

@@ -221,3 +221,132 @@ def test_word2vec_needs_plain_sgd(tmp_path):
            "optim": {"name": "sgd", "momentum": 0.9, "weight_decay": 0.0}}
     with pytest.raises(RecipeError, match="momentum"):
         recipe_from_dict(raw)
+
+
+# ---- the numba kernel's compiled input builder ----------------------------------------------------------------
+
+_MASK = (1 << 64) - 1
+
+
+def _splitmix(value: int) -> int:
+    """SplitMix64's finaliser in plain Python integers (the reference for the compiled generator)."""
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)
+
+
+def _reference_stream(rows: np.ndarray, keep_threshold: np.ndarray, table: np.ndarray, window: int, block: int,
+                      shared: int, seed: int) -> tuple[list, list, list, list]:
+    """build_stream's documented rules, word by word in Python: counter-based draws keyed per stream."""
+    golden = 0x9E3779B97F4A7C15
+
+    def bits(stream: int, counter: int) -> int:
+        key = _splitmix(seed ^ ((stream * golden) & _MASK))
+        return _splitmix((key + (counter + 1) * golden) & _MASK)
+
+    ids, windows, segments, segment = [], [], [], 0
+    length = rows.shape[1]
+    for position, token in enumerate(rows.reshape(-1).tolist()):
+        if position % length == 0 or token < 0:
+            segment += 1
+        if token >= 0 and bits(1, position) >> 32 < int(keep_threshold[token]):
+            windows.append(1 + ((bits(2, len(ids)) >> 32) * window >> 32))
+            ids.append(token)
+            segments.append(segment)
+    padded = max(block, math.ceil(len(ids) / block) * block)
+    extra = padded - len(ids)
+    negatives = []
+    for index in range(padded // block * shared):
+        draw = bits(3, index)
+        column = (draw >> 32) * len(table) >> 32
+        entry = int(table[column])
+        negatives.append(column if draw & 0xFFFFFFFF < entry >> 32 else entry & 0xFFFFFFFF)
+    return ids + [0] * extra, windows + [0] * extra, segments + [-1] * extra, negatives
+
+
+def test_compiled_inputs_follow_their_documented_rules_draw_for_draw():
+    """build_stream equals a word-by-word Python loop of its documented draws, and gives the pairs of
+    word2vec.c's loop over the kept words (the naive pair enumeration of the torch builder's test)."""
+    from hfssl.models.word2vec.kernels import build_stream, draw_tables
+
+    rng = np.random.default_rng(1)
+    rows = rng.integers(1, 40, size=(3, 64))
+    rows[0, 10] = rows[1, 30] = -1
+    rows[2, 50:] = -1
+    counts = np.concatenate([[0], rng.integers(1, 500, size=39)])
+    counts[3] = 40_000
+    probability, alias = noise_alias(counts)
+    keep_threshold, table = draw_tables(keep_probabilities(counts, 1e-2).numpy(), probability.numpy(), alias.numpy())
+    for seed in (0, 123456789, (1 << 62) - 1):
+        ids, windows, segments, negatives = build_stream(rows, keep_threshold, table, 3, 8, 5, seed)
+        expected = _reference_stream(rows, keep_threshold, table, 3, 8, 5, seed)
+        assert ids.tolist() == expected[0] and windows.tolist() == expected[1]
+        assert segments.tolist() == expected[2] and negatives.reshape(-1).tolist() == expected[3]
+        assert negatives.shape == (ids.shape[0] // 8, 5) and ids.shape[0] % 8 == 0
+        assert set(windows[segments >= 0].tolist()) <= {1, 2, 3} and 0 < (segments >= 0).sum() < (rows >= 0).sum()
+    assert not np.array_equal(build_stream(rows, keep_threshold, table, 3, 8, 5, 1)[0],
+                              build_stream(rows, keep_threshold, table, 3, 8, 5, 2)[0])
+
+
+def test_compiled_negatives_windows_and_subsampling_follow_their_distributions():
+    from hfssl.models.word2vec.kernels import build_stream, draw_tables
+
+    counts = np.array([0, 5000, 2000, 500, 100, 10])
+    keep = keep_probabilities(counts, 0.05)
+    probability, alias = noise_alias(counts)
+    rows = np.array([[1, 2, 3, 4, 5, 1, 2, 3] * 2048])
+    ids, windows, segments, negatives = build_stream(rows, *draw_tables(keep.numpy(), probability.numpy(),
+                                                                        alias.numpy()), 4, 8, 4096, 0)
+    frequencies = np.bincount(negatives.reshape(-1), minlength=6) / negatives.size
+    assert np.allclose(frequencies, noise_distribution(counts).numpy(), atol=0.005) and frequencies[0] == 0
+    kept = ids[segments >= 0]
+    for word in range(1, 6):
+        assert (kept == word).sum() / (rows == word).sum() == pytest.approx(keep[word].item(), abs=0.03)
+    assert np.allclose(np.bincount(windows[segments >= 0], minlength=5)[1:] / kept.size, 0.25, atol=0.03)
+
+
+def test_input_builder_uses_the_compiled_builder_with_the_numba_kernel_only():
+    from hfssl.models.word2vec.data import InputBuilder
+    from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
+
+    counts = np.array([0, 5000, 2000, 500, 100, 10])
+    batch = {"input_ids": torch.tensor([[1, 2, 3, 4, 5, -1, 2, 3] * 128])}
+    outputs = {}
+    for kernel in ("numba", "torch"):
+        config = Word2VecConfig(vocab_size=6, window=2, kernel=kernel, word_counts=counts.tolist())
+        builder = InputBuilder(counts, config)
+        first = builder(batch, torch.Generator().manual_seed(3))
+        again = builder(batch, torch.Generator().manual_seed(3))
+        assert all(torch.equal(first[name], again[name]) for name in first)  # a function of the step's seed
+        assert first["negative_ids"].shape[0] * config.negative_block_size == first["input_ids"].shape[0]
+        outputs[kernel] = first
+    torch_inputs = make_word2vec_inputs(batch["input_ids"], torch.Generator().manual_seed(3),
+                                        keep_probabilities(counts, 1e-3).float(), noise_alias(counts), 2, 32, 16)
+    assert all(torch.equal(outputs["torch"][name], torch_inputs[name]) for name in torch_inputs)
+    assert not torch.equal(outputs["numba"]["window_sizes"][:100], torch_inputs["window_sizes"][:100])
+
+
+def test_dataset_word_counts_equal_the_plain_count_and_are_cached(tmp_path, monkeypatch):
+    """count_dataset_words merges per-batch counts into exactly count_words' result (counts and
+    first-appearance order, which breaks the vocabulary's ties); a second call reads the datasets cache."""
+    import hfssl.data.text as text_module
+
+    rng = np.random.default_rng(0)
+    words = [f"w{index}" for index in range(300)] + ["The", "the", "don't", "naïve"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(0, 40))) + "!" for _ in range(250)] + [None, ""]
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "corpus"))
+    dataset = datasets.load_from_disk(str(tmp_path / "corpus"))
+    expected, rows = count_words([text or "" for text in texts], True, r"[\w']+")
+    counted, counted_rows = text_module.count_dataset_words(dataset, "text", "demo", True, r"[\w']+", batch_size=32)
+    assert list(counted.items()) == list(expected.items()) and counted_rows == rows == 252
+    assert select_vocabulary(counted, 2, 50) == select_vocabulary(expected, 2, 50)
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("counted again instead of reading the cache")
+
+    monkeypatch.setattr(text_module, "count_words", fail)
+    again, _ = text_module.count_dataset_words(datasets.load_from_disk(str(tmp_path / "corpus")), "text", "demo", True,
+                                               r"[\w']+", batch_size=32)
+    assert list(again.items()) == list(expected.items())
+    with pytest.raises(AssertionError, match="counted again"):  # other settings are other cache entries
+        text_module.count_dataset_words(dataset, "text", "demo", False, r"[\w']+", batch_size=32)

@@ -29,6 +29,10 @@ Threads: ``parts`` contiguous parts of the stream are trained on numba's threads
 of the inputs and the starting weights; with several, the interleaving of the threads' writes to
 shared rows is not reproducible.
 
+The step's inputs themselves (subsampling, dynamic windows, negatives) are built by :func:`build_stream`,
+compiled too, from one seed per step with counter-based draws (SplitMix64): the part of the step that
+runs on one thread while the kernel's threads wait costs ~1 ms instead of ~4-8 ms of torch ops.
+
 Compiled on first use and cached on disk (``cache=True``, numba's ``__pycache__`` next to this file
 or ``NUMBA_CACHE_DIR``), so only the first process after an install pays the compile time.
 """
@@ -273,3 +277,113 @@ def train_cbow(input_rows, output_rows, tables, ids, windows, segments, negative
         losses[part] = loss
         centres[part] = done
     return losses.sum(), centres.sum()
+
+
+# ---- the step's inputs: subsampling, dynamic windows and negatives ----------------------------------------------
+
+#: SplitMix64's increment (2^64 / golden ratio) and its finaliser's multipliers (Steele, Lea and Flood 2014).
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+#: Key offsets of the three independent draws of a step.
+KEEP_STREAM, WINDOW_STREAM, NEGATIVE_STREAM = 1, 2, 3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mix(value):  # noqa: ANN001, ANN202
+    """SplitMix64's finaliser: a bijection of uint64 whose outputs pass BigCrush for consecutive inputs."""
+    value = (value ^ (value >> np.uint64(30))) * _MIX_1
+    value = (value ^ (value >> np.uint64(27))) * _MIX_2
+    return value ^ (value >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def random_bits(key, counter):  # noqa: ANN001, ANN202
+    """The ``counter``-th uint64 of SplitMix64 started at ``key``: counter-based, so any draw of a step is a
+    function of (key, position) alone, whatever thread computes it and in whatever order."""
+    return _mix(key + np.uint64(counter + 1) * _GOLDEN)
+
+
+@numba.njit(cache=True, nogil=True)
+def stream_key(seed, stream):  # noqa: ANN001, ANN202
+    """The key of one of a step's draws (:data:`KEEP_STREAM`, ...) from the step's seed."""
+    return _mix(np.uint64(seed) ^ (np.uint64(stream) * _GOLDEN))
+
+
+def draw_tables(keep: np.ndarray, alias_probability: np.ndarray, alias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`build_stream`'s integer tables: ``keep`` as uint64 thresholds ``floor(keep * 2^32)`` for the high
+    32 random bits, and the alias table packed into one uint64 per column (``floor(probability * 2^32)`` in
+    the high half, the alias in the low half): one load per draw and no integer-to-float conversions, ~5x
+    faster than two float tables (measured: 1.5 against 7.1 ns a negative)."""
+    scale = float(1 << 32)
+    keep_threshold = np.minimum(np.floor(np.asarray(keep, dtype=np.float64) * scale), scale).astype(np.uint64)
+    probability = np.asarray(alias_probability, dtype=np.float64)
+    alias = np.asarray(alias, dtype=np.int64).copy()
+    whole = probability >= 1.0
+    alias[whole] = np.flatnonzero(whole)  # a full column always gives its own word
+    threshold = np.minimum(np.floor(probability * scale), scale - 1).astype(np.uint64)
+    if alias.size and (alias.max() >= 1 << 32 or alias.min() < 0):
+        raise ValueError(f"vocabulary of {alias.size} words is too large for the packed noise table (2^32 at most)")
+    return keep_threshold, (threshold << np.uint64(32)) | alias.astype(np.uint64)
+
+
+@numba.njit(cache=True, nogil=True)
+def build_stream(rows, keep_threshold, noise_table, window, block, shared, seed):  # noqa: ANN001, ANN201, PLR0913
+    """word2vec's inputs of one step from its token rows: the forward inputs of the numba kernel.
+
+    The same construction as :func:`hfssl.models.word2vec.data.make_word2vec_inputs` (its docstring has the
+    rules: segments, subsampling before windowing, padding to a multiple of ``block``), with the random
+    draws taken from a counter-based generator keyed by ``seed`` instead of torch's generator. With
+    ``u(S, n)`` the high 32 bits of :func:`random_bits` of stream ``S`` at counter ``n``: the occurrence at
+    flat position ``p`` is kept when ``u(KEEP, p) < keep_threshold[id]``, the ``i``-th kept centre's window
+    is ``1 + (u(WINDOW, i) * window) >> 32`` and negative ``(b, k)`` is column ``(u * V) >> 32`` of the alias
+    table, kept when the low 32 bits of the same draw are under the column's threshold, else its alias.
+    One pass over the rows in compiled code (~1 ms for 65k words and 50k x 5 negatives, against ~4 ms
+    for the torch ops on an idle core).
+
+    Args:
+        rows: ``(B, L)`` int64 token ids, ``-1`` for separators and padding.
+        keep_threshold, noise_table: ``(V,)`` uint64 tables of :func:`draw_tables`.
+        window, block, shared: maximum window W, centres per negatives block T, negatives per block K.
+        seed: the step's seed (0 <= seed < 2^63).
+
+    Returns:
+        ``ids (N,)``, ``windows (N,)``, ``segments (N,)`` and ``negatives (N / T, K)``, int64.
+    """
+    count_rows, length = rows.shape
+    total = count_rows * length
+    capacity = max(block, (total + block - 1) // block * block)
+    ids = np.zeros(capacity, dtype=np.int64)
+    segments = np.full(capacity, -1, dtype=np.int64)
+    windows = np.zeros(capacity, dtype=np.int64)
+    keep_key = stream_key(seed, KEEP_STREAM)
+    window_key = stream_key(seed, WINDOW_STREAM)
+    negative_key = stream_key(seed, NEGATIVE_STREAM)
+    high = np.uint64(32)
+    low_mask = np.uint64(0xFFFFFFFF)
+    reach = np.uint64(window)
+    count = 0
+    segment = 0
+    for r in range(count_rows):
+        for c in range(length):
+            token = rows[r, c]
+            if c == 0 or token < 0:
+                segment += 1
+            if token < 0:
+                continue
+            if (random_bits(keep_key, r * length + c) >> high) < keep_threshold[token]:
+                ids[count] = token
+                segments[count] = segment
+                windows[count] = 1 + np.int64(((random_bits(window_key, count) >> high) * reach) >> high)
+                count += 1
+    padded = max(block, (count + block - 1) // block * block)
+    size = np.uint64(noise_table.shape[0])
+    negatives = np.empty((padded // block, shared), dtype=np.int64)
+    for b in range(padded // block):
+        for k in range(shared):
+            bits = random_bits(negative_key, b * shared + k)
+            column = ((bits >> high) * size) >> high
+            entry = noise_table[column]
+            word = column if (bits & low_mask) < (entry >> high) else entry & low_mask
+            negatives[b, k] = np.int64(word)
+    return ids[:padded], windows[:padded], segments[:padded], negatives

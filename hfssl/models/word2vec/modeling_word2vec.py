@@ -1,6 +1,7 @@
 """word2vec: skip-gram and CBOW with negative sampling (Mikolov et al. 2013), two kernels.
 
-Inputs (built on the device by :func:`hfssl.models.word2vec.data.make_word2vec_inputs`): the
+Inputs (built on the device by :func:`hfssl.models.word2vec.data.make_word2vec_inputs`, or for the numba
+kernel by its compiled twin :func:`hfssl.models.word2vec.kernels.build_stream`): the
 subsampled corpus as one flat stream of token ids ``(N,)`` with, per position, the centre's
 dynamic window ``(N,)`` and a segment id ``(N,)`` (pairs never cross segments: documents and
 chunks), plus the shared negatives ``(N / T, K)`` of each block of ``T`` consecutive centres.
