@@ -105,14 +105,7 @@ def count_dataset_words(dataset: Any, column: str, source: str, lowercase: bool,
 def _count_batch(batch: dict[str, list], indices: list[int], column: str, source: str, lowercase: bool,
                  token_pattern: str) -> dict[str, list]:
     """One batch of texts -> one row: its word counts (first-appearance order) and its number of texts."""
-    texts = []
-    for index, value in zip(indices, batch[column]):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(
-                f"row {index} of column {column!r} in dataset {source!r} is a {type(value).__name__}, not a string; "
-                "set data.text_column to a text column"
-            )
-        texts.append(value or "")
+    texts = [_text(value, index, column, source) for index, value in zip(indices, batch[column])]
     counts, rows = count_words(texts, lowercase, token_pattern)
     return {"words": [list(counts)], "counts": [list(counts.values())], "texts": [rows]}
 
@@ -192,15 +185,20 @@ def iter_texts(dataset: Any, column: str, source: str, batch_size: int = 1000) -
                 "Set data.text_column to the column that holds the text"
             )
         for value in batch[column]:
-            if value is None:
-                value = ""
-            elif not isinstance(value, str):
-                raise ValueError(
-                    f"row {row} of column {column!r} in dataset {source!r} is a {type(value).__name__}, not a string; "
-                    "set data.text_column to a text column"
-                )
+            yield _text(value, row, column, source)
             row += 1
-            yield value
+
+
+def _text(value: Any, row: int, column: str, source: str) -> str:
+    """One cell of a text column: ``None`` counts as empty, anything else that is not a string raises."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"row {row} of column {column!r} in dataset {source!r} is a {type(value).__name__}, not a string; "
+            "set data.text_column to a text column"
+        )
+    return value
 
 
 def count_token_ids(dataset: Any, column: str, source: str, tokenizer: Any, batch_size: int = 1000) -> tuple[np.ndarray, int]:

@@ -221,7 +221,7 @@ def _optim_train_rows(recipe: Recipe) -> list[tuple[str, str]]:
     if train.channels_last:
         rows.append(("train.channels_last", "true"))
     if train.compile:
-        rows.append(("train.compile", f"true ({train.compile_mode or 'default'} mode)"))
+        rows.append(("train.compile", f"true ({train.compile_mode} mode)"))
     rows.append(("train.seed", str(train.seed)))
     return rows
 

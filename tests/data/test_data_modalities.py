@@ -22,6 +22,7 @@ from hfssl.data.image_text import collate_image_text, load_image_text_splits
 from hfssl.data.images import BadImageError, read_pixels
 from hfssl.data.sources import DataSourceError
 from hfssl.data.text import build_training_data as build_text_data
+from hfssl.data.text import count_dataset_words, iter_texts
 from hfssl.registry import MODALITY_LOADERS
 from image_text_fixtures import CAPTIONS, COLOURS, caption_folder
 
@@ -104,3 +105,16 @@ def test_the_text_loader_drops_empty_documents(tmp_path: Path) -> None:
     datasets.Dataset.from_dict({"body": ["", " "]}).save_to_disk(tmp_path / "empty")
     with pytest.raises(ValueError, match="has no non-empty text in column 'body'"):
         build_text_data(TextDataConfig(source=str(tmp_path / "empty"), text_column="body"), Accelerator(cpu=True))
+
+
+def test_text_cells_none_is_empty_and_a_non_string_is_named_with_its_row():
+    texts = datasets.Dataset.from_dict({"body": ["a b", None, "b"]})
+    assert list(iter_texts(texts, "body", "notes")) == ["a b", "", "b"]
+    counts, rows = count_dataset_words(texts, "body", "notes", lowercase=True, token_pattern=r"\w+")
+    assert dict(counts) == {"a": 1, "b": 2} and rows == 3
+    numbers = datasets.Dataset.from_dict({"body": [3, 4]})
+    message = r"row 0 of column 'body' in dataset 'numbers' is a int, not a string; set data.text_column"
+    with pytest.raises(ValueError, match=message):
+        list(iter_texts(numbers, "body", "numbers"))
+    with pytest.raises(ValueError, match=message):
+        count_dataset_words(numbers, "body", "numbers", lowercase=True, token_pattern=r"\w+")

@@ -145,6 +145,11 @@ def draw_noise(table: tuple[torch.Tensor, torch.Tensor], count: int, generator: 
 # ---- on-device inputs ------------------------------------------------------------------------------
 
 
+def _check_rows(input_ids: torch.Tensor) -> None:
+    if input_ids.ndim != 2:
+        raise ValueError(f"word2vec batches are (rows, {CHUNK_LENGTH}) token ids, got shape {tuple(input_ids.shape)}")
+
+
 def make_word2vec_inputs(
     input_ids: torch.Tensor,
     generator: torch.Generator,
@@ -173,8 +178,7 @@ def make_word2vec_inputs(
         ``input_ids (N,)``, ``window_sizes (N,)`` (0 on padding), ``segment_ids (N,)`` (-1 on
         padding) and ``negative_ids (N / T, K)``, all int64.
     """
-    if input_ids.ndim != 2:
-        raise ValueError(f"word2vec batches are (rows, {CHUNK_LENGTH}) token ids, got shape {tuple(input_ids.shape)}")
+    _check_rows(input_ids)
     device = input_ids.device
     flat = input_ids.reshape(-1).long()
     valid = flat >= 0
@@ -403,8 +407,7 @@ class InputBuilder:
         quarter of its time, so that the kernel's threads wait less for the serial part of the step."""
         from hfssl.models.word2vec.kernels import build_stream  # noqa: PLC0415
 
-        if input_ids.ndim != 2:
-            raise ValueError(f"word2vec batches are (rows, {CHUNK_LENGTH}) token ids, got shape {tuple(input_ids.shape)}")
+        _check_rows(input_ids)
         seed = int(torch.randint(0, 1 << 62, (1,), generator=generator))
         rows = input_ids.numpy().astype(np.int64, copy=False)
         ids, windows, segments, negatives = build_stream(rows, *self._compiled_tables, self.window, self.block_size,
