@@ -185,3 +185,16 @@ def encode_crops(backbone: PreTrainedModel, pixel_values: torch.Tensor, pooling:
     if image_size is not None and tuple(pixel_values.shape[-2:]) != (image_size, image_size):
         return pool_features(backbone(pixel_values=pixel_values, interpolate_pos_encoding=True), pooling)
     return pool_features(backbone(pixel_values=pixel_values), pooling)
+
+
+def pool_text_features(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str = "mean") -> torch.Tensor:
+    """``(B, H)`` from ``(B, L, H)`` token states: ``mean`` over real tokens (special tokens included,
+    as sentence-transformers does) or ``cls`` (the first token)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling != "mean":
+        raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)

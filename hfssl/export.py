@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel
 
+from hfssl.modeling_utils import HfsslPreTrainedModel
+
 if TYPE_CHECKING:
     from hfssl.recipe import Recipe
 
@@ -173,18 +175,13 @@ def export_encoder(
     """Write ``output_dir`` (usually ``DIR/encoder``) atomically: the backbone and its processor.
 
     Args:
-        model: an hfssl model (``export_backbone()`` or ``get_backbone()`` is saved) or a plain
+        model: an hfssl model (its ``export_backbone()`` is saved) or a plain
             transformers model.
         output_dir: destination folder; replaced as a whole only once the new one is complete.
         image_size / mean / std / channels: the evaluation transform of the run.
     """
     output_dir = Path(output_dir)
-    if hasattr(model, "export_backbone"):
-        backbone = model.export_backbone()
-    elif hasattr(model, "get_backbone"):
-        backbone = model.get_backbone()
-    else:
-        backbone = model
+    backbone = model.export_backbone() if isinstance(model, HfsslPreTrainedModel) else model
     if channels == 1:
         backbone = grey_to_rgb_backbone(backbone)
         mean, std, channels = tuple(mean) * 3, tuple(std) * 3, 3

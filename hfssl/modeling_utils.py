@@ -43,6 +43,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,9 +51,13 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from hfssl.backbones import pool_features
+from hfssl.registry import CAPABILITIES
 from hfssl.schedules import Schedule, cosine
 
 _push_handler: Callable[..., dict[str, str]] | None = None
+
+#: Files whose presence means a folder holds a saved tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def set_push_handler(handler: Callable[..., dict[str, str]]) -> None:
@@ -117,11 +122,51 @@ class HfsslPreTrainedModel(PreTrainedModel):
         """Return the transferable plain-transformers model (saved to ``encoder/`` on export)."""
         return self.backbone
 
+    def export_backbone(self) -> PreTrainedModel:
+        """The model export writes: :meth:`get_backbone` unless the released model differs (MAE converts its
+        encoder to a ``ViTModel``; MLM releases a ``BertForMaskedLM``)."""
+        return self.get_backbone()
+
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, hidden)`` of images ``(B, C, H, W)`` (``config.pooling``, see
         :func:`hfssl.backbones.pool_features`). Models whose transferable part is not an image
         backbone called this way (MAE, word2vec) override it."""
         return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
+
+    # ---- capabilities: what evaluation and `hfssl embed` can ask for (hfssl.registry.CAPABILITIES) ----
+    # A method lists the capabilities it serves in ``MethodSpec.provides``; each one is a method here,
+    # with a default that says the model does not serve it.
+
+    def _not_served(self, capability: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not serve {capability!r}; override "
+                                   f"{type(self).__name__}.{CAPABILITIES[capability].accessor} and list it in its "
+                                   "MethodSpec.provides")
+
+    def get_tokenizer(self, folder: str | Path | None = None) -> Any | None:
+        """The tokenizer saved with this model: in ``folder`` (a run directory: training saves the data's
+        tokenizer beside the model) or else in the folder the model was loaded from; ``None`` when
+        neither holds one (image models)."""
+        from transformers import AutoTokenizer
+
+        for candidate in (folder, self.name_or_path or None):
+            if candidate is not None and any((Path(candidate) / name).is_file() for name in TOKENIZER_FILES):
+                return AutoTokenizer.from_pretrained(candidate)
+        return None
+
+    def get_masked_lm(self) -> PreTrainedModel:
+        """``masked-lm`` and ``text-features``: the transferable masked language model (encoder + MLM head);
+        its tokenizer is :meth:`get_tokenizer`."""
+        raise self._not_served("masked-lm")
+
+    def get_dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                         channels: int) -> tuple[PreTrainedModel, Any]:
+        """``image-text-embeddings``: the transferable dual encoder and its processor for images of
+        ``image_size`` px normalised with ``mean`` / ``std``."""
+        raise self._not_served("image-text-embeddings")
+
+    def get_word_vectors(self) -> tuple[list[str], torch.Tensor]:
+        """``word-vectors``: the trained words, most frequent first, and their vectors ``(V, d)`` on the CPU."""
+        raise self._not_served("word-vectors")
 
     def project_views(self, pixel_values: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two views ``(B, 2, C, H, W)`` through the backbone in one pass and then ``head``.

@@ -243,7 +243,7 @@ def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
 
     from hfssl.models.mlm import MLMConfig, MLMForPreTraining
     from hfssl.models.mlm.configuration_mlm import BERT_PRESETS
-    from hfssl.models.mlm.masking import mask_tokens
+    from hfssl.data.token_masking import mask_tokens
 
     torch.manual_seed(0)
     ours = MLMForPreTraining(MLMConfig(bert_config=args.bert, vocab_size=args.vocab_size,

@@ -2,7 +2,7 @@
 
 * :func:`masked_token_accuracy` (protocol ``mlm-accuracy``): held-out documents are packed into
   rows of ``max_seq_length`` tokens exactly as ``grouped`` training rows
-  (:func:`hfssl.models.mlm.data.pack_documents`), masked with BERT's scheme by a generator seeded
+  (:func:`hfssl.data.token_rows.pack_documents`), masked with BERT's scheme by a generator seeded
   per row batch (fixed masks: every model evaluated on the same texts and the same tokenizer sees
   the same masks), and the model predicts the chosen tokens: accuracy (argmax = original token) and
   perplexity ``exp(mean cross-entropy)`` over the chosen tokens.
@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import BertForMaskedLM
 
 from hfssl.backbones import resolve_pretrained_path
 from hfssl.evaluation.linear_probe import linear_probe
-from hfssl.models.mlm.data import encode_documents, pack_documents
-from hfssl.models.mlm.masking import IGNORE_INDEX, mask_tokens
-from hfssl.models.mlm.modeling_mlm import pool_text_features
+from hfssl.backbones import pool_text_features
+from hfssl.data.token_masking import IGNORE_INDEX, mask_tokens
+from hfssl.data.token_rows import encode_documents, pack_documents
 from hfssl.registry import discover_methods, is_hfssl_run
 
 logger = logging.getLogger(__name__)
@@ -63,15 +64,17 @@ class TextModel:
         return self.masked_lm.base_model
 
 
-def load_text_model(model: Any = None, path: str | None = None) -> TextModel:
-    """Open an in-memory hfssl MLM model (``model``, which carries its tokenizer) or a model path."""
+def load_text_model(model: Any = None, path: str | None = None, folder: str | Path | None = None) -> TextModel:
+    """Open an hfssl model that serves ``masked-lm`` (``model``, with the tokenizer saved in ``folder``,
+    its run directory, or where it was loaded from) or a model path."""
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     if model is not None:
-        tokenizer = getattr(model, "tokenizer", None)
+        tokenizer = model.get_tokenizer(folder)
         if tokenizer is None:
-            raise ValueError(f"the {type(model).__name__} in memory carries no tokenizer; export it first or evaluate its run directory")
-        return TextModel(tokenizer, model.export_backbone().eval(), True, f"the {type(model).__name__}")
+            raise ValueError(f"the {type(model).__name__} has no tokenizer saved with it ({folder or model.name_or_path}); "
+                             "evaluate its run directory, which holds tokenizer.json")
+        return TextModel(tokenizer, model.get_masked_lm().eval(), True, f"the {type(model).__name__}")
     if path is None:
         raise ValueError("text protocols need a model or a model path")
     resolved = resolve_pretrained_path(path)
@@ -81,9 +84,7 @@ def load_text_model(model: Any = None, path: str | None = None) -> TextModel:
             folder = folder / "encoder"
         else:
             discover_methods()  # registers hfssl's model types with the Auto classes
-            full = AutoModel.from_pretrained(folder)
-            full.tokenizer = AutoTokenizer.from_pretrained(folder)
-            return load_text_model(full)
+            return load_text_model(AutoModel.from_pretrained(folder), folder=folder)
     source = str(folder) if folder.exists() else resolved
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -151,10 +152,9 @@ def masked_token_accuracy(text_model: TextModel, texts: list[str], max_seq_lengt
 
 def _masked_logits(model: Any, input_ids: torch.Tensor, attention: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """``(N, V)`` logits at the chosen positions: BERT's head on those positions only, else the full output."""
-    head = getattr(model, "cls", None)
-    if head is not None and hasattr(model, "bert"):
+    if isinstance(model, BertForMaskedLM):
         hidden = model.bert(input_ids=input_ids, attention_mask=attention).last_hidden_state
-        return head(hidden[chosen])
+        return model.cls(hidden[chosen])
     return model(input_ids=input_ids, attention_mask=attention).logits[chosen]
 
 

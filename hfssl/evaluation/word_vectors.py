@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hfssl.models.word2vec.export import load_word2vec_format
-from hfssl.registry import discover_methods
+from hfssl.data.word2vec_format import load_word2vec_format
+from hfssl.registry import WORD_VECTORS, discover_methods, method_for_config
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +96,9 @@ class WordVectors:
 
     @classmethod
     def from_model(cls, model: Any) -> WordVectors:
-        """Trained rows of a :class:`~hfssl.models.word2vec.Word2VecModel`, most frequent first."""
-        counts = model.word_counts.detach().cpu()
-        order = torch.argsort(counts, descending=True, stable=True)
-        order = order[counts[order] > 0]
-        words = model.vocabulary
-        weights = model.input_embeddings.weight.detach().float().cpu().numpy()
-        return cls([words[i] for i in order.tolist()], weights[order.numpy()])
+        """The ``word-vectors`` of an hfssl model (``model.get_word_vectors()``: trained words, most frequent first)."""
+        words, vectors = model.get_word_vectors()
+        return cls(words, vectors.float().numpy())
 
     @classmethod
     def from_keyed_vectors(cls, keyed_vectors: Any) -> WordVectors:
@@ -190,8 +186,9 @@ def load_word_vectors(path: str | Path) -> WordVectors:
 
     discover_methods()  # registers the hfssl_* model types with the Auto classes
     model = AutoModel.from_pretrained(path)
-    if getattr(model.config, "model_type", "") != "hfssl_word2vec":
-        raise ValueError(f"{str(path)!r} holds a {model.config.model_type!r} model; word similarity and analogies need word2vec")
+    if WORD_VECTORS not in method_for_config(model.config).provides:
+        raise ValueError(f"{str(path)!r} holds a {model.config.model_type!r} model, which has no word vectors; word "
+                         "similarity and analogies need word vectors (a word2vec model or file)")
     return WordVectors.from_model(model)
 
 

@@ -13,7 +13,7 @@ from hfssl.cli import main as hfssl_main
 from hfssl.data.config import ImageTextDataConfig
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.image_text import class_text_embeddings, load_dual_encoder, retrieval_recalls, zero_shot_scores
-from hfssl.evaluation.protocols import ZeroShotSettings
+from hfssl.evaluation.protocols.zero_shot import ZeroShotSettings
 from hfssl.evaluation.runner import evaluate
 from hfssl.export import ExportContext
 from hfssl.models.clip import export_dual_encoder
@@ -132,7 +132,7 @@ def test_the_dual_encoder_sees_the_training_evaluation_transform() -> None:
     from hfssl.evaluation.image_text import DualEncoder
 
     model = tiny_model("clip").eval()
-    encoder = DualEncoder(*model.dual_encoder(16, (0.5,) * 3, (0.25,) * 3, 3))
+    encoder = DualEncoder(*model.get_dual_encoder(16, (0.5,) * 3, (0.25,) * 3, 3))
     pixels = np.random.default_rng(0).integers(0, 256, (5, 3, 16, 16), dtype=np.uint8)
     with torch.no_grad():
         expected = torch.nn.functional.normalize(

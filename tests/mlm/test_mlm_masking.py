@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from hfssl.models.mlm.masking import IGNORE_INDEX, mask_tokens
+from hfssl.data.token_masking import IGNORE_INDEX, mask_tokens
 
 VOCAB = 5000
 MASK = 4

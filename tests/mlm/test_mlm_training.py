@@ -54,7 +54,7 @@ def test_a_run_writes_every_artifact_and_learns(lee_run):
     trained = AutoModel.from_pretrained(run)
     untrained = type(trained)(trained.config).export_backbone().eval()
     texts, _ = held_out_texts(load_recipe(run / "recipe.yaml").data)
-    start = masked_token_accuracy(TextModel(lee_run.model.tokenizer, untrained, True, "untrained"), texts, 64)
+    start = masked_token_accuracy(TextModel(lee_run.model.get_tokenizer(run), untrained, True, "untrained"), texts, 64)
     assert start["masked_tokens"] == row["masked_tokens"]
     assert row["loss"] < start["loss"] - 0.5 and row["accuracy"] > start["accuracy"] + 0.01, (row, start)
     card = (run / "README.md").read_text()

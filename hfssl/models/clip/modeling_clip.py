@@ -141,10 +141,10 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
         """``exp(t)`` with ``t`` clipped at ``log(max_logit_scale)`` (CLIP sec. 2.5)."""
         return self.backbone.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
 
-    def dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                     channels: int) -> tuple[PreTrainedModel, Any]:
-        """The transferable dual encoder and its processor, as ``DIR/encoder`` holds them (see
-        :func:`transferable_dual_encoder`); evaluation protocols use this on in-memory models."""
+    def get_dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                         channels: int) -> tuple[PreTrainedModel, Any]:
+        """The ``image-text-embeddings`` capability: the transferable dual encoder and its processor, as
+        ``DIR/encoder`` holds them (see :func:`transferable_dual_encoder`)."""
         return transferable_dual_encoder(self, image_size, mean, std, channels)
 
     @torch.no_grad()

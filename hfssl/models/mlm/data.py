@@ -10,7 +10,7 @@ Pipeline (``MethodSpec.build_data`` = :func:`build_training_data`):
    training split (BERT's normaliser and pre-tokenizer, lower-cased when ``data.lowercase``), or the
    tokenizer of ``data.tokenizer_name_or_path`` / of the starting checkpoint.
 3. **Rows** (``datasets.map``, cached): ``grouped`` packs documents, each ended by ``[SEP]``, into
-   rows ``[CLS] + (max_seq_length - 1) tokens`` (:func:`pack_documents`: no token is lost or
+   rows ``[CLS] + (max_seq_length - 1) tokens`` (:func:`hfssl.data.token_rows.pack_documents`: no token is lost or
    repeated; the last row of each map batch is padded). Attention crosses document boundaries
    inside a row, as in RoBERTa's FULL-SENTENCES packing (Liu et al. 2019, sec. 4.2: within 0.2 points
    of DOC-SENTENCES, which never mixes documents but needs variable batch sizes); the ``[SEP]``
@@ -18,7 +18,7 @@ Pipeline (``MethodSpec.build_data`` = :func:`build_training_data`):
    (truncated), padded per batch. With next-sentence prediction, rows are segment pairs cut at a
    sentence boundary inside one document (:func:`sentence_pairs`, BERT's ``create_pretraining_data``).
 4. **On the device** (:class:`InputBuilder`, seeded by the engine's generator): the random second
-   segments of next-sentence prediction, then the masks (:mod:`hfssl.models.mlm.masking`).
+   segments of next-sentence prediction, then the masks (:mod:`hfssl.data.token_masking`).
 """
 
 from __future__ import annotations
@@ -34,13 +34,20 @@ import torch
 from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
 from hfssl.data.training import TrainingData
 from hfssl.models.mlm.configuration_mlm import MLMConfig
-from hfssl.models.mlm.masking import continuation_table, mask_tokens
+from hfssl.data.token_masking import continuation_table, mask_tokens
+# The rows and the held-out rule are shared with text evaluation (hfssl.data.token_rows); re-exported as MLM's data API.
+from hfssl.data.token_rows import (  # noqa: F401
+    HOLDOUT_EVERY,
+    encode_documents,
+    held_out_texts,
+    pack_documents,
+    plain_backend,
+    split_held_out,
+)
 
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-#: One document in HOLDOUT_EVERY is held out when the source has no evaluation split (1 %).
-HOLDOUT_EVERY = 100
 #: Documents per ``datasets.map`` batch when packing.
 MAP_BATCH = 1000
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -118,23 +125,6 @@ def tokenizer_config_updates(tokenizer: Any, config: MLMConfig) -> dict[str, Any
 # ---- rows -----------------------------------------------------------------------------------------
 
 
-def pack_documents(documents: list[list[int]], cls_id: int, sep_id: int, pad_id: int, length: int
-                   ) -> tuple[list[list[int]], list[int]]:
-    """Pack token lists into rows ``[CLS] + length - 1 tokens``, every document followed by ``[SEP]``.
-
-    Returns:
-        the rows (the last one padded with ``pad_id``) and their numbers of real tokens.
-    """
-    stream = [token for document in documents if document for token in (*document, sep_id)]
-    body = length - 1
-    rows, lengths = [], []
-    for start in range(0, len(stream), body):
-        chunk = stream[start:start + body]
-        lengths.append(len(chunk) + 1)
-        rows.append([cls_id, *chunk, *([pad_id] * (body - len(chunk)))])
-    return rows, lengths
-
-
 def split_sentences(text: str) -> list[str]:
     """Sentences of a document: lines, then ends of sentences (``.``, ``!``, ``?`` before white space)."""
     sentences = []
@@ -166,26 +156,6 @@ def sentence_pairs(sentences: list[list[int]], budget: int, rng: np.random.Gener
                 pairs.append((first, second))
             chunk, size = [], 0
     return pairs
-
-
-def plain_backend(tokenizer: Any) -> Any:
-    """A copy of the ``tokenizers`` backend without truncation or padding: a tokenizer saved after a
-    call with ``truncation=True`` keeps truncating in ``encode_batch``, which would cut documents."""
-    from tokenizers import Tokenizer
-
-    backend = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
-    if backend.truncation is None and backend.padding is None:
-        return backend
-    backend = Tokenizer.from_str(backend.to_str())
-    backend.no_truncation()
-    backend.no_padding()
-    return backend
-
-
-def encode_documents(texts: list[str | None], tokenizer: Any) -> list[list[int]]:
-    """Token ids of whole documents, without special tokens, never truncated."""
-    backend = plain_backend(tokenizer)
-    return [encoding.ids for encoding in backend.encode_batch([text or "" for text in texts], add_special_tokens=False)]
 
 
 _encode = encode_documents
@@ -229,45 +199,6 @@ def build_rows(dataset: Any, column: str, tokenizer: Any, config: MLMConfig, see
         function = _grouped_rows if config.packing == "grouped" else _line_rows
         rows = dataset.map(function, fn_kwargs={"column": column, "tokenizer": tokenizer, "length": length}, **options)
     return rows
-
-
-def split_held_out(dataset: Any, streaming: bool) -> tuple[Any, Any]:
-    """``(training documents, held-out documents)``: one document in :data:`HOLDOUT_EVERY`."""
-    if streaming:
-        return dataset.filter(lambda _, index: index % HOLDOUT_EVERY != HOLDOUT_EVERY - 1, with_indices=True), None
-    indices = np.arange(len(dataset))
-    held = indices % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
-    return dataset.select(indices[~held]), dataset.select(indices[held])
-
-
-def held_out_texts(data: Any, max_documents: int | None = None) -> tuple[list[str], str]:
-    """The held-out documents of a text ``data`` section: ``data.eval_split`` when the source has it,
-    else the documents :func:`split_held_out` kept out of training. Returns the texts and the split's name."""
-    from hfssl.data.sources import load_split
-    from hfssl.data.text import BUILTIN_TEXT
-
-    dataset, name = None, None
-    if data.eval_split and data.source not in BUILTIN_TEXT:
-        try:
-            dataset, name = load_split(data.source, data.eval_split, data.config_name), data.eval_split
-        except (ValueError, KeyError, FileNotFoundError):
-            dataset = None
-    if dataset is None:
-        import dataclasses
-
-        full = load_text_split(dataclasses.replace(data, streaming=False, max_train_samples=None))
-        _, dataset = split_held_out(full, streaming=False)
-        name = f"held-out (1 in {HOLDOUT_EVERY} documents of {data.train_split})"
-    column = resolve_text_column(dataset, data)
-    texts = [text for text in iter_texts(dataset, column, data.source) if text.strip()]
-    if max_documents is not None:
-        texts = texts[:max_documents]
-    if not texts:
-        raise ValueError(f"dataset {data.source!r} has no held-out text to evaluate masked-token accuracy on")
-    return texts, name
-
-
-# ---- batches ---------------------------------------------------------------------------------------
 
 
 class Collator:
@@ -452,12 +383,13 @@ def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
                                                                     config.next_sentence_prediction),
                             config_updates=updates, save_artifacts=save)
     training.make_inputs = InputBuilder(config, continuation)
-    training.tokenizer = tokenizer  # type: ignore[attr-defined] - for evaluation at the end of the run
     return training
 
 
 def build_inputs(recipe: Any, data: TrainingData) -> InputBuilder:
-    """``MethodSpec.build_inputs`` (used when ``build_data`` left ``make_inputs`` unset)."""
-    config = MLMConfig(**{**recipe.model, **data.config_updates})
-    tokenizer = getattr(data, "tokenizer", None)
-    return InputBuilder(config, continuation_table(tokenizer, config.vocab_size) if tokenizer is not None else None)
+    """``MethodSpec.build_inputs``: MLM's input builder needs the tokenizer (whole-word masking), so
+    :func:`build_training_data` makes it with the data; training data without it were not built by MLM."""
+    if not isinstance(data.make_inputs, InputBuilder):
+        raise ValueError("MLM's inputs are built with its tokenizer by hfssl.models.mlm.data.build_training_data; "
+                         "load MLM's data through MethodSpec.load_training_data")
+    return data.make_inputs

@@ -17,15 +17,12 @@ logger = logging.getLogger(__name__)
 
 
 def run_tokenizer(model: Any, context: ExportContext) -> Any:
-    """The run's tokenizer: saved in the run directory by training, else the one the model carries."""
-    from transformers import AutoTokenizer
-
-    if context.run_dir is not None and (Path(context.run_dir) / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(context.run_dir)
-    tokenizer = getattr(model, "tokenizer", None)
+    """The run's tokenizer (``model.get_tokenizer``): saved in the run directory by training, or in the
+    folder the model was loaded from."""
+    tokenizer = model.get_tokenizer(context.run_dir)
     if tokenizer is None:
-        raise ValueError("this MLM model has no tokenizer: export it from its run directory (which holds tokenizer.json) "
-                         "or set model.tokenizer before exporting")
+        raise ValueError("this MLM model has no tokenizer: export it from its run directory (which holds tokenizer.json), "
+                         "or save its tokenizer beside it")
     return tokenizer
 
 
@@ -35,7 +32,6 @@ def export_masked_lm(model: Any, output_dir: Path, context: ExportContext) -> Pa
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, the model {model.config.vocab_size} embeddings: "
                          "they do not belong together")
-    model.tokenizer = tokenizer  # evaluation at the end of the run reads it from the model
     released = model.export_backbone()
     with write_directory(output_dir) as staging:
         released.save_pretrained(staging, safe_serialization=True)

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from transformers import BertForMaskedLM, BertForPreTraining
 from transformers.utils import ModelOutput
 
+from hfssl.backbones import pool_text_features
 from hfssl.distributed import all_reduce_mean
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.models.mlm.configuration_mlm import MLMConfig
-from hfssl.models.mlm.masking import IGNORE_INDEX
+from hfssl.data.token_masking import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class MLMForPreTraining(HfsslPreTrainedModel):
                  if not key.startswith(("bert.pooler.", "cls.seq_relationship."))}
         released.load_state_dict(state, strict=True)
         return released
+
+    def get_masked_lm(self) -> BertForMaskedLM:
+        """The ``masked-lm`` and ``text-features`` capabilities: the released ``BertForMaskedLM``."""
+        return self.export_backbone()
 
     def get_input_embeddings(self) -> torch.nn.Module:
         return self.bert_model.get_input_embeddings()
@@ -181,16 +186,3 @@ class MLMForPreTraining(HfsslPreTrainedModel):
         if not losses:
             raise ValueError("MLMForPreTraining needs labels (and next_sentence_label for NSP) to compute a loss")
         return MLMOutput(loss=sum(losses), **output)
-
-
-def pool_text_features(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str = "mean") -> torch.Tensor:
-    """``(B, H)`` from ``(B, L, H)`` token states: ``mean`` over real tokens (special tokens included,
-    as sentence-transformers does) or ``cls`` (the first token)."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling != "mean":
-        raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)

@@ -6,11 +6,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hfssl.plots import figure
+from hfssl.plots import Picture, figure, register_picture
 
 logger = logging.getLogger(__name__)
 
 CURVE_FILE = "training_curve.png"
+
+
+def _curve_caption(description: dict[str, str], name: str) -> str:
+    nsp = ", plus the next-sentence loss" if description.get("nsp") == "1" else ""
+    return f"The pre-training loss (cross-entropy over the masked tokens{nsp}) as logged during training."
+
+
+register_picture(Picture(CURVE_FILE, "Training loss per optimiser step", _curve_caption, heading="Training curve", order=20))
 
 
 def read_scalars(log_dir: Path, tags: tuple[str, ...] = ("train/loss", "train/mlm_loss", "train/nsp_loss")
@@ -50,5 +58,5 @@ def draw_training_curve(model: Any, context: Any) -> list[Path]:
     axes.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(context.images_dir) / CURVE_FILE
-    fig.savefig(path, dpi=100, metadata={"Description": "hfssl curve=training_loss"})
+    fig.savefig(path, dpi=100, metadata={"Description": f"hfssl curve=training_loss nsp={int('train/nsp_loss' in scalars)}"})
     return [path]

@@ -603,6 +603,14 @@ class Word2VecModel(HfsslPreTrainedModel):
         """Word vectors of token ids: ``(...,)`` -> ``(..., vector_size)``."""
         return self.input_embeddings(input_ids)
 
+    def get_word_vectors(self) -> tuple[list[str], torch.Tensor]:
+        """The ``word-vectors`` capability: trained words (count > 0), most frequent first, and their input vectors."""
+        counts = self.word_counts.detach().cpu()
+        order = torch.argsort(counts, descending=True, stable=True)
+        order = order[counts[order] > 0]
+        words = self.vocabulary
+        return [words[i] for i in order.tolist()], self.input_embeddings.weight.detach().cpu()[order]
+
     def set_vocabulary(self, vocabulary: Sequence[str] | Any) -> None:
         """Attach the words of the ids: a list of ``vocab_size`` words or a tokenizer."""
         if not isinstance(vocabulary, (list, tuple)):

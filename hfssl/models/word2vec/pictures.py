@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hfssl.models.word2vec.export import trained_words
 from hfssl.plots import PictureContext
 
 #: Words skipped at the top of the frequency list in the picture (function words) and plotted after.
@@ -26,7 +25,7 @@ def save_word_map(model: torch.nn.Module, path: str | Path) -> Path:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    words, vectors = trained_words(model)
+    words, vectors = model.get_word_vectors()
     skip = PLOT_SKIP if len(words) > PLOT_SKIP + 50 else 0
     words, vectors = words[skip : skip + PLOT_WORDS], vectors[skip : skip + PLOT_WORDS].float().numpy()
     path = Path(path)

@@ -1,0 +1,95 @@
+"""Token rows for BERT-like text models, shared by masked-language-model training and text evaluation.
+
+* :func:`encode_documents` / :func:`pack_documents`: whole documents to token ids (never truncated)
+  and rows ``[CLS] + length - 1 tokens`` with every document followed by ``[SEP]`` (RoBERTa's
+  FULL-SENTENCES packing; MLM's ``grouped`` rows and the ``mlm-accuracy`` protocol's rows).
+* :func:`split_held_out` / :func:`held_out_texts`: one document in :data:`HOLDOUT_EVERY` is never
+  trained on (MLM keeps it out), so a text model can be scored on text it did not see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
+
+#: One document in ``HOLDOUT_EVERY`` (index ``i`` with ``i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1``) is held out.
+HOLDOUT_EVERY = 100
+
+
+def pack_documents(documents: list[list[int]], cls_id: int, sep_id: int, pad_id: int, length: int
+                   ) -> tuple[list[list[int]], list[int]]:
+    """Pack token lists into rows ``[CLS] + length - 1 tokens``, every document followed by ``[SEP]``.
+
+    Returns:
+        the rows (the last one padded with ``pad_id``) and their numbers of real tokens.
+    """
+    stream = [token for document in documents if document for token in (*document, sep_id)]
+    body = length - 1
+    rows, lengths = [], []
+    for start in range(0, len(stream), body):
+        chunk = stream[start:start + body]
+        lengths.append(len(chunk) + 1)
+        rows.append([cls_id, *chunk, *([pad_id] * (body - len(chunk)))])
+    return rows, lengths
+
+
+def plain_backend(tokenizer: Any) -> Any:
+    """A copy of the ``tokenizers`` backend without truncation or padding: a tokenizer saved after a
+    call with ``truncation=True`` keeps truncating in ``encode_batch``, which would cut documents."""
+    from tokenizers import Tokenizer
+
+    backend = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
+    if backend.truncation is None and backend.padding is None:
+        return backend
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+def encode_documents(texts: list[str | None], tokenizer: Any) -> list[list[int]]:
+    """Token ids of whole documents, without special tokens, never truncated."""
+    backend = plain_backend(tokenizer)
+    return [encoding.ids for encoding in backend.encode_batch([text or "" for text in texts], add_special_tokens=False)]
+
+
+def split_held_out(dataset: Any, streaming: bool) -> tuple[Any, Any]:
+    """``(training documents, held-out documents)``: one document in :data:`HOLDOUT_EVERY`."""
+    if streaming:
+        return dataset.filter(lambda _, index: index % HOLDOUT_EVERY != HOLDOUT_EVERY - 1, with_indices=True), None
+    indices = np.arange(len(dataset))
+    held = indices % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+    return dataset.select(indices[~held]), dataset.select(indices[held])
+
+
+def held_out_texts(data: Any, max_documents: int | None = None) -> tuple[list[str], str]:
+    """The held-out documents of a text ``data`` section: ``data.eval_split`` when the source has it,
+    else the documents :func:`split_held_out` kept out of training. Returns the texts and the split's name."""
+    from hfssl.data.sources import load_split
+    from hfssl.data.text import BUILTIN_TEXT
+
+    dataset, name = None, None
+    if data.eval_split and data.source not in BUILTIN_TEXT:
+        try:
+            dataset, name = load_split(data.source, data.eval_split, data.config_name), data.eval_split
+        except (ValueError, KeyError, FileNotFoundError):
+            dataset = None
+    if dataset is None:
+        import dataclasses
+
+        full = load_text_split(dataclasses.replace(data, streaming=False, max_train_samples=None))
+        _, dataset = split_held_out(full, streaming=False)
+        name = f"held-out (1 in {HOLDOUT_EVERY} documents of {data.train_split})"
+    column = resolve_text_column(dataset, data)
+    texts = [text for text in iter_texts(dataset, column, data.source) if text.strip()]
+    if max_documents is not None:
+        texts = texts[:max_documents]
+    if not texts:
+        raise ValueError(f"dataset {data.source!r} has no held-out text to evaluate masked-token accuracy on")
+    return texts, name
+
+
+# ---- batches ---------------------------------------------------------------------------------------
