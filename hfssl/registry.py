@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, Pretrai
 from hfssl.data.config import IMAGE, IMAGE_TEXT, TEXT  # noqa: F401 - re-exported for method specs
 from hfssl.data import image_text, images, text
 from hfssl.data.training import TrainingData
+from hfssl.model_cards import builtin_templates
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -45,14 +46,70 @@ ExportContext = Any
 logger = logging.getLogger(__name__)
 
 MODALITIES = (IMAGE, TEXT, IMAGE_TEXT)
-#: Model-card families: a template each in ``hfssl/model_cards/`` and a context module in ``hfssl/hub/cards/``.
-FAMILIES = ("vision-ssl", "masked-image-modeling", "masked-language-modeling", "word-embeddings", "image-text")
-#: What a trained model can hand to evaluation protocols (``Protocol.needs`` in hfssl.evaluation).
-IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS = (
-    "image-features", "word-vectors", "text-features", "image-text-embeddings")
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Something a trained model can hand to evaluation protocols and to ``hfssl embed``.
+
+    Attributes:
+        name: what protocols list in ``needs`` and methods in ``provides`` (``image-features``).
+        accessor: the declared method of :class:`hfssl.modeling_utils.HfsslPreTrainedModel` that serves it.
+        description: one line for messages and ``hfssl eval --help``.
+    """
+
+    name: str
+    accessor: str
+    description: str
+
+
+#: Every known capability by name; :func:`register_capability` adds one (an installed package may too).
+CAPABILITIES: dict[str, Capability] = {}
+
+
+def register_capability(capability: Capability) -> str:
+    """Add a capability and return its name (the value protocols and specs use)."""
+    CAPABILITIES[capability.name] = capability
+    return capability.name
+
+
+IMAGE_FEATURES = register_capability(Capability(
+    "image-features", "get_embeddings", "pooled image features (batch, hidden) of the transferable encoder"))
+LAYER_FEATURES = register_capability(Capability(
+    "layer-features", "get_layer_embeddings",
+    "pooled image features of every stage (convolutional) or block (ViT) of the encoder, [(batch, width)] per layer"))
+WORD_VECTORS = register_capability(Capability("word-vectors", "get_word_vectors", "the words and their vectors"))
+TEXT_FEATURES = register_capability(Capability(
+    "text-features", "get_masked_lm", "token features of a text encoder with its tokenizer (mean or [CLS] pooled)"))
 #: A masked-language-model head with its tokenizer (held-out masked-token accuracy, fill-mask).
-MASKED_LM = "masked-lm"
-CAPABILITIES = (IMAGE_FEATURES, WORD_VECTORS, TEXT_FEATURES, IMAGE_TEXT_EMBEDDINGS, MASKED_LM)
+MASKED_LM = register_capability(Capability(
+    "masked-lm", "get_masked_lm", "a masked-language-model head with its tokenizer"))
+IMAGE_TEXT_EMBEDDINGS = register_capability(Capability(
+    "image-text-embeddings", "get_dual_encoder", "image and text embeddings of a dual encoder in one space"))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A kind of method that shares a model card: its template (``hfssl/model_cards/<name>.md.j2`` for the
+    built-in families) and a card part registered by :mod:`hfssl.hub.cards` (``register_family_card``)."""
+
+    name: str
+    template: Path
+
+
+#: Model-card families by name; the built-in ones are the templates shipped in :mod:`hfssl.model_cards`.
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add a model-card family (an installed package adds its own template this way)."""
+    FAMILIES[family.name] = family
+    return family
+
+
+for _name, _template in builtin_templates().items():
+    register_family(Family(_name, _template))
+
 #: Package whose sub-packages are the built-in methods, and the entry-point group of plug-in methods.
 BUILTIN_PACKAGE = "hfssl.models"
 ENTRY_POINT_GROUP = "hfssl.methods"
@@ -84,7 +141,7 @@ class MethodSpec:
         name: recipe name (``simclr``); the config's ``model_type`` must be ``hfssl_<name>``.
         config_class / model_class: the ``PretrainedConfig`` and ``PreTrainedModel`` classes.
         modality: ``image``, ``text`` or ``image-text``: which ``data`` section and loader.
-        family: model-card family (one of :data:`FAMILIES`).
+        family: model-card family (a name in :data:`FAMILIES`).
         paper: title, link and BibTeX.
         build_inputs: ``(recipe, training_data) -> make_inputs``, where ``make_inputs(batch,
             generator) -> model inputs`` runs on the training device with the whole batch
@@ -119,10 +176,12 @@ class MethodSpec:
         if self.modality not in MODALITIES:
             raise ValueError(f"method {self.name!r}: modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.family not in FAMILIES:
-            raise ValueError(f"method {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
+            raise ValueError(f"method {self.name!r}: family must be one of {', '.join(FAMILIES)} (or a family registered "
+                             f"with hfssl.registry.register_family), got {self.family!r}")
         unknown = [item for item in self.provides if item not in CAPABILITIES]
         if unknown:
-            raise ValueError(f"method {self.name!r}: unknown capabilities {unknown}; known: {CAPABILITIES}")
+            raise ValueError(f"method {self.name!r}: unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)} "
+                             "(a new one is added with hfssl.registry.register_capability)")
         model_type = getattr(self.config_class, "model_type", "")
         if model_type != f"hfssl_{self.name}":
             raise ValueError(f"{self.config_class.__name__}.model_type must be 'hfssl_{self.name}', got {model_type!r}")

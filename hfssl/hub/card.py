@@ -67,73 +67,15 @@ from hfssl.hub.run import (  # noqa: F401 - re-exported: the names callers know 
     read_run,
     training_data,
 )
-from hfssl.model_cards import template_path as packaged_template_path
+from hfssl.evaluation.protocols import METRICS, PROTOCOLS, ROW_BOOKKEEPING, ProtocolCard, discover_protocols
 from hfssl.recipe import Recipe
-from hfssl.registry import MethodSpec
+from hfssl.registry import FAMILIES, MethodSpec
 
 logger = logging.getLogger(__name__)
 
 LIBRARY_NAME = "hfssl"
 REQUIRED_TAGS = ("hfssl", "self-supervised-learning")
 DEFAULT_ENDPOINT = "https://huggingface.co"
-
-# eval_results.json metric keys -> (model-index metric type, readable name, shown as a percentage).
-METRICS: dict[str, tuple[str, str, bool]] = {
-    "top1": ("accuracy", "top-1 accuracy", True),
-    "top5": ("top_5_accuracy", "top-5 accuracy", True),
-    "accuracy": ("accuracy", "accuracy", True),
-    "f1": ("f1", "F1", True),
-    "spearman": ("spearmanr", "Spearman correlation", False),
-    "pearson": ("pearsonr", "Pearson correlation", False),
-    "recall_at_1": ("recall", "recall@1", True),
-    "recall_at_5": ("recall", "recall@5", True),
-    "perplexity": ("perplexity", "perplexity", False),
-    "recall_at_10": ("recall", "recall@10", True),
-}
-# protocol -> (readable name, model-index task type for image data, for text data, explanation).
-PROTOCOLS: dict[str, tuple[str, str, str, str]] = {
-    "knn": ("kNN", "image-classification", "text-classification",
-            "**kNN**: cosine similarity between L2-normalised frozen features; the k nearest training examples "
-            "vote with weights exp(similarity / T) (Wu et al. 2018, as in DINO and solo-learn)."),
-    "linear": ("Linear probe", "image-classification", "text-classification",
-               "**Linear probe**: logistic regression on standardised frozen features, its regularisation C "
-               "chosen on a held-out part of the training split."),
-    "zero-shot": ("Zero-shot", "zero-shot-image-classification", "zero-shot-image-classification",
-                  "**Zero-shot**: every class name is put into each prompt template, the text embeddings of a class "
-                  "are averaged over the templates, and each image gets the class of highest cosine similarity "
-                  "(CLIP, Radford et al. 2021, sec. 3.1.4); no labelled training data is used."),
-    "retrieval": ("Retrieval", "image-text-retrieval", "image-text-retrieval",
-                  "**Retrieval**: recall@K of the held-out pairs, image-to-text (is the image's own caption among "
-                  "the K most similar captions) and text-to-image."),
-    "word-similarity": ("Word similarity", "feature-extraction", "feature-extraction",
-                        "**Word similarity**: Spearman correlation between cosine similarities of word vectors "
-                        "and human similarity judgements."),
-    "analogy": ("Analogy", "feature-extraction", "feature-extraction",
-                "**Analogies**: a : b :: c : ? answered by the nearest vector to b - a + c (3CosAdd)."),
-    "mlm-accuracy": ("Masked-token prediction", "fill-mask", "fill-mask",
-                     "**Masked-token prediction**: held-out documents packed into rows and masked as in BERT (15 % of "
-                     "the tokens; 80 % [MASK], 10 % random, 10 % kept) with fixed seeds; accuracy of the top prediction "
-                     "and perplexity exp(mean cross-entropy) over the masked tokens."),
-    "text-linear": ("Linear probe", "text-classification", "text-classification",
-                    "**Linear probe on text features**: logistic regression on standardised frozen features (mean "
-                    "over the tokens, or the [CLS] token) of a stratified 70 % of the documents, C chosen on a held-out "
-                    "part of them, accuracy on the other 30 %; the TF-IDF column is TF-IDF + logistic regression on "
-                    "the same split."),
-    "few-shot": ("Few-shot", "image-classification", "text-classification",
-                 "**Few-shot**: N-way K-shot episodes drawn from the test split; nearest-centroid (NC) and logistic "
-                 "regression (LR) on L2-normalised frozen features, mean accuracy over the episodes (95 % interval "
-                 "in eval_results.json)."),
-    "finetune": ("Fine-tuned", "image-classification", "text-classification",
-                 "**Fine-tuning**: the encoder plus a linear classification head, every parameter trained on the "
-                 "labelled training split (or a class-balanced share of it), as a plain transformers "
-                 "`AutoModelForImageClassification`."),
-}
-_ENTRY_NON_SETTINGS = {"protocol", "features", "dataset", "split"}
-# Counts and diagnostics that rows of text protocols carry: in eval_results.json, not in labels.
-_ENTRY_NON_SETTINGS |= {"num_train", "num_test", "num_classes", "masked_tokens", "tokens", "loss", "mlm_head"}
-# Rows' bookkeeping (where a fine-tuned model is, its step count, a confidence interval): not settings.
-_ENTRY_NON_SETTINGS |= {"model_dir", "steps", "ci95", "num_labelled", "queries"}
-_SETTING_LABELS = {"k": "k", "temperature": "T", "C": "C", "shots": "shots"}
 
 # Files of a run directory that the card describes by name (word vectors, tokenizers).
 KNOWN_EXTRA_FILES = {
@@ -226,11 +168,24 @@ def _optim_train_rows(recipe: Recipe) -> list[tuple[str, str]]:
     return rows
 
 
+def protocol_card(name: str) -> ProtocolCard:
+    """The card part a protocol registered, or one made from its name (results of a protocol not installed here)."""
+    discover_protocols()
+    if name in PROTOCOLS:
+        return PROTOCOLS[name].card_entry
+    return ProtocolCard(name.replace("_", " ").capitalize(), f"**{name}**", "feature-extraction", "feature-extraction", ())
+
+
+def _settings(entry: dict[str, Any], card: ProtocolCard) -> dict[str, Any]:
+    """A row's settings: what is neither bookkeeping nor a metric, scalars only."""
+    return {key: value for key, value in entry.items() if key not in ROW_BOOKKEEPING and key not in card.bookkeeping
+            and key not in METRICS and not isinstance(value, (dict, list))}
+
+
 def _protocol_label(entry: dict[str, Any]) -> str:
-    protocol = entry["protocol"]
-    label = PROTOCOLS.get(protocol, (protocol.replace("_", " ").capitalize(),))[0]
-    settings = [f"{_SETTING_LABELS.get(key, key)}={format_value(value)}" for key, value in entry.items()
-                if key not in _ENTRY_NON_SETTINGS and key not in METRICS and not isinstance(value, (dict, list))]
+    card = protocol_card(entry["protocol"])
+    label = card.title
+    settings = [f"{card.setting_labels.get(key, key)}={format_value(value)}" for key, value in _settings(entry, card).items()]
     if entry.get("dataset") and isinstance(entry["dataset"], str):
         settings.insert(0, describe_data_source(entry["dataset"]).short)
     return f"{label} ({', '.join(settings)})" if settings else label
@@ -243,7 +198,7 @@ def _metric_keys(entries: list[dict[str, Any]]) -> list[str]:
 def _format_metric(key: str, value: Any) -> str:
     if not isinstance(value, (int, float)):
         return "-"
-    return f"{100 * value:.1f}" if METRICS[key][2] else f"{value:.3f}"
+    return f"{100 * value:.1f}" if METRICS[key].percent else f"{value:.3f}"
 
 
 def _matching_baseline(entry: dict[str, Any], baselines: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -266,9 +221,9 @@ def _evaluation_context(contents: RunContents) -> dict[str, Any]:
     baseline_name = str(baselines[0].get("features", "baseline")).replace("_", " ") if baselines else None
     columns = []
     for key in keys:
-        columns.append(f"{METRICS[key][1]}, model" if baseline_name else METRICS[key][1])
+        columns.append(f"{METRICS[key].name}, model" if baseline_name else METRICS[key].name)
         if baseline_name:
-            columns.append(f"{METRICS[key][1]}, {baseline_name}")
+            columns.append(f"{METRICS[key].name}, {baseline_name}")
     rows = []
     for entry in entries:
         baseline = _matching_baseline(entry, baselines)
@@ -288,17 +243,17 @@ def _evaluation_context(contents: RunContents) -> dict[str, Any]:
     setup = f"Test set: the {split} split of {dataset.name}" + (f" ({', '.join(facts)})" if facts else "") + "."
     if results.get("num_train") is not None:
         setup += f" The probes use {results['num_train']:,} {unit} of the {results.get('train_split', 'train')} split."
-    if any(METRICS[key][2] for key in keys):
+    if any(METRICS[key].percent for key in keys):
         setup += " Accuracies in %."
     if baseline_name:
         setup += f" The {baseline_name} columns run the same protocol on {baseline_name} instead of the model's features."
     explained = []
     for entry in entries:
-        text = PROTOCOLS.get(entry["protocol"], (None, None, None, f"**{entry['protocol']}**"))[3]
+        text = protocol_card(entry["protocol"]).explanation
         if text not in explained:
             explained.append(text)
     opening = ("The encoder's frozen features, and the encoder fine-tuned, evaluated with:"
-               if any(entry["protocol"] == "finetune" for entry in entries)
+               if any(protocol_card(entry["protocol"]).tuned for entry in entries)
                else "Frozen features of the encoder, evaluated with:")
     protocols_text = opening + "\n\n" + "\n".join(f"- {text}" for text in explained) + "\n"
     return {"available": True, "columns": columns, "rows": rows, "setup_text": setup,
@@ -316,21 +271,20 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
     evals = []
     # The model-index groups results by task and data set under one task name: with fine-tuned rows
     # among them it cannot say "frozen features"; each metric's name says its protocol.
-    tuned = any(entry.get("protocol") == "finetune" for entry in results.get("results", []))
+    tuned = any(protocol_card(entry["protocol"]).tuned for entry in results.get("results", []))
     qualifier = "" if tuned else " (frozen features)"
     for entry in results.get("results", []):
         protocol = entry["protocol"]
-        _, image_task, text_task, _ = PROTOCOLS.get(protocol, (protocol, "feature-extraction", "feature-extraction", ""))
-        task_type = image_task if image_tasks else text_task
+        card = protocol_card(protocol)
+        task_type = card.image_task if image_tasks else card.text_task
         entry_dataset = describe_data_source(entry["dataset"]) if isinstance(entry.get("dataset"), str) else dataset
-        settings = {key: value for key, value in entry.items()
-                    if key not in _ENTRY_NON_SETTINGS and key not in METRICS and isinstance(value, (int, float, str))}
+        settings = {key: value for key, value in _settings(entry, card).items() if isinstance(value, (int, float, str))}
         label = _protocol_label(entry)
         for key in METRICS:
             value = entry.get(key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            metric_type, metric_name, _ = METRICS[key]
+            metric_type, metric_name = METRICS[key].type, METRICS[key].name
             evals.append(EvalResult(
                 task_type=task_type, task_name=f"{task_type.replace('-', ' ').capitalize()}{qualifier}",
                 dataset_type=entry_dataset.dataset_type,
@@ -526,8 +480,11 @@ def hfssl_version() -> str:
 
 
 def template_path(family: str) -> Path:
-    """The template of a method family, shipped inside the package (``hfssl/model_cards``)."""
-    return packaged_template_path(family)
+    """The template of a method family (:data:`hfssl.registry.FAMILIES`: shipped in ``hfssl/model_cards`` for
+    the built-in families); ``ValueError`` naming the known families."""
+    if family not in FAMILIES or not FAMILIES[family].template.is_file():
+        raise ValueError(f"no model-card template for family {family!r}; known families: {', '.join(FAMILIES)}")
+    return FAMILIES[family].template
 
 
 def validate_card(card: ModelCard | str, spec: MethodSpec | None = None) -> None:

@@ -13,8 +13,9 @@ template renders two kinds of card, chosen by ``card_kind``:
 * ``"encoder"``: the short card of a separate encoder repo whose root loads with plain
   transformers, pointing back to the run's repo.
 
-Families (``MethodSpec.family`` in :mod:`hfssl.registry`): ``vision-ssl``,
-``masked-image-modeling``, ``masked-language-modeling``, ``word-embeddings``, ``image-text``.
+Families (``MethodSpec.family``, registered in :data:`hfssl.registry.FAMILIES`): one per template shipped
+here (``vision-ssl``, ``masked-image-modeling``, ``masked-language-modeling``, ``word-embeddings``,
+``image-text``); an installed package registers its own family with its template path.
 """
 
 from __future__ import annotations
@@ -23,18 +24,7 @@ from pathlib import Path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 
-FAMILIES = (
-    "vision-ssl",
-    "masked-image-modeling",
-    "masked-language-modeling",
-    "word-embeddings",
-    "image-text",
-)
-
-
-def template_path(family: str) -> Path:
-    """Path of the template of a method family; raises ``ValueError`` naming the known families."""
-    path = TEMPLATE_DIR / f"{family}.md.j2"
-    if family not in FAMILIES or not path.is_file():
-        raise ValueError(f"no model-card template for family {family!r}; known families: {', '.join(FAMILIES)}")
-    return path
+def builtin_templates() -> dict[str, Path]:
+    """The shipped templates by family name (``vision-ssl.md.j2`` -> ``vision-ssl``): hfssl's built-in families,
+    which :mod:`hfssl.registry` registers."""
+    return {path.name.removesuffix(".md.j2"): path for path in sorted(TEMPLATE_DIR.glob("*.md.j2"))}

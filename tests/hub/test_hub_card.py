@@ -245,7 +245,7 @@ def test_every_family_template_renders_valid_metadata(tiny_run, monkeypatch, fam
 def test_every_family_has_a_card_module_and_a_template():
     """A family of the registry has its card part in hfssl.hub.cards and its template in hfssl/model_cards."""
     from hfssl.hub.cards import FAMILY_CARDS
-    from hfssl.model_cards import template_path
+    from hfssl.hub.card import template_path
     from hfssl.registry import FAMILIES
 
     assert set(FAMILY_CARDS) == set(FAMILIES)

@@ -1,4 +1,4 @@
-"""What every family's card part is made of: :class:`FamilyCard`, value formatting, picture captions.
+"""What every family's card part is made of: :class:`FamilyCard`, value formatting, the pictures' context.
 
 A family module (``hfssl/hub/cards/<family>.py``) builds a :class:`FamilyCard` from a
 :class:`~hfssl.hub.run.RunContents`; :mod:`hfssl.hub.card` renders it with the shared parts.
@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hfssl.plots import card_pictures, png_description
+
 #: ``(projection name, "N " or "") -> (alt text, caption)`` of the 2-D embedding picture.
 Captions = Callable[[str, str], tuple[str, str]]
 
 EMBEDDINGS_PICTURE = "images/embeddings_2d.png"
-RECONSTRUCTIONS_PICTURE = "images/reconstructions.png"
-ATTENTION_PICTURE = "images/attention_maps.png"  # DINO with a ViT backbone
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,16 @@ class FamilyCard:
     images: dict[str, Any]
     backbone: dict[str, Any] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=dict)
+
+
+#: Family name -> its ``family_card(contents)``, registered by each family's module.
+FAMILY_CARDS: dict[str, Callable[[Any], FamilyCard]] = {}
+
+
+def register_family_card(family: str, builder: Callable[[Any], FamilyCard]) -> Callable[[Any], FamilyCard]:
+    """Register the card part of a family (its name in :data:`hfssl.registry.FAMILIES`); returns ``builder``."""
+    FAMILY_CARDS[family] = builder
+    return builder
 
 
 def format_value(value: Any) -> str:
@@ -73,59 +83,23 @@ def hidden_size(encoder_config: dict[str, Any]) -> int | str:
     return "hidden"
 
 
-def png_description(path: Path) -> dict[str, str]:
-    """The ``key=value`` words of a PNG's ``Description`` (``hfssl projection=pca count=50``, see hfssl.plots)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            text = image.info.get("Description", "")
-    except OSError:
-        return {}
-    return dict(part.split("=", 1) for part in str(text).split() if "=" in part)
-
-
 def images_context(run_dir: Path, captions: Captions) -> dict[str, Any]:
-    """The template's ``images``: the pictures of ``run_dir/images`` that exist, captioned by the family."""
+    """The template's ``images``: the main projection (``images/embeddings_2d.png``), captioned by the family,
+    and every declared picture the run holds (:func:`hfssl.plots.card_pictures`): ``before`` the projection
+    (order below 50) and ``after`` it."""
     embeddings = run_dir / EMBEDDINGS_PICTURE
-    context: dict[str, Any] = {"embeddings": None, "reconstructions": None}
+    context: dict[str, Any] = {"embeddings": None}
     if embeddings.is_file():
         info = png_description(embeddings)
         method = {"pca": "PCA", "tsne": "t-SNE"}.get(info.get("projection", ""), "a 2-D projection")
         count = f"{int(info['count']):,} " if info.get("count", "").isdigit() else ""
         context["embeddings"] = EMBEDDINGS_PICTURE
         context["embeddings_alt"], context["embeddings_caption"] = captions(method, count)
-    if (run_dir / RECONSTRUCTIONS_PICTURE).is_file():
-        context["reconstructions"] = RECONSTRUCTIONS_PICTURE
-    context["more"] = evaluation_pictures(run_dir, captions)
-    context["attention_maps"] = ATTENTION_PICTURE if (run_dir / ATTENTION_PICTURE).is_file() else None
-    context["any"] = bool(context["embeddings"] or context["reconstructions"] or context["more"]
-                          or context["attention_maps"])
+    declared = [picture for picture in card_pictures(run_dir) if picture["path"] != EMBEDDINGS_PICTURE]
+    context["before"] = [picture for picture in declared if picture["order"] < 50]
+    context["after"] = [picture for picture in declared if picture["order"] >= 50]
+    context["any"] = bool(context["embeddings"] or declared)
     return context
-
-
-# Pictures of hfssl.evaluation.pictures besides the PCA: other projections, then confusion matrices.
-MORE_PROJECTIONS = (("images/embeddings_tsne.png", "t-SNE"), ("images/embeddings_umap.png", "UMAP"))
-
-
-def evaluation_pictures(run_dir: Path, captions: Captions) -> list[dict[str, str]]:
-    """``[{"path", "alt", "caption"}]`` of the t-SNE / UMAP projections and the confusion matrices in ``images/``."""
-    pictures = []
-    for path, method in MORE_PROJECTIONS:
-        if (run_dir / path).is_file():
-            info = png_description(run_dir / path)
-            count = f"{int(info['count']):,} " if info.get("count", "").isdigit() else ""
-            alt, caption = captions(method, count)
-            pictures.append({"path": path, "alt": alt, "caption": caption})
-    for path in sorted((run_dir / "images").glob("confusion_*.png")):
-        info = png_description(path)
-        probe = info.get("confusion", path.stem.removeprefix("confusion_")).replace("_", " ")
-        accuracy = info.get("accuracy")
-        share = f" ({100 * float(accuracy):.1f} % correct)" if accuracy else ""
-        pictures.append({"path": f"images/{path.name}", "alt": f"confusion matrix of {probe}",
-                         "caption": f"Confusion matrix of the {probe} protocol on the test split{share}: rows are the "
-                                    "true classes, columns the predicted ones, each row normalised to 100 %."})
-    return pictures
 
 
 def labelled_embeddings_captions(thing: str) -> Captions:

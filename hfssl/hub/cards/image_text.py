@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from hfssl.hub.cards.common import FamilyCard, hidden_size, images_context, labelled_embeddings_captions
+from hfssl.hub.cards.common import (FamilyCard, hidden_size, images_context, labelled_embeddings_captions,
+                                     register_family_card)
 from hfssl.hub.run import RunContents
 
 LIMITATION = ("Zero-shot scores depend on the wording of the class prompts, and the model knows only the "
@@ -13,7 +14,6 @@ LIMITATION = ("Zero-shot scores depend on the wording of the class prompts, and 
 DEFAULT_LABELS = ["a photo of a cat", "a photo of a dog"]
 
 
-PREDICTIONS_PICTURE = "images/predictions.png"
 
 
 def candidate_labels(contents: RunContents) -> list[str]:
@@ -45,7 +45,7 @@ def family_card(contents: RunContents) -> FamilyCard:
 
 def _images(contents: RunContents) -> dict:
     """The shared pictures, and the test images with their top predicted captions (CLIP's own picture)."""
-    images = images_context(contents.run_dir, labelled_embeddings_captions("test images"))
-    if (contents.run_dir / PREDICTIONS_PICTURE).is_file():
-        images = {**images, "predictions": PREDICTIONS_PICTURE, "any": True}
-    return images
+    return images_context(contents.run_dir, labelled_embeddings_captions("test images"))
+
+
+register_family_card("image-text", family_card)

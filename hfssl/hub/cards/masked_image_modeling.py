@@ -7,7 +7,7 @@ links it when ``images/reconstructions.png`` exists.
 from __future__ import annotations
 
 from hfssl.hub.cards import vision
-from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions
+from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions, register_family_card
 from hfssl.hub.run import RunContents
 
 LIMITATION = ("Masked-autoencoder features are known to do worse under linear probing than after fine-tuning "
@@ -25,3 +25,6 @@ def family_card(contents: RunContents) -> FamilyCard:
         backbone=vision.backbone_context(contents),
         template={"preprocessing": vision.preprocessing_context(contents)},
     )
+
+
+register_family_card("masked-image-modeling", family_card)

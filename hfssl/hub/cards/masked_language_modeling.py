@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions, vocab_size
+from hfssl.hub.cards.common import (FamilyCard, images_context, labelled_embeddings_captions, register_family_card,
+                                     vocab_size)
 from hfssl.hub.run import RunContents
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ FILL_MASK_SENTENCES = (
     "the film won an award for best {mask}.",
     "shares in the company {mask} after the results were published.",
 )
-CURVE_PICTURE = "images/training_curve.png"
 
 
 def fill_mask_examples(encoder_dir: Path, top_k: int = 5) -> list[dict[str, Any]]:
@@ -71,9 +71,6 @@ def family_card(contents: RunContents) -> FamilyCard:
     limitation = LIMITATION + (" The MLM head was trained only in this run (it was newly initialised)." if head_note and
                                initialised else "")
     images = images_context(contents.run_dir, labelled_embeddings_captions("test texts"))
-    curve = CURVE_PICTURE if (contents.run_dir / CURVE_PICTURE).is_file() else None
-    images["curve"] = curve
-    images["any"] = bool(images["any"] or curve)
     return FamilyCard(
         pipeline_tag="fill-mask",
         tags=("fill-mask", "masked-language-modeling"),
@@ -88,3 +85,6 @@ def family_card(contents: RunContents) -> FamilyCard:
                            "next_sentence_prediction": bool(getattr(config, "next_sentence_prediction", False)),
                            "whole_word_masking": bool(getattr(config, "whole_word_masking", False))}},
     )
+
+
+register_family_card("masked-language-modeling", family_card)

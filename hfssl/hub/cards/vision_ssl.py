@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hfssl.hub.cards import vision
-from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions
+from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions, register_family_card
 from hfssl.hub.run import RunContents
 from hfssl.recipe import Recipe
 
@@ -38,3 +38,6 @@ def family_card(contents: RunContents) -> FamilyCard:
         backbone=vision.backbone_context(contents),
         template={"preprocessing": vision.preprocessing_context(contents)},
     )
+
+
+register_family_card("vision-ssl", family_card)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hfssl.hub.cards.common import FamilyCard, images_context, vocab_size
+from hfssl.hub.cards.common import FamilyCard, images_context, register_family_card, vocab_size
 from hfssl.hub.run import RunContents
 
 LIMITATION = ("One vector per word: no context (every sense of a word shares a vector), no vector for words "
@@ -29,3 +29,6 @@ def family_card(contents: RunContents) -> FamilyCard:
         backbone={"vocab_size": vocab_size(contents.encoder_config)},
         template={"text": {"word_pair": WORD_PAIR}},
     )
+
+
+register_family_card("word-embeddings", family_card)
