@@ -5,10 +5,15 @@ own pictures come from its ``MethodSpec.pictures`` hook, ``(model, context) -> l
 :class:`PictureContext` (MAE's reconstructions in ``hfssl/models/mae/pictures.py``, word2vec's
 word map in ``hfssl/models/word2vec/pictures.py``). Each PNG records in its ``Description`` text
 what it shows, which the model card quotes.
+
+Pictures declare themselves: the code that draws a picture registers a :class:`Picture` (its file under
+``images/``, alt text, caption, the card section it heads), and the model card shows every registered
+picture whose file a run holds (:func:`card_pictures`), naming no method or protocol itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +22,69 @@ import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+#: ``(words of the PNG's Description, file name) -> text``: alt text or a caption that quotes what the PNG records.
+PictureText = Callable[[dict[str, str], str], str]
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture some code draws into a run's ``images/`` folder, as the model card shows it.
+
+    Attributes:
+        file: its file name under ``images/``; a glob (``confusion_*.png``) declares a family of files.
+        alt: the alt text, or a function of the PNG's description words and file name.
+        caption: the caption under it, the same way.
+        heading: the card section it opens (``Attention maps``), or ``None`` to follow the pictures before it.
+        order: its place among the card's pictures (then the file name).
+    """
+
+    file: str
+    alt: str | PictureText
+    caption: str | PictureText
+    heading: str | None = None
+    order: int = 50
+
+    def text(self, value: str | PictureText, path: Path) -> str:
+        return value if isinstance(value, str) else value(png_description(path), path.name)
+
+
+#: Every declared picture by file (pattern).
+PICTURES: dict[str, Picture] = {}
+
+
+def register_picture(picture: Picture) -> Picture:
+    """Declare a picture (by the module that draws it); returns it."""
+    PICTURES[picture.file] = picture
+    return picture
+
+
+def card_pictures(run_dir: Path) -> list[dict[str, Any]]:
+    """``[{"path", "alt", "caption", "heading", "order"}]`` of the declared pictures that ``run_dir/images`` holds,
+    in their order; a heading is given once, to the first picture under it."""
+    found = []
+    for picture in PICTURES.values():
+        for path in sorted((Path(run_dir) / "images").glob(picture.file)):
+            found.append((picture.order, path.name, picture, path))
+    entries, headings = [], set()
+    for _, name, picture, path in sorted(found, key=lambda item: item[:2]):
+        heading = picture.heading if picture.heading not in headings else None
+        headings.add(picture.heading)
+        entries.append({"path": f"images/{name}", "alt": picture.text(picture.alt, path),
+                        "caption": picture.text(picture.caption, path), "heading": heading, "order": picture.order})
+    return entries
+
+
+def png_description(path: Path) -> dict[str, str]:
+    """The ``key=value`` words of a PNG's ``Description`` (``hfssl projection=pca count=50``)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            text = image.info.get("Description", "")
+    except OSError:
+        return {}
+    return dict(part.split("=", 1) for part in str(text).split() if "=" in part)
 
 
 @dataclass
@@ -190,7 +258,8 @@ def save_confusion_matrix(predictions: np.ndarray, labels: np.ndarray, label_nam
     return path
 
 
-def save_reconstruction_plot(originals: np.ndarray, reconstructions: np.ndarray, masked: np.ndarray, path: Path) -> Path:
+def save_reconstruction_plot(originals: np.ndarray, reconstructions: np.ndarray, masked: np.ndarray, path: Path,
+                             mask_ratio: float | None = None) -> Path:
     """Save MAE reconstructions as a PNG grid: masked inputs, reconstructions, originals (one row each).
 
     Args:
@@ -231,7 +300,8 @@ def save_reconstruction_plot(originals: np.ndarray, reconstructions: np.ndarray,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.savefig(path, format="png", bbox_inches="tight",
-                   metadata={"Description": f"hfssl reconstructions count={count}"})
+                   metadata={"Description": f"hfssl reconstructions count={count}"
+                                            + (f" mask_ratio={mask_ratio:g}" if mask_ratio is not None else "")})
     return path
 
 

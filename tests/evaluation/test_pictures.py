@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hfssl.hub.cards.common import evaluation_pictures, labelled_embeddings_captions, png_description
-from hfssl.plots import confusion_matrix, project_2d, save_confusion_matrix, save_projection_plot, umap_available
+import hfssl.evaluation.pictures  # noqa: F401 - declares the evaluation's pictures
+from hfssl.plots import (card_pictures, confusion_matrix, png_description, project_2d, save_confusion_matrix,
+                         save_projection_plot, umap_available)
 
 
 def test_confusion_matrix_counts():
@@ -28,7 +29,7 @@ def test_pictures_are_drawn_and_the_card_lists_them(tmp_path):
     predictions[:4] = 1
     path = save_confusion_matrix(predictions, labels, ["a", "b", "c"], images / "confusion_linear.png", "linear")
     assert png_description(path) == {"confusion": "linear", "count": "60", "accuracy": f"{56 / 60:.4f}"}
-    pictures = evaluation_pictures(tmp_path, labelled_embeddings_captions("test images"))
+    pictures = card_pictures(tmp_path)
     assert [picture["path"] for picture in pictures] == ["images/embeddings_tsne.png", "images/confusion_linear.png"]
     assert "t-SNE of the frozen embeddings of 60 test images" in pictures[0]["caption"]
     assert "93.3 % correct" in pictures[1]["caption"]

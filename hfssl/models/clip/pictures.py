@@ -9,10 +9,15 @@ import numpy as np
 import torch
 
 from hfssl.data.images import read_pixels
-from hfssl.plots import PictureContext, figure
+from hfssl.plots import Picture, PictureContext, figure, register_picture
 from hfssl.views import build_eval_transform
 
 PREDICTIONS_PICTURE = "predictions.png"
+register_picture(Picture(
+    PREDICTIONS_PICTURE, "Held-out images with their true caption and the model's three most likely captions",
+    "Held-out images with their true caption and the three captions of the test split that the model ranks\n"
+    "highest for them, with softmax probabilities (`*` marks the true caption; `…` stands for the prefix all\n"
+    "captions share, such as \"an emoji of\").", heading="Predicted captions of test images", order=10))
 
 
 @torch.no_grad()

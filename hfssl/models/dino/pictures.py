@@ -10,10 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from hfssl.data.images import read_pixels
-from hfssl.plots import PictureContext, save_attention_plot
+from hfssl.plots import Picture, PictureContext, register_picture, save_attention_plot
 from hfssl.views import build_eval_transform
 
 ATTENTION_PICTURE = "attention_maps.png"
+register_picture(Picture(
+    ATTENTION_PICTURE, "Self-attention of the [CLS] token on test images",
+    "Self-attention of the last layer's [CLS] token to every image patch, one row per attention head, on test\n"
+    "images that pre-training never saw (as in fig. 3 of the DINO paper); brighter patches receive more attention.\n"
+    "No labels or segmentation were used in training.", heading="Attention maps", order=70))
 MAX_HEADS = 6
 
 

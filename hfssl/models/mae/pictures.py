@@ -9,8 +9,19 @@ import numpy as np
 import torch
 
 from hfssl.data.images import read_pixels
-from hfssl.plots import PictureContext, save_reconstruction_plot
+from hfssl.plots import Picture, PictureContext, register_picture, save_reconstruction_plot
 from hfssl.views import build_eval_transform
+
+
+def _reconstructions_caption(description: dict[str, str], name: str) -> str:
+    ratio = description.get("mask_ratio")
+    removed = f"{100 * float(ratio):.0f} % removed" if ratio else "the rest masked at random"
+    return (f"Top row: the visible patches the encoder saw ({removed}); middle: the decoder's reconstruction with the "
+            "visible patches pasted back; bottom: the original test images.")
+
+
+RECONSTRUCTIONS = register_picture(Picture("reconstructions.png", "Masked inputs, reconstructions and originals",
+                                           _reconstructions_caption, heading="Reconstructions", order=60))
 
 
 def draw_reconstructions(model: torch.nn.Module, context: PictureContext) -> list[Path]:
@@ -18,7 +29,8 @@ def draw_reconstructions(model: torch.nn.Module, context: PictureContext) -> lis
     if context.eval_dataset is None or context.recipe is None:
         return []
     originals, reconstructions, masked = mae_reconstructions(model, context.recipe, context.eval_dataset, count=8)
-    return [save_reconstruction_plot(originals, reconstructions, masked, context.images_dir / "reconstructions.png")]
+    return [save_reconstruction_plot(originals, reconstructions, masked, context.images_dir / RECONSTRUCTIONS.file,
+                                     mask_ratio=float(model.config.mask_ratio))]
 
 
 @torch.no_grad()
