@@ -23,14 +23,15 @@ from accelerate import Accelerator
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.online import OnlineKNN
-from hfssl.evaluation.protocols import KNNSettings, get_protocol
-from hfssl.evaluation.runner import check_recipe, evaluate, write_eval_results
+from hfssl.evaluation.protocols import get_protocol
+from hfssl.evaluation.protocols.knn import KNNSettings
+from hfssl.evaluation.runner import check_recipe, draw_protocol_pictures, evaluate, write_eval_results
 from hfssl.export import ExportContext
 from hfssl.hub.card import write_model_card
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
-from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, get_method
+from hfssl.registry import get_method
 from hfssl.settings import build_section
 from hfssl.training.trainer import TrainResult, resolved_schedules, train
 
@@ -100,6 +101,7 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
     pictures: list[Path] = []
     # Projections of the test features the evaluation computed, and the probes' confusion matrices.
     pictures += draw_evaluation_pictures(context, images, label_names=data.label_names, points=PLOT_POINTS)
+    pictures += draw_protocol_pictures(context, images)
     if spec.pictures is not None:
         images.mkdir(parents=True, exist_ok=True)
         pictures += spec.pictures(model, PictureContext(images, recipe, data.eval_test_dataset, data.label_names))
@@ -109,11 +111,10 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
 
 
 def _servable(recipe: Recipe, data: TrainingData) -> list[str]:
-    """The recipe's protocols, less the image-feature ones when the data has no labelled test split."""
+    """The recipe's protocols, less those that measure on the held-out split when the data has none."""
     protocols = list(recipe.eval.protocols)
     if data.eval_test_dataset is None:
-        held_out = (IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS)  # protocols that measure on the held-out split
-        skipped = [name for name in protocols if any(need in get_protocol(name).needs for need in held_out)]
+        skipped = [name for name in protocols if get_protocol(name).held_out]
         if skipped:
             logger.info("%s has no labelled test split: skipping %s", recipe.data.source, ", ".join(skipped))
         protocols = [name for name in protocols if name not in skipped]

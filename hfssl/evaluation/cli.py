@@ -21,11 +21,11 @@ import logging
 import sys
 from pathlib import Path
 
-from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
 from hfssl.evaluation.context import EvaluationContext, is_dual_encoder, run_recipe_path
 from hfssl.evaluation.pictures import draw_evaluation_pictures
-from hfssl.evaluation.protocols import available_protocols
-from hfssl.evaluation.runner import evaluate, format_results_table, write_eval_results
+from hfssl.data.config import IMAGE_TEXT, TEXT, ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
+from hfssl.evaluation.protocols import available_protocols, get_protocol
+from hfssl.evaluation.runner import draw_protocol_pictures, evaluate, format_results_table, write_eval_results
 from hfssl.recipe import EvalConfig, load_recipe
 from hfssl.registry import is_hfssl_run
 
@@ -43,10 +43,6 @@ _DATA_FLAGS = {
     "channels": "channels",
     "text_column": "text_column",
 }
-#: Protocols of image-text dual encoders: with --dataset they read image-caption pairs.
-_IMAGE_TEXT_PROTOCOLS = ("zero-shot", "retrieval")
-#: Protocols on text models, which read text data (``--dataset`` is a text source for them).
-TEXT_PROTOCOLS = ("mlm-accuracy", "text-linear")
 _SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid"),
                   "solver": ("linear", "solver"), "label_fractions": ("linear", "label_fractions"),
                   "ways": ("few-shot", "ways"), "shots": ("few-shot", "shots"), "episodes": ("few-shot", "episodes"),
@@ -70,7 +66,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the run's recipe data.source; required for other paths)")
     parser.add_argument("--dataset-config", help="dataset configuration name (Hub datasets with several configs)")
     parser.add_argument("--protocol", action="append", dest="protocols", metavar="NAME",
-                        help=f"repeatable; one of {', '.join(available_protocols())} (default: the recipe's eval.protocols, or knn and linear)")
+                        help="repeatable (default: the recipe's eval.protocols, or knn and linear); one of: "
+                        + "; ".join(f"{name}: {get_protocol(name).description}" for name in available_protocols())
+                        .replace("%", "%%"))  # argparse formats help strings with %
     parser.add_argument("--output", help="JSON file (default: PATH/eval_results.json for an hfssl run, else standard output)")
     parser.add_argument("--train-split", help="split used as kNN memory bank / probe training set (default: train)")
     parser.add_argument("--test-split", help="split the accuracy is measured on (default: test)")
@@ -110,6 +108,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         "else ./images)")
 
 
+def _reads(protocol: str) -> str | None:
+    """The data kind a protocol reads (``ValueError`` naming the known protocols for a typo)."""
+    return get_protocol(protocol).data
+
+
 def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, EvalConfig]:
     """Data and eval settings: the run's recipe (when there is one) overridden by the flags."""
     recipe_file = run_recipe_path(args.path)
@@ -117,21 +120,21 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
         recipe = load_recipe(recipe_file)
         data, eval_config = recipe.data, recipe.eval
         logger.info("defaults from %s: dataset %s", recipe_file, data.source)
-    elif args.protocols and all(name in TEXT_PROTOCOLS for name in args.protocols):
+    elif args.protocols and all(_reads(name) == TEXT for name in args.protocols):
         # Text models: held-out text from --dataset (default builtin:english_corpus) and built-in labelled sets.
         data = TextDataConfig(source=args.dataset) if args.dataset else TextDataConfig()
         eval_config = EvalConfig()
     elif args.dataset is None:
-        if args.protocols and all(name in ("word-similarity", "analogy") for name in args.protocols):
+        if args.protocols and all(_reads(name) is None for name in args.protocols):
             data, eval_config = None, EvalConfig()
         else:
             raise ValueError(f"{args.path!r} is not an hfssl run with a recipe.yaml: give the evaluation data with "
                              "--dataset SOURCE (for example --dataset builtin:digits)")
-    elif (args.protocols and all(name in _IMAGE_TEXT_PROTOCOLS for name in args.protocols)) or (
+    elif (args.protocols and all(_reads(name) == IMAGE_TEXT for name in args.protocols)) or (
             not args.protocols and is_dual_encoder(Path(args.path))):
         # An image-text dual encoder (a CLIPModel / VisionTextDualEncoderModel folder or Hub id).
         data = ImageTextDataConfig(source=args.dataset)
-        eval_config = EvalConfig(protocols=_IMAGE_TEXT_PROTOCOLS, baselines=False)
+        eval_config = EvalConfig(protocols=tuple(available_protocols(IMAGE_TEXT)), baselines=False)
     else:
         data, eval_config = ImageDataConfig(source=args.dataset), EvalConfig()
     data_updates = {field: getattr(args, flag) for flag, field in _DATA_FLAGS.items() if getattr(args, flag) is not None}
@@ -164,7 +167,7 @@ def run_eval(args: argparse.Namespace) -> int:
     logger.info("evaluation of %s\n%s", args.path, format_results_table(results))
     if getattr(args, "plot", False):
         images = Path(args.images_dir) if args.images_dir else (path / "images" if is_hfssl_run(path) else Path("images"))
-        pictures = draw_evaluation_pictures(context, images)
+        pictures = draw_evaluation_pictures(context, images) + draw_protocol_pictures(context, images)
         logger.info("pictures: %s", ", ".join(str(picture) for picture in pictures) or "none (no image protocol ran)")
     if args.output:
         write_eval_results(results, args.output, merge=False)

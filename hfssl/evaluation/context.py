@@ -42,6 +42,7 @@ from hfssl.data.images import ImageSplits, load_image_splits, read_labels
 from hfssl.evaluation.image_text import DUAL_ENCODER_TYPES, DualEncoder, load_dual_encoder
 from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
 from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
+from hfssl.modeling_utils import TOKENIZER_FILES
 from hfssl.recipe import EvalConfig, Recipe, load_recipe
 from hfssl.registry import (
     IMAGE_FEATURES,
@@ -120,6 +121,8 @@ class EvaluationContext:
     test_split: Any = None
     label_names: list[str] | None = None
     run_dir: Path | None = None
+    #: The protocols :func:`hfssl.evaluation.runner.evaluate` ran on this context, in order.
+    protocols_run: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---- construction -------------------------------------------------------------------------
@@ -325,12 +328,12 @@ class EvaluationContext:
                 if model is None:
                     discover_methods()
                     model = AutoModel.from_pretrained(str(path)).eval()
-                if not hasattr(model, "dual_encoder"):
+                if IMAGE_TEXT_EMBEDDINGS not in self.capabilities:
                     raise ValueError(f"{self.describe_model()} is not an image-text model (it has no dual encoder)")
                 if self.recipe is None:
                     raise ValueError(f"{self.describe_model()} has no recipe, which fixes its image transform")
                 recipe = self.recipe
-                dual, processor = model.dual_encoder(recipe.views.crop_size or recipe.data.image_size,
+                dual, processor = model.get_dual_encoder(recipe.views.crop_size or recipe.data.image_size,
                                                      tuple(recipe.views.mean), tuple(recipe.views.std),
                                                      recipe.data.channels)
                 encoder = DualEncoder(dual, processor, batch, name=self.describe_model())
@@ -342,18 +345,23 @@ class EvaluationContext:
     # ---- the model's tokenizer -------------------------------------------------------------------
 
     def tokenizer(self) -> Any:
-        """The tokenizer saved with the evaluated model (its run directory, or an exported folder)."""
+        """The tokenizer saved with the evaluated model: an in-memory model's ``get_tokenizer`` (its run
+        directory), or the tokenizer in the evaluated folder or its ``encoder/``."""
         if "tokenizer" not in self._cache:
             from transformers import AutoTokenizer
 
-            path = Path(self.model_path) if self.model_path is not None else Path(str(self.model.name_or_path or ""))
-            candidates = [path, path / "encoder"] if path.is_dir() else []
-            found = next((folder for folder in candidates if (folder / "tokenizer_config.json").is_file()
-                          or (folder / "tokenizer.json").is_file()), None)
-            if found is None:
+            tokenizer = None
+            if self.model is not None:
+                tokenizer = self.model.get_tokenizer(self.run_dir)
+            elif Path(str(self.model_path)).is_dir():
+                path = Path(str(self.model_path))
+                found = next((folder for folder in (path, path / "encoder")
+                              if any((folder / name).is_file() for name in TOKENIZER_FILES)), None)
+                tokenizer = AutoTokenizer.from_pretrained(found) if found is not None else None
+            if tokenizer is None:
                 raise ValueError(f"{self.describe_model()} has no tokenizer saved with it (tokenizer.json); text "
                                  "protocols need the tokenizer the model was trained with")
-            self._cache["tokenizer"] = AutoTokenizer.from_pretrained(found)
+            self._cache["tokenizer"] = tokenizer
         return self._cache["tokenizer"]
 
     # ---- text models -----------------------------------------------------------------------------
@@ -363,7 +371,7 @@ class EvaluationContext:
         if "text_model" not in self._cache:
             from hfssl.evaluation.text import load_text_model
 
-            self._cache["text_model"] = load_text_model(self.model, self.model_path)
+            self._cache["text_model"] = load_text_model(self.model, self.model_path, self.run_dir)
         return self._cache["text_model"]
 
     def text_data(self) -> TextDataConfig:
@@ -381,7 +389,7 @@ class EvaluationContext:
         """Words and vectors of the evaluated word2vec model or word2vec-format file (cached)."""
         if "word_vectors" not in self._cache:
             if self.model is not None:
-                self._cache["word_vectors"] = WordVectors.from_model(self.model)
+                self._cache["word_vectors"] = WordVectors.from_model(self.model)  # its get_word_vectors()
             else:
                 self._cache["word_vectors"] = load_word_vectors(str(self.model_path))
         return self._cache["word_vectors"]

@@ -4,7 +4,7 @@ A :class:`DualEncoder` wraps a transformers model with ``get_image_features`` / 
 (``CLIPModel``, ``VisionTextDualEncoderModel``, ...) and its processor: exactly what
 ``AutoModel.from_pretrained(path)`` and ``AutoProcessor.from_pretrained(path)`` load from an hfssl
 export, a Hub id such as ``openai/clip-vit-base-patch32``, or the in-memory model at the end of
-training (``model.dual_encoder(...)``, the same objects the export writes). Images are the prepared
+training (``model.get_dual_encoder(...)``, the same objects the export writes). Images are the prepared
 uint8 pixels of an image-text split, passed through the model's own processor.
 
 * Zero-shot (Radford et al. 2021, sec. 3.1.4): each class name is put into every prompt template,
@@ -147,3 +147,10 @@ def retrieval_recalls(image_embeddings: np.ndarray, captions: Sequence[str], tex
 
 __all__ = ["DUAL_ENCODER_TYPES", "DualEncoder", "class_text_embeddings", "load_dual_encoder", "retrieval_recalls",
            "top_k_hits", "zero_shot_scores"]
+
+
+def pairs_arrays(split: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(N, C, H, W)`` uint8 pixels, ``(N,)`` labels and the captions of a prepared image-text split."""
+    from hfssl.data.images import read_labels, read_pixels
+
+    return read_pixels(split), read_labels(split), list(split.with_format(None)["text"])

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from hfssl.evaluation.context import EvaluationContext
-from hfssl.plots import save_confusion_matrix, save_projection_plot, umap_available
+from hfssl.plots import Picture, register_picture, save_confusion_matrix, save_projection_plot, umap_available
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,40 @@ PROJECTION_FILES = {"pca": "embeddings_2d.png", "tsne": "embeddings_tsne.png", "
 CONFUSION_PREFIX = "confusion_"
 #: test points drawn in a projection (t-SNE's cost grows with the square of the count).
 PLOT_POINTS = 2000
+_PROJECTION_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
+
+
+def _count(description: dict[str, str]) -> str:
+    return f"{int(description['count']):,} " if description.get("count", "").isdigit() else ""
+
+
+def _projection_alt(description: dict[str, str], name: str) -> str:
+    return f"{_PROJECTION_NAMES.get(description.get('projection', ''), 'a 2-D projection')} of test-set embeddings coloured by label"
+
+
+def _projection_caption(description: dict[str, str], name: str) -> str:
+    method = _PROJECTION_NAMES.get(description.get("projection", ""), "A 2-D projection")
+    return (f"{method} of the frozen embeddings of {_count(description)}test images, coloured by their label (labels "
+            "were not used in pre-training). Classes that form separate groups here are easy for the kNN and linear probes.")
+
+
+def _confusion_probe(description: dict[str, str], name: str) -> str:
+    return description.get("confusion", name.removeprefix(CONFUSION_PREFIX).removesuffix(".png")).replace("_", " ")
+
+
+def _confusion_caption(description: dict[str, str], name: str) -> str:
+    accuracy = description.get("accuracy")
+    share = f" ({100 * float(accuracy):.1f} % correct)" if accuracy else ""
+    return (f"Confusion matrix of the {_confusion_probe(description, name)} protocol on the test split{share}: rows are "
+            "the true classes, columns the predicted ones, each row normalised to 100 %.")
+
+
+# The PCA (embeddings_2d.png) is the card's main picture, captioned by the family; these follow it.
+for _order, _method in enumerate(("tsne", "umap")):
+    register_picture(Picture(PROJECTION_FILES[_method], _projection_alt, _projection_caption, order=50 + _order))
+CONFUSION_PICTURE = register_picture(Picture(
+    f"{CONFUSION_PREFIX}*.png", lambda description, name: f"confusion matrix of {_confusion_probe(description, name)}",
+    _confusion_caption, order=55))
 
 
 def draw_evaluation_pictures(context: EvaluationContext, images_dir: Path, projections: tuple[str, ...] | None = None,

@@ -97,6 +97,7 @@ def evaluate(context: EvaluationContext, protocols: Sequence[str] | None = None)
         protocol = get_protocol(name)
         for row in protocol.run(context, context.settings(protocol)):
             (baselines if row.get("features") in BASELINE_FEATURES else results).append({"protocol": name, **row})
+        context.protocols_run.append(name)
     if "splits" in context._cache:  # image protocols ran: record what they were measured on
         splits = context.image_splits()
         output.update(num_train=len(splits.train), num_test=len(splits.test), num_classes=context.num_classes)
@@ -106,6 +107,17 @@ def evaluate(context: EvaluationContext, protocols: Sequence[str] | None = None)
             logger.info("eval %s (%s): %s", row.get("protocol"), row.get("features", "model"),
                         {k: v for k, v in row.items() if k in ("k", "C", "dataset", "top1", "top5", "spearman", "accuracy")})
     return output
+
+
+def draw_protocol_pictures(context: EvaluationContext, images_dir: Path) -> list[Path]:
+    """The pictures of the protocols that ran on ``context`` and draw their own (``Protocol.draw``)."""
+    pictures: list[Path] = []
+    for name in dict.fromkeys(context.protocols_run):
+        protocol = get_protocol(name)
+        if protocol.draw is not None:
+            Path(images_dir).mkdir(parents=True, exist_ok=True)
+            pictures += protocol.draw(context, Path(images_dir))
+    return pictures
 
 
 def evaluate_path(path: str, data: SourceConfig | None, eval_config: EvalConfig,

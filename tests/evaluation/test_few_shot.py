@@ -17,7 +17,7 @@ from hfssl.evaluation.few_shot import (
     nearest_centroid_accuracies,
     sample_episodes,
 )
-from hfssl.evaluation.protocols import FewShotSettings
+from hfssl.evaluation.protocols.few_shot import FewShotSettings
 from hfssl.settings import RecipeError
 
 

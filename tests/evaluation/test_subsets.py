@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hfssl.evaluation.protocols import LinearSettings
+from hfssl.evaluation.protocols.linear import LinearSettings
 from hfssl.evaluation.subsets import balanced_subset
 from hfssl.settings import RecipeError, build_section
 
@@ -47,7 +47,7 @@ def test_bad_fraction(fraction):
 
 
 def test_linear_protocol_probes_each_fraction_on_a_balanced_subset():
-    from hfssl.evaluation.protocols import linear_score
+    from hfssl.evaluation.protocols.linear import linear_score
 
     generator = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 250)

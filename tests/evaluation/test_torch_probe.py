@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from hfssl.evaluation.linear_probe import fit_softmax_regression, linear_probe, select_c, standardisation
-from hfssl.evaluation.protocols import LinearSettings
+from hfssl.evaluation.protocols.linear import LinearSettings
 from hfssl.settings import RecipeError, build_section
 
 

@@ -1,0 +1,52 @@
+"""``finetune``: the encoder + a classification head trained with the engine (:mod:`hfssl.evaluation.finetune`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hfssl.data.config import ImageDataConfig
+from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.finetune import FineTuneSettings, finetune
+from hfssl.evaluation.pictures import CONFUSION_PICTURE
+from hfssl.evaluation.protocols import IMAGE, Protocol, ProtocolCard, Rows, probe_label, register_protocol
+from hfssl.registry import IMAGE_FEATURES, is_hfssl_run
+
+
+def _finetune_output(context: EvaluationContext, settings: FineTuneSettings, encoder: str) -> Path:
+    if settings.output_dir is not None:
+        return Path(settings.output_dir)
+    if context.run_dir is not None:
+        return Path(context.run_dir) / "finetune"
+    path = Path(str(context.model_path))
+    if is_hfssl_run(path):
+        return path / "finetune"
+    if path.name == "encoder" and is_hfssl_run(path.parent):
+        return path.parent / "finetune"
+    return Path.cwd() / f"finetune-{Path(encoder).name or 'model'}"
+
+
+def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows:
+    """Fine-tune the evaluated encoder once per label fraction (:mod:`hfssl.evaluation.finetune`)."""
+    encoder = context.encoder_path()
+    splits = context.image_splits()
+    base = _finetune_output(context, settings, encoder)
+    rows = []
+    for fraction in settings.label_fractions:
+        folder = ("all-labels" if fraction >= 1.0 else f"fraction-{fraction:g}") + (
+            "" if settings.init == "pretrained" else f"-{settings.init}")
+        result = finetune(encoder, splits.train, splits.test, splits.label_names, context.num_classes, settings,
+                          base / folder, fraction, context.data_config if isinstance(context.data_config, ImageDataConfig)
+                          else None)
+        row = {"features": "model", **result.row, "model_dir": str(result.model_dir)}
+        context.record_predictions(probe_label("finetune", row), result.predictions, result.labels)
+        rows.append(row)
+    return rows
+
+
+FINETUNE = register_protocol(Protocol(
+    "finetune", (IMAGE_FEATURES,), run_finetune, FineTuneSettings,
+    "fine-tune the encoder + a classification head with the engine (all parameters), top-1/top-5 on the test split",
+    data=IMAGE, held_out=True, pictures=(CONFUSION_PICTURE,),
+    card=ProtocolCard("Fine-tuned", "**Fine-tuning**: the encoder plus a linear classification head, every parameter "
+                      "trained on the labelled training split (or a class-balanced share of it), as a plain transformers "
+                      "`AutoModelForImageClassification`.", tuned=True)))

@@ -1,0 +1,63 @@
+"""``zero-shot``: class names x prompt templates, ensembled (CLIP, Radford et al. 2021, sec. 3.1.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.image_text import class_text_embeddings, pairs_arrays, zero_shot_scores
+from hfssl.evaluation.protocols import IMAGE_TEXT, Protocol, ProtocolCard, Rows, register_protocol
+from hfssl.registry import IMAGE_TEXT_EMBEDDINGS
+from hfssl.settings import RecipeError
+
+
+@dataclass
+class ZeroShotSettings:
+    """``eval.zero-shot``: prompt templates (``{}`` takes the class name), averaged over (CLIP sec. 3.1.4);
+    ``class_names`` replaces the data's label names (same order); ``datasets`` adds rows measured on the
+    held-out split of other sources with the same layout (``builtin:emoji_twitter``: a style shift)."""
+
+    templates: tuple[str, ...] = ("a photo of a {}.", "a picture of {}.", "{}")
+    class_names: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.templates or any("{}" not in template for template in self.templates):
+            raise RecipeError(f"eval.zero-shot.templates must be prompts that each hold '{{}}' for the class name, "
+                              f"got {self.templates!r}")
+        if self.class_names is not None and (not self.class_names or not all(str(n).strip() for n in self.class_names)):
+            raise RecipeError(f"eval.zero-shot.class_names must be non-empty names, got {self.class_names!r}")
+
+
+def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Rows:
+    encoder = context.dual_encoder()
+    rows: Rows = []
+    for source in (None, *settings.datasets):
+        pairs = context.image_text_test(source)
+        names = list(settings.class_names) if settings.class_names is not None else pairs.label_names
+        if not names:
+            raise ValueError(f"zero-shot classification needs class names: {pairs.source!r} has no class labels "
+                             "(set data.label_column) and eval.zero-shot.class_names is not set")
+        pixels, labels, _ = pairs_arrays(pairs.test)
+        if (labels < 0).any() or labels.max() >= len(names):
+            raise ValueError(f"zero-shot classification needs every test image of {pairs.source!r} labelled with one "
+                             f"of its {len(names)} class names; found labels {sorted(set(labels.tolist()))[:10]}")
+        classes = class_text_embeddings(encoder, names, settings.templates)
+        row: dict[str, Any] = {"templates": len(settings.templates), "num_classes": len(names), "class_names": names,
+                               "prompt": settings.templates[0],
+                               **zero_shot_scores(encoder.embed_images(pixels), labels, classes)}
+        if source is not None:
+            row = {"dataset": source, **row}
+        rows.append(row)
+    return rows
+
+
+ZERO_SHOT = register_protocol(Protocol(
+    "zero-shot", (IMAGE_TEXT_EMBEDDINGS,), run_zero_shot, ZeroShotSettings,
+    "zero-shot classification: class names x prompt templates (ensembled), top-1/top-5 (image-text models)",
+    data=IMAGE_TEXT, held_out=True,
+    card=ProtocolCard("Zero-shot", "**Zero-shot**: every class name is put into each prompt template, the text embeddings "
+                      "of a class are averaged over the templates, and each image gets the class of highest cosine "
+                      "similarity (CLIP, Radford et al. 2021, sec. 3.1.4); no labelled training data is used.",
+                      "zero-shot-image-classification", "zero-shot-image-classification")))
