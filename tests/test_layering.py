@@ -196,3 +196,20 @@ def test_model_code_imports_neither_training_nor_hub(forbidden):
     offenders = [f"{name} imports {target}" for name in MODULES if name.startswith("hfssl.models")
                  for target, _, _ in imports_of(name) if target == forbidden or target.startswith(forbidden + ".")]
     assert not offenders, offenders
+
+
+def method_folder(module: str) -> str | None:
+    """``hfssl.models.<method>`` of a module inside a method's folder, else ``None``."""
+    parts = module.split(".")
+    return ".".join(parts[:3]) if len(parts) >= 3 and parts[:2] == ["hfssl", "models"] else None
+
+
+def test_only_a_method_imports_its_own_folder():
+    """Shared code asks the registry and the model's declared methods; it never imports a method's folder
+    (evaluation, the card and the trainer know no particular method)."""
+    offenders = [f"{MODULES[name].relative_to(ROOT)}:{line} imports {target}"
+                 for name in MODULES for target, line, _ in imports_of(name)
+                 if method_folder(target) is not None and method_folder(target) != method_folder(name)]
+    assert not offenders, "imports of a method's folder from outside it:\n" + "\n".join(offenders)
+    assert method_folder("hfssl.models.mlm.data") == "hfssl.models.mlm" and method_folder("hfssl.models") is None
+    assert "hfssl.models.mlm.configuration_mlm" in {target for target, _, _ in imports_of("hfssl.models.mlm.data")}
