@@ -143,8 +143,8 @@ def _add_embed_arguments(parser: argparse.ArgumentParser) -> None:
                         "stage (ResNet, ConvNeXt) or block (ViT) instead of the pooled embedding")
     parser.add_argument("--pooling", choices=TEXT_POOLINGS, help="text models: mean of the token states (default) or "
                         "the [CLS] state")
-    parser.add_argument("--split", help="the split to embed (default: train; Hub ids also take slices such as "
-                        "'test[:10%%]')")
+    parser.add_argument("--split", help="the split to embed (default: the run's data.train_split for its own "
+                        "source, else train; Hub ids also take slices such as 'test[:10%%]')")
     parser.add_argument("--dataset-config", help="dataset configuration name (Hub datasets with several configs)")
     parser.add_argument("--image-column", help="image column (default: detected)")
     parser.add_argument("--label-column", help="label column written as 'label' (default: detected; text sources: "

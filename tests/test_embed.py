@@ -1,8 +1,8 @@
 """``hfssl embed``: a model's features of a whole data set in a file ``datasets`` reads back.
 
 A SimCLR run trained for two steps by the real CLI is embedded by the real CLI in a fresh process
-(pooled features to Parquet, per-layer features to a ``save_to_disk`` folder); the values are
-recomputed here from the source images with the recipe's evaluation transform. A text model and a
+(pooled features to Parquet) and in this one (per-layer features to a ``save_to_disk`` folder); the
+values are recomputed here from the source images with the recipe's evaluation transform. A text model and a
 dual encoder are embedded too, and the outputs hfssl must never write are refused with exit code 2.
 """
 
@@ -93,8 +93,7 @@ def test_embed_writes_a_parquet_file_of_the_run_features_with_row_ids_and_labels
 def test_embed_layers_writes_one_column_per_stage_to_a_dataset_folder(run: Path, tmp_path: Path) -> None:
     output = tmp_path / "layers"
     # --dataset defaults to the run's recipe source (builtin:digits)
-    result = _cli("embed", str(run), "--layers", "--output", str(output), "--max-samples", "20")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert hfssl_main(["embed", str(run), "--layers", "--output", str(output), "--max-samples", "20"]) == 0
     written = datasets.load_from_disk(str(output))
     stages = load_recipe(run / "recipe.yaml").model["backbone_config"]["hidden_sizes"]  # [32, 64, 128]
     assert written.column_names == ["row_id", "label", *[f"layer_{index}" for index in range(len(stages))]]
@@ -129,13 +128,21 @@ def test_embed_a_text_model_mean_pools_its_token_states(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_column(written, "row_id"), np.arange(len(TEXTS)))
     np.testing.assert_array_equal(_column(written, "label"), np.arange(len(TEXTS)) % 2)
 
+    cls_output = tmp_path / "texts-cls"
+    assert hfssl_main(["embed", "builtin:all-MiniLM-L6-v2", "--dataset", str(source), "--pooling", "cls",
+                       "--max-samples", "3", "--batch-size", "2", "--output", str(cls_output)]) == 0
+    cls_written = datasets.load_from_disk(str(cls_output))
+    assert len(cls_written) == 3
+
     path = resolve_pretrained_path("builtin:all-MiniLM-L6-v2")
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     for row, text in enumerate(TEXTS):  # one text at a time: no padding to account for
         tokens = tokenizer(text, return_tensors="pt")
         with torch.no_grad():
-            expected = model(**tokens).last_hidden_state[0].mean(dim=0).numpy()
-        np.testing.assert_allclose(_column(written, "embedding")[row], expected, atol=1e-5, rtol=0)
+            states = model(**tokens).last_hidden_state[0]
+        np.testing.assert_allclose(_column(written, "embedding")[row], states.mean(dim=0).numpy(), atol=1e-5, rtol=0)
+        if row < 3:
+            np.testing.assert_allclose(_column(cls_written, "embedding")[row], states[0].numpy(), atol=1e-5, rtol=0)
 
 
 def test_embed_a_dual_encoder_writes_image_and_caption_embeddings(tmp_path: Path) -> None:
@@ -200,6 +207,12 @@ def test_embed_refuses_outputs_it_must_not_write(run: Path, tmp_path: Path, caps
         import shutil
 
         shutil.rmtree(inside, ignore_errors=True)
+
+
+def test_embed_refuses_text_pooling_for_an_image_run(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert hfssl_main(["embed", str(run), "--pooling", "cls", "--output", str(tmp_path / "x.parquet")]) == 2
+    assert "--pooling applies to text models" in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()
 
 
 def test_embed_refuses_what_the_model_does_not_provide(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,8 +21,10 @@ Rows and order. ``row_id`` is a row's index in the source split and the file is 
 ``--max-samples N`` takes the split's first N rows (not the random subset the evaluation caps take).
 ``label`` is the source's label column (a ``ClassLabel`` keeps its names) when it has one
 (``--label-column``, else detected as ``hfssl eval`` does; text sources: ``--label-column`` or a
-column named ``label``). ``--split`` defaults to ``train``: the split every source has (a single
-file or ``save_to_disk`` dataset is ``train``); Hub ids also take slices (``test[:10%]``).
+column named ``label``). ``--split`` defaults to ``train``, the split every source has (a single
+file or ``save_to_disk`` dataset is ``train``), or to the run's ``data.train_split`` when the source
+is the run's own (``--dataset`` defaults to it). Hub ids also take slices (``test[:10%]``), whose
+``row_id`` counts from the slice's first row.
 
 File format. Each embedding column is a fixed-length list of float32 (``datasets.List(Value("float32"),
 length=D)``, Arrow ``fixed_size_list``), one column per layer because the widths of a ResNet's stages
@@ -197,6 +199,16 @@ def _source(request: EmbedRequest, context: EvaluationContext) -> tuple[str, Any
     return source, recipe_data
 
 
+def _device() -> torch.device:
+    """Where the model runs: the GPU when there is one (as :func:`load_feature_extractor` chooses)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _split(request: EmbedRequest, recipe_data: Any) -> str:
+    """``--split``, else the run's training split when the source is the run's, else ``train``."""
+    return request.split or (recipe_data.train_split if recipe_data is not None else "train")
+
+
 def _progress(total: int, what: str) -> tqdm:
     return tqdm(total=total, desc=f"hfssl embed {what}", unit="rows", dynamic_ncols=True,
                 disable=not PartialState().is_main_process)
@@ -211,7 +223,7 @@ def _image_config(request: EmbedRequest, context: EvaluationContext, config_clas
     source, recipe_data = _source(request, context)
     recipe = context.recipe
     values: dict[str, Any] = {
-        "source": source, "train_split": request.split or "train", "eval_split": None,
+        "source": source, "train_split": _split(request, recipe_data), "eval_split": None,
         "config_name": request.dataset_config or (recipe_data.config_name if recipe_data is not None else None),
         "image_column": request.image_column or getattr(recipe_data, "image_column", None),
         "label_column": request.label_column or getattr(recipe_data, "label_column", None),
@@ -262,11 +274,11 @@ def _image_functions(context: EvaluationContext) -> tuple[Callable, Callable, Ca
     path = str(context.model_path)
     if context.recipe is not None and is_hfssl_run(path):
         discover_methods()
-        model = AutoModel.from_pretrained(path).eval()
+        model = AutoModel.from_pretrained(path).to(_device()).eval()
         recipe = context.recipe
         transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
         return model.get_embeddings, model.get_layer_embeddings, transform, model
-    extractor = load_feature_extractor(path)
+    extractor = load_feature_extractor(path, device=_device())
     return extractor.embed, extractor.embed_layers, extractor.transform, extractor.model
 
 
@@ -305,6 +317,7 @@ def _image_text_rows(context: EvaluationContext, request: EmbedRequest, capabili
     data = _image_config(request, context, ImageTextDataConfig)
     pairs = load_prepared_images(data, request.max_samples, captions=True)
     encoder = context.dual_encoder()
+    encoder.model.to(_device())
     image_parts, text_parts, labels = [], [], []
     start = 0
     with _progress(len(pairs.dataset), capability) as progress:
@@ -324,7 +337,7 @@ def _image_text_rows(context: EvaluationContext, request: EmbedRequest, capabili
 def _text_config(request: EmbedRequest, context: EvaluationContext) -> TextDataConfig:
     source, recipe_data = _source(request, context)
     return TextDataConfig(
-        source=source, train_split=request.split or "train", eval_split=None,
+        source=source, train_split=_split(request, recipe_data), eval_split=None,
         config_name=request.dataset_config or (recipe_data.config_name if recipe_data is not None else None),
         text_column=request.text_column or getattr(recipe_data, "text_column", None),
         max_train_samples=request.max_samples)
@@ -358,6 +371,7 @@ def _text_rows(context: EvaluationContext, request: EmbedRequest, capability: st
         raise UsageError(f"dataset {data.source!r} split {data.train_split!r} has no rows to embed")
     labels, label_feature = _text_labels(dataset, request.label_column, data.source)
     text_model = context.text_model()
+    text_model.masked_lm.to(_device())
     limit = int(getattr(text_model.masked_lm.config, "max_position_embeddings", request.max_length))
     max_length = min(request.max_length, limit)
     pooling = request.pooling or "mean"
