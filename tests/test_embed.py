@@ -195,6 +195,12 @@ def test_embed_refuses_outputs_it_must_not_write(run: Path, tmp_path: Path, caps
     assert hfssl_main(["embed", str(run), "--output", str(folder), "--max-samples", "4", "--overwrite"]) == 2
     assert "not a folder written by save_to_disk" in capsys.readouterr().err and (folder / "mine.txt").is_file()
 
+    saved_source = tmp_path / "source"
+    datasets.Dataset.from_dict({"label": [0, 1]}).save_to_disk(str(saved_source))
+    assert hfssl_main(["embed", str(run), "--dataset", str(saved_source), "--output", str(saved_source),
+                       "--overwrite"]) == 2
+    assert "is the data source" in capsys.readouterr().err and len(datasets.load_from_disk(str(saved_source))) == 2
+
     # A new file inside the run is fine, and --overwrite replaces an earlier output whole.
     inside = run / "embeddings"
     try:

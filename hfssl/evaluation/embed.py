@@ -150,8 +150,10 @@ class _Rows:
 
 def embed(request: EmbedRequest) -> EmbedResult:
     """Write the chosen capability's output for every row of the source split (see the module docstring)."""
-    output = check_output(request.output, request.overwrite, request.model, request.dataset)
+    # The context reads the run's recipe only: the output is checked before any model or data loads.
     context = EvaluationContext.for_path(request.model, None, EvalConfig(batch_size=request.batch_size))
+    source = request.dataset or (context.recipe.data.source if context.recipe is not None else None)
+    output = check_output(request.output, request.overwrite, request.model, source)
     capability = choose_capability(context, request.layers)
     if request.pooling is not None and capability != TEXT_FEATURES:
         raise UsageError(f"--pooling applies to text models; {context.describe_model()} gives {capability}, "
