@@ -21,9 +21,11 @@ architecture's own knobs instead of patching modules:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -156,13 +158,73 @@ def pool_features(outputs: Any, pooling: str = "auto") -> torch.Tensor:
     """
     hidden = outputs.last_hidden_state
     if hidden.ndim == 3:
-        if pooling == "mean":
-            return hidden[:, 1:].mean(dim=1)
-        return hidden[:, 0]
+        return pool_tokens(hidden, pooling)
     pooled = getattr(outputs, "pooler_output", None)
     if pooled is not None and pooling in ("auto", "pooler"):
         return pooled.flatten(1)
     return hidden.mean(dim=(2, 3))
+
+
+def pool_tokens(hidden: torch.Tensor, pooling: str = "auto") -> torch.Tensor:
+    """Pool ViT-like tokens ``(B, 1 + num_patches, D)`` to ``(B, D)``: the mean of the patch tokens for
+    ``pooling == "mean"``, else the first (CLS) token (the rule of :func:`pool_features`)."""
+    if pooling == "mean":
+        return hidden[:, 1:].mean(dim=1)
+    return hidden[:, 0]
+
+
+def pool_hidden_states(outputs: Any, pooling: str = "auto",
+                       final_norm: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Pool every stage (convolutional backbones) or block (ViT-like) of a backbone to ``(B, width_i)``.
+
+    ``outputs`` come from ``backbone(pixel_values=..., output_hidden_states=True)``; their
+    ``hidden_states`` hold the embedder / stem output first, which is left out, then one entry per
+    stage or block. Returns one tensor per stage / block, first to last:
+
+    * feature maps ``(B, C_i, H_i, W_i)`` (ResNet, ConvNeXt): the global average over ``H_i, W_i``,
+      so entry ``i`` has the width of stage ``i`` (``config.hidden_sizes[i]``);
+    * tokens ``(B, 1 + num_patches, D)`` (ViT and its relatives): each block's output goes through
+      ``final_norm`` (the backbone's final LayerNorm, which transformers applies to the last block
+      only) and is then pooled by the rule of :func:`pool_features` (CLS token, or the mean of the
+      patch tokens for ``pooling == "mean"``). The norm is applied to every block as DINO's and
+      MAE's ``get_intermediate_layers(norm=True)`` do for their per-block linear probes: the blocks
+      share one residual stream, and the final norm puts every block on the scale the last one has.
+      Without ``final_norm`` the earlier blocks are pooled as they are.
+
+    The last entry is always ``pool_features(outputs, pooling)``, i.e. what ``get_embeddings``
+    returns: for ViT that is the pooled normalised last block (the same thing); for ResNet the
+    pooler is the same average; for ConvNeXt it is the average followed by ConvNeXt's own final
+    LayerNorm (its ``pooler_output``), the features every hfssl protocol reads, so the last layer's
+    probe equals the usual probe.
+    """
+    states = getattr(outputs, "hidden_states", None)
+    if states is None or len(states) < 2:
+        raise ValueError("the backbone outputs hold no per-stage hidden_states; call the backbone with "
+                         "output_hidden_states=True")
+    stages = list(states[1:])  # states[0] is the embedder / stem output
+    last = pool_features(outputs, pooling)
+    if stages[-1].ndim == 3:
+        norm = final_norm if final_norm is not None else (lambda hidden: hidden)
+        return [pool_tokens(norm(hidden), pooling) for hidden in stages[:-1]] + [last]
+    if stages[-1].ndim != 4:
+        raise ValueError(f"cannot pool hidden states of shape {tuple(stages[-1].shape)}: expected tokens "
+                         "(B, T, D) or feature maps (B, C, H, W)")
+    return [hidden.mean(dim=(2, 3)) for hidden in stages[:-1]] + [last]
+
+
+def backbone_final_norm(backbone: PreTrainedModel) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The final LayerNorm a ViT-like backbone applies to its last block (``ViTModel.layernorm``,
+    also ViTMAE, DeiT, DINOv2), or ``None`` for backbones without one on their token output."""
+    norm = getattr(backbone, "layernorm", None)
+    return norm if isinstance(norm, nn.LayerNorm) else None
+
+
+def layer_features(backbone: PreTrainedModel, pixel_values: torch.Tensor, pooling: str = "auto") -> list[torch.Tensor]:
+    """Pooled features of every stage / block of ``backbone`` on images ``(B, C, H, W)``: a list of
+    ``(B, width_i)``, the last equal to ``pool_features(backbone(pixel_values), pooling)``
+    (see :func:`pool_hidden_states`)."""
+    outputs = backbone(pixel_values=pixel_values, output_hidden_states=True)
+    return pool_hidden_states(outputs, pooling, backbone_final_norm(backbone))
 
 
 def freeze_unused_backbone_parts(backbone: PreTrainedModel) -> None:

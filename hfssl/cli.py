@@ -1,4 +1,4 @@
-"""``hfssl train | eval | export | push | card``.
+"""``hfssl train | eval | export | embed | push | card``.
 
 The command line is the only place that prints (the summary at the end of ``train``, and error
 messages); the library logs. One error style: a user error (:mod:`hfssl.errors`, and the
@@ -22,6 +22,7 @@ from transformers import AutoModel
 
 from hfssl.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE, HfsslError
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
+from hfssl.evaluation.embed import TEXT_POOLINGS, EmbedRequest, embed, is_parquet
 from hfssl.registry import is_hfssl_run
 from hfssl.export import ExportContext, check_export_target
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
@@ -131,6 +132,52 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_embed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="hfssl run directory, exported encoder, transformers vision or text model (folder, "
+                        "Hub id or builtin:all-MiniLM-L6-v2), or image-text dual encoder")
+    parser.add_argument("--dataset", help="Hub dataset id, local path or builtin:NAME (default: the run's recipe "
+                        "data.source; required for other paths)")
+    parser.add_argument("--output", required=True, help="FILE.parquet (one Parquet file) or a folder "
+                        "(Dataset.save_to_disk); refused if it exists (see --overwrite) or is one of a run's own files")
+    parser.add_argument("--layers", action="store_true", help="per-layer image features: one column layer_i per "
+                        "stage (ResNet, ConvNeXt) or block (ViT) instead of the pooled embedding")
+    parser.add_argument("--pooling", choices=TEXT_POOLINGS, help="text models: mean of the token states (default) or "
+                        "the [CLS] state")
+    parser.add_argument("--split", help="the split to embed (default: the run's data.train_split for its own "
+                        "source, else train; Hub ids also take slices such as 'test[:10%%]')")
+    parser.add_argument("--dataset-config", help="dataset configuration name (Hub datasets with several configs)")
+    parser.add_argument("--image-column", help="image column (default: detected)")
+    parser.add_argument("--label-column", help="label column written as 'label' (default: detected; text sources: "
+                        "a column named label)")
+    parser.add_argument("--text-column", help="text column of a text source, caption column of image-text data "
+                        "(default: detected)")
+    parser.add_argument("--image-size", type=int, help="side of the prepared square images (default: the run's, else 32)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the run's, else 3)")
+    parser.add_argument("--max-samples", type=int, help="embed only the first N rows of the split")
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per forward pass (default: 256)")
+    parser.add_argument("--max-length", type=int, default=512, help="text models: tokens per text, at most the "
+                        "model's positions (default: 512)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file, or a folder "
+                        "written by an earlier `hfssl embed`")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """``hfssl embed``: a model's features of every row of a data set, to a file ``datasets`` reads."""
+    request = EmbedRequest(
+        model=args.path, output=Path(args.output), dataset=args.dataset, dataset_config=args.dataset_config,
+        split=args.split, layers=args.layers, pooling=args.pooling, batch_size=args.batch_size,
+        max_samples=args.max_samples, max_length=args.max_length, image_column=args.image_column,
+        label_column=args.label_column, text_column=args.text_column, image_size=args.image_size,
+        channels=args.channels, overwrite=args.overwrite)
+    result = embed(request)
+    widths = ", ".join(f"{name} ({width})" for name, width in result.widths.items())
+    reader = (f"datasets.load_dataset('parquet', data_files={str(result.output)!r})" if is_parquet(result.output)
+              else f"datasets.load_from_disk({str(result.output)!r})")
+    print(f"hfssl: wrote {result.capability} of {result.rows} rows to {result.output}: row_id"
+          f"{', label' if result.labels else ''}, {widths}; read it with {reader}")
+    return 0
+
+
 def _exit_codes_text() -> str:
     return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -146,11 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         "export": commands.add_parser("export", help="write the transferable part of a run "
                                                       "(a plain transformers model with its processor)"),
         "eval": commands.add_parser("eval", help="kNN / linear / other protocols on a model"),
+        "embed": commands.add_parser("embed", help="write a model's features of a whole data set to a file "
+                                                    "datasets reads (Parquet or save_to_disk)"),
         "push": commands.add_parser("push", help="publish a run to the Hugging Face Hub"),
         "card": commands.add_parser("card", help="regenerate a run's model card"),
     }
     for name, adder in (("train", _add_train_arguments), ("export", _add_export_arguments),
-                        ("eval", add_eval_arguments), ("push", add_push_arguments), ("card", add_card_arguments)):
+                        ("eval", add_eval_arguments), ("embed", _add_embed_arguments), ("push", add_push_arguments),
+                        ("card", add_card_arguments)):
         adder(subparsers[name])
         # --debug after the command too; SUPPRESS keeps the value given before it.
         subparsers[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -171,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handler = {"train": run_train, "export": run_export, "eval": run_eval, "push": run_push,
+    handler = {"train": run_train, "export": run_export, "eval": run_eval, "embed": run_embed, "push": run_push,
                "card": run_card}[args.command]
     debug = args.debug or str(args.log_level).upper() == "DEBUG"
     try:

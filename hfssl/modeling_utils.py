@@ -6,7 +6,8 @@ that is a plain transformers model, kept at ``self.backbone``. The engine only e
 * ``forward(**inputs) -> ModelOutput`` whose first field is ``loss`` and whose other ``*_loss``
   fields are logged. ``inputs`` is what the method's input builder produced.
 * ``get_backbone()`` / ``export_backbone()`` -> the plain transformers model that export writes.
-* ``get_embeddings(...)`` -> pooled ``(batch, hidden)`` features for kNN, probes and monitors.
+* ``get_embeddings(...)`` -> pooled ``(batch, hidden)`` features for kNN, probes and monitors;
+  ``get_layer_embeddings(pixel_values)`` -> one pooled ``(batch, width_i)`` per stage / block.
 * The per-step hooks below.
 
 Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
@@ -50,7 +51,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from hfssl.backbones import pool_features
+from hfssl.backbones import layer_features, pool_features
 from hfssl.registry import CAPABILITIES
 from hfssl.schedules import Schedule, cosine
 
@@ -132,6 +133,14 @@ class HfsslPreTrainedModel(PreTrainedModel):
         :func:`hfssl.backbones.pool_features`). Models whose transferable part is not an image
         backbone called this way (MAE, word2vec) override it."""
         return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
+
+    def get_layer_embeddings(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Pooled features of every stage (ResNet, ConvNeXt) or block (ViT) of the backbone on images
+        ``(B, C, H, W)``: a list of ``(B, width_i)``, first to last, the stem left out; the last entry
+        equals :meth:`get_embeddings` (see :func:`hfssl.backbones.pool_hidden_states`). The capability
+        ``layer-features``. Models whose transferable part is not an image backbone called this way
+        override it (MAE) or do not serve it (word2vec, MLM, CLIP)."""
+        return layer_features(self.backbone, pixel_values, self.config.pooling)
 
     # ---- capabilities: what evaluation and `hfssl embed` can ask for (hfssl.registry.CAPABILITIES) ----
     # A method lists the capabilities it serves in ``MethodSpec.provides``; each one is a method here,

@@ -14,7 +14,7 @@ TINY_RESNET = {"model_type": "resnet", "layer_type": "basic", "depths": [1, 1], 
                "embedding_size": 16}
 TINY_VIT = {"model_type": "vit", "image_size": 16, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 2,
             "num_attention_heads": 2, "intermediate_size": 64}
-TINY_CONVNEXT = {"model_type": "convnext", "patch_size": 2, "depths": [1, 1], "hidden_sizes": [16, 32]}
+TINY_CONVNEXT = {"model_type": "convnext", "patch_size": 2, "num_stages": 2, "depths": [1, 1], "hidden_sizes": [16, 32]}
 TINY_VIT_MAE = {"model_type": "vit_mae", "image_size": 16, "patch_size": 4, "hidden_size": 32,
                 "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
                 "decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,

@@ -404,6 +404,14 @@ def _order(num_rows: int, limit: int | None) -> np.ndarray:
     return order if limit is None else order[:limit]
 
 
+def prepared_row_ids(num_rows: int, limit: int | None = None) -> np.ndarray:
+    """The source row of every row of a prepared (not streamed) split: row ``i`` of
+    :func:`prepare_image_dataset`'s output for a split of ``num_rows`` rows capped at ``limit`` is
+    source row ``prepared_row_ids(num_rows, limit)[i]`` (when no bad image is skipped). ``hfssl embed``
+    writes its rows with these ids, in source order."""
+    return _order(num_rows, limit)
+
+
 def _limit_for(data: DataConfig, split: str) -> int | None:
     limit = data.max_train_samples if split == data.train_split else data.max_eval_samples
     if limit is not None and limit < 1:

@@ -7,6 +7,7 @@
 * :mod:`~hfssl.evaluation.runner`: :func:`evaluate` (end of training and ``hfssl eval``), the
   check run before training (:func:`check_eval_config`), and the results file.
 * :mod:`~hfssl.evaluation.features`: frozen features of a labelled image set from any image model.
+* :mod:`~hfssl.evaluation.embed`: ``hfssl embed``, a model's features of a whole data set written to a file.
 * :mod:`~hfssl.evaluation.knn`, :mod:`~hfssl.evaluation.linear_probe`,
   :mod:`~hfssl.evaluation.word_vectors`: the maths of each protocol.
 * :mod:`~hfssl.evaluation.online`: online kNN during training (a trainer callback).

@@ -47,6 +47,7 @@ from hfssl.recipe import EvalConfig, Recipe, load_recipe
 from hfssl.registry import (
     IMAGE_FEATURES,
     IMAGE_TEXT_EMBEDDINGS,
+    LAYER_FEATURES,
     MASKED_LM,
     TEXT_FEATURES,
     WORD_VECTORS,
@@ -158,7 +159,7 @@ class EvaluationContext:
             return (TEXT_FEATURES, MASKED_LM)
         # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
         # checks that it really takes pixel_values.
-        return (IMAGE_FEATURES,)
+        return (IMAGE_FEATURES, LAYER_FEATURES)
 
     def describe_model(self) -> str:
         if self.model is not None:

@@ -19,6 +19,11 @@ model's own image processor (resize, rescale, normalise), under ``torch.no_grad`
 ``model.eval()``, on the model's device. :func:`extract_features_with` is the lower-level loop
 online kNN and the evaluation context use with ``model.get_embeddings`` and
 :func:`hfssl.views.build_eval_transform`.
+
+Per-layer features (the capability ``layer-features``): :attr:`FeatureExtractor.embed_layers` gives
+the pooled output of every stage / block (:func:`hfssl.backbones.pool_hidden_states`), from the
+full hfssl model's ``get_layer_embeddings`` or from any transformers vision model's
+``output_hidden_states``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
 
-from hfssl.backbones import pool_features
+from hfssl.backbones import layer_features, pool_features
 from hfssl.data.images import label_values, read_pixels
 from hfssl.registry import discover_methods, is_hfssl_run, read_hfssl_config
 
@@ -51,6 +56,9 @@ class FeatureExtractor:
         model: the loaded model (full hfssl model or plain transformers encoder), in eval mode.
         image_processor: the transformers image processor that turns uint8 images into ``pixel_values``.
         embed: ``pixel_values (B, C, H, W) float -> (B, D)`` features.
+        embed_layers: ``pixel_values -> [(B, D_i)]``, the pooled features of every stage / block
+            (``model.get_layer_embeddings`` for an hfssl run, :func:`hfssl.backbones.layer_features`
+            with the same pooling for an encoder); the last entry equals ``embed``'s.
         kind: ``"hfssl_run"`` or ``"encoder"``.
         path: where the model was loaded from.
         num_channels: channels the model expects; grey images are repeated to 3 channels (and
@@ -63,6 +71,7 @@ class FeatureExtractor:
     kind: str
     path: str
     num_channels: int = 3
+    embed_layers: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -126,7 +135,8 @@ def _load_hfssl_run(path: Path, image_processor: Any | None) -> FeatureExtractor
                 f"preprocessing; run `hfssl export {path}` first, or pass image_processor= to load_feature_extractor"
             )
         image_processor = _load_image_processor(str(encoder_dir), f"the hfssl run {str(path)!r}")
-    return FeatureExtractor(model, image_processor, model.get_embeddings, "hfssl_run", str(path), _num_channels(model.config))
+    return FeatureExtractor(model, image_processor, model.get_embeddings, "hfssl_run", str(path),
+                            _num_channels(model.config), model.get_layer_embeddings)
 
 
 def _parent_pooling(path: str) -> str:
@@ -157,7 +167,10 @@ def _load_encoder(path: str, image_processor: Any | None, pooling: str | None) -
     def embed(pixel_values: torch.Tensor) -> torch.Tensor:
         return pool_features(model(pixel_values=pixel_values), pooling)
 
-    return FeatureExtractor(model, image_processor, embed, "encoder", path, _num_channels(model.config))
+    def embed_layers(pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        return layer_features(model, pixel_values, pooling)
+
+    return FeatureExtractor(model, image_processor, embed, "encoder", path, _num_channels(model.config), embed_layers)
 
 
 def load_feature_extractor(

@@ -10,16 +10,16 @@ from hfssl.data.config import ImageDataConfig, ImageTextDataConfig
 from hfssl.data.text import build_word_tokenizer
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.recipe import EvalConfig
-from hfssl.registry import IMAGE_FEATURES, WORD_VECTORS
+from hfssl.registry import IMAGE_FEATURES, LAYER_FEATURES, WORD_VECTORS
 from image_text_fixtures import CAPTIONS, caption_folder
 from tiny import tiny_model
 
 
 def test_capabilities_come_from_the_method_or_the_path(tmp_path: Path) -> None:
     simclr = tiny_model("simclr")
-    assert EvaluationContext(EvalConfig(), model=simclr).capabilities == (IMAGE_FEATURES,)
+    assert EvaluationContext(EvalConfig(), model=simclr).capabilities == (IMAGE_FEATURES, LAYER_FEATURES)
     simclr.save_pretrained(tmp_path / "run")
-    assert EvaluationContext(EvalConfig(), model_path=str(tmp_path / "run")).capabilities == (IMAGE_FEATURES,)
+    assert EvaluationContext(EvalConfig(), model_path=str(tmp_path / "run")).capabilities == (IMAGE_FEATURES, LAYER_FEATURES)
     tiny_model("word2vec").save_pretrained(tmp_path / "w2v")
     assert EvaluationContext(EvalConfig(), model_path=str(tmp_path / "w2v")).capabilities == (WORD_VECTORS,)
     (tmp_path / "vectors.txt").write_text("1 2\na 1 0\n")

@@ -3,7 +3,7 @@
 from hfssl.export import export_image_encoder
 from hfssl.models.byol.configuration_byol import BYOLConfig
 from hfssl.models.byol.modeling_byol import BYOLForPreTraining, BYOLOutput
-from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
 
 PAPER = Paper(
@@ -27,7 +27,7 @@ SPEC = register_method(MethodSpec(
     display_name="BYOL",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES,),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES),
 ))
 
 __all__ = ["BYOLConfig", "BYOLForPreTraining", "BYOLOutput", "SPEC"]

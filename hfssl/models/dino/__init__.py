@@ -4,7 +4,7 @@ from hfssl.export import export_image_encoder
 from hfssl.models.dino.configuration_dino import DINOConfig
 from hfssl.models.dino.modeling_dino import DINOForPreTraining, DINOOutput
 from hfssl.models.dino.pictures import draw_attention_maps
-from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
 
 PAPER = Paper(
@@ -29,7 +29,7 @@ SPEC = register_method(MethodSpec(
     display_name="DINO",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES,),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES),
     pictures=draw_attention_maps,
 ))
 

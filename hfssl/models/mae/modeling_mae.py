@@ -16,6 +16,7 @@ import torch
 from transformers import ViTConfig, ViTMAEForPreTraining, ViTModel
 from transformers.utils import ModelOutput
 
+from hfssl.backbones import pool_tokens
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.models.mae.configuration_mae import MAEConfig
 
@@ -46,11 +47,22 @@ class MAEForPreTraining(HfsslPreTrainedModel):
 
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """CLS (or mean-patch) features ``(B, hidden)`` of the encoder on all patches, no masking."""
-        hidden = self.encode_unmasked(pixel_values)
-        return hidden[:, 1:].mean(dim=1) if self.config.pooling == "mean" else hidden[:, 0]
+        return pool_tokens(self.encode_unmasked(pixel_values), self.config.pooling)
+
+    def get_layer_embeddings(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """CLS (or mean-patch) features ``(B, hidden)`` of every encoder block on all patches, no
+        masking, each block's output through the encoder's final LayerNorm (as MAE's own
+        ``get_intermediate_layers``, see :func:`hfssl.backbones.pool_hidden_states`); the last entry
+        equals :meth:`get_embeddings` and the exported ``ViTModel``'s per-block features."""
+        layernorm = self.mae.vit.layernorm
+        return [pool_tokens(layernorm(hidden), self.config.pooling) for hidden in self._unmasked_blocks(pixel_values)]
 
     def encode_unmasked(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Encoder output ``(B, 1 + num_patches, hidden)`` on every patch, in patch order."""
+        return self.mae.vit.layernorm(self._unmasked_blocks(pixel_values)[-1])
+
+    def _unmasked_blocks(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output ``(B, 1 + num_patches, hidden)`` on all patches, before the final norm."""
         vit = self.mae.vit
         embeddings = vit.embeddings
         patches = embeddings.patch_embeddings(pixel_values)  # (B, num_patches, hidden)
@@ -58,9 +70,11 @@ class MAEForPreTraining(HfsslPreTrainedModel):
         patches = patches + position[:, 1:, :]
         cls = (embeddings.cls_token + position[:, :1, :]).expand(patches.shape[0], -1, -1)
         hidden = torch.cat([cls, patches], dim=1)
+        blocks = []
         for layer in vit.layers:  # no attention mask: every token is present
             hidden = layer(hidden, None)
-        return vit.layernorm(hidden)
+            blocks.append(hidden)
+        return blocks
 
     def export_backbone(self) -> ViTModel:
         """A plain ``ViTModel`` with this encoder's weights (its pooler is untrained: use CLS/mean)."""

@@ -5,7 +5,7 @@ from typing import Any
 from hfssl.export import export_image_encoder
 from hfssl.models.moco.configuration_moco import MoCoConfig
 from hfssl.models.moco.modeling_moco import MoCoForPreTraining, MoCoOutput
-from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
 from hfssl.settings import RecipeError
 from hfssl.views import view_inputs
 
@@ -45,7 +45,7 @@ SPEC = register_method(MethodSpec(
     display_name="MoCo v2",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES,),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES),
     check_recipe=check_batch_norm,
 ))
 

@@ -3,7 +3,7 @@
 from hfssl.export import export_image_encoder
 from hfssl.models.moco_v3.configuration_moco_v3 import MoCoV3Config
 from hfssl.models.moco_v3.modeling_moco_v3 import MoCoV3ForPreTraining, MoCoV3Output
-from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
 
 PAPER = Paper(
@@ -27,7 +27,7 @@ SPEC = register_method(MethodSpec(
     display_name="MoCo v3",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES,),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES),
 ))
 
 __all__ = ["MoCoV3Config", "MoCoV3ForPreTraining", "MoCoV3Output", "SPEC"]

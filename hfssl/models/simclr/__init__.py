@@ -3,7 +3,7 @@
 from hfssl.export import export_image_encoder
 from hfssl.models.simclr.configuration_simclr import SimCLRConfig
 from hfssl.models.simclr.modeling_simclr import SimCLRForPreTraining, SimCLROutput
-from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
 
 PAPER = Paper(
@@ -27,7 +27,7 @@ SPEC = register_method(MethodSpec(
     display_name="SimCLR",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES,),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES),
 ))
 
 __all__ = ["SimCLRConfig", "SimCLRForPreTraining", "SimCLROutput", "SPEC"]

@@ -3,7 +3,7 @@
 from hfssl.export import export_image_encoder
 from hfssl.models.swav.configuration_swav import SwAVConfig
 from hfssl.models.swav.modeling_swav import SwAVForPreTraining, SwAVOutput
-from hfssl.registry import IMAGE, IMAGE_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
 
 PAPER = Paper(
@@ -28,7 +28,7 @@ SPEC = register_method(MethodSpec(
     display_name="SwAV",
     build_inputs=view_inputs("multi_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES,),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES),
 ))
 
 __all__ = ["SwAVConfig", "SwAVForPreTraining", "SwAVOutput", "SPEC"]
