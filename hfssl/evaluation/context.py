@@ -30,7 +30,8 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -61,6 +62,17 @@ from hfssl.views import build_eval_transform
 logger = logging.getLogger(__name__)
 
 WORD_VECTOR_SUFFIXES = (".txt", ".bin", ".vec")
+
+
+class ImageEncoder(NamedTuple):
+    """What image protocols and ``hfssl embed`` run: pooled and per-layer features of ``pixel_values``, the
+    transform from uint8 images to ``pixel_values``, the model's device and the model."""
+
+    embed: Callable[[torch.Tensor], torch.Tensor]
+    embed_layers: Callable[[torch.Tensor], list[torch.Tensor]] | None
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    model: torch.nn.Module
 
 
 @dataclass
@@ -214,7 +226,7 @@ class EvaluationContext:
         """Frozen features of the evaluated model on both splits (cached)."""
         if "features" not in self._cache:
             splits = self.image_splits()
-            embed, transform, device, model = self._feature_function()
+            embed, _, transform, device, model = self.image_encoder()
             batch = self.eval_config.batch_size
             train_f, train_y = extract_features_with(embed, transform, splits.train, batch, device=device, model=model)
             test_f, test_y = extract_features_with(embed, transform, splits.test, batch, device=device, model=model)
@@ -232,20 +244,25 @@ class EvaluationContext:
             self._cache["raw_pixels"] = FeatureSet(train_f, train_y, test_f, test_y)
         return self._cache["raw_pixels"]
 
-    def _feature_function(self) -> tuple[Any, Any, torch.device | None, torch.nn.Module | None]:
+    def image_encoder(self, device: torch.device | str | None = None) -> ImageEncoder:
+        """The evaluated model's image functions: an in-memory model or an hfssl run with its recipe as at the
+        end of training (``get_embeddings`` / ``get_layer_embeddings`` after the recipe's evaluation
+        transform), any other path through :func:`~hfssl.evaluation.features.load_feature_extractor`.
+        ``device``: where a model loaded from disk goes (default: the CPU)."""
         model = self.model
         if model is None and self.recipe is not None:  # an hfssl run: the training evaluation transform
             discover_methods()
-            model = AutoModel.from_pretrained(str(self.model_path)).eval()
+            model = AutoModel.from_pretrained(str(self.model_path)).to(device or "cpu").eval()
         if model is not None:
             recipe = self.recipe
             if recipe is None:
                 raise ValueError(f"{self.describe_model()} has no recipe, which fixes its evaluation transform")
             transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
-            device = next(model.parameters()).device
-            return model.get_embeddings, transform, device, model
-        extractor = load_feature_extractor(str(self.model_path))
-        return extractor.embed, extractor.transform, extractor.device, extractor.model
+            return ImageEncoder(model.get_embeddings, model.get_layer_embeddings, transform,
+                                next(model.parameters()).device, model)
+        extractor = load_feature_extractor(str(self.model_path), device=device)
+        return ImageEncoder(extractor.embed, extractor.embed_layers, extractor.transform, extractor.device,
+                            extractor.model)
 
     @property
     def class_names(self) -> list[str] | None:

@@ -49,7 +49,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,6 @@ import pyarrow as pa
 import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
-from transformers import AutoModel
 
 from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, TextDataConfig
 from hfssl.data.image_text import check_captions, resolve_caption_column
@@ -75,12 +73,10 @@ from hfssl.data.sources import load_split
 from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
 from hfssl.errors import RunDirectoryError, UsageError
 from hfssl.evaluation.context import EvaluationContext
-from hfssl.evaluation.features import iter_image_batches, load_feature_extractor
+from hfssl.evaluation.features import iter_image_batches
 from hfssl.recipe import EvalConfig
-from hfssl.registry import (IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, TEXT_FEATURES, discover_methods,
-                            is_hfssl_run)
+from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, TEXT_FEATURES, is_hfssl_run
 from hfssl.training.checkpoint import RUN_OUTPUTS
-from hfssl.views import build_eval_transform
 
 logger = logging.getLogger(__name__)
 
@@ -267,26 +263,10 @@ def load_prepared_images(data: ImageDataConfig | ImageTextDataConfig, max_sample
     return _PreparedImages(prepared, prepared_row_ids(len(raw)), label_feature, texts)
 
 
-def _image_functions(context: EvaluationContext) -> tuple[Callable, Callable, Callable, torch.nn.Module]:
-    """``(embed, embed_layers, transform, model)``: an hfssl run with its recipe is read as at the end of
-    training (``get_embeddings`` / ``get_layer_embeddings`` after the recipe's evaluation transform);
-    any other path through :func:`hfssl.evaluation.features.load_feature_extractor`."""
-    path = str(context.model_path)
-    if context.recipe is not None and is_hfssl_run(path):
-        discover_methods()
-        model = AutoModel.from_pretrained(path).to(_device()).eval()
-        recipe = context.recipe
-        transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
-        return model.get_embeddings, model.get_layer_embeddings, transform, model
-    extractor = load_feature_extractor(path, device=_device())
-    return extractor.embed, extractor.embed_layers, extractor.transform, extractor.model
-
-
 def _image_rows(context: EvaluationContext, request: EmbedRequest, capability: str) -> _Rows:
     data = _image_config(request, context, ImageDataConfig)
     images = load_prepared_images(data, request.max_samples)
-    embed_pooled, embed_layers, transform, model = _image_functions(context)
-    device = next(model.parameters()).device
+    embed_pooled, embed_layers, transform, device, _ = context.image_encoder(_device())
     chunks: list[list[np.ndarray]] = []
     labels = []
     with torch.no_grad(), _progress(len(images.dataset), capability) as progress:
