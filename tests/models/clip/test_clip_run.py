@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from hfssl.hub.card import validate_card
 from tiny import TINY
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _hub_fixtures():  # noqa: ANN202 - the card tests' helpers, loaded by path (tests/hub is not on sys.path here)

@@ -24,7 +24,7 @@ from hfssl.views import build_eval_transform
 from collapse import assert_short_digits_run_does_not_collapse
 from tiny import TINY_RESNET, TINY_VIT, tiny_inputs, tiny_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAST = ["train.progress_bar=false", "train.trackers=[]", "train.knn_every=null", "eval.protocols=[]"]
 TINY_DIGITS_RESNET = "{model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, " \
                      "hidden_sizes: [8, 16], depths: [1, 1]}"

@@ -24,7 +24,7 @@ from hfssl.training.trainer import train
 from collapse import assert_short_digits_run_does_not_collapse
 from tiny import TINY_RESNET, TINY_VIT, tiny_inputs, tiny_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # ---------------------------------------------------------------- losses against naive loops
