@@ -315,7 +315,7 @@ def main_moco(out_dir: str) -> None:
 
 
 # ---------------------------------------------------------------- BERT masked language modelling
-# Run by tests/mlm/test_mlm_distributed.py (``main_mlm``): each rank holds its rows of the global batch
+# Run by tests/models/mlm/test_mlm_distributed.py (``main_mlm``): each rank holds its rows of the global batch
 # (ranks hold different numbers of masked tokens), DDP averages the gradients.
 
 
@@ -369,7 +369,7 @@ class PairEncoder(nn.Module):
 
 
 def build_tiny_clip() -> nn.Module:
-    """The tiny CLIP of tests/tiny.py without dropout, float64."""
+    """The tiny CLIP of tests/models/clip/tiny_clip.py without dropout, float64."""
     from hfssl.models.clip import HfsslCLIPConfig, HfsslCLIPForPreTraining
     from tiny import TINY
 

@@ -9,6 +9,7 @@ the recipe can override them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -23,10 +24,14 @@ from hfssl.cli import main as hfssl_main
 from hfssl.hub.card import read_run
 from hfssl.pipeline import check_training_recipe, run
 from hfssl.recipe import recipe_from_dict
+from hfssl.registry import METHODS
 from hfssl.schedules import Schedule
 from hfssl.settings import RecipeError
 from hfssl.training.checkpoint import TRAINING_STATE_FILE
 from hfssl.training.trainer import _set_step_hyperparameters, resolved_schedules
+from tiny import TINY
+
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -140,3 +145,20 @@ def test_training_state_starts_from_its_reset_values_after_from_pretrained(toy, 
     model.save_pretrained(tmp_path / "saved")
     loaded = AutoModel.from_pretrained(tmp_path / "saved")
     assert torch.equal(loaded.queue, torch.zeros_like(loaded.queue)) and int(loaded.queue_pointer) == 0
+
+
+def test_the_toy_method_passes_the_shared_tests_of_every_method(toy, tmp_path: Path) -> None:
+    """The toy's tiny config registers with the method (toy_method.register calls tests/tiny.py's register_tiny,
+    as each tests/models/<method>/tiny_<method>.py does), so the registry-parametrized tests of
+    tests/models/test_common.py run on it as on a built-in method; unregistering removes both."""
+    spec = importlib.util.spec_from_file_location("_toy_shared_tests", TESTS / "models" / "test_common.py")
+    shared = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shared)
+    every_method, every_image_method = shared.TestEveryMethod(), shared.TestEveryImageMethod()
+    every_method.test_loss_is_a_finite_scalar(toy_method.NAME)
+    every_method.test_every_trainable_parameter_gets_a_gradient_and_teachers_none(toy_method.NAME)
+    every_method.test_config_is_registered_and_prefixed(toy_method.NAME)
+    every_method.test_save_and_auto_round_trip(toy_method.NAME, tmp_path)
+    every_image_method.test_embeddings_shape(toy_method.NAME)
+    toy_method.unregister()
+    assert toy_method.NAME not in TINY and toy_method.NAME not in METHODS

@@ -9,12 +9,14 @@
 * a **freeze**: the prediction head is not updated during the first ``FROZEN_STEPS`` steps.
 
 :func:`register` adds it to the registry (and the Auto classes) as any ``hfssl/models/<method>/``
-package does when hfssl discovers it.
+package does when hfssl discovers it, and its tiny test config to tests/tiny.py's table as any
+``tests/models/<method>/tiny_<method>.py`` does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,6 +31,7 @@ from hfssl.modeling_utils import Freeze, HfsslPreTrainedModel
 from hfssl.registry import IMAGE, IMAGE_FEATURES, METHODS, MethodSpec, Paper, register_method, unregister_method
 from hfssl.schedules import Schedule
 from hfssl.views import view_inputs
+from tiny import register_tiny, two_views, unregister_tiny
 
 NAME = "toy_queue"
 FROZEN_STEPS = 3
@@ -122,9 +125,13 @@ SPEC = MethodSpec(
 
 
 def register() -> MethodSpec:
+    """Register the method and, as tests/models/<method>/tiny_<method>.py does for a built-in one, its tiny
+    config for tests/tiny.py's ``tiny_model`` / ``tiny_inputs``."""
+    register_tiny(NAME, {"backbone_config": TINY_BACKBONE, "queue_size": 24}, partial(two_views, channels=1))
     return register_method(SPEC)
 
 
 def unregister() -> None:
     if METHODS.get(NAME) is SPEC:
         unregister_method(NAME)
+    unregister_tiny(NAME)

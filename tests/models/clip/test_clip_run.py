@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from hfssl.hub.card import validate_card
 from tiny import TINY
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _hub_fixtures():  # noqa: ANN202 - the card tests' helpers, loaded by path (tests/hub is not on sys.path here)
@@ -49,7 +49,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """recipes/clip/emoji.yaml with the tiny towers of tests/tiny.py on 16 px images."""
+    """recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py on 16 px images."""
     recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
     recipe["model"] = TINY["clip"][0]
     recipe["data"]["image_size"] = 16

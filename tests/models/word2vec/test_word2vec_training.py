@@ -16,7 +16,7 @@ import hfssl  # noqa: F401 - registers the Auto classes
 from hfssl.recipe import load_recipe
 from hfssl.pipeline import run as train  # the whole run: train, export, evaluate, card
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAST = ["train.progress_bar=false", "train.trackers=[]"]
 
 

@@ -10,7 +10,7 @@ import torch
 
 from hfssl.models.word2vec import Word2VecConfig, Word2VecModel, kernels
 from hfssl.models.word2vec.modeling_word2vec import train_stream
-from tiny import word2vec_edge_stream
+from tiny_word2vec import word2vec_edge_stream
 
 VOCAB, DIM, WINDOW = 30, 8, 2
 

@@ -12,7 +12,7 @@ import hfssl  # noqa: F401 - registers the Auto classes
 import hfssl.models.word2vec.modeling_word2vec as modeling
 from hfssl.models.word2vec import Word2VecConfig, Word2VecModel
 from hfssl.models.word2vec.data import build_word_tokenizer
-from tiny import word2vec_edge_stream
+from tiny_word2vec import word2vec_edge_stream
 
 VOCAB, WINDOW, TILE, SHARED = 30, 2, 4, 3
 

@@ -19,7 +19,7 @@ import hfssl  # noqa: F401 - registers the Auto classes
 from hfssl.pipeline import run as train
 from hfssl.recipe import load_recipe
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAST = ["train.progress_bar=false", "train.trackers=[]"]
 
 

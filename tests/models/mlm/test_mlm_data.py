@@ -26,7 +26,7 @@ from hfssl.models.mlm.data import (
 )
 from hfssl.recipe import load_recipe
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CLS, SEP, PAD = 2, 3, 0
 TINY_BERT = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 

@@ -1,0 +1,8 @@
+"""SimSiam's tiny config for the registry-parametrized tests (tests/models/test_common.py)."""
+
+from __future__ import annotations
+
+from tiny import TINY_RESNET, register_tiny, two_views
+
+register_tiny("simsiam", {"backbone_config": TINY_RESNET, "projection_hidden_dim": 32, "projection_dim": 16,
+                          "prediction_hidden_dim": 8}, two_views)
