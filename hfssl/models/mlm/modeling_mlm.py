@@ -10,7 +10,7 @@ logits only at the masked positions (about 15 % of the tokens), instead of at ev
 Distributed training: the masked-token loss is the sum of the token losses divided by the mean
 number of masked tokens per process, so that the gradients averaged by DDP are those of the mean
 over every masked token of the global batch (two processes = one process on the whole batch,
-``tests/mlm``), even when the processes hold different numbers of masked tokens.
+``tests/models/mlm``), even when the processes hold different numbers of masked tokens.
 """
 
 from __future__ import annotations
