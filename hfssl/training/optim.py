@@ -77,30 +77,30 @@ def _membership(model: nn.Module, groups: list[ParameterGroup]) -> dict[str, int
 
 
 def parameter_groups(model: nn.Module, optim: OptimConfig) -> list[dict]:
-    """Split trainable parameters by declared group, decayed or not and learning-rate scale."""
+    """Split trainable parameters by declared group, decayed or not, and learning-rate scale."""
     groups = declared_groups(model, optim)
     scales = model.parameter_lr_scales() if isinstance(model, HfsslPreTrainedModel) else {}
     no_decay, member = _no_decay_ids(model, optim), _membership(model, groups)
-    rules = [ParameterGroup("default-group", ())] + groups  # index 0: the default rule
+    rules: list[ParameterGroup | None] = [None, *groups]  # index 0: the default group, the recipe's rule
     grouped: dict[tuple[int, bool, float], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         index = member.get(name, 0)
-        decayed = rules[index].weight_decay if rules[index].weight_decay is not None else id(parameter) not in no_decay
-        key = (index, decayed, float(scales.get(name, 1.0)))
-        grouped.setdefault(key, []).append(parameter)
+        rule = rules[index]
+        decayed = id(parameter) not in no_decay if rule is None or rule.weight_decay is None else rule.weight_decay
+        grouped.setdefault((index, decayed, float(scales.get(name, 1.0))), []).append(parameter)
     result = []
     for (index, decayed, scale), parameters in sorted(grouped.items(),
                                                       key=lambda item: (item[0][0], not item[0][1], -item[0][2])):
-        rule = rules[index]
         # ``decay`` marks the groups a scheduled ``weight_decay`` applies to (hfssl.training.trainer).
         group = {"params": parameters, "weight_decay": optim.weight_decay if decayed else 0.0,
                  "lars_exclude": not decayed, "decay": decayed}
         if scales or groups:
-            lr_scale = scale * rule.lr_scale
-            group.update(lr=optim.lr * lr_scale, lr_scale=lr_scale,
-                         group=rule.name if index else DEFAULT_GROUP, constant_lr=rule.constant_lr)
+            rule = rules[index]
+            lr_scale = scale * (1.0 if rule is None else rule.lr_scale)
+            group.update(lr=optim.lr * lr_scale, lr_scale=lr_scale, group=DEFAULT_GROUP if rule is None else rule.name,
+                         constant_lr=rule is not None and rule.constant_lr)
         result.append(group)
     return result
 

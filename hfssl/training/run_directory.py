@@ -15,9 +15,9 @@ Checked on every process before anything is loaded, built or written:
   ``optim.lr`` after a non-finite loss). A changed ``method``, ``model``, ``data`` (but
   ``data.num_workers``), ``views``, ``optim.name``, ``train.seed``, ``train.batch_size``,
   ``train.gradient_accumulation_steps``, ``train.mixed_precision``, ``train.channels_last`` or
-  ``train.compile`` / ``train.compile_mode``, ``optim.parameter_groups`` (the optimiser's groups
-  and their saved moments must match) (each changes the rounding of every step, so the
-  resumed run would not follow the uninterrupted one bit for bit) would continue another
+  ``train.compile`` / ``train.compile_mode`` (each changes the rounding of every step, so the
+  resumed run would not follow the uninterrupted one bit for bit), or ``optim.parameter_groups``
+  (the optimiser's groups and their saved moments must match), would continue another
   experiment, so it is refused with the differing keys.
 """
 

@@ -1,13 +1,29 @@
 """One Accelerate training loop for every hfssl method.
 
+:func:`train` reads as its steps: :func:`_set_up` (data, model, optimiser, loader, prepared; the
+folder written once they are good), :func:`_resume`, :func:`_start_logging`, then epochs
+(:func:`_train_epoch`) of micro-steps (:func:`_micro_step`: :func:`_forward_backward`, and at the
+last micro-batch of an optimiser step :func:`_prepare_update` and the optimizer step), each optimiser
+step closed by :func:`_end_optimizer_step` (the model's hook, :func:`_log_step`, :func:`_checkpoint`),
+and :func:`_finish`. What they share travels in one :class:`_Run`: the loop's position
+(:class:`LoopState`, saved in checkpoints) and what every step's values are a function of
+(:class:`StepPlan` -> :class:`StepValues`).
+
 Flow of one step (STYLE.md): the DataLoader yields decoded, fixed-size batches -> the method's
 ``make_inputs`` turns the whole batch into model inputs on the device, seeded ->
 ``model.on_train_step_start(step, scheduled)`` (with ``scheduled["lr"]``, the step's learning rate of the
 first parameter group) -> ``model(**inputs)``
-returns the loss first -> ``accelerator.backward`` -> gradient clipping, frozen parameters'
-gradients dropped (``model.parameter_freezes()``), the learning rate and scheduled weight decay of
-this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA teachers, queues,
-centres) -> callbacks (online kNN, given by the caller) and logging.
+returns the loss first -> ``accelerator.backward`` -> gradient clipping (``optim.max_grad_norm`` on
+the global norm or per parameter, ``optim.grad_clip_mode``), frozen parameters'
+gradients dropped (``model.parameter_freezes()``), the learning rate of each parameter group (the
+recipe's schedule, or constant after the warm-up for a group with ``constant_lr``) and scheduled
+weight decay of this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA
+teachers, queues, centres) -> callbacks (online kNN, given by the caller) and logging (``lr`` and
+``lr/<group>`` for each declared parameter group).
+
+Every model hook is declared on :class:`hfssl.modeling_utils.HfsslPreTrainedModel` with a default
+and called directly; the engine trains such models only (the fine-tuning protocol's classifier
+shell derives from it too).
 
 The engine knows nothing about evaluation, export or model cards: :func:`train` trains and saves
 the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks are objects with
