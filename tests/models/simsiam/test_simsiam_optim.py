@@ -95,3 +95,13 @@ def test_the_engine_applies_the_group_rates_and_resumes_exactly(tmp_path):
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
     assert whole.final_loss == resumed.final_loss
+
+
+def test_a_resume_that_changes_the_parameter_groups_is_refused(tmp_path):
+    from hfssl.errors import ResumeError
+
+    train(tiny_recipe("simsiam", optim=SGD, max_steps=2, checkpoint_every=2), tmp_path)
+    changed = tiny_recipe("simsiam", optim={**SGD, "parameter_groups": {"predictor": {"constant_lr": False}}},
+                          max_steps=4, checkpoint_every=2)
+    with pytest.raises(ResumeError, match="optim.parameter_groups.predictor.constant_lr"):
+        train(changed, tmp_path, resume=True)
