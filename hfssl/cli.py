@@ -26,7 +26,7 @@ from hfssl.evaluation.embed import TEXT_POOLINGS, EmbedRequest, embed, is_parque
 from hfssl.registry import is_hfssl_run
 from hfssl.export import ExportContext, check_export_target
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
-from hfssl.pipeline import load_training_recipe, run
+from hfssl.pipeline import run
 from hfssl.recipe import load_recipe
 from hfssl.registry import discover_methods, method_for_config
 
@@ -59,7 +59,7 @@ def default_output_dir(recipe_path: str) -> Path:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    recipe = load_training_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides)  # run() checks it, once, before any work
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
     resume = args.resume_from or ("auto" if args.resume_or_start else args.resume)
     result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite)

@@ -15,6 +15,14 @@ Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
 * :meth:`schedules` declares scheduled scalars (:class:`hfssl.schedules.Schedule`) by name; a
   recipe overrides them under ``train.schedules``. The name ``weight_decay`` is special: the
   engine applies it to the optimiser's decayed parameter groups at every step (DINO).
+  :meth:`schedule_names` (a classmethod of the config) names them without building a model, so a
+  recipe's ``train.schedules`` is checked when it is loaded; a model that overrides
+  :meth:`schedules` overrides it too (the engine refuses a model whose two answers differ).
+* :meth:`parameter_groups` declares named parameter groups with their own learning-rate rule
+  (:class:`ParameterGroup`: a scale, a constant rate, weight decay on or off), which a recipe
+  overrides under ``optim.parameter_groups.<name>`` (SimSiam's constant predictor rate, Barlow
+  Twins' bias and BatchNorm rate); :meth:`parameter_lr_scales` scales single parameters (layer-wise
+  decay when fine-tuning).
 * :meth:`on_train_step_start` runs before the forward pass of every micro-batch with the scheduled
   values of the optimiser step it belongs to (a scheduled temperature used inside ``forward``), and
   under ``"lr"`` that step's learning rate (word2vec's kernel applies it in place);
@@ -32,6 +40,13 @@ Per-step hooks (all optional; the defaults give BYOL-style EMA teachers):
 What a model needs from a step in ``on_train_step_end`` (the keys a queue takes in) it keeps from
 its own ``forward`` of that step: checkpoints are written after the hook, so nothing kept between
 the two is ever lost or saved twice.
+
+Pretrained weights: the engine calls :meth:`load_pretrained_weights` once when a run starts; by
+default it copies ``config.backbone_name_or_path`` into :meth:`get_backbone` through
+:meth:`load_pretrained_backbone` and the teachers; MLM and CLIP load their own parts.
+
+Every hook is declared here with its default, and the engine calls it directly: shared code never
+asks ``hasattr`` whether a model has one.
 
 No ``.backward()`` inside a model, no augmentation inside a model, no parameter created lazily.
 
@@ -52,6 +67,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from hfssl.backbones import layer_features, pool_features
+from hfssl.backbones import load_pretrained_backbone as load_pretrained_encoder
 from hfssl.registry import CAPABILITIES
 from hfssl.schedules import Schedule, cosine
 
@@ -91,6 +107,36 @@ class Freeze:
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.pattern)
+
+
+@dataclass(frozen=True)
+class ParameterGroup:
+    """Named parameters with their own learning-rate rule (declared by
+    :meth:`HfsslPreTrainedModel.parameter_groups`, consumed by :mod:`hfssl.training.optim`).
+
+    Args:
+        name: the group's name: ``optim.parameter_groups.<name>`` in a recipe, ``lr/<name>`` in the logs.
+        parameters: the names (``model.named_parameters()``) of the parameters in the group; a
+            parameter may belong to one declared group at most; the others form the default group.
+        lr_scale: the group's peak learning rate is ``optim.lr * lr_scale`` (Barlow Twins' biases and
+            BatchNorm: 0.0048 / 0.2).
+        constant_lr: the rate follows the warm-up and then stays at its peak instead of following
+            ``optim.schedule`` (SimSiam's predictor, sec. 4.5).
+        weight_decay: ``None`` keeps the engine's rule (``optim.exclude_bias_and_norm``); ``False``
+            never decays the group (nor scales it by LARS' trust ratio); ``True`` always decays it.
+    """
+
+    name: str
+    parameters: tuple[str, ...]
+    lr_scale: float = 1.0
+    constant_lr: bool = False
+    weight_decay: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name == "default":
+            raise ValueError(f"ParameterGroup: a group needs a name other than 'default', got {self.name!r}")
+        if not self.lr_scale >= 0:
+            raise ValueError(f"ParameterGroup({self.name!r}): lr_scale must be >= 0, got {self.lr_scale!r}")
 
 
 class HfsslPreTrainedModel(PreTrainedModel):
@@ -238,6 +284,24 @@ class HfsslPreTrainedModel(PreTrainedModel):
             return {"teacher_momentum": cosine(float(momentum), 1.0)}
         return {}
 
+    @classmethod
+    def schedule_names(cls, config: Any) -> tuple[str, ...]:
+        """The names :meth:`schedules` returns for a model of ``config``, known without building the
+        model (``train.schedules`` is checked with them when a recipe is loaded). Default: the default
+        :meth:`schedules`' ``teacher_momentum`` when the class has a teacher and the config a momentum."""
+        if cls.teacher_pairs and getattr(config, "teacher_momentum", None) is not None:
+            return ("teacher_momentum",)
+        return ()
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """Parameter groups with their own learning-rate rule (none by default: one rule for all)."""
+        return []
+
+    def parameter_lr_scales(self) -> dict[str, float]:
+        """A learning-rate factor per parameter name (layer-wise decay when fine-tuning, as in MAE /
+        BEiT); parameters not named keep 1. Default: none."""
+        return {}
+
     def on_train_step_start(self, step: int, scheduled: dict[str, float]) -> None:
         """Called before each micro-batch's forward pass of optimiser step ``step`` (1-based) with that
         step's scheduled values; values a model keeps from here are recomputed on resume. Default: nothing."""
@@ -251,6 +315,26 @@ class HfsslPreTrainedModel(PreTrainedModel):
     def parameter_freezes(self) -> list[Freeze]:
         """Parameters whose updates the engine skips during the first steps (none by default)."""
         return []
+
+    # ---- pretrained weights ----------------------------------------------------------------------
+
+    def load_pretrained_weights(self) -> list[str]:
+        """Load the starting weights the config names (called by the engine when a run starts) and
+        return what was loaded. Default: ``config.backbone_name_or_path`` (a local path, Hub id or
+        ``builtin:<name>``) into the backbone through :meth:`load_pretrained_backbone`, then the
+        teachers copy the students. MLM and CLIP override it (a head, two towers)."""
+        path = getattr(self.config, "backbone_name_or_path", None)
+        if not path:
+            return []
+        _, pretrained = load_pretrained_encoder(path)
+        self.load_pretrained_backbone(pretrained)
+        self.copy_student_to_teacher()
+        return [path]
+
+    def load_pretrained_backbone(self, pretrained: nn.Module) -> None:
+        """Copy a loaded transformers encoder into :meth:`get_backbone` (strict by default; the
+        fine-tuning shell accepts an unused pooler)."""
+        self.get_backbone().load_state_dict(pretrained.state_dict())
 
     # ---- training-only state ---------------------------------------------------------------------
 

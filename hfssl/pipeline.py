@@ -33,7 +33,7 @@ from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import get_method
 from hfssl.settings import build_section
-from hfssl.training.trainer import TrainResult, resolved_schedules, train
+from hfssl.training.trainer import TrainResult, check_schedule_names, train
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +44,15 @@ PLOT_POINTS = 2000
 def check_training_recipe(recipe: Recipe) -> None:
     """Everything about a recipe that can fail after training, checked before it starts: the
     evaluation protocols and their settings against what the model provides, and the names in
-    ``train.schedules`` against the scalars the model schedules."""
+    ``train.schedules`` against the scalars the model class declares (no model is built)."""
     check_recipe(recipe)
-    if recipe.train.schedules:
-        spec = get_method(recipe.method)
-        model = spec.model_class(spec.config_class(**recipe.model))  # a config-only build: no pretrained weights
-        resolved_schedules(model, recipe)
+    check_schedule_names(recipe)
 
 
 def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """:func:`hfssl.recipe.load_recipe` followed by :func:`check_training_recipe`."""
+    """:func:`hfssl.recipe.load_recipe` followed by :func:`check_training_recipe`, for callers that
+    want a recipe checked before they do anything else with it; :func:`run` checks its recipe itself
+    (``hfssl train`` loads with :func:`~hfssl.recipe.load_recipe` and lets :func:`run` check, once)."""
     recipe = load_recipe(path, overrides)
     check_training_recipe(recipe)
     return recipe

@@ -37,7 +37,7 @@ from hfssl.settings import RecipeError, build_section, plain, suggest
 from hfssl.views.config import ViewsConfig
 
 __all__ = [
-    "SECTIONS", "Recipe", "RecipeError", "OptimConfig", "TrainConfig", "EvalConfig", "HubConfig",
+    "SECTIONS", "Recipe", "RecipeError", "OptimConfig", "ParameterGroupSettings", "TrainConfig", "EvalConfig", "HubConfig",
     "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
 ]
 
@@ -45,6 +45,24 @@ __all__ = [
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 SECTIONS = ("method", "model", "data", "views", "optim", "train", "eval", "hub")
+
+
+#: ``optim.grad_clip_mode`` values.
+GRAD_CLIP_MODES = ("global", "per_parameter")
+
+
+@dataclass
+class ParameterGroupSettings:
+    """A recipe's changes to one declared parameter group (``optim.parameter_groups.<name>``); unset
+    fields keep the model's values (:class:`hfssl.modeling_utils.ParameterGroup`)."""
+
+    lr_scale: float | None = None
+    constant_lr: bool | None = None
+    weight_decay: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr_scale is not None and self.lr_scale < 0:
+            raise RecipeError(f"lr_scale must be >= 0, got {self.lr_scale!r}")
 
 
 @dataclass
@@ -70,8 +88,16 @@ class OptimConfig:
     schedule: str = "cosine"
     min_lr_ratio: float = 0.0
     max_grad_norm: float | None = None
+    grad_clip_mode: str = "global"
+    parameter_groups: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.grad_clip_mode not in GRAD_CLIP_MODES:
+            raise RecipeError(f"optim.grad_clip_mode must be one of {', '.join(GRAD_CLIP_MODES)}; "
+                              f"got {self.grad_clip_mode!r}")
+        self.parameter_groups = {str(name): build_section(ParameterGroupSettings, f"optim.parameter_groups.{name}",
+                                                          values)
+                                 for name, values in self.parameter_groups.items()}
         if self.name not in ("adamw", "lars", "sgd"):
             raise RecipeError(f"optim.name must be one of adamw, lars, sgd; got {self.name!r}")
         if self.schedule not in ("cosine", "linear", "constant"):

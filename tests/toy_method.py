@@ -76,6 +76,10 @@ class ToyQueueModel(HfsslPreTrainedModel):
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return pool_features(self.backbone(pixel_values=pixel_values), self.config.pooling)
 
+    @classmethod
+    def schedule_names(cls, config: ToyQueueConfig) -> tuple[str, ...]:
+        return ("temperature", "weight_decay")
+
     def schedules(self) -> dict[str, Schedule]:
         return {"temperature": Schedule(start=0.5, end=0.1, kind="linear"),
                 "weight_decay": Schedule(start=0.0, end=0.2, kind="cosine")}

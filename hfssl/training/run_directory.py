@@ -16,7 +16,8 @@ Checked on every process before anything is loaded, built or written:
   ``data.num_workers``), ``views``, ``optim.name``, ``train.seed``, ``train.batch_size``,
   ``train.gradient_accumulation_steps``, ``train.mixed_precision``, ``train.channels_last`` or
   ``train.compile`` / ``train.compile_mode`` (each changes the rounding of every step, so the
-  resumed run would not follow the uninterrupted one bit for bit) would continue another
+  resumed run would not follow the uninterrupted one bit for bit), or ``optim.parameter_groups``
+  (the optimiser's groups and their saved moments must match), would continue another
   experiment, so it is refused with the differing keys.
 """
 
@@ -43,7 +44,7 @@ from hfssl.training.checkpoint import (
 logger = logging.getLogger(__name__)
 
 #: Recipe keys (dotted; a trailing dot for a whole section) a resumed run may not change.
-FIXED_ON_RESUME = ("method", "model.", "data.", "views.", "optim.name", "train.seed", "train.batch_size",
+FIXED_ON_RESUME = ("method", "model.", "data.", "views.", "optim.name", "optim.parameter_groups.", "train.seed", "train.batch_size",
                    "train.gradient_accumulation_steps", "train.mixed_precision", "train.channels_last", "train.compile",
                    "train.compile_mode")
 #: Exceptions inside the fixed sections: they do not change what is computed.

@@ -36,3 +36,11 @@ def lr_multiplier(step: int, total_steps: int, optim: OptimConfig) -> float:
     if optim.schedule == "linear":
         return floor + (1.0 - floor) * (1.0 - progress)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def constant_lr_multiplier(step: int, total_steps: int, optim: OptimConfig) -> float:
+    """The factor of a parameter group with a constant learning rate (``ParameterGroup.constant_lr``):
+    the same warm-up as :func:`lr_multiplier`, then 1 whatever ``optim.schedule`` is (SimSiam sec. 4.5:
+    "fix lr for predictor"; the official code sets the predictor's group to ``init_lr`` every epoch)."""
+    warmup = warmup_steps(optim, total_steps)
+    return (step + 1) / warmup if step < warmup else 1.0

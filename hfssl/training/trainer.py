@@ -1,13 +1,29 @@
 """One Accelerate training loop for every hfssl method.
 
+:func:`train` reads as its steps: :func:`_set_up` (data, model, optimiser, loader, prepared; the
+folder written once they are good), :func:`_resume`, :func:`_start_logging`, then epochs
+(:func:`_train_epoch`) of micro-steps (:func:`_micro_step`: :func:`_forward_backward`, and at the
+last micro-batch of an optimiser step :func:`_prepare_update` and the optimizer step), each optimiser
+step closed by :func:`_end_optimizer_step` (the model's hook, :func:`_log_step`, :func:`_checkpoint`),
+and :func:`_finish`. What they share travels in one :class:`_Run`: the loop's position
+(:class:`LoopState`, saved in checkpoints) and what every step's values are a function of
+(:class:`StepPlan` -> :class:`StepValues`).
+
 Flow of one step (STYLE.md): the DataLoader yields decoded, fixed-size batches -> the method's
 ``make_inputs`` turns the whole batch into model inputs on the device, seeded ->
 ``model.on_train_step_start(step, scheduled)`` (with ``scheduled["lr"]``, the step's learning rate of the
 first parameter group) -> ``model(**inputs)``
-returns the loss first -> ``accelerator.backward`` -> gradient clipping, frozen parameters'
-gradients dropped (``model.parameter_freezes()``), the learning rate and scheduled weight decay of
-this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA teachers, queues,
-centres) -> callbacks (online kNN, given by the caller) and logging.
+returns the loss first -> ``accelerator.backward`` -> gradient clipping (``optim.max_grad_norm`` on
+the global norm or per parameter, ``optim.grad_clip_mode``), frozen parameters'
+gradients dropped (``model.parameter_freezes()``), the learning rate of each parameter group (the
+recipe's schedule, or constant after the warm-up for a group with ``constant_lr``) and scheduled
+weight decay of this step -> optimizer step -> ``model.on_train_step_end(step, scheduled)`` (EMA
+teachers, queues, centres) -> callbacks (online kNN, given by the caller) and logging (``lr`` and
+``lr/<group>`` for each declared parameter group).
+
+Every model hook is declared on :class:`hfssl.modeling_utils.HfsslPreTrainedModel` with a default
+and called directly; the engine trains such models only (the fine-tuning protocol's classifier
+shell derives from it too).
 
 The engine knows nothing about evaluation, export or model cards: :func:`train` trains and saves
 the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks are objects with
@@ -41,7 +57,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,11 +67,11 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from hfssl.backbones import load_pretrained_backbone
 from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
 from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
-from hfssl.recipe import Recipe
+from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
 from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
@@ -70,9 +86,9 @@ from hfssl.training.checkpoint import (
     storage_error,
 )
 from hfssl.training.monitor import collapse_metrics
-from hfssl.training.optim import build_optimizer
+from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
 from hfssl.training.run_directory import RunStart, plan_run
-from hfssl.training.schedules import lr_multiplier
+from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
 
 logger = logging.getLogger(__name__)
 
@@ -104,30 +120,16 @@ class TrainResult:
 
 
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
-                spec: MethodSpec | None = None) -> torch.nn.Module:
-    """Instantiate the method's model from the recipe's ``model`` section (and data-derived values),
-    loading pretrained weights: a model with ``load_pretrained_weights()`` loads its own (MLM, CLIP);
-    otherwise ``model.backbone_name_or_path`` goes through the model's ``load_pretrained_backbone(pretrained)``
-    when it has one, else strictly into ``get_backbone()``. ``spec`` defaults to the registered method of ``recipe.method``."""
+                spec: MethodSpec | None = None) -> HfsslPreTrainedModel:
+    """Instantiate the method's model from the recipe's ``model`` section (and data-derived values)
+    and load its pretrained weights (``model.load_pretrained_weights()``: by default
+    ``model.backbone_name_or_path`` into ``get_backbone()``; MLM and CLIP load their own parts).
+    ``spec`` defaults to the registered method of ``recipe.method``."""
     spec = spec or get_method(recipe.method)
     config = spec.config_class(**{**recipe.model, **(config_updates or {})})
     model = spec.model_class(config)
-    # A model with several pretrained parts, or its own kind of checkpoint, loads them itself (MLM:
-    # encoder + head from backbone_name_or_path; CLIP: vision_name_or_path / text_name_or_path).
-    load_pretrained_weights = getattr(model, "load_pretrained_weights", None)
-    path = getattr(config, "backbone_name_or_path", None)
-    if callable(load_pretrained_weights):
-        for loaded in load_pretrained_weights():
-            logger.info("initialised a pretrained part from %s", loaded)
-    elif path:
-        _, pretrained = load_pretrained_backbone(path)
-        if hasattr(model, "load_pretrained_backbone"):
-            model.load_pretrained_backbone(pretrained)
-        else:
-            model.get_backbone().load_state_dict(pretrained.state_dict())
-        if hasattr(model, "copy_student_to_teacher"):
-            model.copy_student_to_teacher()
-        logger.info("initialised the backbone from %s", path)
+    for loaded in model.load_pretrained_weights():
+        logger.info("initialised pretrained weights from %s", loaded)
     return model
 
 
@@ -168,23 +170,142 @@ def _total_steps(recipe: Recipe, steps_per_epoch: int | None) -> int:
     return max(1, math.ceil(recipe.train.epochs * steps_per_epoch))
 
 
-def resolved_schedules(model: torch.nn.Module, recipe: Recipe) -> dict[str, Schedule]:
-    """The model's scheduled scalars with the recipe's ``train.schedules`` overrides applied."""
-    declared = model.schedules() if hasattr(model, "schedules") else {}
+def resolved_schedules(model: HfsslPreTrainedModel, recipe: Recipe) -> dict[str, Schedule]:
+    """The model's scheduled scalars with the recipe's ``train.schedules`` overrides applied.
+
+    Raises:
+        ValueError: when ``schedules()`` and the class's ``schedule_names(config)`` disagree (recipes are
+            checked against the declared names before any model is built).
+    """
+    declared = model.schedules()
+    names = tuple(type(model).schedule_names(model.config))
+    if sorted(declared) != sorted(names):
+        raise ValueError(f"{type(model).__name__}.schedules() returns {sorted(declared)} but its "
+                         f"schedule_names(config) declares {sorted(names)}: override schedule_names so that both agree")
     return resolve_schedules(declared, recipe.train.schedules, owner=f"the {recipe.method} model")
 
 
-def _frozen_until(model: torch.nn.Module, steps_per_epoch: int | None) -> list[tuple[torch.nn.Parameter, int]]:
+def check_schedule_names(recipe: Recipe, spec: MethodSpec | None = None) -> None:
+    """Check ``train.schedules`` against the names the method's model class declares
+    (``schedule_names(config)``) without building a model: unknown names, unknown fields and values of
+    the wrong type are refused here; what depends on the declared schedule itself (a cosine needs
+    an end) is checked when training starts."""
+    if not recipe.train.schedules:
+        return
+    spec = spec or get_method(recipe.method)
+    names = spec.model_class.schedule_names(spec.config_class(**recipe.model))
+    # Stand-ins with every field, so that the overrides' keys and types are checked by the same code.
+    stand_ins = {name: Schedule(start=0.0, end=1.0, kind="cosine") for name in names}
+    resolve_schedules(stand_ins, recipe.train.schedules, owner=f"the {recipe.method} model")
+
+
+def _frozen_until(model: HfsslPreTrainedModel, steps_per_epoch: int | None) -> list[tuple[torch.nn.Parameter, int]]:
     """``(parameter, first step it is updated)`` for every parameter a freeze applies to."""
     frozen = []
-    freezes = model.parameter_freezes() if hasattr(model, "parameter_freezes") else []
-    for freeze in freezes:
+    for freeze in model.parameter_freezes():
         length = freeze.length(steps_per_epoch)
         matched = [parameter for name, parameter in model.named_parameters() if freeze.matches(name)]
         if not matched:
             raise ValueError(f"{type(model).__name__}.parameter_freezes(): {freeze.pattern!r} matches no parameter")
         frozen += [(parameter, length) for parameter in matched if parameter.requires_grad]
     return frozen
+
+
+# ---- what travels through a run ----------------------------------------------------------------
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands: saved as ``state`` in every checkpoint's ``trainer_state.json``."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    micro_step: int = 0
+    nonfinite_streak: int = 0
+    skipped_steps: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path) -> LoopState:
+        saved = read_trainer_state(checkpoint)["state"]
+        return cls(**{key: int(saved[key]) for key in cls.__dataclass_fields__ if key in saved})
+
+
+@dataclass(frozen=True)
+class StepValues:
+    """What optimiser step ``step`` (1-based) is given: the scheduled scalars of that step, and the
+    learning-rate factors of the step before it (``lr_factor`` for ``optim.schedule``,
+    ``constant_lr_factor`` for groups with a constant rate); ``lr`` is the first group's rate."""
+
+    step: int
+    scheduled: dict[str, float]
+    lr_factor: float
+    constant_lr_factor: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Everything a step's values are a function of (so that a resumed run repeats them exactly)."""
+
+    total_steps: int
+    schedules: dict[str, Schedule]
+    base_lrs: list[float]
+    frozen: list[tuple[torch.nn.Parameter, int]]
+    optim: OptimConfig
+
+    def values(self, step: int) -> StepValues:
+        scheduled = {name: schedule(step, self.total_steps) for name, schedule in self.schedules.items()}
+        lr_factor = lr_multiplier(step - 1, self.total_steps, self.optim)
+        constant = constant_lr_multiplier(step - 1, self.total_steps, self.optim)
+        return StepValues(step, scheduled, lr_factor, constant, self.base_lrs[0] * lr_factor)
+
+
+@dataclass
+class _Window:
+    """Examples seen since the last logged step (for ``examples_per_second``)."""
+
+    start: float = field(default_factory=time.perf_counter)
+    examples: int = 0
+
+    def rate(self) -> float:
+        return self.examples / max(time.perf_counter() - self.start, 1e-9)
+
+    def reset(self) -> None:
+        self.start, self.examples = time.perf_counter(), 0
+
+
+@dataclass
+class _Run:
+    """One run, from set-up to finish: what :func:`_set_up` builds and the steps share."""
+
+    recipe: Recipe
+    output_dir: Path
+    start: RunStart
+    accelerator: Accelerator
+    data: TrainingData
+    model: torch.nn.Module  # as prepared by Accelerate (maybe wrapped)
+    unwrapped: HfsslPreTrainedModel
+    forward: Any  # the prepared model, or its compiled forward
+    optimizer: torch.optim.Optimizer
+    dataloader: Any
+    plan: StepPlan
+    state: LoopState = field(default_factory=LoopState)
+    callbacks: list[TrainerCallback] = field(default_factory=list)
+    bar: Any = None
+    generator: torch.Generator | None = None
+    last_loss: float | None = None
+    window: _Window = field(default_factory=_Window)
+    skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
+
+
+@dataclass(frozen=True)
+class _MicroStep:
+    values: StepValues
+    outputs: Any
+
+
+# ---- the run, step by step ---------------------------------------------------------------------
 
 
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
@@ -203,15 +324,24 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
-    spec = spec or get_method(recipe.method)
-    callbacks = list(callbacks or [])
     set_seed(recipe.train.seed)
+    run = _set_up(recipe, output_dir, start, accelerator, spec or get_method(recipe.method))
+    run.callbacks = list(callbacks or [])
+    _resume(run)
+    _start_logging(run)
+    run.model.train()
+    with _InterruptRequest() as interrupt:
+        while run.state.global_step < run.plan.total_steps:
+            _train_epoch(run, interrupt)
+    return _finish(run)
 
-    checkpoint = start.checkpoint
-    if checkpoint is not None:
-        logger.info("resuming %s at step %d%s", checkpoint, start.step,
+
+def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Accelerator, spec: MethodSpec) -> _Run:
+    """Data, model, optimiser and loader, prepared by Accelerate; the run's folder changes only once
+    all of them are good."""
+    if start.checkpoint is not None:
+        logger.info("resuming %s at step %d%s", start.checkpoint, start.step,
                     "; recipe changes: " + "; ".join(start.changes) if start.changes else " with the same recipe")
-
     with accelerator.main_process_first():
         data = spec.load_training_data(recipe, accelerator)
     model = build_model(recipe, data.config_updates, spec)
@@ -223,8 +353,19 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         apply_channels_last(model, recipe.method)  # before the optimiser: its moments take the layout too
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
+    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, _dataloader(recipe, data))
+    total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
+    unwrapped = accelerator.unwrap_model(prepared)
+    plan = StepPlan(total_steps, schedules, base_lrs, _frozen_until(unwrapped, steps_per_epoch), recipe.optim)
+    run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
+               optimizer, dataloader, plan)
+    _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
+    return run
+
+
+def _dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
     shuffle = not isinstance(data.train_dataset, torch.utils.data.IterableDataset) and not recipe.data.streaming
-    dataloader = DataLoader(
+    return DataLoader(
         data.train_dataset,
         batch_size=recipe.train.batch_size,
         shuffle=shuffle,
@@ -233,7 +374,10 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
         num_workers=recipe.data.num_workers,
         generator=torch.Generator().manual_seed(recipe.train.seed) if shuffle else None,
     )
-    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+
+
+def _run_length(recipe: Recipe, dataloader: Any, start: RunStart) -> tuple[int, int | None]:
+    """``(total optimiser steps, steps per epoch or None when streaming)``."""
     try:
         batches_per_epoch = len(dataloader)
     except TypeError:
@@ -243,138 +387,196 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
             f"the training split of {recipe.data.source!r} has fewer examples than one batch "
             f"(train.batch_size={recipe.train.batch_size} per process); lower train.batch_size"
         )
-    accumulation = recipe.train.gradient_accumulation_steps
-    steps_per_epoch = batches_per_epoch // accumulation if batches_per_epoch else None
+    steps_per_epoch = batches_per_epoch // recipe.train.gradient_accumulation_steps if batches_per_epoch else None
     total_steps = _total_steps(recipe, steps_per_epoch)
     if start.step > total_steps:
         raise ResumeError(f"--resume: the recipe's length ({total_steps} steps) is below step {start.step} of "
-                          f"checkpoint {checkpoint}; set train.max_steps or train.epochs to at least that")
-    unwrapped = accelerator.unwrap_model(model)
-    forward: Any = model
-    if recipe.train.compile:
-        forward = CompiledForward(model, recipe.train.compile_mode, recipe.method,
-                                  lambda: _forward_buffers(unwrapped), lambda kept: _restore_buffers(unwrapped, kept))
-    frozen = _frozen_until(unwrapped, steps_per_epoch)
-    _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
+                          f"checkpoint {start.checkpoint}; set train.max_steps or train.epochs to at least that")
+    return total_steps, steps_per_epoch
 
-    state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_step": 0, "nonfinite_streak": 0,
-             "skipped_steps": 0}
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state.update(read_trainer_state(checkpoint)["state"])
-        if unwrapped.training_state:
-            saved = load_training_state(checkpoint, accelerator.process_index)
-            if saved is None:
-                raise ValueError(f"checkpoint {checkpoint} holds no training state {list(unwrapped.training_state)} "
-                                 f"for {type(unwrapped).__name__}: it was written by another method")
-            unwrapped.load_training_state_dict(saved)
-        logger.info("resumed from %s at step %d", checkpoint, state["global_step"])
 
+def _forward(recipe: Recipe, model: torch.nn.Module, unwrapped: HfsslPreTrainedModel) -> Any:
+    """The prepared model, or its ``torch.compile``'d forward (``train.compile``)."""
+    if not recipe.train.compile:
+        return model
+    return CompiledForward(model, recipe.train.compile_mode, recipe.method,
+                           lambda: _forward_buffers(unwrapped), lambda kept: _restore_buffers(unwrapped, kept))
+
+
+def _resume(run: _Run) -> None:
+    """Load the checkpoint the run continues from (model, optimiser, RNG, loop and training state)."""
+    checkpoint = run.start.checkpoint
+    if checkpoint is None:
+        return
+    run.accelerator.load_state(str(checkpoint))
+    run.state = LoopState.from_checkpoint(checkpoint)
+    if run.unwrapped.training_state:
+        saved = load_training_state(checkpoint, run.accelerator.process_index)
+        if saved is None:
+            raise ValueError(f"checkpoint {checkpoint} holds no training state {list(run.unwrapped.training_state)} "
+                             f"for {type(run.unwrapped).__name__}: it was written by another method")
+        run.unwrapped.load_training_state_dict(saved)
+    logger.info("resumed from %s at step %d", checkpoint, run.state.global_step)
+
+
+def _start_logging(run: _Run) -> None:
+    """Trackers (main process) and the progress bar."""
+    recipe, accelerator = run.recipe, run.accelerator
     if accelerator.is_main_process and recipe.train.trackers:
         accelerator.init_trackers("hfssl", config=_flat_config(recipe))
-
-    progress = tqdm(
-        total=total_steps, initial=state["global_step"], desc=f"hfssl {recipe.method}",
+    run.bar = tqdm(
+        total=run.plan.total_steps, initial=run.state.global_step, desc=f"hfssl {recipe.method}",
         disable=not (accelerator.is_main_process and recipe.train.progress_bar), dynamic_ncols=True,
     )
-    generator = torch.Generator(device=accelerator.device)
-    last_loss: float | None = None
-    window_start, window_images = time.perf_counter(), 0
-    skip_step = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
-    model.train()
-    with _InterruptRequest() as interrupt:
-        while state["global_step"] < total_steps:
-            if hasattr(dataloader, "set_epoch"):
-                dataloader.set_epoch(state["epoch"])
-            loader = dataloader
-            if state["batch_in_epoch"]:
-                loader = accelerator.skip_first_batches(dataloader, state["batch_in_epoch"])
-            for batch in loader:
-                step = state["global_step"] + 1  # the optimiser step this micro-batch contributes to
-                scheduled = {name: schedule(step, total_steps) for name, schedule in schedules.items()}
-                lr_factor = lr_multiplier(state["global_step"], total_steps, recipe.optim)
-                # The step's learning rate too: a model that updates its weights in place (word2vec's kernel) needs it.
-                unwrapped.on_train_step_start(step, {**scheduled, "lr": base_lrs[0] * lr_factor})
-                with accelerator.accumulate(model):
-                    generator.manual_seed(view_seed(recipe.train.seed, state["micro_step"], accelerator.process_index))
-                    inputs = data.make_inputs(batch, generator)
-                    kept = _forward_buffers(unwrapped) if recipe.train.on_nonfinite == "skip" else None
-                    outputs = forward(**inputs)
-                    loss = outputs.loss
-                    # All processes decide together, so that none waits in a collective the others skip.
-                    if _any_process(accelerator, not bool(torch.isfinite(loss.detach()).all())):
-                        if recipe.train.on_nonfinite == "stop":
-                            raise _nonfinite_loss_error(recipe, output_dir, step, loss, optimizer)
-                        skip_step = True
-                        _restore_buffers(unwrapped, kept)  # batch-norm statistics of the skipped forward
-                    else:
-                        accelerator.backward(loss)
-                    if accelerator.sync_gradients and not skip_step:
-                        if recipe.optim.max_grad_norm is not None:
-                            accelerator.clip_grad_norm_(model.parameters(), recipe.optim.max_grad_norm)
-                        for parameter, until in frozen:
-                            if state["global_step"] < until:
-                                parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
-                        _set_step_hyperparameters(optimizer, base_lrs, lr_factor, scheduled)
-                    if not (accelerator.sync_gradients and skip_step):
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                state["micro_step"] += 1
-                state["batch_in_epoch"] += 1
-                window_images += _batch_size(batch)
-                if not accelerator.sync_gradients:
-                    continue
-                state["global_step"] = step
-                progress.update(1)
-                if skip_step:
-                    skip_step = False
-                    _record_skip(recipe, output_dir, state, step)
-                else:
-                    state["nonfinite_streak"] = 0
-                    unwrapped.on_train_step_end(step, scheduled)
-                    last_loss = _log_step(recipe, step, total_steps, scheduled, outputs, optimizer, accelerator,
-                                          callbacks, unwrapped, model, data, progress,
-                                          window_images / max(time.perf_counter() - window_start, 1e-9)) or last_loss
-                    if step % recipe.train.log_every == 0 or step == total_steps:
-                        window_start, window_images = time.perf_counter(), 0
-                stop = _any_process(accelerator, interrupt.requested)
-                if step % recipe.train.checkpoint_every == 0 or step == total_steps or stop:
-                    check_finite_weights(unwrapped, accelerator, recipe, output_dir, step)
-                    saved = save_checkpoint(accelerator, output_dir, step,
-                                            {"state": state, "run_id": start.run_id}, recipe.to_yaml(),
-                                            recipe.train.keep_checkpoints, unwrapped.training_state_dict())
-                if stop:
-                    progress.close()
-                    raise TrainingInterrupted(
-                        f"interrupted (Ctrl-C) at step {step} of {total_steps}; checkpoint {saved} holds it: "
-                        "continue with the same command and --resume", step, saved)
-                if step >= total_steps:
-                    break
-            else:  # the epoch ran out before the last step
-                if state["batch_in_epoch"] == 0:
-                    raise ValueError(f"the training data of {recipe.data.source!r} yielded no batch")
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
-    progress.close()
-    accelerator.wait_for_everyone()
+    run.generator = torch.Generator(device=accelerator.device)
+    run.window.reset()
 
-    unwrapped = accelerator.unwrap_model(model)
+
+def _train_epoch(run: _Run, interrupt: _InterruptRequest) -> None:
+    """The rest of one epoch, or up to the last step."""
+    state = run.state
+    for batch in _epoch_batches(run):
+        micro = _micro_step(run, batch)
+        if not run.accelerator.sync_gradients:
+            continue
+        _end_optimizer_step(run, micro, interrupt)
+        if state.global_step >= run.plan.total_steps:
+            return
+    if state.batch_in_epoch == 0:
+        raise ValueError(f"the training data of {run.recipe.data.source!r} yielded no batch")
+    state.epoch += 1
+    state.batch_in_epoch = 0
+
+
+def _epoch_batches(run: _Run) -> Any:
+    """This epoch's batches in their seeded order, less those already trained on (after a resume)."""
+    dataloader = run.dataloader
+    if hasattr(dataloader, "set_epoch"):  # a property of the loader, not a model hook
+        dataloader.set_epoch(run.state.epoch)
+    if run.state.batch_in_epoch:
+        return run.accelerator.skip_first_batches(dataloader, run.state.batch_in_epoch)
+    return dataloader
+
+
+def _micro_step(run: _Run, batch: Any) -> _MicroStep:
+    """One micro-batch: the model's start hook, inputs, forward and backward; at the last micro-batch
+    of an optimiser step, the update."""
+    state, accelerator = run.state, run.accelerator
+    values = run.plan.values(state.global_step + 1)  # the optimiser step this micro-batch contributes to
+    # The step's learning rate too: a model that updates its weights in place (word2vec's kernel) needs it.
+    run.unwrapped.on_train_step_start(values.step, {**values.scheduled, "lr": values.lr})
+    with accelerator.accumulate(run.model):
+        outputs = _forward_backward(run, batch, values.step)
+        if accelerator.sync_gradients and not run.skip_step:
+            _prepare_update(run, values)
+        if not (accelerator.sync_gradients and run.skip_step):
+            run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    state.micro_step += 1
+    state.batch_in_epoch += 1
+    run.window.examples += _batch_size(batch)
+    return _MicroStep(values, outputs)
+
+
+def _forward_backward(run: _Run, batch: Any, step: int) -> Any:
+    """Inputs seeded by (seed, micro-step, process), forward, and backward unless the loss is
+    non-finite on any process (then the run stops, or skips the step: ``train.on_nonfinite``)."""
+    recipe, accelerator, unwrapped = run.recipe, run.accelerator, run.unwrapped
+    run.generator.manual_seed(view_seed(recipe.train.seed, run.state.micro_step, accelerator.process_index))
+    inputs = run.data.make_inputs(batch, run.generator)
+    kept = _forward_buffers(unwrapped) if recipe.train.on_nonfinite == "skip" else None
+    outputs = run.forward(**inputs)
+    loss = outputs.loss
+    # All processes decide together, so that none waits in a collective the others skip.
+    if _any_process(accelerator, not bool(torch.isfinite(loss.detach()).all())):
+        if recipe.train.on_nonfinite == "stop":
+            raise _nonfinite_loss_error(recipe, run.output_dir, step, loss, run.optimizer)
+        run.skip_step = True
+        _restore_buffers(unwrapped, kept)  # batch-norm statistics of the skipped forward
+    else:
+        accelerator.backward(loss)
+    return outputs
+
+
+def _prepare_update(run: _Run, values: StepValues) -> None:
+    """Before the optimiser step: gradient clipping, frozen parameters' gradients dropped, this
+    step's learning rates and scheduled weight decay."""
+    optim = run.recipe.optim
+    if optim.max_grad_norm is not None:
+        _clip_gradients(run.accelerator, run.model, run.optimizer, optim)
+    for parameter, until in run.plan.frozen:
+        if run.state.global_step < until:
+            parameter.grad = None  # the optimiser skips it: no update, no decay, no moments
+    _set_step_hyperparameters(run.optimizer, run.plan.base_lrs, values.lr_factor, values.scheduled,
+                              values.constant_lr_factor)
+
+
+def _clip_gradients(accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    optim: OptimConfig) -> None:
+    """``optim.max_grad_norm`` on the global norm, or on each parameter's (``optim.grad_clip_mode``)."""
+    if optim.grad_clip_mode == "per_parameter":
+        accelerator.unscale_gradients(optimizer)  # fp16: clip the true gradients
+        clip_gradients_per_parameter(model.parameters(), optim.max_grad_norm)
+    else:
+        accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+
+
+def _end_optimizer_step(run: _Run, micro: _MicroStep, interrupt: _InterruptRequest) -> None:
+    """After an optimiser step: the model's end hook and logging (or the skip recorded), then a
+    checkpoint when one is due or Ctrl-C asked for one."""
+    step = micro.values.step
+    run.state.global_step = step
+    run.bar.update(1)
+    if run.skip_step:
+        run.skip_step = False
+        _record_skip(run.recipe, run.output_dir, run.state, step)
+    else:
+        run.state.nonfinite_streak = 0
+        run.unwrapped.on_train_step_end(step, micro.values.scheduled)
+        _log_step(run, micro)
+    _checkpoint(run, step, stop=_any_process(run.accelerator, interrupt.requested))
+
+
+def _checkpoint(run: _Run, step: int, stop: bool) -> None:
+    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping; a Ctrl-C stop
+    then ends the run."""
+    recipe = run.recipe
+    if not (step % recipe.train.checkpoint_every == 0 or step == run.plan.total_steps or stop):
+        return
+    check_finite_weights(run.unwrapped, run.accelerator, recipe, run.output_dir, step)
+    saved = save_checkpoint(run.accelerator, run.output_dir, step,
+                            {"state": asdict(run.state), "run_id": run.start.run_id}, recipe.to_yaml(),
+                            recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
+    if stop:
+        run.bar.close()
+        raise TrainingInterrupted(
+            f"interrupted (Ctrl-C) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds it: "
+            "continue with the same command and --resume", step, saved)
+
+
+def _finish(run: _Run) -> TrainResult:
+    """After the last step: the full model saved (main process) from finite weights in the default layout."""
+    recipe, accelerator, output_dir = run.recipe, run.accelerator, run.output_dir
+    run.bar.close()
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(run.model)
     if recipe.train.channels_last:
         restore_memory_format(unwrapped)  # evaluation and export see the default layout
-    check_finite_weights(unwrapped, accelerator, recipe, output_dir, state["global_step"])
+    check_finite_weights(unwrapped, accelerator, recipe, output_dir, run.state.global_step)
     if accelerator.is_main_process:
         try:
             unwrapped.save_pretrained(output_dir, safe_serialization=True)
-            if data.save_artifacts is not None:
-                data.save_artifacts(output_dir)
+            if run.data.save_artifacts is not None:
+                run.data.save_artifacts(output_dir)
         except OSError as error:
             raise storage_error(error, output_dir, "trained model to") from error
     accelerator.wait_for_everyone()
     if recipe.train.trackers:
         accelerator.end_training()
-    return TrainResult(output_dir, state["global_step"], last_loss, checkpoint, unwrapped, data, accelerator,
-                       resumed_step=start.step, recipe_changes=start.changes, skipped_steps=state["skipped_steps"],
-                       damaged_checkpoints=start.damaged)
+    start = run.start
+    return TrainResult(output_dir, run.state.global_step, run.last_loss, start.checkpoint, unwrapped, run.data,
+                       accelerator, resumed_step=start.step, recipe_changes=start.changes,
+                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged)
 
 
 def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
@@ -391,29 +593,39 @@ def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe,
     accelerator.wait_for_everyone()
 
 
-def _log_step(recipe: Recipe, step: int, total_steps: int, scheduled: dict[str, float], outputs: Any,
-              optimizer: torch.optim.Optimizer, accelerator: Accelerator, callbacks: list[TrainerCallback],
-              unwrapped: torch.nn.Module, model: torch.nn.Module, data: TrainingData, progress: tqdm,
-              images_per_second: float) -> float | None:
-    """Log one optimiser step (losses, learning rate, collapse metrics, callbacks); returns the loss when logged."""
-    logs: dict[str, float] = {f"schedule/{name}": value for name, value in scheduled.items()}
-    last_loss = None
-    if step % recipe.train.log_every == 0 or step == total_steps:
+def _log_step(run: _Run, micro: _MicroStep) -> None:
+    """Log one optimiser step: scheduled values; every ``train.log_every`` steps the losses, learning
+    rates and speed (the loss kept as ``run.last_loss``); collapse metrics; the callbacks' values."""
+    recipe, accelerator, step, outputs = run.recipe, run.accelerator, micro.values.step, micro.outputs
+    logs: dict[str, float] = {f"schedule/{name}": value for name, value in micro.values.scheduled.items()}
+    logged = step % recipe.train.log_every == 0 or step == run.plan.total_steps
+    if logged:
         logs.update(_loss_logs(outputs, accelerator))
-        last_loss = logs["train/loss"]
-        logs["lr"] = optimizer.param_groups[0]["lr"]
-        logs["examples_per_second"] = images_per_second * accelerator.num_processes
-        progress.set_postfix(loss=f"{last_loss:.4f}")
+        run.last_loss = logs["train/loss"]
+        logs.update(_lr_logs(run.optimizer))
+        logs["examples_per_second"] = run.window.rate() * accelerator.num_processes
+        run.bar.set_postfix(loss=f"{run.last_loss:.4f}")
     if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
         logs.update(_collapse_logs(outputs.embeddings, accelerator))
-    for callback in callbacks:
-        logs.update(callback.on_step_end(step, unwrapped, data, accelerator))
-        model.train()
+    for callback in run.callbacks:
+        logs.update(callback.on_step_end(step, run.unwrapped, run.data, accelerator))
+        run.model.train()
     if logs and recipe.train.trackers:
         accelerator.log(logs, step=step)
     if logs:
         logger.debug("step %d: %s", step, logs)
-    return last_loss
+    if logged:
+        run.window.reset()
+
+
+def _lr_logs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """``lr`` (the first group's: the recipe's rule) and ``lr/<name>`` for each declared parameter group."""
+    logs = {"lr": optimizer.param_groups[0]["lr"]}
+    for group in optimizer.param_groups:
+        name = group.get("group", DEFAULT_GROUP)
+        if name != DEFAULT_GROUP:
+            logs.setdefault(f"lr/{name}", group["lr"])
+    return logs
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:
@@ -434,10 +646,10 @@ def _last_good(output_dir: Path) -> str:
     return "no checkpoint was written yet (start again with --overwrite)"
 
 
-def _forward_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _forward_buffers(model: HfsslPreTrainedModel) -> dict[str, torch.Tensor]:
     """Copies of the buffers a forward may change (batch-norm statistics); training-only state
     (queues, centres) changes after the step, not in the forward, and is left out."""
-    training_only = set(getattr(model, "training_state", ()) or ())
+    training_only = set(model.training_state)
     return {name: buffer.detach().clone() for name, buffer in model.named_buffers()
             if name not in training_only}
 
@@ -460,26 +672,24 @@ def _nonfinite_loss_error(recipe: Recipe, output_dir: Path, step: int, loss: tor
         + ", or set train.on_nonfinite=skip to skip such steps", step)
 
 
-def _record_skip(recipe: Recipe, output_dir: Path, state: dict[str, int], step: int) -> None:
+def _record_skip(recipe: Recipe, output_dir: Path, state: LoopState, step: int) -> None:
     """Count a skipped step; too many in a row stop the run."""
-    state["nonfinite_streak"] += 1
-    state["skipped_steps"] += 1
+    state.nonfinite_streak += 1
+    state.skipped_steps += 1
     logger.warning("step %d: non-finite loss, step skipped (%d in a row, at most %d)", step,
-                   state["nonfinite_streak"], recipe.train.max_nonfinite_skips)
-    if state["nonfinite_streak"] > recipe.train.max_nonfinite_skips:
+                   state.nonfinite_streak, recipe.train.max_nonfinite_skips)
+    if state.nonfinite_streak > recipe.train.max_nonfinite_skips:
         raise NonFiniteError(
-            f"the {recipe.method} loss was non-finite in {state['nonfinite_streak']} steps in a row (up to step {step}; "
+            f"the {recipe.method} loss was non-finite in {state.nonfinite_streak} steps in a row (up to step {step}; "
             f"train.max_nonfinite_skips={recipe.train.max_nonfinite_skips}): training stopped; {_last_good(output_dir)}. "
             "Fix: " + _FIX.format(lr=recipe.optim.lr), step)
 
 
-def check_finite_weights(model: torch.nn.Module, accelerator: Accelerator, recipe: Recipe, output_dir: Path,
+def check_finite_weights(model: HfsslPreTrainedModel, accelerator: Accelerator, recipe: Recipe, output_dir: Path,
                          step: int) -> None:
     """Raise :class:`NonFiniteError` (on every process) when a parameter, buffer or training-state
     tensor of ``model`` holds NaN or infinity: nothing is saved from such weights."""
-    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    if hasattr(model, "training_state_dict"):
-        tensors.update(model.training_state_dict())
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers()), **model.training_state_dict()}
     bad = [name for name, tensor in tensors.items()
            if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all())]
     if _any_process(accelerator, bool(bad)):
@@ -517,10 +727,11 @@ class _InterruptRequest:
 
 
 def _set_step_hyperparameters(optimizer: torch.optim.Optimizer, base_lrs: list[float], lr_factor: float,
-                              scheduled: dict[str, float]) -> None:
-    """This step's learning rate, and the scheduled ``weight_decay`` on the decayed groups."""
+                              scheduled: dict[str, float], constant_lr_factor: float = 1.0) -> None:
+    """This step's learning rates (``constant_lr_factor`` for the groups with a constant rate), and
+    the scheduled ``weight_decay`` on the decayed groups."""
     for group, base_lr in zip(optimizer.param_groups, base_lrs):
-        group["lr"] = base_lr * lr_factor
+        group["lr"] = base_lr * (constant_lr_factor if group.get("constant_lr", False) else lr_factor)
         if "weight_decay" in scheduled and group.get("decay", True):
             group["weight_decay"] = scheduled["weight_decay"]
 

@@ -11,7 +11,7 @@ from transformers.utils import ModelOutput
 from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_backbone_parts
 from hfssl.heads import MLPHead
 from hfssl.losses import BarlowTwinsLoss
-from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.barlow_twins.configuration_barlow_twins import BarlowTwinsConfig
 
 
@@ -32,9 +32,21 @@ class BarlowTwinsOutput(ModelOutput):
     projections: torch.FloatTensor | None = None
 
 
+#: The official biases' learning rate over the weights' (``--learning-rate-biases 0.0048``,
+#: ``--learning-rate-weights 0.2``).
+BIAS_LR_SCALE = 0.0048 / 0.2
+
+
 class BarlowTwinsForPreTraining(HfsslPreTrainedModel):
     """Barlow Twins: one shared encoder and projector for both views, the loss of
-    :class:`hfssl.losses.BarlowTwinsLoss` (which also does the paper's final batch normalisation)."""
+    :class:`hfssl.losses.BarlowTwinsLoss` (which also does the paper's final batch normalisation).
+
+    Optimiser groups as in the official code (LARS, learning rate 0.2 for the weights and 0.0048 for
+    the biases and BatchNorm parameters, which are neither decayed nor adapted by LARS' trust ratio):
+    the parameter group ``biases_and_norms`` (every parameter with one dimension) at
+    :data:`BIAS_LR_SCALE` = 0.0048 / 0.2 of ``optim.lr``, without weight decay. A recipe changes it
+    under ``optim.parameter_groups.biases_and_norms`` (the AdamW recipes set ``lr_scale: 1.0``).
+    """
 
     config_class = BarlowTwinsConfig
 
@@ -54,6 +66,11 @@ class BarlowTwinsForPreTraining(HfsslPreTrainedModel):
         self.criterion = BarlowTwinsLoss(config.off_diagonal_weight, gather_distributed=config.gather_distributed)
         self.post_init()
 
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """Biases and BatchNorm parameters (``ndim == 1``, as the official code splits them) at the
+        official bias learning rate, without weight decay or LARS adaptation."""
+        names = tuple(name for name, parameter in self.named_parameters() if parameter.ndim == 1)
+        return [ParameterGroup("biases_and_norms", names, lr_scale=BIAS_LR_SCALE, weight_decay=False)]
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> BarlowTwinsOutput:
         """Args:

@@ -58,7 +58,8 @@ class HfsslCLIPConfig(PretrainedConfig):
         tokenizer_name_or_path: the tokenizer of the captions (default: ``text_name_or_path``).
         projection_dim: width of the shared embedding space.
         logit_scale_init_value: initial ``t`` of ``logits = exp(t) * cos``; ``log(1 / 0.07)``.
-        max_logit_scale: ``exp(t)`` is clipped to this value (100 in the paper).
+        max_logit_scale: ``exp(t)`` is clipped to ``[1, max_logit_scale]`` (100 in the paper; ``t`` to
+            ``[0, ln max_logit_scale]`` as in the official code).
         lock_image_tower / lock_text_tower: keep that tower fixed (LiT locks the image tower): no
             gradients, inference mode (no dropout); its projection is still trained.
         max_text_length: captions are truncated to this many tokens.
@@ -86,7 +87,7 @@ class HfsslCLIPConfig(PretrainedConfig):
     ) -> None:
         check_range("projection_dim", projection_dim, 1, 1 << 16)
         check_range("max_logit_scale", max_logit_scale, 1.0, 1e4)
-        check_range("logit_scale_init_value", logit_scale_init_value, -10.0, math.log(max_logit_scale))
+        check_range("logit_scale_init_value", logit_scale_init_value, 0.0, math.log(max_logit_scale))
         check_range("max_text_length", max_text_length, 2, 1 << 16)
         if lock_image_tower and lock_text_tower:
             raise ValueError("lock_image_tower and lock_text_tower are both true: nothing but the projections would "

@@ -138,8 +138,9 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
         return projected(self.backbone.get_text_features(input_ids=input_ids, attention_mask=attention_mask, **kwargs))
 
     def clipped_logit_scale(self) -> torch.Tensor:
-        """``exp(t)`` with ``t`` clipped at ``log(max_logit_scale)`` (CLIP sec. 2.5)."""
-        return self.backbone.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
+        """``exp(t)`` with ``t`` clipped to ``[0, log(max_logit_scale)]`` (CLIP sec. 2.5; the official
+        code and open_clip clamp ``t`` to ``[0, ln 100]``: the scale never falls below 1)."""
+        return self.backbone.logit_scale.clamp(min=0.0, max=math.log(self.config.max_logit_scale)).exp()
 
     def get_dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                          channels: int) -> tuple[PreTrainedModel, Any]:
@@ -151,7 +152,7 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
     def on_train_step_end(self, step: int, scheduled: dict[str, float]) -> None:
         # Clip the parameter itself (as open_clip does after each step), so the exported model's
         # logits use the same scale as training.
-        self.backbone.logit_scale.clamp_(max=math.log(self.config.max_logit_scale))
+        self.backbone.logit_scale.clamp_(min=0.0, max=math.log(self.config.max_logit_scale))
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, return_dict: bool | None = None,

@@ -50,8 +50,9 @@ class DINOForPreTraining(HfsslPreTrainedModel):
     Scheduled per step (functions of the step only, so resume is exact): ``teacher_temperature``
     (linear warm-up, then constant), ``teacher_momentum`` (cosine to 1) and ``weight_decay`` (cosine
     0.04 -> 0.4, applied by the engine). The last layer is frozen for ``freeze_last_layer_epochs``.
-    Gradient clipping is the recipe's ``optim.max_grad_norm`` (the engine clips the global norm;
-    the official code clips each parameter's norm to 3.0).
+    Gradient clipping is the recipe's: the official code clips each parameter's gradient norm to 3.0
+    on its own (``--clip_grad``), which the recipes ask for with ``optim.max_grad_norm: 3.0`` and
+    ``optim.grad_clip_mode: per_parameter``.
     """
 
     config_class = DINOConfig
@@ -84,6 +85,10 @@ class DINOForPreTraining(HfsslPreTrainedModel):
                         normalize_last_layer=config.normalize_last_layer)
 
     # ---- per-step hooks ------------------------------------------------------------------------
+
+    @classmethod
+    def schedule_names(cls, config: DINOConfig) -> tuple[str, ...]:
+        return ("teacher_momentum", "teacher_temperature", "weight_decay")
 
     def schedules(self) -> dict[str, Schedule]:
         config = self.config

@@ -69,8 +69,11 @@ class MoCoV3ForPreTraining(HfsslPreTrainedModel):
         # MLP heads, the output layer of the projector included").
         projector = dict(num_layers=config.projection_num_layers, batch_norm=True, last_batch_norm=True)
         self.projector = MLPHead(hidden, config.projection_hidden_dim, config.projection_dim, **projector)
+        # The predictor as in the official builder: bias-free Linears, BN on the hidden layer, and for a
+        # ViT (MoCo_ViT) a last BN without affine like the projector's; a ResNet's (MoCo_ResNet) has none.
         self.predictor = MLPHead(config.projection_dim, config.prediction_hidden_dim, config.projection_dim,
-                                 num_layers=config.prediction_num_layers, batch_norm=True, last_batch_norm=False)
+                                 num_layers=config.prediction_num_layers, batch_norm=True,
+                                 last_batch_norm=config.predictor_ends_with_batch_norm, last_bias=False)
         self.teacher_backbone = build_backbone(config.backbone_config)
         self.teacher_projector = MLPHead(hidden, config.projection_hidden_dim, config.projection_dim, **projector)
         self.criterion = MoCoV3Loss(config.temperature, config.gather_distributed)

@@ -11,7 +11,7 @@ from transformers.utils import ModelOutput
 from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_backbone_parts
 from hfssl.heads import MLPHead
 from hfssl.losses import SimSiamLoss
-from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.simsiam.configuration_simsiam import SimSiamConfig
 
 
@@ -35,6 +35,11 @@ class SimSiamForPreTraining(HfsslPreTrainedModel):
     and projector) and predictor ``h``; each prediction regresses the other view's projection, which
     is detached. Unlike BYOL there is no target network: the "target" is the same network's output
     in the same step, so there is nothing to update after the optimiser step.
+
+    The predictor keeps a constant learning rate while the rest follows the cosine (sec. 4.5: "fix lr
+    for predictor", better than decaying it; the official code's ``--fix-pred-lr``): the parameter
+    group ``predictor`` with ``constant_lr``, which ``optim.parameter_groups.predictor.constant_lr:
+    false`` turns off.
     """
 
     config_class = SimSiamConfig
@@ -58,6 +63,10 @@ class SimSiamForPreTraining(HfsslPreTrainedModel):
         self.criterion = SimSiamLoss()
         self.post_init()
 
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """The predictor at a constant learning rate (sec. 4.5)."""
+        names = tuple(f"predictor.{name}" for name, _ in self.predictor.named_parameters())
+        return [ParameterGroup("predictor", names, constant_lr=True)]
 
     def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> SimSiamOutput:
         """Args:
