@@ -6,8 +6,9 @@ layer (ARCHITECTURE.md) and only composes them:
 1. :func:`check_training_recipe`: everything that can be checked before work starts (the
    recipe's protocols and their settings against what the method's model provides);
 2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set;
-3. on the main process, :func:`finish_run`: ``MethodSpec.export`` writes ``RUN/encoder``, the
-   evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
+3. on the main process, :func:`finish_run`: the image features are checked to be finite first (a
+   diverged model is neither exported, scored nor described: exit code 3), ``MethodSpec.export``
+   writes ``RUN/encoder``, the evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
    pictures go to ``RUN/images``, and :func:`hfssl.hub.card.write_model_card` writes ``README.md``.
 """
 
@@ -84,15 +85,19 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
     spec = get_method(recipe.method)
     run_dir = Path(run_dir)
     model.eval()
-    outputs: dict[str, Any] = {
-        "encoder": str(spec.export(model, run_dir / "encoder", ExportContext(recipe, run_dir, run_dir))),
-    }
     context = EvaluationContext(
         eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe,
         train_split=data.eval_train_dataset, test_split=data.eval_test_dataset, label_names=data.label_names,
         run_dir=run_dir,
     )
     protocols = _servable(recipe, data)
+    if any(IMAGE_FEATURES in get_protocol(name).needs for name in protocols):
+        # Finite weights can still give non-finite features (a diverged run): the features are checked
+        # (and cached for the protocols) before the encoder, the results or the card are written.
+        context.image_features()
+    outputs: dict[str, Any] = {
+        "encoder": str(spec.export(model, run_dir / "encoder", ExportContext(recipe, run_dir, run_dir))),
+    }
     if protocols:
         results = evaluate(context, protocols)
         outputs["eval_results"] = write_eval_results(results, run_dir / "eval_results.json", merge=False)

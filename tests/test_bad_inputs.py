@@ -104,6 +104,33 @@ def _damage_all(how: str) -> Callable[[Path, Path], None]:
     return prepare
 
 
+def _nan_results(tmp: Path, run: Path) -> None:
+    """A finished run's eval_results.json with a NaN accuracy (what a diverged model once got written)."""
+    rows = [{"protocol": "knn", "features": "model", "k": 20, "temperature": 0.07, "top1": float("nan"), "top5": 1.0}]
+    (run / "eval_results.json").write_text(json.dumps({"dataset": "builtin:digits", "results": rows, "baselines": []}))
+
+
+def _nan_weights(relative: str) -> Callable[[Path, Path], None]:
+    """One NaN in the first floating-point tensor of ``run/relative`` (a safetensors file)."""
+    def prepare(tmp: Path, run: Path) -> None:
+        import numpy as np
+        from safetensors.numpy import load_file, save_file
+
+        tensors = load_file(run / relative)
+        name = next(key for key in sorted(tensors) if tensors[key].dtype.kind == "f")
+        tensors[name] = tensors[name].copy()
+        tensors[name].flat[0] = np.nan
+        save_file(tensors, run / relative, metadata={"format": "pt"})
+    return prepare
+
+
+def _truncate(relative: str) -> Callable[[Path, Path], None]:
+    def prepare(tmp: Path, run: Path) -> None:
+        path = run / relative
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return prepare
+
+
 def _train(*overrides: str, output: str = "{tmp}/new", flags: tuple[str, ...] = ()) -> list[str]:
     return ["train", RECIPE, "--output-dir", output, *flags, *TINY, *overrides]
 
@@ -195,6 +222,21 @@ CASES: dict[str, Case] = {
                                        flags=("--resume-from", "{run}/checkpoints/step-00000002")), EXIT_USAGE,
                                 ["step-00000002", "damaged", "model.safetensors is truncated"],
                                 _damage_all("truncate"), needs_run=True),
+    # ---------------------------------------------------------------- nothing non-finite is described or published
+    "card-nan-results": Case(["card", "{run}"], EXIT_NONFINITE, ["eval_results.json", "top1=nan", "hfssl eval"],
+                             _nan_results, needs_run=True),
+    "push-nan-results": Case(["push", "{run}", "--repo-id", "me/x"], EXIT_NONFINITE,
+                             ["eval_results.json", "top1=nan", "not published"], _nan_results, needs_run=True),
+    "card-nan-weights": Case(["card", "{run}"], EXIT_NONFINITE, ["model.safetensors holds non-finite weights", "optim.lr"],
+                             _nan_weights("model.safetensors"), needs_run=True),
+    "push-nan-encoder": Case(["push", "{run}", "--repo-id", "me/x"], EXIT_NONFINITE,
+                             ["encoder/model.safetensors holds non-finite weights", "not published"],
+                             _nan_weights("encoder/model.safetensors"), needs_run=True),
+    "push-truncated-encoder": Case(["push", "{run}", "--repo-id", "me/x"], EXIT_USAGE,
+                                   ["encoder/model.safetensors is damaged", "hfssl export {run}"],
+                                   _truncate("encoder/model.safetensors"), needs_run=True),
+    "card-truncated-model": Case(["card", "{run}"], EXIT_USAGE, ["model.safetensors is damaged", "nothing was described"],
+                                 _truncate("model.safetensors"), needs_run=True),
 }
 
 
@@ -240,6 +282,26 @@ def test_a_non_finite_loss_stops_before_anything_is_written_from_it(tmp_path: Pa
     for name in ("model.safetensors", "config.json", "encoder", "eval_results.json", "README.md", "checkpoints"):
         assert not (run / name).exists(), name
     assert {key: value for key, value in snapshot(tmp_path).items() if key in before} == before
+
+
+def test_a_diverged_model_with_finite_weights_is_neither_scored_exported_nor_described(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27: one step at lr 1e30 leaves finite weights (~1e30) whose features are NaN; kNN over NaN
+    similarities still "scored" 0.9 and the card said so. The features are checked before anything is written."""
+    run = tmp_path / "diverged"
+    evaluation = ["eval.protocols=[knn]", "eval.baselines=false", "eval.max_train_samples=64", "eval.max_test_samples=32"]
+    code, output = call(["--log-level", "WARNING", "train", RECIPE, "--output-dir", str(run), *TINY, *evaluation,
+                         "train.max_steps=1", "optim.lr=1.0e+30", "optim.warmup_ratio=0.0"], capsys)
+    assert code == EXIT_NONFINITE, output[-3000:]
+    assert "Traceback" not in output and "the simclr model gives non-finite features" in output and "optim.lr" in output
+    for name in ("eval_results.json", "encoder", "README.md", "images"):
+        assert not (run / name).exists(), name
+    before = snapshot(tmp_path)
+    code, output = call(["--log-level", "WARNING", "eval", str(run), "--protocol", "knn", "--max-train-samples", "64",
+                         "--max-test-samples", "32", "--no-baselines"], capsys)
+    assert code == EXIT_NONFINITE and "Traceback" not in output, output[-3000:]
+    assert f"'{run}' gives non-finite features" in output and "nothing was scored" in output
+    assert snapshot(tmp_path) == before
 
 
 def test_skipped_non_finite_steps_are_bounded_and_the_last_good_checkpoint_stays_newest(
