@@ -31,6 +31,7 @@ from hfssl.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_STORAGE, EXIT_US
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "simclr" / "digits.yaml")
+CLIP_RECIPE = str(REPO / "recipes" / "clip" / "emoji.yaml")
 TINY = ["model.backbone_config={model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, "
         "hidden_sizes: [8, 16], depths: [1, 1]}", "model.projection_hidden_dim=32", "model.projection_dim=16",
         "train.batch_size=32", "eval.protocols=[]", "train.trackers=[]", "train.progress_bar=false",
@@ -101,7 +102,25 @@ def _damage_all(how: str) -> Callable[[Path, Path], None]:
                 (checkpoint / "recipe.yaml").unlink()
             elif how == "empty-rng":
                 (checkpoint / "random_states_0.pkl").write_bytes(b"")
+            elif how == "malicious-optimizer":  # a torch.save archive whose pickle would run a command
+                import torch
+
+                torch.save({"state": _RunsACommand(tmp / "pwned")}, checkpoint / "optimizer.bin")
+            elif how == "plain-pickle-rng":  # a plain pickle (Accelerate's load_state skipped it with a log line)
+                import pickle
+
+                (checkpoint / "random_states_0.pkl").write_bytes(pickle.dumps({"state": _RunsACommand(tmp / "pwned")}))
     return prepare
+
+
+class _RunsACommand:
+    """Unpickles into ``os.system("touch PATH")``: the file appearing would mean the pickle ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.path}",))
 
 
 def _nan_results(tmp: Path, run: Path) -> None:
@@ -163,6 +182,12 @@ CASES: dict[str, Case] = {
     "protocol-setting-misspelt": Case(_train("eval.knn.temprature=0.1"), EXIT_USAGE, ["eval.knn.temprature"]),
     "protocol-not-served": Case(_train("eval.protocols=[analogy]"), EXIT_USAGE, ["'analogy'", "word-vectors"]),
     "crop-scale-reversed": Case(_train("views.crop_scale=[0.9,0.1]"), EXIT_USAGE, ["views.crop_scale"]),
+    "zero-shot-template-two-slots": Case(["train", CLIP_RECIPE, "--output-dir", "{tmp}/new",
+                                          "eval.zero-shot.templates=['a {} of {}']"], EXIT_USAGE,
+                                         ["eval.zero-shot.templates", "exactly once", "'a {} of {}'"]),
+    "zero-shot-template-named-slot": Case(["train", CLIP_RECIPE, "--output-dir", "{tmp}/new",
+                                           "eval.zero-shot.templates=['a photo of {name}']"], EXIT_USAGE,
+                                          ["eval.zero-shot.templates", "'a photo of {name}'"]),
     "override-invalid-yaml": Case(_train("train.max_steps=[1"), EXIT_USAGE, ["train.max_steps=[1", "YAML"]),
     # ---------------------------------------------------------------- data
     "data-path-missing": Case(_train("data.source={tmp}/no-such-images"), EXIT_USAGE, ["no-such-images", "data.source"]),
@@ -222,6 +247,12 @@ CASES: dict[str, Case] = {
                                        flags=("--resume-from", "{run}/checkpoints/step-00000002")), EXIT_USAGE,
                                 ["step-00000002", "damaged", "model.safetensors is truncated"],
                                 _damage_all("truncate"), needs_run=True),
+    "malicious-pickle-optimizer": Case(_train("train.max_steps=4", output="{run}", flags=("--resume",)), EXIT_USAGE,
+                                       ["no intact checkpoint", "optimizer.bin cannot be loaded safely",
+                                        "GLOBAL posix.system"], _damage_all("malicious-optimizer"), needs_run=True),
+    "plain-pickle-rng-states": Case(_train("train.max_steps=4", output="{run}", flags=("--resume",)), EXIT_USAGE,
+                                    ["no intact checkpoint", "random_states_0.pkl is not a torch.save archive"],
+                                    _damage_all("plain-pickle-rng"), needs_run=True),
     # ---------------------------------------------------------------- nothing non-finite is described or published
     "card-nan-results": Case(["card", "{run}"], EXIT_NONFINITE, ["eval_results.json", "top1=nan", "hfssl eval"],
                              _nan_results, needs_run=True),
