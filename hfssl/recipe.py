@@ -290,6 +290,17 @@ def _init_hints(config_class: type) -> dict[str, Any]:
         return {}
 
 
+def _check_crop_sizes(views: ViewsConfig, data: Any) -> None:
+    """Multi-crop's local crops are the small views (Caron et al. 2020, sec. 3.2): one larger than
+    the global crops is a swapped pair of sizes, refused before training."""
+    global_size = views.crop_size or getattr(data, "image_size", None)
+    if views.num_local_views and global_size and views.local_crop_size > global_size:
+        where = "views.crop_size" if views.crop_size else "data.image_size"
+        raise RecipeError(f"views.local_crop_size={views.local_crop_size} is larger than the global crops "
+                          f"({where}={global_size}): local crops are the small views of multi-crop. Set "
+                          f"views.local_crop_size to at most {global_size} (for example {max(1, global_size // 2)})")
+
+
 def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     """Build a :class:`Recipe` from a plain mapping, rejecting unknown sections and keys."""
     if not isinstance(raw, dict):
@@ -316,6 +327,7 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     sections["data"] = build_section(data_class, "data", raw.get("data"))
     if spec.modality in VIEW_MODALITIES:
         sections["views"] = build_section(ViewsConfig, "views", raw.get("views"))
+        _check_crop_sizes(sections["views"], sections["data"])
     sections["eval"] = _eval_section(raw.get("eval"))
     if spec.check_recipe is not None:
         spec.check_recipe(Recipe(method=spec.name, model=dict(model), **sections))

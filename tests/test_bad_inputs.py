@@ -32,11 +32,18 @@ from hfssl.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_STORAGE, EXIT_US
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "simclr" / "digits.yaml")
 CLIP_RECIPE = str(REPO / "recipes" / "clip" / "emoji.yaml")
+MOCO_RECIPE = str(REPO / "recipes" / "moco" / "digits.yaml")
+DINO_RECIPE = str(REPO / "recipes" / "dino" / "digits.yaml")
+MLM_RECIPE = str(REPO / "recipes" / "mlm" / "lee.yaml")
+WORD2VEC_RECIPE = str(REPO / "recipes" / "word2vec" / "lee.yaml")
 TINY = ["model.backbone_config={model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, "
         "hidden_sizes: [8, 16], depths: [1, 1]}", "model.projection_hidden_dim=32", "model.projection_dim=16",
         "train.batch_size=32", "eval.protocols=[]", "train.trackers=[]", "train.progress_bar=false",
         "train.knn_every=null", "train.log_every=1"]
 FAST = [*TINY, "train.max_steps=2", "train.checkpoint_every=1"]
+#: A ResNet of two tiny stages for the MoCo and DINO recipes (the digits recipes' own is larger).
+TINY_BACKBONE = TINY[0]
+QUIET = ["train.trackers=[]", "train.progress_bar=false", "train.max_steps=2"]
 #: Diverges at once: plain SGD with an absurd constant learning rate.
 DIVERGE = ["optim.name=sgd", "optim.lr=1e30", "optim.warmup_ratio=0", "optim.schedule=constant"]
 
@@ -188,6 +195,17 @@ CASES: dict[str, Case] = {
     "zero-shot-template-named-slot": Case(["train", CLIP_RECIPE, "--output-dir", "{tmp}/new",
                                            "eval.zero-shot.templates=['a photo of {name}']"], EXIT_USAGE,
                                           ["eval.zero-shot.templates", "'a photo of {name}'"]),
+    "model-number-in-scientific-notation": Case(_train("model.temperature=2e+1"), EXIT_USAGE,
+                                                ["temperature", "got 20.0"]),  # read as 20.0, then range-checked
+    "model-int-given-a-list": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.queue_size=[1024]"],
+                                   EXIT_USAGE, ["model.queue_size must be an integer, got [1024]"]),
+    "model-int-given-a-fraction": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.queue_size=2.5"],
+                                       EXIT_USAGE, ["model.queue_size must be an integer, got 2.5"]),
+    "model-int-given-a-boolean": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.queue_size=true"],
+                                      EXIT_USAGE, ["model.queue_size must be an integer, got True"]),
+    "recipe-a-string-with-override": Case(["train", "{tmp}/string.yaml", "train.max_steps=2"], EXIT_USAGE,
+                                          ["string.yaml", "must be a YAML mapping", "'hello'"],
+                                          _write("string.yaml", '"hello"\n')),
     "override-invalid-yaml": Case(_train("train.max_steps=[1"), EXIT_USAGE, ["train.max_steps=[1", "YAML"]),
     # ---------------------------------------------------------------- data
     "data-path-missing": Case(_train("data.source={tmp}/no-such-images"), EXIT_USAGE, ["no-such-images", "data.source"]),
@@ -196,6 +214,31 @@ CASES: dict[str, Case] = {
     "data-split-unknown": Case(_train("data.train_split=training"), EXIT_USAGE, ["'training'", "data.train_split"]),
     "data-batch-too-large": Case(_train("train.batch_size=100000"), EXIT_USAGE, ["train.batch_size=100000"]),
     "data-image-size-zero": Case(_train("data.image_size=0"), EXIT_USAGE, ["data.image_size"]),
+    # ---------------------------------------------------------------- refused before training (issue 27 item 6)
+    "moco-queue-larger-than-the-data": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", TINY_BACKBONE, *QUIET,
+                                             "model.queue_size=4096"], EXIT_USAGE,
+                                            ["model.queue_size=4096", "1437 training examples", "below 1437"]),
+    "local-crops-larger-than-global": Case(["train", DINO_RECIPE, "--output-dir", "{tmp}/new",
+                                            "views.local_crop_size=24"], EXIT_USAGE,
+                                           ["views.local_crop_size=24", "data.image_size=16"]),
+    "last-layer-frozen-for-the-whole-run": Case(["train", DINO_RECIPE, "--output-dir", "{tmp}/new", TINY_BACKBONE,
+                                                 *QUIET, "train.batch_size=32"], EXIT_USAGE,
+                                                ["model.freeze_last_layer_epochs", "the whole run of 2 steps"]),
+    "nsp-on-one-sentence-documents": Case(["train", MLM_RECIPE, "--output-dir", "{tmp}/new", *QUIET,
+                                           "data.source={tmp}/sentences.csv", "model.next_sentence_prediction=true"],
+                                          EXIT_USAGE, ["model.next_sentence_prediction=true", "two or more sentences",
+                                                       "sentences.csv"],
+                                          _write("sentences.csv", "text\n" + "".join(
+                                              f"the cat number {index} sat on the mat\n" for index in range(120)))),
+    "mlm-one-line-corpus": Case(["train", MLM_RECIPE, "--output-dir", "{tmp}/new", *QUIET, "train.batch_size=1",
+                                 "data.source={tmp}/line.csv"], EXIT_USAGE,
+                                ["line.csv", "1 document(s)", "mlm-accuracy", "data.eval_split"],
+                                _write("line.csv", "text\nthe cat sat on the mat. The dog ran.\n")),
+    "word2vec-vocabulary-below-the-negatives": Case(["train", WORD2VEC_RECIPE, "--output-dir", "{tmp}/new", *QUIET,
+                                                     "train.batch_size=1", "data.source={tmp}/words.csv",
+                                                     "model.negative=10"], EXIT_USAGE,
+                                                    ["5 word(s)", "model.negative=10", "words.csv"],
+                                                    _write("words.csv", "text\n" + "the cat sat on mat " * 50 + "\n")),
     # ---------------------------------------------------------------- command-line paths
     "output-dir-is-a-file": Case(_train(output="{tmp}/notes.txt"), EXIT_USAGE, ["notes.txt", "is a file"],
                                  _write("notes.txt", "mine")),

@@ -58,6 +58,7 @@ from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.recipe import Recipe
 from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
+from hfssl.settings import RecipeError
 from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
     checkpoint_root,
@@ -174,12 +175,21 @@ def resolved_schedules(model: torch.nn.Module, recipe: Recipe) -> dict[str, Sche
     return resolve_schedules(declared, recipe.train.schedules, owner=f"the {recipe.method} model")
 
 
-def _frozen_until(model: torch.nn.Module, steps_per_epoch: int | None) -> list[tuple[torch.nn.Parameter, int]]:
-    """``(parameter, first step it is updated)`` for every parameter a freeze applies to."""
+def _frozen_until(model: torch.nn.Module, steps_per_epoch: int | None, total_steps: int
+                  ) -> list[tuple[torch.nn.Parameter, int]]:
+    """``(parameter, first step it is updated)`` for every parameter a freeze applies to; a freeze
+    as long as the whole run (the parameters would never train) is refused before training."""
     frozen = []
     freezes = model.parameter_freezes() if hasattr(model, "parameter_freezes") else []
     for freeze in freezes:
         length = freeze.length(steps_per_epoch)
+        if length >= total_steps:
+            key = freeze.key or f"{type(model).__name__}.parameter_freezes()"
+            raise RecipeError(
+                f"{key} freezes {freeze.pattern} for {length} steps"
+                + (f" ({steps_per_epoch} steps an epoch)" if steps_per_epoch else "")
+                + f", the whole run of {total_steps} steps: those parameters would never be trained. "
+                f"Fix: lower {key} or train longer (train.max_steps / train.epochs)")
         matched = [parameter for name, parameter in model.named_parameters() if freeze.matches(name)]
         if not matched:
             raise ValueError(f"{type(model).__name__}.parameter_freezes(): {freeze.pattern!r} matches no parameter")
@@ -254,7 +264,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     if recipe.train.compile:
         forward = CompiledForward(model, recipe.train.compile_mode, recipe.method,
                                   lambda: _forward_buffers(unwrapped), lambda kept: _restore_buffers(unwrapped, kept))
-    frozen = _frozen_until(unwrapped, steps_per_epoch)
+    frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)
     _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
 
     state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_step": 0, "nonfinite_streak": 0,

@@ -275,7 +275,7 @@ def test_dino_with_a_vit_writes_attention_maps_into_its_card(tmp_path):
 
     overrides = [*FAST, f"model.backbone_config={TINY_DIGITS_VIT}", "model.head_hidden_dim=32",
                  "model.head_bottleneck_dim=16", "model.head_output_dim=64", "model.head_batch_norm=false",
-                 "train.batch_size=32", "train.max_steps=2", "eval.protocols=[knn]", "eval.max_train_samples=200",
+                 "model.freeze_last_layer_epochs=0", "train.batch_size=32", "train.max_steps=2", "eval.protocols=[knn]", "eval.max_train_samples=200",
                  "eval.max_test_samples=50"]
     recipe = load_recipe(REPO / "recipes" / "dino" / "digits.yaml", overrides)
     run(recipe, tmp_path / "run")
