@@ -4,7 +4,8 @@ This is what ``hfssl train`` and ``accelerate launch -m hfssl.train`` run. It si
 layer (ARCHITECTURE.md) and only composes them:
 
 1. :func:`check_training_recipe`: everything that can be checked before work starts (the
-   recipe's protocols and their settings against what the method's model provides);
+   recipe's protocols and their settings against what the method's model provides, and that the
+   Hugging Face caches the run will write can be written);
 2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set;
 3. on the main process, :func:`finish_run`: the image features are checked to be finite first (a
    diverged model is neither exported, scored nor described: exit code 3), ``MethodSpec.export``
@@ -18,11 +19,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import datasets as hf_datasets
 import torch
 from accelerate import Accelerator
 
+from hfssl.data.sources import check_cache_writable, writes_datasets_cache
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.metrics import metric_cache_folders
 from hfssl.evaluation.online import OnlineKNN
 from hfssl.evaluation.protocols import KNNSettings, get_protocol
 from hfssl.evaluation.runner import check_recipe, evaluate, write_eval_results
@@ -31,7 +35,7 @@ from hfssl.hub.card import write_model_card
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
-from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, get_method
+from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, TEXT_FEATURES, get_method
 from hfssl.settings import build_section
 from hfssl.training.trainer import TrainResult, resolved_schedules, train
 
@@ -46,10 +50,27 @@ def check_training_recipe(recipe: Recipe) -> None:
     evaluation protocols and their settings against what the model provides, and the names in
     ``train.schedules`` against the scalars the model schedules."""
     check_recipe(recipe)
+    check_writable_caches(recipe)
     if recipe.train.schedules:
         spec = get_method(recipe.method)
         model = spec.model_class(spec.config_class(**recipe.model))  # a config-only build: no pretrained weights
         resolved_schedules(model, recipe)
+
+
+def check_writable_caches(recipe: Recipe) -> None:
+    """The Hugging Face caches this run will write, probed before any work (a read-only cache used to
+    fail only in the evaluation after the whole training): ``datasets``' cache when the data source is
+    read by a builder, ``evaluate``'s module and metric caches when a protocol scores features with
+    the top-k metric module (the protocols on image or text features, and online kNN)."""
+    data = recipe.data
+    if writes_datasets_cache(data.source, data.streaming):
+        check_cache_writable(hf_datasets.config.HF_DATASETS_CACHE, f"datasets, loading data.source={data.source!r},")
+    scored = [name for name in recipe.eval.protocols
+              if {IMAGE_FEATURES, TEXT_FEATURES} & set(get_protocol(name).needs)]
+    if scored or recipe.train.knn_every:
+        user = f"evaluate, loading the top-k accuracy metric for {', '.join(scored) or 'train.knn_every'},"
+        for folder in metric_cache_folders():
+            check_cache_writable(folder, user)
 
 
 def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -493,6 +493,39 @@ def test_bad_inputs_through_a_real_process(args: list[str], code: int, fragments
     assert snapshot(tmp_path) == before
 
 
+def test_a_hugging_face_cache_that_cannot_be_written_is_refused_before_training(tmp_path: Path) -> None:
+    """Issue 27: with HF_HOME read-only, a run trained and then failed in its evaluation (evaluate.load
+    copies the metric module into HF_HOME/modules). A path under a file stands in for a read-only
+    folder (the tests may run as root, for whom permission bits do not stop a write)."""
+    (tmp_path / "a-file").write_text("not a folder")
+    before = snapshot(tmp_path)
+    unwritable = tmp_path / "a-file" / "hf"
+    env = {**_env(), "HF_HOME": str(unwritable), "HF_MODULES_CACHE": str(unwritable / "modules")}
+    result = subprocess.run([sys.executable, "-m", "hfssl.cli", "train", RECIPE, "--output-dir", str(tmp_path / "new"),
+                             *TINY, "eval.protocols=[knn]", "train.max_steps=2"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_USAGE, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+    assert f"{unwritable / 'modules'}' cannot be written" in result.stderr and "knn" in result.stderr
+    assert "HF_HOME" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_datasets_cache_that_cannot_be_written_is_refused_before_loading_a_file_source(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "words.csv").write_text("text\n" + "the cat sat on the mat and the dog ran away\n" * 20)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "a-file" / "datasets"))
+    before = snapshot(tmp_path)
+    code, output = call(["--log-level", "WARNING", "train", WORD2VEC_RECIPE, "--output-dir", str(tmp_path / "new"),
+                         *QUIET, f"data.source={tmp_path / 'words.csv'}"], capsys)
+    assert code == EXIT_USAGE and "Traceback" not in output, output[-3000:]
+    assert "a-file/datasets' cannot be written" in output and "words.csv" in output and "HF_DATASETS_CACHE" in output
+    assert snapshot(tmp_path) == before
+
+
 def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_exits_130(tmp_path: Path) -> None:
     run = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "hfssl.cli", "train", RECIPE, "--output-dir", str(run), *TINY,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hfssl.data.sources import check_cache_writable
 from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
 from hfssl.data.training import TrainingData
 from hfssl.models.mlm.configuration_mlm import MLMConfig
@@ -407,7 +408,10 @@ def cached_wordpiece(dataset: Any, column: str, data: Any, config: MLMConfig) ->
     tokenizer = train_wordpiece(iter_texts(dataset, column, data.source), config.vocab_size, data.lowercase,
                                 config.max_seq_length)
     logger.info("mlm: trained a WordPiece vocabulary of %d tokens on %s", len(tokenizer), data.source)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Every process of a run must use the one vocabulary the cache holds (training it again may break
+    # ties differently), so a cache that cannot be written is refused here, before training.
+    check_cache_writable(folder.parent, "hfssl's MLM tokenizer cache (the WordPiece vocabulary of data.source, "
+                         "shared by every process of the run; or set data.tokenizer_name_or_path)")
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     tokenizer.save_pretrained(staging)
     try:
