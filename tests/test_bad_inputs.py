@@ -249,6 +249,10 @@ CASES: dict[str, Case] = {
     "export-not-a-run": Case(["export", "{tmp}/nothing"], EXIT_USAGE, ["nothing", "not an hfssl run directory"]),
     "export-onto-the-run": Case(["export", "{run}", "--output", "{run}"], EXIT_USAGE, ["holds the run"], needs_run=True),
     "eval-missing-path": Case(["eval", "{tmp}/nothing"], EXIT_USAGE, ["nothing", "--dataset"]),
+    "eval-output-is-a-folder": Case(["eval", "{run}", "--protocol", "knn", "--max-train-samples", "64",
+                                     "--max-test-samples", "32", "--no-baselines", "--output", "{tmp}/folder"],
+                                    EXIT_USAGE, ["{tmp}/folder", "is a folder", "eval_results.json"],
+                                    lambda tmp, run: (tmp / "folder").mkdir(), needs_run=True),  # no temporary left
     "card-missing-path": Case(["card", "{tmp}/nothing"], EXIT_USAGE, ["nothing", "config.json"]),
     # ---------------------------------------------------------------- run directories
     "train-into-a-finished-run": Case(_train(output="{run}"), EXIT_USAGE,
