@@ -482,6 +482,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["train", RECIPE, "--output-dir", "{run}", *TINY], EXIT_USAGE, ["already holds another run", "--overwrite"]),
     (["export", "{run}", "--output", "{tmp}"], EXIT_USAGE, ["holds the run"]),
     (["--debug", "train", RECIPE, "--output-dir", "{tmp}/new", "optim.lr=-1"], 1, ["Traceback", "RecipeError"]),
+    # Issue 27: model-section numbers in scientific notation are numbers (the later key's error shows the
+    # earlier one parsed), a list for an integer and a two-slot zero-shot template are one message each.
+    (["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.temperature=2e-1", "model.queue_size=[1024]"],
+     EXIT_USAGE, ["model.queue_size must be an integer, got [1024]"]),
+    (["train", WORD2VEC_RECIPE, "--output-dir", "{tmp}/new", "model.sample=1e-3", "model.max_vocab_size=many"],
+     EXIT_USAGE, ["model.max_vocab_size must be an integer, got 'many'"]),
+    (["train", CLIP_RECIPE, "--output-dir", "{tmp}/new", "eval.zero-shot.templates=['a {} of {}']"], EXIT_USAGE,
+     ["eval.zero-shot.templates", "exactly once"]),
 ])
 def test_bad_inputs_through_a_real_process(args: list[str], code: int, fragments: list[str], tmp_path: Path,
                                            finished_run: Path) -> None:
