@@ -432,6 +432,12 @@ def _check_held_out(recipe: Any, held: Any, column: str, documents: int) -> None
     too small to hold one out would fail after the whole training, so it is refused before it."""
     if "mlm-accuracy" not in recipe.eval.protocols or recipe.data.eval_split:
         return
+    if recipe.data.max_train_samples is not None:  # held_out_texts reads the whole source, not the capped one
+        try:
+            held_out_texts(recipe.data, max_documents=1)
+            return
+        except ValueError:
+            held = None
     if held is None or not any(text.strip() for text in iter_texts(held, column, recipe.data.source)):
         raise ValueError(
             f"dataset {recipe.data.source!r} has {documents} document(s), so none is held out for eval protocol "
