@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
@@ -42,7 +43,10 @@ class HfsslVisionConfig(PretrainedConfig):
 
 
 def check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ``ValueError`` naming the config key, the bad value and the allowed range."""
+    """Raise ``ValueError`` naming the config key, the bad value and the allowed range (a boolean or
+    a string is not a number here: ``queue_size=True`` would otherwise pass as 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:

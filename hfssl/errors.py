@@ -9,7 +9,7 @@ checkpoint, a step) and the fix, and ``hfssl`` prints that one message without a
 | 0 | success |
 | 1 | an unexpected internal error (a bug: the traceback is printed) |
 | 2 | usage, recipe, data, path or run-directory error: nothing was trained or written |
-| 3 | training stopped on a non-finite loss or non-finite weights; the newest checkpoint is the last good one |
+| 3 | a non-finite loss, weights, features or results: training stopped (the newest checkpoint is the last good one), or a diverged model was not scored, described or published |
 | 4 | a file could not be written (a full disk, no permission); the previous checkpoint is intact |
 | 130 | interrupted (Ctrl-C); a checkpoint was saved at the step boundary when possible |
 
@@ -39,7 +39,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "unexpected internal error (a bug; the traceback is printed)",
     EXIT_USAGE: "usage, recipe, data, path or run-directory error (nothing was trained)",
-    EXIT_NONFINITE: "training stopped on a non-finite loss or weights (the newest checkpoint is the last good one)",
+    EXIT_NONFINITE: "a non-finite loss, weights, features or results: training stopped (the newest checkpoint is the "
+                    "last good one), or a diverged model was not scored, described or published",
     EXIT_STORAGE: "a file could not be written: full disk or no permission (the previous checkpoint is intact)",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (a checkpoint was saved at the step boundary; continue with --resume)",
 }
@@ -66,11 +67,12 @@ class ResumeError(UsageError):
 
 
 class NonFiniteError(HfsslError, FloatingPointError):
-    """A non-finite loss or non-finite weights; nothing was saved from them (exit code 3)."""
+    """A non-finite loss, weights, features or results; nothing was saved, scored, described or
+    published from them (exit code 3). ``step`` is the training step, when training found it."""
 
     exit_code = EXIT_NONFINITE
 
-    def __init__(self, message: str, step: int) -> None:
+    def __init__(self, message: str, step: int | None = None) -> None:
         super().__init__(message)
         self.step = step
 

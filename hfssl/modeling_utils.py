@@ -91,6 +91,8 @@ class Freeze:
     pattern: str
     steps: int | None = None
     epochs: float | None = None
+    #: The recipe key that sets the length (``model.freeze_last_layer_epochs``), named when it covers the whole run.
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):

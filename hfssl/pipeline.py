@@ -4,10 +4,12 @@ This is what ``hfssl train`` and ``accelerate launch -m hfssl.train`` run. It si
 layer (ARCHITECTURE.md) and only composes them:
 
 1. :func:`check_training_recipe`: everything that can be checked before work starts (the
-   recipe's protocols and their settings against what the method's model provides);
+   recipe's protocols and their settings against what the method's model provides, and that the
+   Hugging Face caches the run will write can be written);
 2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set;
-3. on the main process, :func:`finish_run`: ``MethodSpec.export`` writes ``RUN/encoder``, the
-   evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
+3. on the main process, :func:`finish_run`: the image features are checked to be finite first (a
+   diverged model is neither exported, scored nor described: exit code 3), ``MethodSpec.export``
+   writes ``RUN/encoder``, the evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
    pictures go to ``RUN/images``, and :func:`hfssl.hub.card.write_model_card` writes ``README.md``.
 """
 
@@ -17,11 +19,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import datasets as hf_datasets
 import torch
 from accelerate import Accelerator
 
+from hfssl.data.sources import check_cache_writable, writes_datasets_cache
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.metrics import metric_cache_folders
 from hfssl.evaluation.online import OnlineKNN
 from hfssl.evaluation.protocols import get_protocol
 from hfssl.evaluation.protocols.knn import KNNSettings
@@ -31,7 +36,7 @@ from hfssl.hub.card import write_model_card
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
-from hfssl.registry import get_method
+from hfssl.registry import IMAGE_FEATURES, TEXT_FEATURES, get_method
 from hfssl.settings import build_section
 from hfssl.training.trainer import TrainResult, check_schedule_names, train
 
@@ -46,7 +51,24 @@ def check_training_recipe(recipe: Recipe) -> None:
     evaluation protocols and their settings against what the model provides, and the names in
     ``train.schedules`` against the scalars the model class declares (no model is built)."""
     check_recipe(recipe)
+    check_writable_caches(recipe)
     check_schedule_names(recipe)
+
+
+def check_writable_caches(recipe: Recipe) -> None:
+    """The Hugging Face caches this run will write, probed before any work (a read-only cache used to
+    fail only in the evaluation after the whole training): ``datasets``' cache when the data source is
+    read by a builder, ``evaluate``'s module and metric caches when a protocol scores features with
+    the top-k metric module (the protocols on image or text features, and online kNN)."""
+    data = recipe.data
+    if writes_datasets_cache(data.source, data.streaming):
+        check_cache_writable(hf_datasets.config.HF_DATASETS_CACHE, f"datasets, loading data.source={data.source!r},")
+    scored = [name for name in recipe.eval.protocols
+              if {IMAGE_FEATURES, TEXT_FEATURES} & set(get_protocol(name).needs)]
+    if scored or recipe.train.knn_every:
+        user = f"evaluate, loading the top-k accuracy metric for {', '.join(scored) or 'train.knn_every'},"
+        for folder in metric_cache_folders():
+            check_cache_writable(folder, user)
 
 
 def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -84,15 +106,19 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
     spec = get_method(recipe.method)
     run_dir = Path(run_dir)
     model.eval()
-    outputs: dict[str, Any] = {
-        "encoder": str(spec.export(model, run_dir / "encoder", ExportContext(recipe, run_dir, run_dir))),
-    }
     context = EvaluationContext(
         eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe,
         train_split=data.eval_train_dataset, test_split=data.eval_test_dataset, label_names=data.label_names,
         run_dir=run_dir,
     )
     protocols = _servable(recipe, data)
+    if any(IMAGE_FEATURES in get_protocol(name).needs for name in protocols):
+        # Finite weights can still give non-finite features (a diverged run): the features are checked
+        # (and cached for the protocols) before the encoder, the results or the card are written.
+        context.image_features()
+    outputs: dict[str, Any] = {
+        "encoder": str(spec.export(model, run_dir / "encoder", ExportContext(recipe, run_dir, run_dir))),
+    }
     if protocols:
         results = evaluate(context, protocols)
         outputs["eval_results"] = write_eval_results(results, run_dir / "eval_results.json", merge=False)

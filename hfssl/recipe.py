@@ -3,8 +3,10 @@
 A recipe has exactly these sections: ``method, model, data, views, optim, train, eval, hub``.
 
 * ``method`` is a registered method name (:mod:`hfssl.registry`);
-* ``model`` holds keyword arguments of the method's ``PretrainedConfig`` (checked against its
-  ``__init__`` signature);
+* ``model`` holds keyword arguments of the method's ``PretrainedConfig``: the keys are checked
+  against its ``__init__`` signature and the values against its annotations, as every other
+  section's (:func:`hfssl.settings.coerce`: ``queue_size: 2.5``, ``true`` or ``[1024]`` are refused
+  for an ``int``);
 * ``data`` is the section of the method's modality (:mod:`hfssl.data.config`): an image method
   accepts only image keys, a text method only text keys;
 * ``views`` (:class:`hfssl.views.config.ViewsConfig`) only for methods that see images;
@@ -16,7 +18,8 @@ A recipe has exactly these sections: ``method, model, data, views, optim, train,
   loaded for training or evaluation, before any work starts.
 
 Overrides use ``key.sub=value`` on the command line, values parsed as YAML (``train.max_steps=10``,
-``views.solarize_prob=0.2``, ``eval.protocols=[knn]``, ``eval.knn.k=[5]``). Hardware (processes,
+``views.solarize_prob=0.2``, ``eval.protocols=[knn]``, ``eval.knn.k=[5]``). Recipes and overrides
+are read with :func:`hfssl.settings.load_yaml`: ``2e-1`` is a float, as in YAML 1.2. Hardware (processes,
 mixed precision backend, DeepSpeed/FSDP) lives in Accelerate's own config files
 (``recipes/accelerate/*.yaml``); ``train.mixed_precision`` only overrides Accelerate's choice.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ import yaml
 
 from hfssl.data.config import VIEW_MODALITIES, ImageDataConfig, SourceConfig, data_config_class
 from hfssl.registry import MethodSpec, get_method
-from hfssl.settings import RecipeError, build_section, plain, suggest
+from hfssl.settings import RecipeError, build_section, coerce, load_yaml, plain, suggest
 from hfssl.views.config import ViewsConfig
 
 __all__ = [
@@ -290,7 +294,9 @@ def _eval_section(values: Any) -> EvalConfig:
     return section
 
 
-def _check_model_keys(spec: MethodSpec, model: dict[str, Any]) -> None:
+def _check_model_keys(spec: MethodSpec, model: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` section with unknown keys refused and each value checked and converted by the
+    annotation of the config's ``__init__`` parameter (unannotated or multi-type parameters pass as written)."""
     parameters = inspect.signature(spec.config_class.__init__).parameters
     allowed = [p for p in parameters if p not in ("self", "kwargs")]
     for key in model:
@@ -298,6 +304,27 @@ def _check_model_keys(spec: MethodSpec, model: dict[str, Any]) -> None:
             raise RecipeError(
                 f"unknown key model.{key} for method {spec.name!r} ({spec.config_class.__name__}).{suggest(key, allowed)}"
             )
+    hints = _init_hints(spec.config_class)
+    return {key: coerce(f"model.{key}", value, hints[key]) if key in hints else value for key, value in model.items()}
+
+
+def _init_hints(config_class: type) -> dict[str, Any]:
+    """The evaluated annotations of ``config_class.__init__`` (empty when one cannot be evaluated)."""
+    try:
+        return typing.get_type_hints(config_class.__init__)
+    except Exception:  # noqa: BLE001 - a forward reference the module cannot resolve: check keys only
+        return {}
+
+
+def _check_crop_sizes(views: ViewsConfig, data: Any) -> None:
+    """Multi-crop's local crops are the small views (Caron et al. 2020, sec. 3.2): one larger than
+    the global crops is a swapped pair of sizes, refused before training."""
+    global_size = views.crop_size or getattr(data, "image_size", None)
+    if views.num_local_views and global_size and views.local_crop_size > global_size:
+        where = "views.crop_size" if views.crop_size else "data.image_size"
+        raise RecipeError(f"views.local_crop_size={views.local_crop_size} is larger than the global crops "
+                          f"({where}={global_size}): local crops are the small views of multi-crop. Set "
+                          f"views.local_crop_size to at most {global_size} (for example {max(1, global_size // 2)})")
 
 
 def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
@@ -317,7 +344,7 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     if not isinstance(model, dict):
         raise RecipeError("recipe section 'model' must be a mapping of config keyword arguments")
     if check_model:
-        _check_model_keys(spec, model)
+        model = _check_model_keys(spec, model)
     if raw.get("views") and spec.modality not in VIEW_MODALITIES:
         raise RecipeError(f"method {spec.name!r} trains on {spec.modality} data: the views section is for methods "
                           "that see images; remove it")
@@ -326,6 +353,7 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     sections["data"] = build_section(data_class, "data", raw.get("data"))
     if spec.modality in VIEW_MODALITIES:
         sections["views"] = build_section(ViewsConfig, "views", raw.get("views"))
+        _check_crop_sizes(sections["views"], sections["data"])
     sections["eval"] = _eval_section(raw.get("eval"))
     if spec.check_recipe is not None:
         spec.check_recipe(Recipe(method=spec.name, model=dict(model), **sections))
@@ -341,7 +369,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not path:
         raise RecipeError(f"override {text!r} has an empty key")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml(value) if value.strip() else None
     except yaml.YAMLError as error:
         raise RecipeError(f"override {text!r}: the value is not valid YAML ({error})") from error
     return path, parsed
@@ -349,7 +377,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides to a raw recipe mapping (a copy is returned)."""
-    raw = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}, got "
+                          f"{type(raw).__name__} {raw!r:.60}; overrides cannot apply to it")
+    raw = load_yaml(yaml.safe_dump(raw)) or {}
     for text in overrides:
         path, value = parse_override(text)
         if path[0] not in SECTIONS:
@@ -371,7 +402,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not path.is_file():
         raise RecipeError(f"recipe file {str(path)!r} does not exist (recipes live in recipes/<method>/<dataset>.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text())
+        raw = {} if raw is None else raw
     except yaml.YAMLError as error:
         raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {str(path)!r} must be a YAML mapping with sections {', '.join(SECTIONS)}, got "
+                          f"{type(raw).__name__} {raw!r:.60}")
     return recipe_from_dict(apply_overrides(raw, overrides or []))

@@ -2,9 +2,15 @@
 
 A *section* is a dataclass whose fields are the allowed keys. :func:`build_section` turns a plain
 mapping (from YAML or ``key=value`` overrides) into one, rejecting unknown keys with a suggestion
-and checking types: YAML reads ``3e-4`` as a string, so numbers written in any YAML form are
-accepted where a number is expected, lists become tuples where the field is a tuple, and booleans
-must be booleans. Range checks belong to each section's ``__post_init__``.
+and checking types: numbers written in any YAML form are accepted where a number is expected, an
+integer field refuses booleans and fractions (``queue_size: 2.5`` or ``true``), lists become tuples
+where the field is a tuple, and booleans must be booleans. Range checks belong to each section's
+``__post_init__``.
+
+:func:`load_yaml` is the one YAML reader of recipes and overrides. PyYAML follows YAML 1.1, where
+``3e-4``, ``2e-1`` and ``1e30`` (no dot, or no exponent sign) are strings; it also resolves YAML
+1.2's scientific notation to floats, so a number means a number in every section, including the
+free-form ``model`` section, whose values nothing else would convert.
 
 This module is the bottom of the house: each layer defines its own sections with it (data configs
 in :mod:`hfssl.data.config`, views in :mod:`hfssl.views.config`, the recipe in :mod:`hfssl.recipe`,
@@ -20,9 +26,27 @@ import types
 import typing
 from typing import Any, TypeVar, Union, get_type_hints
 
+import yaml
+
 T = TypeVar("T")
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2 scientific notation (``1e-3``, ``2E+5``, ``.5e1``) as floats."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text as recipes are read: safe, with scientific notation as floats (see the module docstring)."""
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class RecipeError(ValueError):

@@ -31,11 +31,19 @@ from hfssl.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_STORAGE, EXIT_US
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "simclr" / "digits.yaml")
+CLIP_RECIPE = str(REPO / "recipes" / "clip" / "emoji.yaml")
+MOCO_RECIPE = str(REPO / "recipes" / "moco" / "digits.yaml")
+DINO_RECIPE = str(REPO / "recipes" / "dino" / "digits.yaml")
+MLM_RECIPE = str(REPO / "recipes" / "mlm" / "lee.yaml")
+WORD2VEC_RECIPE = str(REPO / "recipes" / "word2vec" / "lee.yaml")
 TINY = ["model.backbone_config={model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, "
         "hidden_sizes: [8, 16], depths: [1, 1]}", "model.projection_hidden_dim=32", "model.projection_dim=16",
         "train.batch_size=32", "eval.protocols=[]", "train.trackers=[]", "train.progress_bar=false",
         "train.knn_every=null", "train.log_every=1"]
 FAST = [*TINY, "train.max_steps=2", "train.checkpoint_every=1"]
+#: A ResNet of two tiny stages for the MoCo and DINO recipes (the digits recipes' own is larger).
+TINY_BACKBONE = TINY[0]
+QUIET = ["train.trackers=[]", "train.progress_bar=false", "train.max_steps=2"]
 #: Diverges at once: plain SGD with an absurd constant learning rate.
 DIVERGE = ["optim.name=sgd", "optim.lr=1e30", "optim.warmup_ratio=0", "optim.schedule=constant"]
 
@@ -101,6 +109,51 @@ def _damage_all(how: str) -> Callable[[Path, Path], None]:
                 (checkpoint / "recipe.yaml").unlink()
             elif how == "empty-rng":
                 (checkpoint / "random_states_0.pkl").write_bytes(b"")
+            elif how == "malicious-optimizer":  # a torch.save archive whose pickle would run a command
+                import torch
+
+                torch.save({"state": _RunsACommand(tmp / "pwned")}, checkpoint / "optimizer.bin")
+            elif how == "plain-pickle-rng":  # a plain pickle (Accelerate's load_state skipped it with a log line)
+                import pickle
+
+                (checkpoint / "random_states_0.pkl").write_bytes(pickle.dumps({"state": _RunsACommand(tmp / "pwned")}))
+    return prepare
+
+
+class _RunsACommand:
+    """Unpickles into ``os.system("touch PATH")``: the file appearing would mean the pickle ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.path}",))
+
+
+def _nan_results(tmp: Path, run: Path) -> None:
+    """A finished run's eval_results.json with a NaN accuracy (what a diverged model once got written)."""
+    rows = [{"protocol": "knn", "features": "model", "k": 20, "temperature": 0.07, "top1": float("nan"), "top5": 1.0}]
+    (run / "eval_results.json").write_text(json.dumps({"dataset": "builtin:digits", "results": rows, "baselines": []}))
+
+
+def _nan_weights(relative: str) -> Callable[[Path, Path], None]:
+    """One NaN in the first floating-point tensor of ``run/relative`` (a safetensors file)."""
+    def prepare(tmp: Path, run: Path) -> None:
+        import numpy as np
+        from safetensors.numpy import load_file, save_file
+
+        tensors = load_file(run / relative)
+        name = next(key for key in sorted(tensors) if tensors[key].dtype.kind == "f")
+        tensors[name] = tensors[name].copy()
+        tensors[name].flat[0] = np.nan
+        save_file(tensors, run / relative, metadata={"format": "pt"})
+    return prepare
+
+
+def _truncate(relative: str) -> Callable[[Path, Path], None]:
+    def prepare(tmp: Path, run: Path) -> None:
+        path = run / relative
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return prepare
 
 
@@ -136,6 +189,23 @@ CASES: dict[str, Case] = {
     "protocol-setting-misspelt": Case(_train("eval.knn.temprature=0.1"), EXIT_USAGE, ["eval.knn.temprature"]),
     "protocol-not-served": Case(_train("eval.protocols=[analogy]"), EXIT_USAGE, ["'analogy'", "word-vectors"]),
     "crop-scale-reversed": Case(_train("views.crop_scale=[0.9,0.1]"), EXIT_USAGE, ["views.crop_scale"]),
+    "zero-shot-template-two-slots": Case(["train", CLIP_RECIPE, "--output-dir", "{tmp}/new",
+                                          "eval.zero-shot.templates=['a {} of {}']"], EXIT_USAGE,
+                                         ["eval.zero-shot.templates", "exactly once", "'a {} of {}'"]),
+    "zero-shot-template-named-slot": Case(["train", CLIP_RECIPE, "--output-dir", "{tmp}/new",
+                                           "eval.zero-shot.templates=['a photo of {name}']"], EXIT_USAGE,
+                                          ["eval.zero-shot.templates", "'a photo of {name}'"]),
+    "model-number-in-scientific-notation": Case(_train("model.temperature=2e+1"), EXIT_USAGE,
+                                                ["temperature", "got 20.0"]),  # read as 20.0, then range-checked
+    "model-int-given-a-list": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.queue_size=[1024]"],
+                                   EXIT_USAGE, ["model.queue_size must be an integer, got [1024]"]),
+    "model-int-given-a-fraction": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.queue_size=2.5"],
+                                       EXIT_USAGE, ["model.queue_size must be an integer, got 2.5"]),
+    "model-int-given-a-boolean": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.queue_size=true"],
+                                      EXIT_USAGE, ["model.queue_size must be an integer, got True"]),
+    "recipe-a-string-with-override": Case(["train", "{tmp}/string.yaml", "train.max_steps=2"], EXIT_USAGE,
+                                          ["string.yaml", "must be a YAML mapping", "'hello'"],
+                                          _write("string.yaml", '"hello"\n')),
     "override-invalid-yaml": Case(_train("train.max_steps=[1"), EXIT_USAGE, ["train.max_steps=[1", "YAML"]),
     # ---------------------------------------------------------------- data
     "data-path-missing": Case(_train("data.source={tmp}/no-such-images"), EXIT_USAGE, ["no-such-images", "data.source"]),
@@ -144,6 +214,31 @@ CASES: dict[str, Case] = {
     "data-split-unknown": Case(_train("data.train_split=training"), EXIT_USAGE, ["'training'", "data.train_split"]),
     "data-batch-too-large": Case(_train("train.batch_size=100000"), EXIT_USAGE, ["train.batch_size=100000"]),
     "data-image-size-zero": Case(_train("data.image_size=0"), EXIT_USAGE, ["data.image_size"]),
+    # ---------------------------------------------------------------- refused before training (issue 27 item 6)
+    "moco-queue-larger-than-the-data": Case(["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", TINY_BACKBONE, *QUIET,
+                                             "model.queue_size=4096"], EXIT_USAGE,
+                                            ["model.queue_size=4096", "1437 training examples", "below 1437"]),
+    "local-crops-larger-than-global": Case(["train", DINO_RECIPE, "--output-dir", "{tmp}/new",
+                                            "views.local_crop_size=24"], EXIT_USAGE,
+                                           ["views.local_crop_size=24", "data.image_size=16"]),
+    "last-layer-frozen-for-the-whole-run": Case(["train", DINO_RECIPE, "--output-dir", "{tmp}/new", TINY_BACKBONE,
+                                                 *QUIET, "train.batch_size=32"], EXIT_USAGE,
+                                                ["model.freeze_last_layer_epochs", "the whole run of 2 steps"]),
+    "nsp-on-one-sentence-documents": Case(["train", MLM_RECIPE, "--output-dir", "{tmp}/new", *QUIET,
+                                           "data.source={tmp}/sentences.csv", "model.next_sentence_prediction=true"],
+                                          EXIT_USAGE, ["model.next_sentence_prediction=true", "two or more sentences",
+                                                       "sentences.csv"],
+                                          _write("sentences.csv", "text\n" + "".join(
+                                              f"the cat number {index} sat on the mat\n" for index in range(120)))),
+    "mlm-one-line-corpus": Case(["train", MLM_RECIPE, "--output-dir", "{tmp}/new", *QUIET, "train.batch_size=1",
+                                 "data.source={tmp}/line.csv"], EXIT_USAGE,
+                                ["line.csv", "1 document(s)", "mlm-accuracy", "data.eval_split"],
+                                _write("line.csv", "text\nthe cat sat on the mat. The dog ran.\n")),
+    "word2vec-vocabulary-below-the-negatives": Case(["train", WORD2VEC_RECIPE, "--output-dir", "{tmp}/new", *QUIET,
+                                                     "train.batch_size=1", "data.source={tmp}/words.csv",
+                                                     "model.negative=10"], EXIT_USAGE,
+                                                    ["5 word(s)", "model.negative=10", "words.csv"],
+                                                    _write("words.csv", "text\n" + "the cat sat on mat " * 50 + "\n")),
     # ---------------------------------------------------------------- command-line paths
     "output-dir-is-a-file": Case(_train(output="{tmp}/notes.txt"), EXIT_USAGE, ["notes.txt", "is a file"],
                                  _write("notes.txt", "mine")),
@@ -154,6 +249,10 @@ CASES: dict[str, Case] = {
     "export-not-a-run": Case(["export", "{tmp}/nothing"], EXIT_USAGE, ["nothing", "not an hfssl run directory"]),
     "export-onto-the-run": Case(["export", "{run}", "--output", "{run}"], EXIT_USAGE, ["holds the run"], needs_run=True),
     "eval-missing-path": Case(["eval", "{tmp}/nothing"], EXIT_USAGE, ["nothing", "--dataset"]),
+    "eval-output-is-a-folder": Case(["eval", "{run}", "--protocol", "knn", "--max-train-samples", "64",
+                                     "--max-test-samples", "32", "--no-baselines", "--output", "{tmp}/folder"],
+                                    EXIT_USAGE, ["{tmp}/folder", "is a folder", "eval_results.json"],
+                                    lambda tmp, run: (tmp / "folder").mkdir(), needs_run=True),  # no temporary left
     "card-missing-path": Case(["card", "{tmp}/nothing"], EXIT_USAGE, ["nothing", "config.json"]),
     # ---------------------------------------------------------------- run directories
     "train-into-a-finished-run": Case(_train(output="{run}"), EXIT_USAGE,
@@ -195,6 +294,27 @@ CASES: dict[str, Case] = {
                                        flags=("--resume-from", "{run}/checkpoints/step-00000002")), EXIT_USAGE,
                                 ["step-00000002", "damaged", "model.safetensors is truncated"],
                                 _damage_all("truncate"), needs_run=True),
+    "malicious-pickle-optimizer": Case(_train("train.max_steps=4", output="{run}", flags=("--resume",)), EXIT_USAGE,
+                                       ["no intact checkpoint", "optimizer.bin cannot be loaded safely",
+                                        "GLOBAL posix.system"], _damage_all("malicious-optimizer"), needs_run=True),
+    "plain-pickle-rng-states": Case(_train("train.max_steps=4", output="{run}", flags=("--resume",)), EXIT_USAGE,
+                                    ["no intact checkpoint", "random_states_0.pkl is not a torch.save archive"],
+                                    _damage_all("plain-pickle-rng"), needs_run=True),
+    # ---------------------------------------------------------------- nothing non-finite is described or published
+    "card-nan-results": Case(["card", "{run}"], EXIT_NONFINITE, ["eval_results.json", "top1=nan", "hfssl eval"],
+                             _nan_results, needs_run=True),
+    "push-nan-results": Case(["push", "{run}", "--repo-id", "me/x"], EXIT_NONFINITE,
+                             ["eval_results.json", "top1=nan", "not published"], _nan_results, needs_run=True),
+    "card-nan-weights": Case(["card", "{run}"], EXIT_NONFINITE, ["model.safetensors holds non-finite weights", "optim.lr"],
+                             _nan_weights("model.safetensors"), needs_run=True),
+    "push-nan-encoder": Case(["push", "{run}", "--repo-id", "me/x"], EXIT_NONFINITE,
+                             ["encoder/model.safetensors holds non-finite weights", "not published"],
+                             _nan_weights("encoder/model.safetensors"), needs_run=True),
+    "push-truncated-encoder": Case(["push", "{run}", "--repo-id", "me/x"], EXIT_USAGE,
+                                   ["encoder/model.safetensors is damaged", "hfssl export {run}"],
+                                   _truncate("encoder/model.safetensors"), needs_run=True),
+    "card-truncated-model": Case(["card", "{run}"], EXIT_USAGE, ["model.safetensors is damaged", "nothing was described"],
+                                 _truncate("model.safetensors"), needs_run=True),
 }
 
 
@@ -240,6 +360,26 @@ def test_a_non_finite_loss_stops_before_anything_is_written_from_it(tmp_path: Pa
     for name in ("model.safetensors", "config.json", "encoder", "eval_results.json", "README.md", "checkpoints"):
         assert not (run / name).exists(), name
     assert {key: value for key, value in snapshot(tmp_path).items() if key in before} == before
+
+
+def test_a_diverged_model_with_finite_weights_is_neither_scored_exported_nor_described(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27: one step at lr 1e30 leaves finite weights (~1e30) whose features are NaN; kNN over NaN
+    similarities still "scored" 0.9 and the card said so. The features are checked before anything is written."""
+    run = tmp_path / "diverged"
+    evaluation = ["eval.protocols=[knn]", "eval.baselines=false", "eval.max_train_samples=64", "eval.max_test_samples=32"]
+    code, output = call(["--log-level", "WARNING", "train", RECIPE, "--output-dir", str(run), *TINY, *evaluation,
+                         "train.max_steps=1", "optim.lr=1.0e+30", "optim.warmup_ratio=0.0"], capsys)
+    assert code == EXIT_NONFINITE, output[-3000:]
+    assert "Traceback" not in output and "the simclr model gives non-finite features" in output and "optim.lr" in output
+    for name in ("eval_results.json", "encoder", "README.md", "images"):
+        assert not (run / name).exists(), name
+    before = snapshot(tmp_path)
+    code, output = call(["--log-level", "WARNING", "eval", str(run), "--protocol", "knn", "--max-train-samples", "64",
+                         "--max-test-samples", "32", "--no-baselines"], capsys)
+    assert code == EXIT_NONFINITE and "Traceback" not in output, output[-3000:]
+    assert f"'{run}' gives non-finite features" in output and "nothing was scored" in output
+    assert snapshot(tmp_path) == before
 
 
 def test_skipped_non_finite_steps_are_bounded_and_the_last_good_checkpoint_stays_newest(
@@ -342,6 +482,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["train", RECIPE, "--output-dir", "{run}", *TINY], EXIT_USAGE, ["already holds another run", "--overwrite"]),
     (["export", "{run}", "--output", "{tmp}"], EXIT_USAGE, ["holds the run"]),
     (["--debug", "train", RECIPE, "--output-dir", "{tmp}/new", "optim.lr=-1"], 1, ["Traceback", "RecipeError"]),
+    # Issue 27: model-section numbers in scientific notation are numbers (the later key's error shows the
+    # earlier one parsed), a list for an integer and a two-slot zero-shot template are one message each.
+    (["train", MOCO_RECIPE, "--output-dir", "{tmp}/new", "model.temperature=2e-1", "model.queue_size=[1024]"],
+     EXIT_USAGE, ["model.queue_size must be an integer, got [1024]"]),
+    (["train", WORD2VEC_RECIPE, "--output-dir", "{tmp}/new", "model.sample=1e-3", "model.max_vocab_size=many"],
+     EXIT_USAGE, ["model.max_vocab_size must be an integer, got 'many'"]),
+    (["train", CLIP_RECIPE, "--output-dir", "{tmp}/new", "eval.zero-shot.templates=['a {} of {}']"], EXIT_USAGE,
+     ["eval.zero-shot.templates", "exactly once"]),
 ])
 def test_bad_inputs_through_a_real_process(args: list[str], code: int, fragments: list[str], tmp_path: Path,
                                            finished_run: Path) -> None:
@@ -354,6 +502,39 @@ def test_bad_inputs_through_a_real_process(args: list[str], code: int, fragments
         assert fragment in result.stderr, (fragment, result.stderr[-3000:])
     if "--debug" not in args:
         assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+    assert snapshot(tmp_path) == before
+
+
+def test_a_hugging_face_cache_that_cannot_be_written_is_refused_before_training(tmp_path: Path) -> None:
+    """Issue 27: with HF_HOME read-only, a run trained and then failed in its evaluation (evaluate.load
+    copies the metric module into HF_HOME/modules). A path under a file stands in for a read-only
+    folder (the tests may run as root, for whom permission bits do not stop a write)."""
+    (tmp_path / "a-file").write_text("not a folder")
+    before = snapshot(tmp_path)
+    unwritable = tmp_path / "a-file" / "hf"
+    env = {**_env(), "HF_HOME": str(unwritable), "HF_MODULES_CACHE": str(unwritable / "modules")}
+    result = subprocess.run([sys.executable, "-m", "hfssl.cli", "train", RECIPE, "--output-dir", str(tmp_path / "new"),
+                             *TINY, "eval.protocols=[knn]", "train.max_steps=2"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_USAGE, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+    assert f"{unwritable / 'modules'}' cannot be written" in result.stderr and "knn" in result.stderr
+    assert "HF_HOME" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_datasets_cache_that_cannot_be_written_is_refused_before_loading_a_file_source(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "words.csv").write_text("text\n" + "the cat sat on the mat and the dog ran away\n" * 20)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "a-file" / "datasets"))
+    before = snapshot(tmp_path)
+    code, output = call(["--log-level", "WARNING", "train", WORD2VEC_RECIPE, "--output-dir", str(tmp_path / "new"),
+                         *QUIET, f"data.source={tmp_path / 'words.csv'}"], capsys)
+    assert code == EXIT_USAGE and "Traceback" not in output, output[-3000:]
+    assert "a-file/datasets' cannot be written" in output and "words.csv" in output and "HF_DATASETS_CACHE" in output
     assert snapshot(tmp_path) == before
 
 

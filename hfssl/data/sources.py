@@ -218,6 +218,38 @@ def _load_local(source: str, streaming: bool) -> datasets.DatasetDict | datasets
     return loaded
 
 
+def writes_datasets_cache(source: str, streaming: bool = False) -> bool:
+    """Whether loading ``source`` makes ``datasets`` write Arrow files into its cache: a Hub id, or a
+    local data file or folder read by a builder (not a ``save_to_disk`` folder, not a built-in set)."""
+    if streaming:
+        return False
+    kind = source_kind(source)
+    if kind == "hub":
+        return True
+    if kind == "local":
+        path = Path(source).expanduser()
+        return not (path.is_dir() and any((path / marker).is_file() for marker in _SAVE_TO_DISK_MARKERS))
+    return False
+
+
+def check_cache_writable(folder: str | Path, user: str) -> None:
+    """Raise :class:`DataSourceError` (exit code 2) when ``folder`` (a Hugging Face cache) cannot be
+    written: probed with a real file, because permission bits say nothing about a read-only file
+    system or a process running as root. ``user`` says who writes there and why."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".hfssl-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise DataSourceError(
+            f"the Hugging Face cache folder {str(folder)!r} cannot be written ({error.strerror or error}), and {user} "
+            "writes there. Fix: point HF_HOME (or HF_DATASETS_CACHE, HF_MODULES_CACHE) at a "
+            "writable folder, for example HF_HOME=$TMPDIR/hf-cache, copying what a read-only cache holds if you need it"
+        ) from None
+
+
 def load_source(
     source: str, config_name: str | None = None, *, streaming: bool = False
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:

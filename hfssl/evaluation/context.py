@@ -41,7 +41,12 @@ from hfssl.data.config import ImageDataConfig, ImageTextDataConfig, SourceConfig
 from hfssl.data.image_text import load_image_text_splits
 from hfssl.data.images import ImageSplits, load_image_splits, read_labels
 from hfssl.evaluation.image_text import DUAL_ENCODER_TYPES, DualEncoder, load_dual_encoder
-from hfssl.evaluation.features import extract_features_with, iter_image_batches, load_feature_extractor
+from hfssl.evaluation.features import (
+    check_finite_features,
+    extract_features_with,
+    iter_image_batches,
+    load_feature_extractor,
+)
 from hfssl.evaluation.word_vectors import WordVectors, load_word_vectors
 from hfssl.modeling_utils import TOKENIZER_FILES
 from hfssl.recipe import EvalConfig, Recipe, load_recipe
@@ -230,6 +235,8 @@ class EvaluationContext:
             batch = self.eval_config.batch_size
             train_f, train_y = extract_features_with(embed, transform, splits.train, batch, device=device, model=model)
             test_f, test_y = extract_features_with(embed, transform, splits.test, batch, device=device, model=model)
+            check_finite_features(train_f, self.describe_model(), "training")
+            check_finite_features(test_f, self.describe_model(), "test")
             logger.info("features: %d train and %d test rows of width %d from %s", len(train_y), len(test_y),
                         train_f.shape[1], self.describe_model())
             self._cache["features"] = FeatureSet(train_f, train_y, test_f, test_y)

@@ -40,6 +40,7 @@ from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
 
 from hfssl.backbones import layer_features, pool_features
 from hfssl.data.images import label_values, read_pixels
+from hfssl.errors import NonFiniteError
 from hfssl.registry import discover_methods, is_hfssl_run, read_hfssl_config
 
 logger = logging.getLogger(__name__)
@@ -200,6 +201,18 @@ def load_feature_extractor(
     extractor.model.to(device).eval()
     logger.info("loaded %s %s (%s) on %s", extractor.kind, path, type(extractor.model).__name__, device)
     return extractor
+
+
+def check_finite_features(features: np.ndarray, model: str, split: str) -> None:
+    """Raise :class:`hfssl.errors.NonFiniteError` (exit code 3) when ``features`` ``(N, D)`` hold NaN or
+    infinity: a diverged model is never scored (a kNN vote over NaN similarities still "classifies")."""
+    bad = ~np.isfinite(features).all(axis=tuple(range(1, features.ndim))) if features.size else np.zeros(0, bool)
+    if bad.any():
+        raise NonFiniteError(
+            f"{model} gives non-finite features (NaN or infinity) for {int(bad.sum())} of {len(features)} {split} "
+            "images: its weights have diverged, so nothing was scored. Fix: train again with a lower optim.lr, "
+            "optim.max_grad_norm (for example 1.0) or a longer warm-up (optim.warmup_ratio), or evaluate an earlier "
+            "checkpoint; do not publish this model")
 
 
 def _label_column(columns: list[str], where: str) -> str:

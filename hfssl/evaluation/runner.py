@@ -182,6 +182,9 @@ def write_eval_results(results: dict[str, Any], output: str | Path, merge: bool 
         what was written.
     """
     output = Path(output)
+    if output.is_dir():
+        raise ValueError(f"cannot write the results to {str(output)!r}: it is a folder; give a file path, for example "
+                         f"{str(output / 'eval_results.json')!r}")
     if merge and output.is_file():
         try:
             existing = json.loads(output.read_text())
@@ -190,9 +193,13 @@ def write_eval_results(results: dict[str, Any], output: str | Path, merge: bool 
         results = merge_eval_results(existing, results)
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=".eval_results.", suffix=".json")
-    with os.fdopen(handle, "w") as file:
-        file.write(json.dumps(results, indent=2) + "\n")
-    os.replace(temporary, output)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(results, indent=2) + "\n")
+        os.replace(temporary, output)
+    except BaseException:  # a failed write leaves no temporary file beside the output
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return results
 
 

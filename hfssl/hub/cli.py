@@ -10,8 +10,12 @@ lines end up in shell histories and process lists.
 ``hfssl card DIR [--repo-id OWNER/NAME] [--encoder-repo-id OWNER/NAME]`` rewrites
 ``DIR/README.md`` from the run's current files, e.g. after ``hfssl eval`` added results.
 
+Both refuse a run whose weights cannot be read or hold NaN or infinity, or whose
+``eval_results.json`` holds a non-finite number (:func:`hfssl.hub.run.check_publishable`; exit
+code 3 for non-finite values, 2 for a damaged file): a diverged model is never described or published.
+
 Both handlers print a short summary (the command line is the only place that prints) and
-return 0; errors propagate to :func:`hfssl.cli.main`, which prints them and exits with 2.
+return 0; errors propagate to :func:`hfssl.cli.main`, which prints them with their exit codes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from hfssl.hub.card import write_model_card
 from hfssl.hub.push import check_repo_id, push_run
+from hfssl.hub.run import check_publishable
 from hfssl.recipe import load_recipe
 
 
@@ -89,6 +94,9 @@ def run_card(args: argparse.Namespace) -> int:
         check_repo_id(args.repo_id, "--repo-id")
     if args.encoder_repo_id:
         check_repo_id(args.encoder_repo_id, "--encoder-repo-id")
-    path = write_model_card(Path(args.run_dir), repo_id=args.repo_id, encoder_repo_id=args.encoder_repo_id)
+    run_dir = Path(args.run_dir)
+    if (run_dir / "config.json").is_file():
+        check_publishable(run_dir, "described")  # damaged or non-finite weights, non-finite results
+    path = write_model_card(run_dir, repo_id=args.repo_id, encoder_repo_id=args.encoder_repo_id)
     print(f"hfssl: wrote the model card {path}")
     return 0

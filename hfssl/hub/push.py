@@ -46,6 +46,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from hfssl.export import ExportContext
 from hfssl.hub.card import hfssl_version, read_run, write_encoder_card, write_model_card
+from hfssl.hub.run import check_publishable
 from hfssl.recipe import load_recipe
 from hfssl.registry import method_for_config
 
@@ -266,7 +267,9 @@ def with_retries(action: Callable[[], T], what: str, token: str | None, retries:
 
 
 def check_run_dir(run_dir: Path, *, separate_encoder: bool) -> None:
-    """Raise ``FileNotFoundError`` naming what a publishable run directory lacks, and how to make it."""
+    """Raise ``FileNotFoundError`` naming what a publishable run directory lacks, and how to make it;
+    ``ValueError`` for damaged weights and :class:`hfssl.errors.NonFiniteError` for non-finite weights or
+    results (:func:`hfssl.hub.run.check_publishable`)."""
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist: pass the --output-dir of `hfssl train`")
     if not (run_dir / "config.json").is_file():
@@ -280,6 +283,7 @@ def check_run_dir(run_dir: Path, *, separate_encoder: bool) -> None:
     if separate_encoder and not any((run_dir / "encoder" / name).is_file()
                                     for name in ("model.safetensors", "model.safetensors.index.json")):
         raise FileNotFoundError(f"{run_dir / 'encoder'} has no model.safetensors: run `hfssl export {run_dir}` again")
+    check_publishable(run_dir, "published")  # readable, finite weights and results
 
 
 def _walk(folder: Path) -> Iterator[Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers import AutoConfig, PretrainedConfig
 
+from hfssl.errors import NonFiniteError
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import MethodSpec, method_for_config
 
@@ -271,3 +273,66 @@ def count_parameters(folder: Path) -> int | None:
                     continue
                 total += int(np.prod(handle.get_slice(key).get_shape(), dtype=np.int64))
     return total
+
+
+#: Result fields that may be undefined without the result being wrong (few-shot's interval of one episode).
+UNDEFINED_OK = frozenset({"ci95"})
+_FIX_DIVERGED = ("train again with a lower optim.lr, optim.max_grad_norm (for example 1.0) or a longer warm-up, or "
+                 "continue from an earlier checkpoint with --resume-from")
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """``folder``'s safetensors weights: the shards of ``model.safetensors.index.json``, else ``model.safetensors``."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return sorted({folder / name for name in read_json(index)["weight_map"].values()})
+    return [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
+
+
+def check_finite_weights(run_dir: Path, verb: str) -> None:
+    """Every tensor of the run's model and of its ``encoder/`` reads and is finite.
+
+    Raises:
+        ValueError: a weights file that cannot be read (truncated, not safetensors), with the fix.
+        NonFiniteError: a tensor holding NaN or infinity (exit code 3): a diverged run is not ``verb``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    for file in [*weight_files(run_dir), *weight_files(run_dir / "encoder")]:
+        bad = []
+        try:
+            with safe_open(str(file), framework="numpy") as handle:
+                for key in handle.keys():
+                    tensor = handle.get_tensor(key)
+                    if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+                        bad.append(key)
+        except (SafetensorError, OSError, ValueError) as error:
+            fix = (f"write it again with `hfssl export {run_dir}`" if file.parent.name == "encoder" and
+                   file.parent.parent == run_dir else "restore it from a copy, or train the run again")
+            raise ValueError(f"{file} is damaged and cannot be read ({error}); nothing was {verb}. Fix: {fix}") from None
+        if bad:
+            names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise NonFiniteError(f"{file} holds non-finite weights (NaN or infinity in {names}): the run diverged, so "
+                                 f"it is not {verb}. Fix: {_FIX_DIVERGED}")
+
+
+def check_finite_results(data: dict[str, Any], path: Path, verb: str) -> None:
+    """Raise :class:`NonFiniteError` when a number of ``eval_results.json`` is NaN or infinite."""
+    for group in ("results", "baselines"):
+        for index, entry in enumerate(data.get(group) or []):
+            for key, value in entry.items():
+                if isinstance(value, float) and not math.isfinite(value) and key not in UNDEFINED_OK:
+                    raise NonFiniteError(
+                        f"{path}: {group}[{index}] ({entry.get('protocol')}) has {key}={value}: a non-finite result is "
+                        f"not {verb}. Fix: evaluate again with `hfssl eval {path.parent}` (a diverged model is refused "
+                        f"there: then {_FIX_DIVERGED}), or remove the entry")
+
+
+def check_publishable(run_dir: str | Path, verb: str = "published") -> None:
+    """What ``hfssl card`` and ``hfssl push`` refuse before they describe or upload anything: weights
+    that cannot be read or are not finite, and non-finite evaluation results."""
+    run_dir = Path(run_dir)
+    check_finite_weights(run_dir, verb)
+    results = run_dir / "eval_results.json"
+    if results.is_file():
+        check_finite_results(check_eval_results(read_json(results), results), results, verb)

@@ -11,8 +11,9 @@ every new run, carried on by ``--resume``). Pruning only removes older checkpoin
 run, and a checkpoint of another run is never replaced.
 
 Resume: :func:`resolve_resume` verifies the newest checkpoint (:func:`checkpoint_problems`: the
-files present, ``*.safetensors`` complete, ``optimizer.bin`` a complete archive, the JSON and
-YAML parse) and falls back to the newest intact one, logging what it skipped and why.
+files present, ``*.safetensors`` complete, ``optimizer.bin`` a complete archive, every pickled file
+(``*.bin``, ``*.pkl``) accepted by torch's weights-only unpickler, the JSON and YAML parse) and falls
+back to the newest intact one, logging what it skipped and why.
 
 A write that fails (a full disk, no permission) removes its staging folder, so the previous
 checkpoint stays the newest, and raises :class:`hfssl.errors.StorageError` with the path and,
@@ -290,7 +291,33 @@ def checkpoint_problems(checkpoint: Path) -> list[str]:
     for path in sorted(checkpoint.glob("*.pkl")):
         if path.stat().st_size == 0:
             problems.append(f"{path.name} is empty")
+    flagged = {problem.split(" ", 1)[0] for problem in problems}
+    for path in sorted([*checkpoint.glob("*.bin"), *checkpoint.glob("*.pt"), *checkpoint.glob("*.pkl")]):
+        problem = None if path.name in flagged else _pickle_problem(path)
+        if problem:
+            problems.append(f"{path.name} {problem}")
     return problems
+
+
+def _pickle_problem(path: Path) -> str | None:
+    """None when ``path`` loads as Accelerate's resume loads it: a ``torch.save`` archive read by torch's
+    weights-only unpickler (memory-mapped, so the tensors are not read). A pickle that would run code,
+    or any file that is not such an archive, is a problem named here instead of a traceback (or, for
+    the RNG states, which Accelerate's ``load_state`` skips with a log line, a silently inexact resume)."""
+    from accelerate.utils import load as accelerate_load  # weights_only=True, with Accelerate's numpy globals
+
+    if not zipfile.is_zipfile(path):
+        return "is not a torch.save archive (a plain pickle, which hfssl never loads: it could run code)"
+    try:
+        accelerate_load(str(path), map_location="cpu", mmap=True)
+    except Exception as error:  # noqa: BLE001 - whatever torch.load refuses, the resume could not load
+        # torch's message is a paragraph; the line that names the refused global (or operation) is the one to show.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if "GLOBAL" in line or "nsupported" in line),
+                      lines[0] if lines else type(error).__name__)
+        return (f"cannot be loaded safely (torch.load with weights_only=True refused it: {reason[:200]}); it was not "
+                "written by hfssl's checkpointing or was changed since")
+    return None
 
 
 def _looks_like_zip_start(path: Path) -> bool:

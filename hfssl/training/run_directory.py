@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hfssl.errors import ResumeError, RunDirectoryError
 from hfssl.recipe import Recipe
+from hfssl.settings import load_yaml
 from hfssl.training.checkpoint import (
     RECIPE_FILE,
     check_new_run_directory,
@@ -96,8 +95,10 @@ def plan_run(recipe: Recipe, output_dir: Path, resume: bool | str, overwrite: bo
 
 def recipe_differences(checkpoint: Path, recipe: Recipe) -> tuple[list[str], list[str]]:
     """``(allowed, refused)`` differences ``key: old -> new`` between a checkpoint's recipe and ``recipe``."""
-    saved = yaml.safe_load((Path(checkpoint) / RECIPE_FILE).read_text()) or {}
-    current = yaml.safe_load(recipe.to_yaml()) or {}
+    # Read as recipes are read (scientific notation as floats), so a recipe saved by an older hfssl
+    # with "2e-1" for a number compares equal to the same number now.
+    saved = load_yaml((Path(checkpoint) / RECIPE_FILE).read_text()) or {}
+    current = load_yaml(recipe.to_yaml()) or {}
     old, new = _flatten(saved), _flatten(current)
     allowed, refused = [], []
     for key in sorted(set(old) | set(new)):

@@ -74,6 +74,7 @@ from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
+from hfssl.settings import RecipeError
 from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
     checkpoint_root,
@@ -199,11 +200,20 @@ def check_schedule_names(recipe: Recipe, spec: MethodSpec | None = None) -> None
     resolve_schedules(stand_ins, recipe.train.schedules, owner=f"the {recipe.method} model")
 
 
-def _frozen_until(model: HfsslPreTrainedModel, steps_per_epoch: int | None) -> list[tuple[torch.nn.Parameter, int]]:
-    """``(parameter, first step it is updated)`` for every parameter a freeze applies to."""
+def _frozen_until(model: HfsslPreTrainedModel, steps_per_epoch: int | None, total_steps: int
+                  ) -> list[tuple[torch.nn.Parameter, int]]:
+    """``(parameter, first step it is updated)`` for every parameter a freeze applies to; a freeze
+    as long as the whole run (the parameters would never train) is refused before training."""
     frozen = []
     for freeze in model.parameter_freezes():
         length = freeze.length(steps_per_epoch)
+        if length >= total_steps:
+            key = freeze.key or f"{type(model).__name__}.parameter_freezes()"
+            raise RecipeError(
+                f"{key} freezes {freeze.pattern} for {length} steps"
+                + (f" ({steps_per_epoch} steps an epoch)" if steps_per_epoch else "")
+                + f", the whole run of {total_steps} steps: those parameters would never be trained. "
+                f"Fix: lower {key} or train longer (train.max_steps / train.epochs)")
         matched = [parameter for name, parameter in model.named_parameters() if freeze.matches(name)]
         if not matched:
             raise ValueError(f"{type(model).__name__}.parameter_freezes(): {freeze.pattern!r} matches no parameter")
@@ -356,7 +366,8 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, _dataloader(recipe, data))
     total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
     unwrapped = accelerator.unwrap_model(prepared)
-    plan = StepPlan(total_steps, schedules, base_lrs, _frozen_until(unwrapped, steps_per_epoch), recipe.optim)
+    frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)  # a whole-run freeze is refused here
+    plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
                optimizer, dataloader, plan)
     _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes

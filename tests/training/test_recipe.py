@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from hfssl.recipe import RecipeError, apply_overrides, load_recipe, recipe_from_dict
 
+REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 BASE = {"method": "simclr", "model": {"projection_dim": 16}, "train": {"max_steps": 5}}
 
 
@@ -78,3 +81,41 @@ def test_numbers_in_any_yaml_form_are_numbers(tmp_path):
     assert recipe.train.seed == 7
     with pytest.raises(RecipeError, match="train.max_steps must be an integer, got 2.5"):
         load_recipe(path, ["train.max_steps=2.5e0"])
+
+
+def test_scientific_notation_is_a_float_in_every_section_and_in_nested_values(tmp_path):
+    """The recipe reader resolves YAML 1.2 floats: the ``model`` section (a config's keyword arguments,
+    which no section class converts) and values nested in it get numbers, not strings."""
+    from hfssl.settings import load_yaml
+
+    assert load_yaml("[2e-1, 1e-3, 1.0e+30, -3E-4, .5e1, 1e30, 12, '1e-3', 2e, e5]") == [
+        0.2, 0.001, 1e30, -3e-4, 5.0, 1e30, 12, "1e-3", "2e", "e5"]
+    path = tmp_path / "recipe.yaml"
+    path.write_text("method: moco\nmodel:\n  temperature: 2e-1\n  backbone_config: {model_type: resnet, "
+                    "layer_norm_eps: 1e-5}\n")
+    recipe = load_recipe(path, ["model.teacher_momentum=9.9e-1"])
+    assert recipe.model["temperature"] == 0.2 and recipe.model["teacher_momentum"] == 0.99
+    assert recipe.model["backbone_config"]["layer_norm_eps"] == 1e-5
+    w2v = load_recipe(REPO_RECIPES / "word2vec" / "lee.yaml", ["model.sample=1e-3"])
+    assert w2v.model["sample"] == 0.001
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("2.5", "model.queue_size must be an integer, got 2.5"),
+    ("true", "model.queue_size must be an integer, got True"),
+    ("[1024]", "model.queue_size must be an integer, got [1024]"),
+    ("many", "model.queue_size must be an integer, got 'many'"),
+])
+def test_model_values_are_checked_against_the_config_annotations(value, fragment):
+    with pytest.raises(RecipeError) as error:
+        recipe_from_dict(apply_overrides({"method": "moco"}, [f"model.queue_size={value}"]))
+    assert fragment in str(error.value)
+    assert recipe_from_dict(apply_overrides({"method": "moco"}, ["model.queue_size=4.096e3"])).model["queue_size"] == 4096
+
+
+def test_a_recipe_that_is_not_a_mapping_is_refused_with_or_without_overrides(tmp_path):
+    path = tmp_path / "string.yaml"
+    path.write_text('"hello"\n')
+    for overrides in ([], ["train.max_steps=2"]):
+        with pytest.raises(RecipeError, match="must be a YAML mapping with sections method, model"):
+            load_recipe(path, overrides)

@@ -41,8 +41,20 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
         raise ValueError(f"unknown hfssl metric {name!r}; shipped metrics: {', '.join(available_metrics())}")
     import evaluate  # imported on first use: half a second that `import hfssl` need not pay
 
+    from hfssl.data.sources import check_cache_writable
+
+    for folder in metric_cache_folders():  # a read-only cache: one message naming the folder and the fix
+        check_cache_writable(folder, f"evaluate, loading the {name} metric module,")
     # keep_in_memory: predictions are small and no cache files are left behind in ~/.cache.
     return evaluate.load(str(script), keep_in_memory=True)
+
+
+def metric_cache_folders() -> list[Path]:
+    """The folders ``evaluate.load`` writes even for a local script kept in memory: its copy of the
+    module (``HF_MODULES_CACHE``) and the metric's cache folder (``HF_METRICS_CACHE``)."""
+    import evaluate.config
+
+    return [Path(evaluate.config.HF_MODULES_CACHE), Path(evaluate.config.HF_METRICS_CACHE)]
 
 
 def top_k_accuracies(scores: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

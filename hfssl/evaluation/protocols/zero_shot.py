@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,20 @@ class ZeroShotSettings:
     datasets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.templates or any("{}" not in template for template in self.templates):
-            raise RecipeError(f"eval.zero-shot.templates must be prompts that each hold '{{}}' for the class name, "
-                              f"got {self.templates!r}")
+        if not self.templates or any(_template_fields(template) != [""] for template in self.templates):
+            bad = [template for template in self.templates if _template_fields(template) != [""]]
+            raise RecipeError(f"eval.zero-shot.templates must be prompts that each hold '{{}}' exactly once for the "
+                              f"class name (write a literal brace as '{{{{' or '}}}}'), got {(bad or self.templates)!r}")
         if self.class_names is not None and (not self.class_names or not all(str(n).strip() for n in self.class_names)):
             raise RecipeError(f"eval.zero-shot.class_names must be non-empty names, got {self.class_names!r}")
+
+
+def _template_fields(template: str) -> list[str] | None:
+    """The replacement fields of a ``str.format`` template (``""`` for ``{}``), ``None`` when it does not parse."""
+    try:
+        return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError:  # a single '{' or '}'
+        return None
 
 
 def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Rows:

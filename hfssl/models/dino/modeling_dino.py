@@ -103,7 +103,8 @@ class DINOForPreTraining(HfsslPreTrainedModel):
     def parameter_freezes(self) -> list[Freeze]:
         if self.config.freeze_last_layer_epochs <= 0:
             return []
-        return [Freeze("head.last_layer.*", epochs=float(self.config.freeze_last_layer_epochs))]
+        return [Freeze("head.last_layer.*", epochs=float(self.config.freeze_last_layer_epochs),
+                       key="model.freeze_last_layer_epochs")]
 
     def on_train_step_start(self, step: int, scheduled: dict[str, float]) -> None:
         if "teacher_temperature" in scheduled:

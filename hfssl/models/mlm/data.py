@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hfssl.data.sources import check_cache_writable
 from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
 from hfssl.data.training import TrainingData
 from hfssl.models.mlm.configuration_mlm import MLMConfig
@@ -338,7 +339,10 @@ def cached_wordpiece(dataset: Any, column: str, data: Any, config: MLMConfig) ->
     tokenizer = train_wordpiece(iter_texts(dataset, column, data.source), config.vocab_size, data.lowercase,
                                 config.max_seq_length)
     logger.info("mlm: trained a WordPiece vocabulary of %d tokens on %s", len(tokenizer), data.source)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Every process of a run must use the one vocabulary the cache holds (training it again may break
+    # ties differently), so a cache that cannot be written is refused here, before training.
+    check_cache_writable(folder.parent, "hfssl's MLM tokenizer cache (the WordPiece vocabulary of data.source, "
+                         "shared by every process of the run; or set data.tokenizer_name_or_path)")
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     tokenizer.save_pretrained(staging)
     try:
@@ -348,6 +352,40 @@ def cached_wordpiece(dataset: Any, column: str, data: Any, config: MLMConfig) ->
 
         shutil.rmtree(staging, ignore_errors=True)
     return AutoTokenizer.from_pretrained(folder)
+
+
+#: Documents read to find out whether a corpus has any of two sentences (next-sentence prediction).
+SENTENCE_SAMPLE = 1000
+
+
+def _check_held_out(recipe: Any, held: Any, column: str, documents: int) -> None:
+    """The ``mlm-accuracy`` protocol measures on the held-out documents (:func:`held_out_texts`): a corpus
+    too small to hold one out would fail after the whole training, so it is refused before it."""
+    if "mlm-accuracy" not in recipe.eval.protocols or recipe.data.eval_split:
+        return
+    if recipe.data.max_train_samples is not None:  # held_out_texts reads the whole source, not the capped one
+        try:
+            held_out_texts(recipe.data, max_documents=1)
+            return
+        except ValueError:
+            held = None
+    if held is None or not any(text.strip() for text in iter_texts(held, column, recipe.data.source)):
+        raise ValueError(
+            f"dataset {recipe.data.source!r} has {documents} document(s), so none is held out for eval protocol "
+            f"mlm-accuracy (one in {HOLDOUT_EVERY} is, and it must hold text): give at least {HOLDOUT_EVERY} "
+            "documents, set data.eval_split to a split of the source, or remove mlm-accuracy from eval.protocols")
+
+
+def _check_sentence_pairs(data: Any, documents: Any, column: str) -> None:
+    """Next-sentence prediction pairs sentences of one document (BERT sec. 3.1): a corpus whose documents
+    are single sentences would only ever give half-sentence pairs, so it is refused before training."""
+    sample = documents.select(range(min(len(documents), SENTENCE_SAMPLE)))
+    if not any(len(split_sentences(text)) >= 2 for text in iter_texts(sample, column, data.source)):
+        raise ValueError(
+            f"model.next_sentence_prediction=true needs documents of two or more sentences, but none of the first "
+            f"{len(sample)} documents of {data.source!r} (column {column!r}) has two (sentences end at a line break "
+            "or at . ! ? before a space). Set model.next_sentence_prediction=false, or train on documents of "
+            "several sentences")
 
 
 def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
@@ -361,11 +399,15 @@ def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
     dataset = load_text_split(data)
     column = resolve_text_column(dataset, data)
     # Held out by position in the source (before anything is filtered), as held_out_texts reads it.
-    train_documents, _ = split_held_out(dataset, data.streaming)
+    train_documents, held = split_held_out(dataset, data.streaming)
     train_documents = train_documents.filter(lambda row: bool(row[column] and str(row[column]).strip()))
     if not data.streaming and len(train_documents) == 0:
         raise ValueError(f"dataset {data.source!r} has no non-empty text in column {column!r}; point data.source "
                          "(and data.text_column) at real text")
+    if not data.streaming:
+        _check_held_out(recipe, held, column, len(dataset))
+        if config.next_sentence_prediction:
+            _check_sentence_pairs(data, train_documents, column)
     tokenizer = run_tokenizer(recipe, config, train_documents, column)
     updates = tokenizer_config_updates(tokenizer, config)
     config = MLMConfig(**{**recipe.model, **updates})

@@ -1,5 +1,6 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020): the method's spec, registered when hfssl discovers its methods."""
 
+import inspect
 from typing import Any
 
 from hfssl.export import export_image_encoder
@@ -17,6 +18,25 @@ def check_batch_norm(recipe: Any) -> None:
         raise RecipeError("MoCo v2 guards against BatchNorm leakage by shuffling BN across processes, which "
                           "train.sync_batchnorm would undo: set train.sync_batchnorm: false, or "
                           "model.shuffle_batch_norm: false to use SyncBatchNorm instead")
+
+def build_inputs(recipe: Any, data: Any) -> Any:
+    """The multi-view input builder, after checking the queue against the data: a queue of more keys
+    than there are training images holds keys of the very images it is asked to tell apart (each
+    image's earlier key among its own negatives), so MoCo keeps K well below the data size (He et al.
+    2020, sec. 3.1: 65,536 keys for ImageNet's 1.28M images). Refused before training."""
+    queue_size = int(recipe.model.get("queue_size", inspect.signature(MoCoConfig.__init__).parameters["queue_size"].default))
+    try:
+        examples = len(data.train_dataset)
+    except TypeError:  # streamed data: its size is unknown
+        examples = None
+    if examples is not None and queue_size > examples:
+        raise RecipeError(
+            f"model.queue_size={queue_size} is larger than the {examples} training examples of {recipe.data.source!r}: "
+            "the queue would hold earlier keys of the very images in the batch as their negatives. Set "
+            f"model.queue_size below {examples} (a few batches of train.batch_size, for example "
+            f"{max(1, min(examples // 2, 4 * recipe.train.batch_size))})")
+    return view_inputs("multi_view")(recipe, data)
+
 
 PAPER = Paper(
     title="Improved Baselines with Momentum Contrastive Learning",
@@ -43,7 +63,7 @@ SPEC = register_method(MethodSpec(
     family="vision-ssl",
     paper=PAPER,
     display_name="MoCo v2",
-    build_inputs=view_inputs("multi_view"),
+    build_inputs=build_inputs,
     export=export_image_encoder,
     provides=(IMAGE_FEATURES, LAYER_FEATURES),
     check_recipe=check_batch_norm,

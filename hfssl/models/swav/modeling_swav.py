@@ -82,7 +82,8 @@ class SwAVForPreTraining(HfsslPreTrainedModel):
     def parameter_freezes(self) -> list[Freeze]:
         if self.config.freeze_prototypes_epochs <= 0:
             return []
-        return [Freeze("prototypes.*", epochs=float(self.config.freeze_prototypes_epochs))]
+        return [Freeze("prototypes.*", epochs=float(self.config.freeze_prototypes_epochs),
+                       key="model.freeze_prototypes_epochs")]
 
     def on_train_step_end(self, step: int, scheduled: dict[str, float]) -> None:
         """Normalise the prototypes, then push this step's features into the queue (from ``queue_start_step``)."""

@@ -305,9 +305,18 @@ def build_vocabulary(dataset: Any, column: str, recipe: Any, config: Any) -> Wor
             f"no word of column {column!r} in dataset {data.source!r} occurs min_count={config.min_count} times "
             f"({detail}); lower model.min_count or train on more text"
         )
+    words = int(vocabulary.trained.sum())
+    if words <= config.negative:
+        # Negative sampling draws `negative` noise words per pair from the vocabulary (Mikolov et al. 2013,
+        # eq. 4): with no more words than that, every pair's negatives are the same few words, its own
+        # target among them. Refused here, before training, instead of training a meaningless model.
+        raise ValueError(
+            f"the word2vec vocabulary of {data.source!r} has {words} word(s) (min_count={config.min_count}), not more "
+            f"than model.negative={config.negative} negative samples per pair: lower model.negative below {words}, "
+            "lower model.min_count, or train on more text")
     logger.info(
         "word2vec vocabulary: %d words (min_count %d) covering %d of %d tokens",
-        int(vocabulary.trained.sum()), config.min_count, int(vocabulary.counts.sum()), vocabulary.raw_words,
+        words, config.min_count, int(vocabulary.counts.sum()), vocabulary.raw_words,
     )
     return vocabulary
 

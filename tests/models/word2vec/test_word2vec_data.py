@@ -145,7 +145,8 @@ def test_counting_and_tokenizer_split_text_the_same_way():
 def _recipe(source: str, **data) -> object:
     return recipe_from_dict({
         "method": "word2vec",
-        "model": {"vector_size": 8, "min_count": 2, "window": 2, "negative_block_size": 8},
+        "model": {"vector_size": 8, "min_count": 2, "window": 2, "negative_block_size": 8,
+                  "negative": 3},  # more negatives than the tests' 4-word vocabularies is refused
         "data": {"source": source, **data},
         "optim": {"name": "sgd", "lr": 0.025, "momentum": 0.0, "weight_decay": 0.0, "schedule": "linear"},
         "train": {"batch_size": 2, "epochs": 1},
