@@ -32,6 +32,7 @@ from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, get_method
 from hfssl.settings import build_section
+from hfssl.training.run_directory import is_main_process, run_folder
 from hfssl.training.trainer import TrainResult, resolved_schedules, train
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,14 @@ def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     trainer raises before its final save, so no export, evaluation or card follows).
     """
     check_training_recipe(recipe)
+    if is_main_process(accelerator):  # the folder's lock and record span training and what follows it
+        with run_folder(output_dir, resume, overwrite, "hfssl train"):
+            return _run(recipe, output_dir, resume, accelerator, overwrite)
+    return _run(recipe, output_dir, resume, accelerator, overwrite)
+
+
+def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator: Accelerator | None,
+         overwrite: bool) -> TrainResult:
     callbacks = []
     if recipe.train.knn_every:
         knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))

@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hfssl.files import recording
 from hfssl.hub.card import write_model_card
 from hfssl.hub.push import check_repo_id, push_run
 from hfssl.recipe import load_recipe
@@ -89,6 +90,7 @@ def run_card(args: argparse.Namespace) -> int:
         check_repo_id(args.repo_id, "--repo-id")
     if args.encoder_repo_id:
         check_repo_id(args.encoder_repo_id, "--encoder-repo-id")
-    path = write_model_card(Path(args.run_dir), repo_id=args.repo_id, encoder_repo_id=args.encoder_repo_id)
+    with recording(Path(args.run_dir)):  # the run's manifest records the card
+        path = write_model_card(Path(args.run_dir), repo_id=args.repo_id, encoder_repo_id=args.encoder_repo_id)
     print(f"hfssl: wrote the model card {path}")
     return 0
