@@ -123,7 +123,10 @@ def atomic_write_text(path: str | Path, text: str, what: str = "file") -> Path:
     """
     path = Path(path)
     data = text.encode("utf-8")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:  # creating the temporary file may already meet the full disk
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    except OSError as error:
+        raise storage_error(error, path, what, len(data), fix="nothing else was changed") from error
     try:
         os.fchmod(handle, file_mode())
         with os.fdopen(handle, "wb") as stream:
@@ -309,8 +312,10 @@ def changes_since(folder: str | Path, before: dict[str, tuple[str, tuple[int, ..
     after = listing(folder)
     manifest = read_manifest(folder) if (folder / MANIFEST_FILE).is_file() else None
     recorded = [name for name, entry in (manifest.entries if manifest else {}).items() if entry == TREE]
+    # A folder whose own manifest is new or rewritten (an export, a nested run) is recorded whole.
     trees = sorted(name for name, (kind, _) in after.items()
-                   if kind == DIR and name not in before and (folder / name / MANIFEST_FILE).is_file())
+                   if kind == DIR and f"{name}/{MANIFEST_FILE}" in after
+                   and after[f"{name}/{MANIFEST_FILE}"] != before.get(f"{name}/{MANIFEST_FILE}"))
     trees += [name for name in recorded if name not in trees]
     changed: dict[str, str] = {}
     for name, (kind, signature) in after.items():

@@ -123,9 +123,7 @@ def plan_run(recipe: Recipe, output_dir: Path, resume: bool | str, overwrite: bo
             else:
                 where = ("does not exist" if not output_dir.exists()
                          else f"holds no checkpoint ({checkpoint_root(output_dir)})")
-            raise ResumeError(f"--resume: {str(output_dir)!r} {where}, so there is nothing to continue. Check "
-                              "--output-dir, drop --resume to start a new run, or pass --resume-or-start to continue "
-                              "when there is a checkpoint and start otherwise")
+            raise nothing_to_resume(output_dir, where)
         clear = check_new_run_directory(output_dir, overwrite, restart=resume == "auto")
         return RunStart(run_id=new_run_id(), overwrite=clear)
     trainer_state = read_trainer_state(checkpoint)
@@ -140,6 +138,12 @@ def plan_run(recipe: Recipe, output_dir: Path, resume: bool | str, overwrite: bo
                           f"{checkpoint}; set train.max_steps to at least {step}")
     run_id = str(trainer_state.get("run_id", ""))
     return RunStart(run_id=run_id, checkpoint=checkpoint, step=step, changes=changes, damaged=damaged)
+
+
+def nothing_to_resume(output_dir: Path, where: str) -> ResumeError:
+    return ResumeError(f"--resume: {str(output_dir)!r} {where}, so there is nothing to continue. Check "
+                       "--output-dir, drop --resume to start a new run, or pass --resume-or-start to continue "
+                       "when there is a checkpoint and start otherwise")
 
 
 def recipe_differences(checkpoint: Path, recipe: Recipe) -> tuple[list[str], list[str]]:
@@ -191,6 +195,8 @@ def check_not_foreign(output_dir: Path, resume: bool | str, overwrite: bool) -> 
     """Refuse a folder that holds files but no manifest before anything (the lock file) is put in it;
     an earlier hfssl run without a manifest is let through to ``--resume`` alone."""
     output_dir = Path(output_dir)
+    if (resume is True or resume in ("true", "latest")) and not output_dir.exists():
+        raise nothing_to_resume(output_dir, "does not exist")  # before the lock would create it
     if not output_dir.is_dir() or (output_dir / MANIFEST_FILE).is_file():
         return
     if not [path for path in output_dir.iterdir() if path.name != LOCK_FILE]:
