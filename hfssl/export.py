@@ -53,6 +53,7 @@ from hfssl.files import (
     FILE,
     LOCK_FILE,
     MANIFEST_FILE,
+    TREE,
     Manifest,
     apply_umask,
     export_run_id,
@@ -61,6 +62,7 @@ from hfssl.files import (
     read_manifest,
     storage_error,
     tree_size,
+    update_manifest,
     write_manifest,
 )
 from hfssl.registry import is_hfssl_run
@@ -134,8 +136,8 @@ def check_replaceable(output_dir: Path, own_encoder: bool = False) -> None:
                               "give a new or empty folder")
         shown = ", ".join(foreign_entries(output_dir, None)[:6])
         raise ExportError(
-            f"cannot export to {output_dir}: it holds files hfssl did not write ({shown}; no {MANIFEST_FILE}), which "
-            "an export would delete; give a new or empty folder (an export of an hfssl version before manifests has "
+            f"cannot export to {output_dir}: it holds files hfssl did not write ({shown}; no {MANIFEST_FILE}), so it "
+            "is not an earlier export, and an export would delete them; give a new or empty folder (an export of an hfssl version before manifests has "
             "none either: delete it yourself to export there)")
     if manifest.kind != EXPORT:
         raise ExportError(f"cannot export to {output_dir}: it holds an hfssl {manifest.kind}, not an export; give a new "
@@ -161,6 +163,10 @@ def write_directory(output_dir: str | Path, needed: int | None = None, run_id: s
     check_replaceable(output_dir, own_encoder=output_dir.name == "encoder" and is_hfssl_run(output_dir.parent))
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = make_staging_directory(output_dir.parent, f".{output_dir.name}.tmp-")
+    # Inside a run, its manifest records the staging folder, so a kill during the export leaves nothing unrecorded.
+    recorded = (output_dir.parent / MANIFEST_FILE).is_file()
+    if recorded:
+        update_manifest(output_dir.parent, add={staging.name: TREE})
     try:
         try:
             yield staging
@@ -178,8 +184,12 @@ def write_directory(output_dir: str | Path, needed: int | None = None, run_id: s
             except OSError:
                 pass
         _replace_directory(staging, output_dir)
+        if recorded:
+            update_manifest(output_dir.parent, add={output_dir.name: TREE}, remove=[staging.name])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if recorded:
+            update_manifest(output_dir.parent, remove=[staging.name])
         raise
 
 

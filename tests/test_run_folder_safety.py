@@ -327,3 +327,22 @@ def test_exported_weights_and_results_follow_the_umask(umask: int, tmp_path: Pat
         for item in path.iterdir():
             assert stat.S_IMODE(item.stat().st_mode) == files, item
     assert stat.S_IMODE((tmp_path / "eval_results.json").stat().st_mode) == files
+
+
+def test_only_the_main_process_of_a_launch_takes_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the Accelerator exists the launchers' rank decides (torchrun's RANK, an MPI rank); the DDP
+    end-to-end test (tests/training/test_train_e2e.py) trains two real processes in one folder."""
+    from accelerate import PartialState
+
+    from hfssl.files import folder_lock, holds_lock
+    from hfssl.training.run_directory import is_main_process
+
+    monkeypatch.setattr(PartialState, "_shared_state", {})
+    for name, value, main in (("RANK", "1", False), ("RANK", "0", True), ("PMI_RANK", "3", False)):
+        with monkeypatch.context() as patch:
+            patch.delenv("RANK", raising=False)
+            patch.setenv(name, value)
+            assert is_main_process() is main
+    with folder_lock(tmp_path / "f", "a test"), folder_lock(tmp_path / "f", "a test"):  # re-entrant
+        assert holds_lock(tmp_path / "f") and json.loads((tmp_path / "f" / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / "f").exists()  # created for the lock, removed again: nothing was written there

@@ -243,7 +243,7 @@ def remove_stale_staging(root: Path) -> list[str]:
     if manifest is None:
         return []
     stale = [name for name, entry in manifest.entries.items()
-             if entry == TREE and Path(name).name.startswith(".tmp-")]
+             if entry == TREE and Path(name).name.startswith(".") and ".tmp-" in Path(name).name]
     for name in stale:
         logger.warning("removing the unfinished %s left by an interrupted run", output_dir / name)
         shutil.rmtree(output_dir / name, ignore_errors=True)

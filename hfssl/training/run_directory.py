@@ -181,14 +181,17 @@ T = TypeVar("T")
 
 def is_main_process(accelerator: Any = None) -> bool:
     """Whether this is the run's main process, as Accelerate decides it (global rank 0), also before
-    the Accelerator exists: the launchers (torchrun, ``accelerate launch``) set ``RANK``."""
+    the Accelerator exists: the launchers set ``RANK`` (torchrun, ``accelerate launch``) or their MPI rank."""
     if accelerator is not None:
         return bool(accelerator.is_main_process)
     from accelerate import PartialState
 
     if PartialState._shared_state:
         return bool(PartialState().is_main_process)
-    return int(os.environ.get("RANK", "0") or 0) == 0
+    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):  # torchrun, then MPI launchers
+        if os.environ.get(name, "").strip().isdigit():
+            return int(os.environ[name]) == 0
+    return True
 
 
 def check_not_foreign(output_dir: Path, resume: bool | str, overwrite: bool) -> None:
