@@ -25,7 +25,7 @@ from hfssl.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE,
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
 from hfssl.registry import is_hfssl_run
 from hfssl.export import ExportContext, check_export_target
-from hfssl.files import export_run_id, folder_lock, read_manifest, recording
+from hfssl.files import export_run_id, folder_lock, read_manifest, recording, storage_error
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
 from hfssl.pipeline import load_training_recipe, run
 from hfssl.recipe import load_recipe
@@ -219,7 +219,9 @@ def _message(error: BaseException) -> str:
     """One line for the user: a full disk says so, a ``KeyError`` shows its key without quotes."""
     if isinstance(error, OSError) and not isinstance(error, HfsslError) and error.errno in (
             errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return f"the disk is full: could not write {error.filename or 'a file'} ({error.strerror}); free space and retry"
+        # A write without its own message (a picture): the path and the space that is free there.
+        return str(storage_error(error, Path(error.filename or "."), "file",
+                                 fix="the files written before it are intact"))
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])
     return str(error)

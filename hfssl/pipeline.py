@@ -9,6 +9,9 @@ layer (ARCHITECTURE.md) and only composes them:
 3. on the main process, :func:`finish_run`: ``MethodSpec.export`` writes ``RUN/encoder``, the
    evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
    pictures go to ``RUN/images``, and :func:`hfssl.hub.card.write_model_card` writes ``README.md``.
+
+The main process holds the run folder's lock through all of it and the folder's manifest records every
+file written (:func:`hfssl.training.run_directory.run_folder`).
 """
 
 from __future__ import annotations

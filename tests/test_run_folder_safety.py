@@ -293,7 +293,7 @@ def test_a_full_disk_during_the_final_save_keeps_the_model_and_its_recipe(run: P
     assert (run / "checkpoints" / "step-00000003" / "trainer_state.json").is_file()  # the work is kept
 
 
-def test_a_full_disk_during_an_export_or_the_card_changes_nothing(tmp_path: Path, run: Path) -> None:
+def test_a_full_disk_during_an_export_the_card_or_the_results_changes_nothing(tmp_path: Path, run: Path) -> None:
     before = snapshot(tmp_path)
     result = _cli("export", str(run), PYTHONPATH=str(FULL_DISK_HOOK),
                   HFSSL_TEST_FULL_DISK=str(run / ".encoder.tmp-*" / "model.safetensors"))
@@ -303,6 +303,9 @@ def test_a_full_disk_during_an_export_or_the_card_changes_nothing(tmp_path: Path
     _refused(result, EXIT_STORAGE, "the disk is full", str(tmp_path / "out"), "MiB needed")
     result = _cli("card", str(run), PYTHONPATH=str(FULL_DISK_HOOK), HFSSL_TEST_FULL_DISK="*/.README.md.*")
     _refused(result, EXIT_STORAGE, "the disk is full", str(run / "README.md"), "needed")
+    result = _cli("eval", str(run), "--protocol", "knn", PYTHONPATH=str(FULL_DISK_HOOK),
+                  HFSSL_TEST_FULL_DISK="*/.eval_results.json.*")
+    _refused(result, EXIT_STORAGE, "the disk is full", str(run / "eval_results.json"), "needed")
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
 
 

@@ -169,8 +169,8 @@ def _is_write_failure(error: BaseException) -> bool:
 
 def storage_error(error: BaseException, path: Path, what: str, needed: int | None = None) -> StorageError:
     """A :class:`StorageError` that names the path and, for a full disk, the space needed and free."""
-    return _storage_error(error, path, what, needed, fix="or train into an --output-dir on another disk; the previous "
-                          "checkpoint is intact, so --resume continues from it")
+    return _storage_error(error, path, what, needed, fix="or train into an --output-dir on another disk (the previous "
+                          "checkpoint is intact, so --resume continues from it)")
 
 
 def _bytes_needed(accelerator: Accelerator, root: Path) -> int:
