@@ -490,8 +490,10 @@ def _acquire(folder: Path, what: str) -> int:
         if same:
             break
         os.close(descriptor)  # the holder removed the file as it let go: take the new one
-    text = json.dumps({"pid": os.getpid(), "command": [Path(sys.argv[0]).name if sys.argv else "python",
-                                                       *sys.argv[1:]], "what": what})
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("cli.py", "train.py", "__main__.py") and "hfssl" in sys.argv[0]:
+        program = "hfssl"  # python -m hfssl.cli / accelerate launch -m hfssl.train
+    text = json.dumps({"pid": os.getpid(), "command": [program, *sys.argv[1:]], "what": what})
     os.ftruncate(descriptor, 0)
     os.write(descriptor, text.encode())
     return descriptor

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from hfssl.cli import main as hfssl_main
 from hfssl.errors import EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE
-from hfssl.files import LOCK_FILE, MANIFEST_FILE, read_manifest
+from hfssl.files import LOCK_FILE, MANIFEST_FILE, current_umask, read_manifest
 from tests.test_bad_inputs import FAST, RECIPE, REPO, TINY, call, snapshot
 
 FULL_DISK_HOOK = REPO / "tests" / "full_disk"
@@ -205,7 +205,7 @@ def test_a_killed_run_keeps_its_folder_locked_only_while_alive_and_restarts_bit_
     training = _start(*_train(folder, *LONG))
     try:
         holder = _wait_for_lock(folder, training)
-        assert "train" in holder["command"]
+        assert holder["command"][0] == "hfssl" and "train" in holder["command"]
         for flag in ("--overwrite", "--resume-or-start"):
             before = snapshot(folder)
             _refused(call(_train(folder, "train.max_steps=1", flags=(flag,)), capsys), EXIT_USAGE, str(folder),
@@ -330,6 +330,9 @@ def test_exported_weights_and_results_follow_the_umask(umask: int, tmp_path: Pat
         for item in path.iterdir():
             assert stat.S_IMODE(item.stat().st_mode) == files, item
     assert stat.S_IMODE((tmp_path / "eval_results.json").stat().st_mode) == files
+    trained = 0o666 & ~current_umask()  # the run was trained under this process's own umask
+    for path in (run / "model.safetensors", run / "checkpoints" / "step-00000002" / "model.safetensors"):
+        assert stat.S_IMODE(path.stat().st_mode) == trained, path  # safetensors alone would make it 0600
 
 
 def test_only_the_main_process_of_a_launch_takes_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
