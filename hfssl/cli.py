@@ -134,7 +134,7 @@ def run_export(args: argparse.Namespace) -> int:
     manifest = read_manifest(path)
     with ExitStack() as stack:
         # One process per folder: the run (read, and written for its own encoder/) and the export folder.
-        stack.enter_context(folder_lock(path, "hfssl export"))
+        stack.enter_context(folder_lock(path, "hfssl export", required=own))
         stack.enter_context(recording(path))
         if not own:
             stack.enter_context(folder_lock(output, "hfssl export"))

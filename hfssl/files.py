@@ -424,9 +424,11 @@ def lock_holder(folder: str | Path) -> str:
 
 
 @contextmanager
-def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+def folder_lock(folder: str | Path, what: str, required: bool = True) -> Iterator[None]:
     """Hold the exclusive lock of ``folder`` (created when missing, and removed again when the block
-    leaves it empty) while the block runs; re-entrant in one process.
+    leaves it empty) while the block runs; re-entrant in one process. ``required=False`` (a command
+    that only reads the folder: a push, an export to elsewhere) goes on without the lock in a folder
+    it may not write, which no other process of this user can change either.
 
     Raises:
         RunDirectoryError: another process holds it; the message names its pid and command.
@@ -450,6 +452,14 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         descriptor = _acquire(folder, what)
+    except RunDirectoryError as error:
+        _remove_empty(created)
+        if required or not isinstance(error.__cause__, OSError) or error.__cause__.errno not in (
+                errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        logger.info("%s: reading %s without its lock (%s)", what, folder, error.__cause__.strerror)
+        yield
+        return
     except BaseException:
         _remove_empty(created)
         raise

@@ -391,7 +391,7 @@ def push_run(
     if revision is not None and (not revision.strip() or revision.startswith(("/", "refs/")) or ".." in revision):
         raise ValueError(f"revision {revision!r} is not a branch name; pass a branch such as 'v1' or leave it out")
     check_run_dir(run_dir, separate_encoder=encoder_repo_id is not None)
-    with folder_lock(run_dir, "hfssl push"):  # no training, overwrite or export changes the run while it uploads
+    with folder_lock(run_dir, "hfssl push", required=False):  # no training, overwrite or export changes the run while it uploads
         return _push_checked_run(run_dir, repo_id, token=token, private=private, revision=revision,
                                  commit_message=commit_message, encoder_repo_id=encoder_repo_id, retries=retries,
                                  retry_wait=retry_wait)
