@@ -150,6 +150,15 @@ def test_a_run_of_an_earlier_version_is_resumed_but_never_overwritten(
     assert entries["encoder"] == "tree"  # its old encoder/ was replaced by a recorded export
 
 
+@pytest.mark.parametrize("inside", ["encoder", "checkpoints/step-00000002", "encoder/sub"])
+def test_a_run_never_trains_into_a_part_of_another_run(inside: str, tmp_path: Path, run: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(tmp_path)
+    _refused(call(_train(run / inside, "train.max_steps=1", flags=("--overwrite",)), capsys), EXIT_USAGE,
+             str(run / inside), "Train into")
+    assert snapshot(tmp_path) == before and not (run / inside / LOCK_FILE).exists()
+
+
 def test_export_into_another_run_or_a_user_folder_is_refused(
         tmp_path: Path, run: Path, finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "other-run"

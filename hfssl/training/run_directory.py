@@ -200,6 +200,11 @@ def check_not_foreign(output_dir: Path, resume: bool | str, overwrite: bool) -> 
     output_dir = Path(output_dir)
     if (resume is True or resume in ("true", "latest")) and not output_dir.exists():
         raise nothing_to_resume(output_dir, "does not exist")  # before the lock would create it
+    _refuse_part_of_another_folder(output_dir)
+    manifest = read_manifest(output_dir) if (output_dir / MANIFEST_FILE).is_file() else None
+    if manifest is not None and manifest.kind != RUN:
+        raise RunDirectoryError(f"--output-dir {str(output_dir)!r} holds an hfssl {manifest.kind}, not a run; nothing "
+                                "was changed. Train into a new --output-dir")
     if not output_dir.is_dir() or (output_dir / MANIFEST_FILE).is_file():
         return
     if not [path for path in output_dir.iterdir() if path.name != LOCK_FILE]:
@@ -213,6 +218,27 @@ def check_not_foreign(output_dir: Path, resume: bool | str, overwrite: bool) -> 
         raise ResumeError(f"--resume: {str(output_dir)!r} holds no hfssl run (only files hfssl did not write: {shown}), "
                           "so there is nothing to continue. Check --output-dir")
     raise foreign_folder_error(output_dir, overwrite, resume=bool(resume))
+
+
+def _refuse_part_of_another_folder(output_dir: Path) -> None:
+    """A run never goes inside what another run or export recorded as its own (a checkpoint, ``encoder/``)."""
+    target = output_dir.absolute()
+    for folder in target.parents:
+        if not (folder / MANIFEST_FILE).is_file():
+            continue
+        manifest = read_manifest(folder)
+        relative = target.relative_to(folder).as_posix()
+        parts = relative.split("/")
+        owned = [name for name, entry in manifest.entries.items() if entry in (TREE, FILE)
+                 and name in ("/".join(parts[:index]) for index in range(1, len(parts) + 1))]
+        own = read_manifest(target) if (target / MANIFEST_FILE).is_file() else None
+        if owned == [relative] and own is not None and own.kind == RUN:
+            continue  # a run inside a run (the fine-tuning protocol's RUN/finetune/<fraction>) is a run itself
+        if owned or manifest.kind != RUN:
+            raise RunDirectoryError(
+                f"--output-dir {str(output_dir)!r} lies inside {'the export' if manifest.kind != RUN else 'the run'} "
+                f"{str(folder)!r}, in {'what' if not owned else owned[0]} it recorded as its own; nothing was changed. "
+                "Train into a folder outside it")
 
 
 @contextmanager
