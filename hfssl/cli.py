@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from accelerate import PartialState
@@ -25,6 +26,7 @@ from hfssl.evaluation.cli import add_eval_arguments, run_eval
 from hfssl.evaluation.embed import TEXT_POOLINGS, EmbedRequest, embed, is_parquet
 from hfssl.registry import is_hfssl_run
 from hfssl.export import ExportContext, check_export_target
+from hfssl.files import export_run_id, folder_lock, read_manifest, recording, storage_error
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
 from hfssl.pipeline import run
 from hfssl.recipe import load_recipe
@@ -48,9 +50,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--resume-from", metavar="CHECKPOINT",
                        help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX)")
     start.add_argument("--overwrite", action="store_true",
-                       help="start a new run in an --output-dir that holds files: hfssl's outputs there (checkpoints, "
-                            "model, recipe, card, encoder, results, logs) are deleted first; other files are kept. "
-                            "Without it, a folder that is not new or empty is refused")
+                       help="start a new run in an --output-dir that holds an earlier hfssl run: exactly the files "
+                            "that run recorded in its .hfssl-manifest.json (checkpoints, model, recipe, card, encoder, "
+                            "results, logs) are deleted first; other files are kept. A folder without that record is "
+                            "refused, with or without --overwrite")
 
 
 def default_output_dir(recipe_path: str) -> Path:
@@ -109,7 +112,8 @@ def _print_summary(result) -> None:  # noqa: ANN001 - TrainResult
 def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="an hfssl run directory (the --output-dir of `hfssl train`)")
     parser.add_argument("--output", help="destination folder (default: PATH/encoder); replaced as a whole, so it "
-                        "must be new, empty or an earlier export, and neither the run nor a folder above it")
+                        "must be new, empty or an earlier export (with the .hfssl-manifest.json of its files and "
+                        "nothing else), and neither the run, a folder above it nor a folder inside another run")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -126,8 +130,22 @@ def run_export(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default
     check_export_target(output, path)
     # Side files (word2vec's gensim files) stay in the run for its own encoder/, else go with the export.
-    files_dir = path if output.resolve() == default.resolve() else output
-    written = spec.export(model, output, ExportContext(recipe=recipe, run_dir=path, files_dir=files_dir))
+    own = output.resolve() == default.resolve()
+    files_dir = path if own else output
+    manifest = read_manifest(path)
+    with ExitStack() as stack:
+        # One process per folder: the run (read, and written for its own encoder/) and the export folder.
+        stack.enter_context(folder_lock(path, "hfssl export", required=own))
+        stack.enter_context(recording(path))
+        if not own:
+            stack.enter_context(folder_lock(output, "hfssl export"))
+            check_export_target(output, path)  # again under the lock
+            stack.enter_context(recording(output))  # side files written beside the export (word2vec's gensim files)
+        token = export_run_id.set(manifest.run_id if manifest is not None else "")
+        try:
+            written = spec.export(model, output, ExportContext(recipe=recipe, run_dir=path, files_dir=files_dir))
+        finally:
+            export_run_id.reset(token)
     print(f"hfssl: exported the {spec.name} model's transferable part to {written}")
     return 0
 
@@ -251,7 +269,9 @@ def _message(error: BaseException) -> str:
     """One line for the user: a full disk says so, a ``KeyError`` shows its key without quotes."""
     if isinstance(error, OSError) and not isinstance(error, HfsslError) and error.errno in (
             errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return f"the disk is full: could not write {error.filename or 'a file'} ({error.strerror}); free space and retry"
+        # A write without its own message (a picture): the path and the space that is free there.
+        return str(storage_error(error, Path(error.filename or "."), "file",
+                                 fix="the files written before it are intact"))
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])
     return str(error)

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,14 +46,32 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel
 
+from hfssl.files import (
+    BOOKKEEPING,
+    DIR,
+    EXPORT,
+    FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    TREE,
+    Manifest,
+    apply_umask,
+    export_run_id,
+    foreign_entries,
+    make_staging_directory,
+    read_manifest,
+    storage_error,
+    tree_size,
+    update_manifest,
+    write_manifest,
+)
 from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.registry import is_hfssl_run
 
 if TYPE_CHECKING:
     from hfssl.recipe import Recipe
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-#: Files that make a folder look like an earlier export (which an export may replace).
-EXPORT_MARKERS = ("config.json",)
 
 logger = logging.getLogger(__name__)
 
@@ -84,37 +101,110 @@ def check_export_target(output_dir: Path, run_dir: Path | None) -> None:
     """Refuse an export that would replace a folder holding the run or files that are not an export.
 
     The export replaces ``output_dir`` as a whole, so it must not be the run directory, lie above
-    it, or be a non-empty folder that is not an earlier export (no ``config.json``).
+    it, lie inside another hfssl run or export, or be a non-empty folder other than an earlier
+    export that records its files in ``.hfssl-manifest.json`` and holds nothing else
+    (:func:`check_replaceable`). A ``config.json`` alone does not make a folder an export.
     """
-    output = output_dir.resolve()
-    if run_dir is not None:
-        run = run_dir.resolve()
-        if output == run or output in run.parents:
-            raise ExportError(f"cannot export to {output_dir}: the export replaces that folder, which holds the run "
-                              f"{run_dir}; use the default (RUN/encoder) or a new folder")
-    if output.is_file():
-        raise ExportError(f"cannot export to {output_dir}: it is a file; give a folder")
-    if output.is_dir() and any(output.iterdir()) and not any((output / name).is_file() for name in EXPORT_MARKERS):
-        raise ExportError(f"cannot export to {output_dir}: it is a non-empty folder that is not an earlier export "
-                          "(no config.json); give a new or empty folder")
+    output = Path(output_dir).resolve()
+    run = Path(run_dir).resolve() if run_dir is not None else None
+    if run is not None and (output == run or output in run.parents):
+        raise ExportError(f"cannot export to {output_dir}: the export replaces that folder, which holds the run "
+                          f"{run_dir}; use the default (RUN/encoder) or a new folder")
+    for folder in output.parents:
+        if (folder / MANIFEST_FILE).is_file() or is_hfssl_run(folder):
+            if folder != run:
+                raise ExportError(f"cannot export to {output_dir}: it lies inside the hfssl run or export {folder}, "
+                                  "whose files hfssl will not replace; give a folder outside it")
+            break
+    check_replaceable(Path(output_dir), own_encoder=run is not None and output == run / "encoder")
+
+
+def check_replaceable(output_dir: Path, own_encoder: bool = False) -> None:
+    """``output_dir`` may be replaced by an export: new, empty, or an earlier export whose manifest covers
+    every file in it. ``own_encoder``: the run's own ``encoder/``, which an hfssl version before
+    manifests wrote without one."""
+    output_dir = Path(output_dir)
+    if output_dir.is_file() or output_dir.is_symlink():
+        raise ExportError(f"cannot export to {output_dir}: it is a file or a link; give a folder")
+    if not output_dir.is_dir() or not [path for path in output_dir.iterdir() if path.name not in BOOKKEEPING]:
+        return
+    manifest = read_manifest(output_dir)
+    if manifest is None:
+        if own_encoder:
+            return
+        if is_hfssl_run(output_dir) or (output_dir / "checkpoints").is_dir():
+            raise ExportError(f"cannot export to {output_dir}: it holds an hfssl run, which an export would delete; "
+                              "give a new or empty folder")
+        shown = ", ".join(foreign_entries(output_dir, None)[:6])
+        raise ExportError(
+            f"cannot export to {output_dir}: it holds files hfssl did not write ({shown}; no {MANIFEST_FILE}), so it "
+            "is not an earlier export, and an export would delete them; give a new or empty folder (an export of an hfssl version before manifests has "
+            "none either: delete it yourself to export there)")
+    if manifest.kind != EXPORT:
+        raise ExportError(f"cannot export to {output_dir}: it holds an hfssl {manifest.kind}, not an export; give a new "
+                          "or empty folder")
+    foreign = foreign_entries(output_dir, manifest)
+    if foreign:
+        raise ExportError(f"cannot export to {output_dir}: it holds files the earlier export did not write "
+                          f"({', '.join(foreign[:6])}), which replacing it would delete; move them away first")
 
 
 @contextmanager
-def write_directory(output_dir: str | Path) -> Iterator[Path]:
+def write_directory(output_dir: str | Path, needed: int | None = None, run_id: str | None = None) -> Iterator[Path]:
     """Yield a staging folder beside ``output_dir``; on success it replaces ``output_dir`` as a whole.
 
-    A failure or kill leaves the previous ``output_dir`` untouched (the staging folder is removed,
-    or left as a hidden ``.NAME.tmp-*`` folder after a kill).
+    ``output_dir`` must be new, empty or an earlier export (:func:`check_replaceable`). The new folder
+    gets the umask's modes and a manifest of its files (kind ``export``, the run id: ``run_id``, else
+    :data:`hfssl.files.export_run_id`, else the enclosing run's). A failure or kill leaves the previous
+    ``output_dir`` untouched (the staging folder is removed, or left as a hidden ``.NAME.tmp-*`` folder
+    after a kill); a full disk raises :class:`hfssl.errors.StorageError` naming the space ``needed``
+    (by default the previous export's size, else what was written so far).
     """
     output_dir = Path(output_dir)
+    check_replaceable(output_dir, own_encoder=output_dir.name == "encoder" and is_hfssl_run(output_dir.parent))
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    staging = make_staging_directory(output_dir.parent, f".{output_dir.name}.tmp-")
+    # Inside a run, its manifest records the staging folder, so a kill during the export leaves nothing unrecorded.
+    recorded = (output_dir.parent / MANIFEST_FILE).is_file()
+    if recorded:
+        update_manifest(output_dir.parent, add={staging.name: TREE})
     try:
-        yield staging
+        try:
+            yield staging
+            _write_export_manifest(staging, output_dir, run_id)
+        except (OSError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and "write" not in str(error).lower():
+                raise
+            size = needed or tree_size(output_dir) or tree_size(staging)
+            raise storage_error(error, output_dir, "export", size,
+                                fix=f"{output_dir} is unchanged" if output_dir.exists() else "nothing was exported")
+        lock = output_dir / LOCK_FILE
+        if lock.is_file():  # the lock this process holds on the folder stays the folder's lock after the swap
+            try:
+                os.link(lock, staging / LOCK_FILE)
+            except OSError:
+                pass
         _replace_directory(staging, output_dir)
+        if recorded:
+            update_manifest(output_dir.parent, add={output_dir.name: TREE}, remove=[staging.name])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if recorded:
+            update_manifest(output_dir.parent, remove=[staging.name])
         raise
+
+
+def _write_export_manifest(staging: Path, output_dir: Path, run_id: str | None) -> None:
+    apply_umask(staging)
+    if run_id is None:
+        run_id = export_run_id.get()
+    if not run_id:
+        parent = read_manifest(output_dir.parent) if (output_dir.parent / MANIFEST_FILE).is_file() else None
+        run_id = parent.run_id if parent is not None else ""
+    entries = {}
+    for path in sorted(staging.rglob("*")):
+        entries[path.relative_to(staging).as_posix()] = DIR if path.is_dir() and not path.is_symlink() else FILE
+    write_manifest(staging, Manifest(kind=EXPORT, run_id=run_id, entries=entries, created=True))
 
 
 def build_image_processor(image_size: int, mean: tuple[float, ...], std: tuple[float, ...], channels: int) -> Any:
@@ -186,7 +276,8 @@ def export_encoder(
         backbone = grey_to_rgb_backbone(backbone)
         mean, std, channels = tuple(mean) * 3, tuple(std) * 3, 3
     processor = build_image_processor(image_size, tuple(mean), tuple(std), channels)
-    with write_directory(output_dir) as staging:
+    needed = sum(tensor.numel() * tensor.element_size() for tensor in backbone.state_dict().values())
+    with write_directory(output_dir, needed=needed) as staging:
         backbone.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
         _point_processor_at_backbone(staging, backbone)

@@ -11,6 +11,9 @@ layer (ARCHITECTURE.md) and only composes them:
    diverged model is neither exported, scored nor described: exit code 3), ``MethodSpec.export``
    writes ``RUN/encoder``, the evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
    pictures go to ``RUN/images``, and :func:`hfssl.hub.card.write_model_card` writes ``README.md``.
+
+The main process holds the run folder's lock through all of it and the folder's manifest records every
+file written (:func:`hfssl.training.run_directory.run_folder`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import IMAGE_FEATURES, TEXT_FEATURES, get_method
 from hfssl.settings import build_section
+from hfssl.training.run_directory import is_main_process, run_folder
 from hfssl.training.trainer import TrainResult, check_schedule_names, train
 
 logger = logging.getLogger(__name__)
@@ -89,6 +93,14 @@ def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     trainer raises before its final save, so no export, evaluation or card follows).
     """
     check_training_recipe(recipe)
+    if is_main_process(accelerator):  # the folder's lock and record span training and what follows it
+        with run_folder(output_dir, resume, overwrite, "hfssl train"):
+            return _run(recipe, output_dir, resume, accelerator, overwrite)
+    return _run(recipe, output_dir, resume, accelerator, overwrite)
+
+
+def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator: Accelerator | None,
+         overwrite: bool) -> TrainResult:
     callbacks = []
     if recipe.train.knn_every:
         knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))

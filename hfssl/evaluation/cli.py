@@ -19,15 +19,19 @@ import dataclasses
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
+from hfssl.data.config import IMAGE_TEXT, TEXT, ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
 from hfssl.evaluation.context import EvaluationContext, is_dual_encoder, run_recipe_path
 from hfssl.evaluation.pictures import draw_evaluation_pictures
-from hfssl.data.config import IMAGE_TEXT, TEXT, ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
 from hfssl.evaluation.protocols import available_protocols, get_protocol
 from hfssl.evaluation.runner import draw_protocol_pictures, evaluate, format_results_table, write_eval_results
 from hfssl.recipe import EvalConfig, load_recipe
+from hfssl.files import recording
 from hfssl.registry import is_hfssl_run
+from hfssl.training.run_directory import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +165,18 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``hfssl eval``; returns the process exit code."""
     path = Path(args.path)
+    if args.output:  # never a file of a run or an export (the model, its config, a checkpoint)
+        check_output_path(args.output, "--output")
+    if getattr(args, "plot", False) and args.images_dir:
+        check_output_path(args.images_dir, "--images-dir", is_file=False)
     data, eval_config = resolve_configs(args)
     context = EvaluationContext.for_path(args.path, data, eval_config)
+    with recording(path) if path.is_dir() else nullcontext():  # the run's manifest records what is written there
+        _evaluate_and_write(args, path, context, eval_config)
+    return 0
+
+
+def _evaluate_and_write(args: argparse.Namespace, path: Path, context: EvaluationContext, eval_config: Any) -> None:
     results = evaluate(context, list(eval_config.protocols))
     logger.info("evaluation of %s\n%s", args.path, format_results_table(results))
     if getattr(args, "plot", False):
@@ -178,4 +192,3 @@ def run_eval(args: argparse.Namespace) -> int:
         logger.info("wrote %s (merged with the rows of other protocols already there)", output)
     else:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
-    return 0

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hfssl.data.config import SourceConfig
+from hfssl.files import atomic_write_text
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.protocols import PROTOCOLS, available_protocols, get_protocol
 from hfssl.recipe import EvalConfig, Recipe
@@ -192,14 +191,8 @@ def write_eval_results(results: dict[str, Any], output: str | Path, merge: bool 
             raise ValueError(f"{str(output)!r} is not valid JSON ({error}); move it away or pass another --output") from error
         results = merge_eval_results(existing, results)
     output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=".eval_results.", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(json.dumps(results, indent=2) + "\n")
-        os.replace(temporary, output)
-    except BaseException:  # a failed write leaves no temporary file beside the output
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Atomic, with the umask's mode (mkstemp alone would leave it 0600); a full disk is exit code 4.
+    atomic_write_text(output, json.dumps(results, indent=2) + "\n", "evaluation results")
     return results
 
 

@@ -54,6 +54,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import PretrainedConfig
 
+from hfssl.files import atomic_write_text
 from hfssl.hub.cards import FamilyCard, family_card
 from hfssl.hub.cards.common import format_count, format_value, hidden_size
 from hfssl.hub.cards.modalities import modality_card
@@ -549,10 +550,8 @@ def write_model_card(
     card = build_card(run_dir, repo_id=repo_id, encoder_repo_id=encoder_repo_id)
     path = Path(output_path) if output_path is not None else Path(run_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a crash never leaves a half-written card in place of the last good one.
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(str(card), encoding="utf-8")
-    os.replace(partial, path)
+    # Write then rename, so a crash or a full disk never leaves a half-written card in place of the last good one.
+    atomic_write_text(path, str(card), "model card")
     logger.info("wrote the model card %s", path)
     return path
 

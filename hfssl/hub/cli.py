@@ -24,6 +24,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hfssl.files import recording
 from hfssl.hub.card import write_model_card
 from hfssl.hub.push import check_repo_id, push_run
 from hfssl.hub.run import check_publishable
@@ -97,6 +98,7 @@ def run_card(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if (run_dir / "config.json").is_file():
         check_publishable(run_dir, "described")  # damaged or non-finite weights, non-finite results
-    path = write_model_card(run_dir, repo_id=args.repo_id, encoder_repo_id=args.encoder_repo_id)
+    with recording(run_dir):  # the run's manifest records the card
+        path = write_model_card(run_dir, repo_id=args.repo_id, encoder_repo_id=args.encoder_repo_id)
     print(f"hfssl: wrote the model card {path}")
     return 0

@@ -45,6 +45,7 @@ from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
 
 from hfssl.export import ExportContext
+from hfssl.files import folder_lock
 from hfssl.hub.card import hfssl_version, read_run, write_encoder_card, write_model_card
 from hfssl.hub.run import check_publishable
 from hfssl.recipe import load_recipe
@@ -394,6 +395,15 @@ def push_run(
     if revision is not None and (not revision.strip() or revision.startswith(("/", "refs/")) or ".." in revision):
         raise ValueError(f"revision {revision!r} is not a branch name; pass a branch such as 'v1' or leave it out")
     check_run_dir(run_dir, separate_encoder=encoder_repo_id is not None)
+    with folder_lock(run_dir, "hfssl push", required=False):  # no training, overwrite or export changes the run while it uploads
+        return _push_checked_run(run_dir, repo_id, token=token, private=private, revision=revision,
+                                 commit_message=commit_message, encoder_repo_id=encoder_repo_id, retries=retries,
+                                 retry_wait=retry_wait)
+
+
+def _push_checked_run(run_dir: Path, repo_id: str, *, token: str | None, private: bool, revision: str | None,
+                      commit_message: str | None, encoder_repo_id: str | None, retries: int,
+                      retry_wait: float) -> dict[str, str]:
     token = resolve_token(token)
     check_online()
     endpoint = hub_endpoint()

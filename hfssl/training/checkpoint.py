@@ -1,10 +1,14 @@
 """Atomic checkpoints: a kill at any moment leaves the last good checkpoint in place.
 
-A checkpoint is written into ``checkpoints/.tmp-step-XXXXXXXX`` (Accelerate's ``save_state``:
-model, optimizer, RNG states of every process, gradient scaler), then ``trainer_state.json``
-and the resolved ``recipe.yaml`` are written and fsync'ed, and only then is the folder renamed
-to ``checkpoints/step-XXXXXXXX`` (a rename is atomic on POSIX file systems). Stale ``.tmp-*``
-folders from a killed run are removed.
+A checkpoint is written into ``checkpoints/.tmp-step-XXXXXXXX-<pid>-<random>`` (Accelerate's
+``save_state``: model, optimizer, RNG states of every process, gradient scaler), then
+``trainer_state.json`` and the resolved ``recipe.yaml`` are written and fsync'ed, and only then is
+the folder renamed to ``checkpoints/step-XXXXXXXX`` (a rename is atomic on POSIX file systems). The
+staging name is unique to the writing run (the main process's pid and a random suffix, broadcast to
+the other processes), so two processes never share one. The run's manifest
+(:mod:`hfssl.files`) records the staging folder before it is created and the checkpoint once it is
+in place; staging folders left by a killed process are removed at the next start, which holds the
+folder's lock, so no live process owns them.
 
 Ownership: ``trainer_state.json`` records the ``run_id`` of the run that wrote it (a fresh id for
 every new run, carried on by ``--resume``). Pruning only removes older checkpoints of the same
@@ -26,7 +30,6 @@ process, so it is part of the same atomic checkpoint.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -43,6 +46,18 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from hfssl.errors import ResumeError, RunDirectoryError, StorageError
+from hfssl.files import (
+    DIR,
+    MANIFEST_FILE,
+    RUN,
+    TREE,
+    apply_umask,
+    foreign_entries,
+    read_manifest,
+    remove_recorded,
+    update_manifest,
+)
+from hfssl.files import storage_error as _storage_error
 from hfssl.registry import is_hfssl_run
 
 logger = logging.getLogger(__name__)
@@ -51,16 +66,10 @@ STATE_FILE = "trainer_state.json"
 RECIPE_FILE = "recipe.yaml"
 TRAINING_STATE_FILE = "training_state_{process}.safetensors"
 
-#: What ``hfssl train`` and the steps after it write at the top of a run directory; ``--overwrite``
-#: removes exactly these before a new run starts there, and leaves every other file alone.
-RUN_OUTPUTS = (
-    "config.json", "model.safetensors", "generation_config.json", "recipe.yaml", "README.md", "eval_results.json",
-    "encoder", "images", "logs", "checkpoints", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "vocab.txt", "word_counts.json", "vectors.txt", "vectors.bin",
-)
-
-#: errno values that mean "the storage is full".
-_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: Names of a checkpoint's staging folder: the step, then a suffix unique to the writing run.
+STAGING_PREFIX = ".tmp-step-"
+#: Entries of a run killed before its first checkpoint (its start files): a restart may remove them.
+START_ENTRIES = ("recipe.yaml", "logs", "checkpoints")
 
 
 def checkpoint_root(output_dir: Path) -> Path:
@@ -92,14 +101,14 @@ def save_checkpoint(
     """
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:08d}"
-    staging = root / f".tmp-step-{step:08d}"
+    staging = root / f"{STAGING_PREFIX}{step:08d}-{_staging_suffix(accelerator)}"
     run_id = trainer_state.get("run_id")
     try:
         if accelerator.is_main_process:
-            root.mkdir(parents=True, exist_ok=True)
-            if staging.exists():
-                shutil.rmtree(staging)
             _check_replaceable(final, run_id)
+            # Recorded before it exists: a kill at any later moment leaves a staging folder hfssl knows is its own.
+            update_manifest(output_dir, add={"checkpoints": DIR, relative_to_run(output_dir, staging): TREE})
+            root.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(staging))
         if training_state:
@@ -109,12 +118,15 @@ def save_checkpoint(
         if accelerator.is_main_process:
             _fsync_file(staging / RECIPE_FILE, recipe_yaml)
             _fsync_file(staging / STATE_FILE, json.dumps(trainer_state, indent=2))
+            apply_umask(staging)  # safetensors writes 0600 whatever the umask
             if final.exists():  # the same step of this run written again (a resumed run that re-saves)
                 shutil.rmtree(final)
             os.replace(staging, final)
             _fsync_directory(root)
+            update_manifest(output_dir, add={relative_to_run(output_dir, final): TREE},
+                            remove=[relative_to_run(output_dir, staging)])
     except (OSError, RuntimeError) as error:
-        if isinstance(error, RunDirectoryError) or not _is_write_failure(error):
+        if isinstance(error, (RunDirectoryError, StorageError)) or not _is_write_failure(error):
             raise
         shutil.rmtree(staging, ignore_errors=True)
         raise storage_error(error, staging, "checkpoint", _bytes_needed(accelerator, root)) from error
@@ -123,6 +135,20 @@ def save_checkpoint(
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _staging_suffix(accelerator: Accelerator) -> str:
+    """``<pid>-<random>`` of the main process, the same on every process of the run."""
+    suffix = [f"{os.getpid()}-{uuid.uuid4().hex[:8]}"]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(suffix, from_process=0)
+    return str(suffix[0])
+
+
+def relative_to_run(output_dir: Path, path: Path) -> str:
+    return Path(path).relative_to(Path(output_dir)).as_posix()
 
 
 def _check_replaceable(final: Path, run_id: str | None) -> None:
@@ -144,39 +170,8 @@ def _is_write_failure(error: BaseException) -> bool:
 
 def storage_error(error: BaseException, path: Path, what: str, needed: int | None = None) -> StorageError:
     """A :class:`StorageError` that names the path and, for a full disk, the space needed and free."""
-    full = getattr(error, "errno", None) in _FULL or "no space" in str(error).lower()
-    try:
-        free = shutil.disk_usage(_existing_parent(path)).free
-    except OSError:
-        free = None
-    if not full and isinstance(error, RuntimeError) and needed is not None and free is not None and free < needed:
-        full = True  # torch reports a full disk as "file write failed"
-    if full:
-        amounts = []
-        if needed is not None:
-            amounts.append(f"about {_megabytes(needed)} needed")
-        if free is not None:
-            amounts.append(f"{_megabytes(free)} free")
-        detail = f" ({', '.join(amounts)})" if amounts else ""
-        message = (f"the disk is full: writing the {what} {path} failed{detail}. Free space on that disk or train into "
-                   "an --output-dir on another one; the previous checkpoint is intact, so --resume continues from it")
-    else:
-        message = (f"writing the {what} {path} failed: {error}. Check that the folder is writable; the previous "
-                   "checkpoint is intact, so --resume continues from it")
-    result = StorageError(message)
-    result.errno = getattr(error, "errno", None)
-    return result
-
-
-def _existing_parent(path: Path) -> Path:
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _megabytes(count: int) -> str:
-    return f"{count / 2**20:.1f} MiB"
+    return _storage_error(error, path, what, needed, fix="or train into an --output-dir on another disk (the previous "
+                          "checkpoint is intact, so --resume continues from it)")
 
 
 def _bytes_needed(accelerator: Accelerator, root: Path) -> int:
@@ -234,14 +229,28 @@ def prune_checkpoints(root: Path, keep: int, run_id: str | None = None) -> None:
     other runs and unreadable ones are never touched. ``run_id=None`` means checkpoints written
     before run ids (``""``)."""
     own = [path for path in complete_checkpoints(root) if checkpoint_run_id(path) == (run_id or "")]
-    for path in own[:-keep] if keep > 0 else []:
+    pruned = own[:-keep] if keep > 0 else []
+    for path in pruned:
         shutil.rmtree(path, ignore_errors=True)
+    if pruned and (root.parent / MANIFEST_FILE).is_file():
+        update_manifest(root.parent, remove=[relative_to_run(root.parent, path) for path in pruned])
 
 
-def remove_stale_staging(root: Path) -> None:
-    for path in root.glob(".tmp-step-*") if root.is_dir() else []:
-        logger.warning("removing the unfinished checkpoint %s left by an interrupted run", path)
-        shutil.rmtree(path, ignore_errors=True)
+def remove_stale_staging(root: Path) -> list[str]:
+    """Remove the staging folders (a checkpoint's, the final model's) that the run's manifest records:
+    called under the folder's lock, so they were left by a process that is gone. Returns their names."""
+    output_dir = Path(root).parent
+    manifest = read_manifest(output_dir)
+    if manifest is None:
+        return []
+    stale = [name for name, entry in manifest.entries.items()
+             if entry == TREE and Path(name).name.startswith(".") and ".tmp-" in Path(name).name]
+    for name in stale:
+        logger.warning("removing the unfinished %s left by an interrupted run", output_dir / name)
+        shutil.rmtree(output_dir / name, ignore_errors=True)
+    if stale:
+        update_manifest(output_dir, remove=stale)
+    return stale
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -391,40 +400,94 @@ def load_training_state(checkpoint: Path, process_index: int) -> dict[str, torch
     return None
 
 
-def check_new_run_directory(output_dir: Path, overwrite: bool) -> None:
-    """A new run may start in ``output_dir`` when it is new or empty; with ``overwrite`` hfssl's own
-    outputs there (:data:`RUN_OUTPUTS`) are removed first and every other file is kept.
+def check_new_run_directory(output_dir: Path, overwrite: bool, restart: bool = False) -> bool:
+    """A new run may start in ``output_dir`` when it is new or empty (hfssl's bookkeeping files aside).
 
-    Raises :class:`RunDirectoryError` naming what is there and the three ways on: ``--resume``,
-    another ``--output-dir``, ``--overwrite``.
+    ``overwrite``: also in a folder whose manifest records an earlier run (its recorded files are
+    removed at the start, :func:`clear_previous_run`; every other file is kept). ``restart``
+    (``--resume-or-start`` without a checkpoint): also in a folder that holds only the start files of
+    a run killed before its first checkpoint. A folder without a manifest is never cleared: one
+    holding files is refused, also with ``overwrite`` (:func:`foreign_folder_error`).
+
+    Returns whether recorded files must be removed first. Raises :class:`RunDirectoryError` naming what
+    is there and the ways on.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise RunDirectoryError(f"--output-dir {str(output_dir)!r} is a file, not a folder; choose a folder")
-    present = sorted(path.name for path in output_dir.iterdir()) if output_dir.is_dir() else []
-    if not present or overwrite:
-        return
+    manifest = read_manifest(output_dir)
+    present = sorted(foreign_entries(output_dir, None))
+    if manifest is None:
+        if not present and not _has_folders(output_dir):
+            return False
+        raise foreign_folder_error(output_dir, overwrite, resume=False)
+    if not present:
+        return bool(manifest.entries)
+    if overwrite:
+        return True
+    if restart and started_only(output_dir):
+        return True
     shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
     has_run = latest_checkpoint(output_dir) is not None
-    kind = "another run" if has_run or is_hfssl_run(output_dir) else "files"
+    if not has_run and started_only(output_dir):
+        raise RunDirectoryError(
+            f"--output-dir {str(output_dir)!r} holds a run that stopped before its first checkpoint ({shown}); nothing "
+            "was changed. Start it again there with --resume-or-start (or --overwrite), or train into a new --output-dir")
     raise RunDirectoryError(
-        f"--output-dir {str(output_dir)!r} already holds {kind} ({shown}); nothing was changed. "
+        f"--output-dir {str(output_dir)!r} already holds another run ({shown}); nothing was changed. "
         + ("Continue that run with --resume, t" if has_run else "T")
-        + "rain into a new --output-dir, or pass --overwrite to delete hfssl's outputs there (checkpoints, model, "
-        "recipe, card, encoder, results, logs) and start over (other files are kept)"
+        + "rain into a new --output-dir, or pass --overwrite to delete the files that run recorded in "
+        f"{MANIFEST_FILE} (checkpoints, model, recipe, card, encoder, results, logs) and start over (other files are kept)"
     )
 
 
+def _has_folders(folder: Path) -> bool:
+    return folder.is_dir() and any(path.is_dir() for path in folder.iterdir())
+
+
+def started_only(output_dir: Path) -> bool:
+    """Whether ``output_dir``'s manifest records a run killed before its first checkpoint: nothing but
+    its start files (the recipe, logs, the checkpoints folder and staging folders) and no checkpoint."""
+    manifest = read_manifest(output_dir)
+    if manifest is None or manifest.kind != RUN or complete_checkpoints(checkpoint_root(output_dir)):
+        return False
+    for name, entry in manifest.entries.items():
+        top = name.split("/")[0]
+        staging = name.startswith("checkpoints/.tmp-") or top.startswith(".tmp-")
+        if entry != DIR and top not in START_ENTRIES[:2] and not staging:
+            return False
+    return True
+
+
+def foreign_folder_error(output_dir: Path, overwrite: bool, resume: bool) -> RunDirectoryError:
+    """The refusal for a folder that holds files but no manifest: another program's folder, or a run of
+    an hfssl version before manifests (which only ``--resume`` may continue)."""
+    present = foreign_entries(output_dir, None) or sorted(path.name for path in Path(output_dir).iterdir())
+    shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
+    if is_legacy_run(output_dir):
+        return RunDirectoryError(
+            f"--output-dir {str(output_dir)!r} holds a run of an earlier hfssl version ({shown}), which kept no record "
+            f"of the files it wrote ({MANIFEST_FILE}); hfssl deletes only files it recorded, so nothing was changed. "
+            "Continue that run with --resume, train into a new --output-dir, or delete the folder yourself "
+            f"(rm -r {str(output_dir)!r}) to start over there")
+    return RunDirectoryError(
+        f"--output-dir {str(output_dir)!r} already holds files that hfssl did not write ({shown}); nothing was "
+        "changed. Train into a new --output-dir, or empty that folder yourself; --overwrite does not delete them either: "
+        f"it removes only the files an hfssl run recorded in {MANIFEST_FILE}")
+
+
+def is_legacy_run(output_dir: Path) -> bool:
+    """A run folder of an hfssl version before manifests: a full hfssl model, or a checkpoint of one."""
+    return read_manifest(output_dir) is None and (is_hfssl_run(output_dir) or latest_checkpoint(output_dir) is not None)
+
+
 def clear_previous_run(output_dir: Path) -> list[str]:
-    """Delete hfssl's outputs (:data:`RUN_OUTPUTS`) in ``output_dir`` for ``--overwrite``; returns their names."""
-    removed = []
-    for name in RUN_OUTPUTS:
-        path = Path(output_dir) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-        else:
-            continue
-        removed.append(name)
+    """Remove exactly what ``output_dir``'s manifest records (``--overwrite``, a restart); returns the
+    removed entries. Folders that still hold other files are kept and named in a warning."""
+    manifest = read_manifest(output_dir)
+    if manifest is None:
+        return []
+    removed, kept = remove_recorded(output_dir, manifest)
+    if kept:
+        logger.warning("kept %s in %s: they hold files hfssl did not write", ", ".join(kept), output_dir)
     return removed

@@ -77,18 +77,14 @@ from hfssl.schedules import Schedule, resolve_schedules
 from hfssl.settings import RecipeError
 from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
-    checkpoint_root,
-    clear_previous_run,
     latest_checkpoint,
     load_training_state,
     read_trainer_state,
-    remove_stale_staging,
     save_checkpoint,
-    storage_error,
 )
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
-from hfssl.training.run_directory import RunStart, plan_run
+from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
 from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
 
 logger = logging.getLogger(__name__)
@@ -318,6 +314,7 @@ class _MicroStep:
 # ---- the run, step by step ---------------------------------------------------------------------
 
 
+@guard_run_folder  # the folder's lock and its record of what this run writes (main process)
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
           accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None,
           overwrite: bool = False, spec: MethodSpec | None = None) -> TrainResult:
@@ -575,12 +572,7 @@ def _finish(run: _Run) -> TrainResult:
         restore_memory_format(unwrapped)  # evaluation and export see the default layout
     check_finite_weights(unwrapped, accelerator, recipe, output_dir, run.state.global_step)
     if accelerator.is_main_process:
-        try:
-            unwrapped.save_pretrained(output_dir, safe_serialization=True)
-            if run.data.save_artifacts is not None:
-                run.data.save_artifacts(output_dir)
-        except OSError as error:
-            raise storage_error(error, output_dir, "trained model to") from error
+        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe)
     accelerator.wait_for_everyone()
     if recipe.train.trackers:
         accelerator.end_training()
@@ -591,16 +583,9 @@ def _finish(run: _Run) -> TrainResult:
 
 
 def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
-    """The first writes of a run (main process): ``--overwrite``'s removals, the folder, stale
-    staging folders removed, the resolved recipe."""
+    """The first writes of a run (main process): :func:`hfssl.training.run_directory.write_run_start`."""
     if accelerator.is_main_process:
-        if start.overwrite:
-            removed = clear_previous_run(output_dir)
-            if removed:
-                logger.warning("--overwrite: removed %s from %s", ", ".join(removed), output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(checkpoint_root(output_dir))
-        recipe.save(output_dir / "recipe.yaml")
+        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers))
     accelerator.wait_for_everyone()
 
 

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from hfssl.errors import ResumeError, RunDirectoryError
+from hfssl.files import DIR, FILE, MANIFEST_FILE, TREE, update_manifest
 from hfssl.training.checkpoint import (
     STATE_FILE,
     check_new_run_directory,
@@ -40,10 +41,13 @@ def test_latest_ignores_incomplete_and_staging(tmp_path):
     _make(tmp_path, 10)
     good = _make(tmp_path, 20)
     _make(tmp_path, 30, complete=False)
-    (tmp_path / "checkpoints" / ".tmp-step-00000040").mkdir()
+    (tmp_path / "checkpoints" / ".tmp-step-00000040-123-abc").mkdir()
+    (tmp_path / "checkpoints" / ".tmp-step-00000050-mine").mkdir()  # named like one, but not recorded
     assert latest_checkpoint(tmp_path) == good
-    remove_stale_staging(tmp_path / "checkpoints")
-    assert not (tmp_path / "checkpoints" / ".tmp-step-00000040").exists()
+    update_manifest(tmp_path, add={"checkpoints/.tmp-step-00000040-123-abc": TREE})
+    assert remove_stale_staging(tmp_path / "checkpoints") == ["checkpoints/.tmp-step-00000040-123-abc"]
+    assert not (tmp_path / "checkpoints" / ".tmp-step-00000040-123-abc").exists()
+    assert (tmp_path / "checkpoints" / ".tmp-step-00000050-mine").exists()  # only what the manifest records
     assert (tmp_path / "checkpoints" / "step-00000020").exists()
 
 
@@ -95,15 +99,22 @@ def test_resume_skips_damaged_checkpoints_and_names_why(tmp_path):
 
 
 def test_a_new_run_needs_a_new_or_empty_folder(tmp_path):
-    check_new_run_directory(tmp_path / "new", overwrite=False)
-    check_new_run_directory(tmp_path, overwrite=False)  # empty
+    assert check_new_run_directory(tmp_path / "new", overwrite=False) is False
+    assert check_new_run_directory(tmp_path, overwrite=False) is False  # empty
     (tmp_path / "README.md").write_text("mine")
-    with pytest.raises(RunDirectoryError, match="already holds files \\(README.md\\).*--overwrite"):
+    with pytest.raises(RunDirectoryError, match="already holds files that hfssl did not write \\(README.md\\)"):
         check_new_run_directory(tmp_path, overwrite=False)
+    with pytest.raises(RunDirectoryError, match="--overwrite does not delete them"):
+        check_new_run_directory(tmp_path, overwrite=True)  # no manifest: foreign, also with --overwrite
     _make(tmp_path, 4)
+    with pytest.raises(RunDirectoryError, match="earlier hfssl version.*--resume.*rm -r"):
+        check_new_run_directory(tmp_path, overwrite=True)  # a run without a manifest is never cleared
+    update_manifest(tmp_path, add={"README.md": FILE, "checkpoints": DIR, "checkpoints/step-00000004": TREE})
     with pytest.raises(RunDirectoryError, match="already holds another run.*--resume"):
         check_new_run_directory(tmp_path, overwrite=False)
-    check_new_run_directory(tmp_path, overwrite=True)
+    assert check_new_run_directory(tmp_path, overwrite=True) is True
     (tmp_path / "notes.txt").write_text("mine too")
-    assert sorted(clear_previous_run(tmp_path)) == ["README.md", "checkpoints"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    (tmp_path / "checkpoints" / "keep.txt").write_text("mine, in hfssl's folder")
+    assert sorted(clear_previous_run(tmp_path)) == ["README.md", "checkpoints/step-00000004"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_FILE, "checkpoints", "notes.txt"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["keep.txt"]
