@@ -172,10 +172,10 @@ def test_embed_a_dual_encoder_writes_image_and_caption_embeddings(tmp_path: Path
 def test_embed_refuses_outputs_it_must_not_write(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     before = {path: path.stat().st_mtime_ns for path in run.rglob("*") if path.is_file()}
     cases = [
-        (run / "model.safetensors", "hfssl wrote"),
-        (run / "config.json", "hfssl wrote"),
-        (run / "encoder" / "embeddings.parquet", "hfssl wrote"),
-        (run / "checkpoints", "hfssl wrote"),
+        (run / "model.safetensors", "would replace a file of the hfssl run"),
+        (run / "config.json", "would replace a file of the hfssl run"),
+        (run / "encoder" / "embeddings.parquet", "is inside the hfssl export"),
+        (run / "checkpoints", "would replace part of the hfssl run"),
         (run, "is an hfssl run folder"),
     ]
     for output, message in cases:

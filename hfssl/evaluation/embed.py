@@ -39,7 +39,7 @@ file or nothing, plus a hidden ``.FILE.tmp-*`` folder), with the permissions the
 existing output is refused without ``--overwrite``; ``--overwrite`` replaces a file, or a folder
 only when it is an earlier ``save_to_disk`` output. An output that is an hfssl run folder, one of
 the files or folders hfssl writes in a run (``model.safetensors``, ``config.json``, ``encoder/``,
-``checkpoints/``, ... :data:`hfssl.training.checkpoint.RUN_OUTPUTS`) or inside one of them, the
+``checkpoints/``, ... :func:`hfssl.training.run_directory.check_output_path`) or inside one of them, the
 model path or the data source is refused with exit code 2 before anything is loaded.
 """
 
@@ -76,7 +76,8 @@ from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.features import iter_image_batches
 from hfssl.recipe import EvalConfig
 from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, TEXT_FEATURES, is_hfssl_run
-from hfssl.training.checkpoint import RUN_OUTPUTS
+from hfssl.files import EXPORT, read_manifest
+from hfssl.training.run_directory import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -428,18 +429,17 @@ def check_output(output: Path, overwrite: bool, model: str | None = None, source
 
 
 def _check_not_a_run_output(resolved: Path, output: Path) -> None:
-    """Refuse the run folder itself and every path at or below one of hfssl's outputs in a run."""
+    """Refuse the run folder itself, and any path that would replace a file of an hfssl run or export or
+    lie inside what hfssl wrote there (:func:`hfssl.training.run_directory.check_output_path`)."""
     if is_hfssl_run(resolved):
         raise RunDirectoryError(f"--output {str(output)!r} is an hfssl run folder; write the embeddings to a new "
                                 "file (for example RUN/embeddings.parquet) or another folder")
-    for run in resolved.parents:
-        if is_hfssl_run(run):
-            first = resolved.relative_to(run).parts[0]
-            if first in RUN_OUTPUTS:
-                raise RunDirectoryError(
-                    f"--output {str(output)!r} is {run / first} of the hfssl run {str(run)!r}, which hfssl wrote "
-                    f"({first}); write the embeddings to a new file (for example {run / 'embeddings.parquet'})")
-            return
+    for folder in resolved.parents:  # an exported model's folder holds the model only (export replaces it whole)
+        manifest = read_manifest(folder)
+        if manifest is not None and manifest.kind == EXPORT:
+            raise RunDirectoryError(f"--output {str(output)!r} is inside the hfssl export {str(folder)!r}, which holds "
+                                    "the exported model only; write the embeddings to another folder")
+    check_output_path(output, "--output", is_file=is_parquet(output) or output.is_file())
 
 
 def write_dataset(dataset: datasets.Dataset, output: Path) -> None:
