@@ -166,7 +166,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run ``hfssl eval``; returns the process exit code."""
     path = Path(args.path)
     if args.output:  # never a file of a run or an export (the model, its config, a checkpoint)
-        check_output_path(args.output, "--output")
+        check_output_path(args.output, "--output", file_name="eval_results.json")
     if getattr(args, "plot", False) and args.images_dir:
         check_output_path(args.images_dir, "--images-dir", is_file=False)
     data, eval_config = resolve_configs(args)

@@ -343,13 +343,14 @@ def save_final_model(output_dir: Path, model: Any, save_artifacts: Callable[[Pat
     update_manifest(output_dir, add=moved, remove=[name])
 
 
-def check_output_path(output: str | Path, option: str, is_file: bool = True) -> None:
+def check_output_path(output: str | Path, option: str, is_file: bool = True, file_name: str | None = None) -> None:
     """Refuse an output path that would replace a file or folder of an hfssl run or export: any existing
     file in one (but its ``eval_results.json``), a path inside a checkpoint or ``encoder/``, hfssl's
     bookkeeping files, or a folder where a file is asked for."""
     output = Path(output)
     if is_file and output.is_dir():
-        raise RunDirectoryError(f"{option} {str(output)!r} is a folder; give a file path")
+        example = f" (for example {str(output / file_name)!r})" if file_name else ""
+        raise RunDirectoryError(f"{option} {str(output)!r} is a folder; give a file path{example}")
     if not is_file and output.exists() and not output.is_dir():
         raise RunDirectoryError(f"{option} {str(output)!r} is a file; give a folder")
     if output.name in (MANIFEST_FILE, LOCK_FILE):
