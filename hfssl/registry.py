@@ -242,16 +242,22 @@ def discover_methods() -> dict[str, MethodSpec]:
     if _discovered:
         return METHODS
     _discovered = True
-    package = importlib.import_module(BUILTIN_PACKAGE)
+    import_plugins(BUILTIN_PACKAGE, ENTRY_POINT_GROUP, "method", packages_only=True)
+    return METHODS
+
+
+def import_plugins(package_name: str, group: str, what: str, packages_only: bool = False) -> None:
+    """Import every module (or sub-package) of ``package_name`` and every entry point of ``group``: each
+    registers itself (methods, protocols). A plug-in that fails to load is logged, never fatal."""
+    package = importlib.import_module(package_name)
     for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda item: item.name):
-        if module.ispkg:
-            importlib.import_module(f"{BUILTIN_PACKAGE}.{module.name}")
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if module.ispkg or not packages_only:
+            importlib.import_module(f"{package_name}.{module.name}")
+    for entry_point in importlib.metadata.entry_points(group=group):
         try:
             entry_point.load()
         except Exception as error:  # a broken plug-in must not break hfssl itself
-            logger.warning("could not load hfssl method plug-in %s (%s): %s", entry_point.name, entry_point.value, error)
-    return METHODS
+            logger.warning("could not load hfssl %s plug-in %s (%s): %s", what, entry_point.name, entry_point.value, error)
 
 
 def get_method(name: str) -> MethodSpec:

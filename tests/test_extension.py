@@ -23,7 +23,6 @@ import toy_method
 from hfssl.cli import main as hfssl_main
 from hfssl.hub.card import read_run
 from hfssl.pipeline import check_training_recipe, run
-from hfssl.recipe import recipe_from_dict
 from hfssl.registry import METHODS
 from hfssl.schedules import Schedule
 from hfssl.settings import RecipeError
@@ -41,18 +40,7 @@ def toy():
     toy_method.unregister()
 
 
-def toy_recipe(**train):  # noqa: ANN003, ANN201 - a Recipe
-    return recipe_from_dict({
-        "method": toy_method.NAME,
-        "model": {"backbone_config": toy_method.TINY_BACKBONE, "queue_size": 24},
-        "data": {"source": "builtin:digits", "image_size": 16, "channels": 1, "max_train_samples": 192,
-                 "max_eval_samples": 90},
-        "views": {"mean": [0.5], "std": [0.5], "crop_scale": [0.5, 1.0]},
-        "optim": {"lr": 0.01, "warmup_steps": 0},
-        "train": {"batch_size": 16, "max_steps": 8, "checkpoint_every": 4, "trackers": [], "progress_bar": False,
-                  "knn_every": None, "log_every": 1, "monitor_every": 4, **train},
-        "eval": {"protocols": ["knn"], "knn": {"k": [5]}, "baselines": False},
-    })
+toy_recipe = toy_method.toy_recipe
 
 
 def test_a_method_from_tests_trains_resumes_exactly_with_its_queue(toy, tmp_path: Path) -> None:

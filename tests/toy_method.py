@@ -28,6 +28,7 @@ from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_
 from hfssl.configuration_utils import HfsslVisionConfig
 from hfssl.export import export_image_encoder
 from hfssl.modeling_utils import Freeze, HfsslPreTrainedModel
+from hfssl.recipe import recipe_from_dict
 from hfssl.registry import IMAGE, IMAGE_FEATURES, METHODS, MethodSpec, Paper, register_method, unregister_method
 from hfssl.schedules import Schedule
 from hfssl.views import view_inputs
@@ -139,3 +140,19 @@ def unregister() -> None:
     if METHODS.get(NAME) is SPEC:
         unregister_method(NAME)
     unregister_tiny(NAME)
+
+
+def toy_recipe(max_train_samples: int = 192, max_eval_samples: int = 90, eval: dict[str, Any] | None = None,
+               **train: Any) -> Any:
+    """A tiny digits recipe of the toy method (``train`` keys override the 8-step defaults)."""
+    return recipe_from_dict({
+        "method": NAME,
+        "model": {"backbone_config": TINY_BACKBONE, "queue_size": 24},
+        "data": {"source": "builtin:digits", "image_size": 16, "channels": 1, "max_train_samples": max_train_samples,
+                 "max_eval_samples": max_eval_samples},
+        "views": {"mean": [0.5], "std": [0.5], "crop_scale": [0.5, 1.0]},
+        "optim": {"lr": 0.01, "warmup_steps": 0},
+        "train": {"batch_size": 16, "max_steps": 8, "checkpoint_every": 4, "trackers": [], "progress_bar": False,
+                  "knn_every": None, "log_every": 1, "monitor_every": 4, **train},
+        "eval": eval or {"protocols": ["knn"], "knn": {"k": [5]}, "baselines": False},
+    })

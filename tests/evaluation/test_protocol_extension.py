@@ -20,7 +20,6 @@ import toy_protocol
 from hfssl.cli import main as hfssl_main
 from hfssl.evaluation.protocols import available_protocols, get_protocol
 from hfssl.pipeline import run
-from hfssl.recipe import recipe_from_dict
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -35,18 +34,9 @@ def toys():
 
 
 def toy_recipe() -> object:
-    return recipe_from_dict({
-        "method": toy_method.NAME,
-        "model": {"backbone_config": toy_method.TINY_BACKBONE, "queue_size": 24},
-        "data": {"source": "builtin:digits", "image_size": 16, "channels": 1, "max_train_samples": 160,
-                 "max_eval_samples": 80},
-        "views": {"mean": [0.5], "std": [0.5], "crop_scale": [0.5, 1.0]},
-        "optim": {"lr": 0.01, "warmup_steps": 0},
-        "train": {"batch_size": 16, "max_steps": 4, "checkpoint_every": 4, "trackers": [], "progress_bar": False,
-                  "knn_every": None, "log_every": 1, "monitor_every": 4},
-        "eval": {"protocols": ["knn", toy_protocol.NAME], "knn": {"k": [5]}, "baselines": False,
-                 toy_protocol.NAME: {"normalize": True}},
-    })
+    return toy_method.toy_recipe(160, 80, max_steps=4, eval={
+        "protocols": ["knn", toy_protocol.NAME], "knn": {"k": [5]}, "baselines": False,
+        toy_protocol.NAME: {"normalize": True}})
 
 
 def test_the_centroid_cosine_is_what_it_says() -> None:

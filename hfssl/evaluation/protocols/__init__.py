@@ -26,10 +26,6 @@ tables and the end of a run read this registry.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import logging
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +35,10 @@ import numpy as np
 
 from hfssl.data.config import IMAGE, IMAGE_TEXT, TEXT
 from hfssl.plots import Picture
-from hfssl.registry import CAPABILITIES, IMAGE_FEATURES
+from hfssl.registry import CAPABILITIES, IMAGE_FEATURES, import_plugins
 
 if TYPE_CHECKING:
     from hfssl.evaluation.context import EvaluationContext
-
-logger = logging.getLogger(__name__)
 
 Rows = list[dict[str, Any]]
 Score = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any, int], Rows]
@@ -181,13 +175,7 @@ def discover_protocols() -> dict[str, Protocol]:
     if _discovered:
         return PROTOCOLS
     _discovered = True
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda item: item.name):
-        importlib.import_module(f"{__name__}.{module.name}")
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            entry_point.load()
-        except Exception as error:  # a broken plug-in must not break hfssl itself
-            logger.warning("could not load hfssl protocol plug-in %s (%s): %s", entry_point.name, entry_point.value, error)
+    import_plugins(__name__, ENTRY_POINT_GROUP, "protocol")
     return PROTOCOLS
 
 
