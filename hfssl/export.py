@@ -60,6 +60,7 @@ from hfssl.files import (
     foreign_entries,
     make_staging_directory,
     read_manifest,
+    replace_directory,
     storage_error,
     tree_size,
     update_manifest,
@@ -184,7 +185,7 @@ def write_directory(output_dir: str | Path, needed: int | None = None, run_id: s
                 os.link(lock, staging / LOCK_FILE)
             except OSError:
                 pass
-        _replace_directory(staging, output_dir)
+        replace_directory(staging, output_dir)
         if recorded:
             update_manifest(output_dir.parent, add={output_dir.name: TREE}, remove=[staging.name])
     except BaseException:
@@ -292,17 +293,6 @@ def _point_processor_at_backbone(directory: Path, backbone: PreTrainedModel) -> 
     data = json.loads(path.read_text())
     data["image_processor_type"] = "ViTImageProcessor"
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    """Swap ``staging`` into ``target``: the old folder is removed only after the rename."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
 
 
 def image_export_settings(model: Any, recipe: Recipe | None, image_config: Any = None,

@@ -115,6 +115,18 @@ def make_staging_directory(parent: Path, prefix: str) -> Path:
     return path
 
 
+def replace_directory(staging: Path, target: Path) -> None:
+    """Swap the complete folder ``staging`` into ``target``: readers see the old folder or the new one, and
+    the old one is removed only after the rename."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
 def atomic_write_text(path: str | Path, text: str, what: str = "file") -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename, with the umask's mode.
 

@@ -76,7 +76,7 @@ from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.features import iter_image_batches
 from hfssl.recipe import EvalConfig
 from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, TEXT_FEATURES, is_hfssl_run
-from hfssl.files import EXPORT, read_manifest
+from hfssl.files import EXPORT, read_manifest, replace_directory
 from hfssl.training.run_directory import check_output_path
 
 logger = logging.getLogger(__name__)
@@ -459,21 +459,11 @@ def write_dataset(dataset: datasets.Dataset, output: Path) -> None:
             os.replace(target, output)
         else:
             dataset.save_to_disk(str(target))
-            _replace_folder(target, output)
+            replace_directory(target, output)
     finally:
         if not bars_were_disabled:
             datasets.utils.enable_progress_bars()
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _replace_folder(new: Path, output: Path) -> None:
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-        os.replace(new, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, output)
 
 
 __all__ = ["EMBED_CAPABILITIES", "LAYER_FEATURES", "EmbedRequest", "EmbedResult", "check_output", "choose_capability",

@@ -10,7 +10,6 @@ gradients) are in tests/test_distributed.py.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ import hfssl  # noqa: F401 - registers the methods
 from hfssl.export import export_encoder
 from hfssl.losses import InfoNCELoss, MoCoV3Loss
 from hfssl.recipe import load_recipe
-from hfssl.training.trainer import train
 from collapse import assert_short_digits_run_does_not_collapse
+from resume_check import resume_matches
 from tiny import tiny_inputs, tiny_model
 
 REPO = Path(__file__).resolve().parents[3]
@@ -188,24 +187,11 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run_queue_included(tm
                  "model.projection_dim=16", "model.queue_size=80", "train.batch_size=32", "train.max_steps=6",
                  "train.checkpoint_every=3", "train.log_every=1", "train.monitor_every=2"]
     recipe = load_recipe(REPO / "recipes" / "moco" / "digits.yaml", overrides)
-    full = train(recipe, tmp_path / "full")
-    checkpoint = full.output_dir / "checkpoints" / "step-00000003"
-    assert (checkpoint / "training_state_0.safetensors").is_file()
-    middle_queue = load_file(checkpoint / "training_state_0.safetensors")
+    # Same weights and the same queue (and pointer) after resuming from step 3 as uninterrupted.
+    full, middle_queue = resume_matches(recipe, tmp_path, ("queue", "queue_pointer"))
     assert int(middle_queue["queue_pointer"]) == (3 * 32) % 80
-
-    resumed_dir = tmp_path / "resumed"
-    (resumed_dir / "checkpoints").mkdir(parents=True)
-    shutil.copytree(checkpoint, resumed_dir / "checkpoints" / "step-00000003")
-    resumed = train(recipe, resumed_dir, resume=True)
-    assert resumed.resumed_from is not None and resumed.resumed_from.name == "step-00000003"
-    expected, actual = load_file(full.output_dir / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
-    assert expected.keys() == actual.keys()
-    for name in expected:
-        assert torch.equal(expected[name], actual[name]), name
-    assert torch.equal(full.model.queue, resumed.model.queue)
-    assert int(full.model.queue_pointer) == int(resumed.model.queue_pointer) == (6 * 32) % 80
-    final = load_file(resumed_dir / "checkpoints" / "step-00000006" / "training_state_0.safetensors")
+    assert int(full.model.queue_pointer) == (6 * 32) % 80
+    final = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000006" / "training_state_0.safetensors")
     assert torch.equal(final["queue"], full.model.queue)
     # Control: the queue moved between the two checkpoints, so the comparison above has teeth.
     assert not torch.equal(middle_queue["queue"], final["queue"])
