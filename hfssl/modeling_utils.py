@@ -225,6 +225,14 @@ class HfsslPreTrainedModel(PreTrainedModel):
         """``word-vectors``: the trained words, most frequent first, and their vectors ``(V, d)`` on the CPU."""
         raise self._not_served("word-vectors")
 
+    def get_pretext_predictions(self, pixel_values: torch.Tensor,
+                                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pretext-task``: the pretext task built from clean, normalised images ``(B, C, H, W)`` with
+        ``generator`` (the same builder as training, so a fixed seed gives a fixed task), and the model's
+        ``(logits (N, classes), labels (N,))`` on it; ``N`` may exceed ``B`` (RotNet shows each image at four
+        rotations)."""
+        raise self._not_served("pretext-task")
+
     def project_views(self, pixel_values: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two views ``(B, 2, C, H, W)`` through the backbone in one pass and then ``head``.
 

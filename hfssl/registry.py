@@ -86,6 +86,11 @@ MASKED_LM = register_capability(Capability(
     "masked-lm", "get_masked_lm", "a masked-language-model head with its tokenizer"))
 IMAGE_TEXT_EMBEDDINGS = register_capability(Capability(
     "image-text-embeddings", "get_dual_encoder", "image and text embeddings of a dual encoder in one space"))
+#: A hand-crafted pretext task's classifier (rotation, jigsaw, relative patch position): its predictions and
+#: the labels of the task made from clean images, for the held-out pretext accuracy.
+PRETEXT_TASK = register_capability(Capability(
+    "pretext-task", "get_pretext_predictions",
+    "the pretext task's logits and labels on clean images (rotation, jigsaw, relative patch position)"))
 
 
 @dataclass(frozen=True)
