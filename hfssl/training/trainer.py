@@ -741,9 +741,12 @@ def _batch_size(batch: Any) -> int:
 
 
 def _loss_logs(outputs: Any, accelerator: Accelerator) -> dict[str, float]:
+    """The scalar ``loss``, ``*_loss`` and ``*_accuracy`` fields of the model's output (a pretext task's
+    training accuracy: RotNet's ``pretext_accuracy``), averaged over the processes, as ``train/<name>``."""
     logs = {}
     for name, value in outputs.items():
-        if (name == "loss" or name.endswith("_loss")) and torch.is_tensor(value) and value.numel() == 1:
+        logged = name == "loss" or name.endswith("_loss") or name.endswith("_accuracy")
+        if logged and torch.is_tensor(value) and value.numel() == 1:
             logs[f"train/{name}"] = accelerator.gather(value.detach().float().reshape(1)).mean().item()
     return logs
 
