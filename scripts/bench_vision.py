@@ -511,7 +511,8 @@ def main() -> int:
     parser.add_argument("--linear-c-grid", type=float, nargs="*", default=[0.01, 0.1, 1.0])
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "bench"))
     parser.add_argument("--output", help="JSON file for all results")
-    parser.add_argument("--override", nargs="*", default=[], help="recipe overrides for every method")
+    parser.add_argument("--override", nargs="*", action="extend", default=[],
+                        help="recipe overrides for every method (a repeated --override adds to the list)")
     parser.add_argument("--quick", action="store_true", help="digits, 0.2 minutes: checks the script works")
     parser.add_argument("--throughput-only", action="store_true", help="measure whole training steps only, no training")
     parser.add_argument("--repeats", type=int, default=3, help="with --throughput-only: measurements per method")
