@@ -84,3 +84,17 @@ def test_text_file_holds_each_value_to_nine_significant_digits(tmp_path):
                                  for word, row in zip(["a", "b"], values))
     assert path.read_text() == expected
     assert np.array_equal(load_word2vec_format(path)[1], values)  # exact round trip
+
+
+def test_word_map_is_the_pca_of_the_unit_vectors(tmp_path, model):
+    from sklearn.decomposition import PCA
+
+    from hfssl.models.word2vec.pictures import principal_plane, save_word_map
+    from hfssl.plots import png_description
+
+    vectors = np.random.default_rng(0).standard_normal((50, 8))
+    ours, theirs = principal_plane(vectors), PCA(n_components=2).fit_transform(vectors)
+    assert np.allclose(np.abs(ours), np.abs(theirs)) and np.allclose(np.abs(ours.T @ theirs), np.diag((ours ** 2).sum(0)))
+    assert np.array_equal(principal_plane(vectors), ours)  # deterministic signs
+    path = save_word_map(model, tmp_path / "map.png")
+    assert png_description(path) == {"projection": "pca", "count": "4"}
