@@ -29,6 +29,7 @@ from hfssl.export import ExportContext, check_export_target
 from hfssl.files import export_run_id, folder_lock, read_manifest, recording, storage_error
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
 from hfssl.pipeline import run
+from hfssl.process_exit import exit_now
 from hfssl.recipe import load_recipe
 from hfssl.registry import discover_methods, method_for_config
 
@@ -227,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``hfssl`` command and return its exit code; as the ``hfssl`` program itself (``argv`` not
+    given: the console script, ``python -m hfssl.cli``) the process then ends through :func:`exit_now`."""
+    code = _main(argv)
+    if argv is None:
+        exit_now(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     # Overrides may follow options (``train R --output-dir D k=v``), which argparse's positional
     # matching does not allow: collect the leftovers that look like ``key=value`` for ``train``.
