@@ -465,7 +465,8 @@ def whole_process(args: argparse.Namespace, architectures: list[str]) -> tuple[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="skip-gram only, 1 epoch, a quarter of the corpus")
+    parser.add_argument("--quick", action="store_true", help="skip-gram only, 1 epoch, a quarter of the corpus "
+                        "(with --whole-process: a quarter of the corpus, the recipes as they are)")
     parser.add_argument("--architectures", nargs="+", default=None, choices=["skip-gram", "cbow"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kernel", default="numba", choices=["numba", "torch"], help="hfssl's model.kernel")
