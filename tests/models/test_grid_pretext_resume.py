@@ -1,5 +1,6 @@
 """Jigsaw and relative patch position resume exactly: their tiles, jitter and labels come from the engine's
-generator only, so a run continued from a checkpoint ends with the uninterrupted run's weights."""
+generator only, so a run continued from a checkpoint ends with the uninterrupted run's weights. The run's
+card (the ``patch-pretext`` family) says what the encoder was trained on."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hfssl.hub.card import build_card, validate_card
 from hfssl.recipe import load_recipe
 from hfssl.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_BACKBONE = "{model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, hidden_sizes: [8, 16], " \
                 "depths: [1, 1]}"
+#: What the card says the encoder saw (JigsawConfig / RelativePatchConfig.task_summary).
+TRAINED_ON = {
+    "jigsaw": "The encoder was trained on 9 tiles of 8 px (3x3 grid, gap 2 px, jitter up to 1 px, each tile normalised "
+              "on its own) shuffled by one of 10 permutations of maximal Hamming distance, never on whole images",
+    "relative_patch": "The encoder was trained on pairs of 8-px patches, the centre of a 3x3 grid and one of its 8 "
+                      "neighbours (gap 2 px, jitter up to 1 px, 0.5 of the patches shrunk 2x and blown back up), never "
+                      "on whole images",
+}
 #: 8-px tiles / patches (what the two-stage ResNet needs) in 10-px cells of 30-px digits.
 OVERRIDES = {
     "jigsaw": ["model.tile_size=8", "model.gap=2", "model.jitter=1", "model.num_permutations=10",
@@ -43,3 +53,7 @@ def test_a_resumed_run_ends_with_the_uninterrupted_runs_weights(method, tmp_path
     assert any(not torch.equal(middle[name], expected[name]) for name in expected)  # steps 4-6 changed the weights
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+    card = build_card(full.output_dir)
+    validate_card(card)
+    assert TRAINED_ON[method] in str(card)
+    assert card.data.pipeline_tag == "image-feature-extraction" and "pretext-task" in card.data.tags
