@@ -6,12 +6,15 @@ For a run of a method that serves ``pretext-task`` (jigsaw, relative patch posit
 1. the pretext task built from the *test* split's clean images with a fixed seed
    (``model.get_pretext_predictions``, the same builder as training) and the model's accuracy on it,
    next to chance (1 / number of classes);
-2. the run's linear probe (``eval.linear`` settings, frozen features of the train split, test top-1) for
-   the trained encoder and for a randomly initialised model of the same config (``torch.manual_seed(0)``).
+2. the run's probes (``--protocols``, default kNN and the linear probe, with the recipe's ``eval`` settings:
+   frozen features of the train split, test top-1) for the trained encoder and for a randomly initialised
+   model of the same config (``torch.manual_seed(0)``); ``--protocols`` with no name skips them (the
+   pretext accuracy alone, e.g. for a Fashion-MNIST benchmark run whose probes bench_vision.py made).
 
 Usage::
 
     python scripts/pretext_check.py /work/runs/jigsaw21/jigsaw-digits /work/runs/jigsaw21/relative_patch-digits
+    python scripts/pretext_check.py /work/runs/bench21/jigsaw-fashion_mnist-3min --protocols
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def pretext_accuracy(model, context, seed: int) -> tuple[float, int]:  # noqa: A
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out pretext task")
+    parser.add_argument("--protocols", nargs="*", default=["knn", "linear"],
+                        help="probes of the trained and the random encoder (none: pretext accuracy only)")
     parser.add_argument("--output", help="JSON file for the results")
     args = parser.parse_args()
 
@@ -73,8 +78,11 @@ def main() -> int:
         for name, model in (("trained", trained), ("random_init", random)):
             context = EvaluationContext(eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe)
             accuracy, classes = pretext_accuracy(model, context, args.seed)
-            linear = evaluate(context, ["linear"])["results"][0]
-            row[name] = {"pretext_accuracy": accuracy, "linear_top1": linear["top1"], "linear_C": linear.get("C")}
+            row[name] = {"pretext_accuracy": accuracy}
+            if args.protocols:
+                for result in evaluate(context, args.protocols)["results"]:
+                    setting = f"k{result['k']}" if "k" in result else f"C{result.get('C')}"
+                    row[name][f"{result['protocol']}_{setting}_top1"] = result["top1"]
             row["chance"] = 1 / classes
         rows.append(row)
         print(json.dumps(row), flush=True)
