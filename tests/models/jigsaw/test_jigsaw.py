@@ -15,6 +15,7 @@ from hfssl.models.jigsaw.permutations import maximal_hamming_permutations, minim
 from hfssl.recipe import load_recipe
 from hfssl.settings import RecipeError
 from hfssl.views.grid import GridLayout
+from tiny import TINY_CONVNEXT, TINY_VIT
 from tiny_jigsaw import PERMUTATIONS, TINY_JIGSAW
 
 REPO = Path(__file__).resolve().parents[3]
@@ -160,3 +161,22 @@ def test_the_recipe_refuses_tiles_that_do_not_fit_with_the_sizes_that_work(overr
     with pytest.raises(RecipeError) as error:
         _recipe(*overrides)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("backbone", [dict(TINY_VIT, image_size=32), TINY_CONVNEXT], ids=["vit", "convnext"])
+def test_any_vision_backbone_trains_on_tiles_and_embeds_whole_images(backbone):
+    """A ViT sees 8-px tiles through interpolated position embeddings, a ConvNeXt through its stem; both get
+    a gradient everywhere, serve the pretext task and embed the whole 32-px images."""
+    torch.manual_seed(0)
+    model = JigsawForPreTraining(JigsawConfig(**{**TINY_JIGSAW, "backbone_config": backbone}))
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    tiles, labels = make_jigsaw_puzzles(images, model.config.layout, torch.tensor(PERMUTATIONS),
+                                        torch.Generator().manual_seed(1))
+    output = model(pixel_values=tiles, labels=labels)
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        logits, task_labels = model.get_pretext_predictions(images, torch.Generator().manual_seed(1))
+        embeddings = model.get_embeddings(images)
+    assert torch.equal(task_labels, labels) and logits.shape == (4, 10) and embeddings.shape == (4, 32)

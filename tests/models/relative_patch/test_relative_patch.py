@@ -13,6 +13,7 @@ from hfssl.models.relative_patch import RelativePatchConfig, RelativePatchForPre
 from hfssl.models.relative_patch.task import NEIGHBOUR_CELLS, make_patch_pairs
 from hfssl.recipe import load_recipe
 from hfssl.settings import RecipeError
+from tiny import TINY_CONVNEXT, TINY_VIT
 from tiny_relative_patch import TINY_RELATIVE_PATCH
 
 REPO = Path(__file__).resolve().parents[3]
@@ -148,3 +149,22 @@ def test_bad_switches_are_refused(overrides, message):
     with pytest.raises(ValueError) as error:
         _config(**overrides)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("backbone", [dict(TINY_VIT, image_size=32), TINY_CONVNEXT], ids=["vit", "convnext"])
+def test_any_vision_backbone_trains_on_patches_and_embeds_whole_images(backbone):
+    """A ViT sees 8-px patches through interpolated position embeddings, a ConvNeXt through its stem; both get
+    a gradient everywhere, serve the pretext task and embed the whole 32-px images."""
+    torch.manual_seed(0)
+    config = _config(backbone_config=backbone, color_drop_channels=2)
+    model = RelativePatchForPreTraining(config)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    patches, labels = make_patch_pairs(images, config, torch.Generator().manual_seed(1))
+    output = model(pixel_values=patches, labels=labels)
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        logits, task_labels = model.get_pretext_predictions(images, torch.Generator().manual_seed(1))
+        embeddings = model.get_embeddings(images)
+    assert torch.equal(task_labels, labels) and logits.shape == (4, 8) and embeddings.shape == (4, 32)
