@@ -1,6 +1,7 @@
 """Jigsaw and relative patch position resume exactly: their tiles, jitter and labels come from the engine's
 generator only, so a run continued from a checkpoint ends with the uninterrupted run's weights. The run's
-card (the ``patch-pretext`` family) says what the encoder was trained on."""
+card (the ``patch-pretext`` family) says what the encoder was trained on, and the training pretext accuracy
+is logged at every logged step."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from hfssl.hub.card import build_card, validate_card
 from hfssl.recipe import load_recipe
@@ -40,7 +42,7 @@ def test_a_resumed_run_ends_with_the_uninterrupted_runs_weights(method, tmp_path
     recipe = load_recipe(REPO / "recipes" / method / "digits.yaml", [
         *OVERRIDES[method], f"model.backbone_config={TINY_BACKBONE}", "data.image_size=30", "train.batch_size=16",
         "train.max_steps=6", "train.checkpoint_every=3", "train.log_every=1", "train.progress_bar=false",
-        "train.trackers=[]", "train.knn_every=null", "eval.protocols=[]"])
+        "train.trackers=[tensorboard]", "train.knn_every=null", "eval.protocols=[]"])
     full = train(recipe, tmp_path / "full")
     resumed_dir = tmp_path / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
@@ -53,6 +55,13 @@ def test_a_resumed_run_ends_with_the_uninterrupted_runs_weights(method, tmp_path
     assert any(not torch.equal(middle[name], expected[name]) for name in expected)  # steps 4-6 changed the weights
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+    accuracy = []
+    for events in sorted((full.output_dir / "logs").rglob("events.out.tfevents.*")):  # the hparams file has none
+        accumulator = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if "train/pretext_accuracy" in accumulator.Tags()["scalars"]:
+            accuracy += [event.value for event in accumulator.Scalars("train/pretext_accuracy")]
+    assert len(accuracy) == 6 and all(0.0 <= value <= 1.0 for value in accuracy)
     card = build_card(full.output_dir)
     validate_card(card)
     assert TRAINED_ON[method] in str(card)
