@@ -741,9 +741,11 @@ def _batch_size(batch: Any) -> int:
 
 
 def _loss_logs(outputs: Any, accelerator: Accelerator) -> dict[str, float]:
+    """``loss``, every scalar ``*_loss`` and every scalar ``*_accuracy`` (a pretext task's training accuracy),
+    averaged over processes, as ``train/<name>``."""
     logs = {}
     for name, value in outputs.items():
-        if (name == "loss" or name.endswith("_loss")) and torch.is_tensor(value) and value.numel() == 1:
+        if (name == "loss" or name.endswith(("_loss", "_accuracy"))) and torch.is_tensor(value) and value.numel() == 1:
             logs[f"train/{name}"] = accelerator.gather(value.detach().float().reshape(1)).mean().item()
     return logs
 
