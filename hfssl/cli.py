@@ -68,6 +68,9 @@ def run_train(args: argparse.Namespace) -> int:
     result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite)
     if PartialState().is_main_process:
         _print_summary(result)
+    # The process group ends with the command that started it, after every process has finished the run
+    # (the trainer closes its trackers only; Accelerator.end_training would end the group before that).
+    PartialState().destroy_process_group()
     return 0
 
 

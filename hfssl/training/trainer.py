@@ -82,6 +82,7 @@ from hfssl.training.checkpoint import (
     read_trainer_state,
     save_checkpoint,
 )
+from hfssl.training.launch import check_launch
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
 from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
@@ -328,6 +329,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     (continue when there is one, else start) or a checkpoint path.
     """
     output_dir = Path(output_dir)
+    if accelerator is None:
+        check_launch()  # a launcher that started this process alone although several were asked for
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
@@ -574,12 +577,20 @@ def _finish(run: _Run) -> TrainResult:
     if accelerator.is_main_process:
         save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe)
     accelerator.wait_for_everyone()
-    if recipe.train.trackers:
-        accelerator.end_training()
+    _finish_trackers(accelerator)
     start = run.start
     return TrainResult(output_dir, run.state.global_step, run.last_loss, start.checkpoint, unwrapped, run.data,
                        accelerator, resumed_step=start.step, recipe_changes=start.changes,
                        skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged)
+
+
+def _finish_trackers(accelerator: Accelerator) -> None:
+    """Close the trackers (TensorBoard's files) and nothing more: ``Accelerator.end_training`` would also
+    destroy the process group, which the caller still needs (:mod:`hfssl.pipeline` exports and evaluates
+    on the main process and then waits for every process). The process that owns the group ends it
+    (``hfssl train``, :func:`hfssl.cli.run_train`)."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
 
 
 def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
