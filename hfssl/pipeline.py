@@ -41,6 +41,7 @@ from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import IMAGE_FEATURES, TEXT_FEATURES, get_method
 from hfssl.settings import build_section
+from hfssl.training.launch import check_launch
 from hfssl.training.run_directory import is_main_process, run_folder
 from hfssl.training.trainer import TrainResult, check_schedule_names, train
 
@@ -92,6 +93,8 @@ def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     checkpoint are checked before any work, and nothing is written from non-finite weights (the
     trainer raises before its final save, so no export, evaluation or card follows).
     """
+    if accelerator is None:
+        check_launch()  # before the folder's lock: a launch that would train alone is refused first
     check_training_recipe(recipe)
     if is_main_process(accelerator):  # the folder's lock and record span training and what follows it
         with run_folder(output_dir, resume, overwrite, "hfssl train"):
