@@ -82,7 +82,7 @@ from hfssl.training.checkpoint import (
     read_trainer_state,
     save_checkpoint,
 )
-from hfssl.training.launch import check_launch
+from hfssl.training.launch import check_launch, launch_summary, machine_count
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
 from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
@@ -304,6 +304,7 @@ class _Run:
     last_loss: float | None = None
     window: _Window = field(default_factory=_Window)
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
+    recipe_text: str = ""  # the resolved recipe as written beside the model and the checkpoints (launch comments first)
 
 
 @dataclass(frozen=True)
@@ -370,8 +371,23 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
                optimizer, dataloader, plan)
-    _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
+    run.recipe_text = _recipe_text(run, steps_per_epoch)
+    # Data and model are good: now the folder changes.
+    _write_run_start(accelerator, output_dir, recipe, start, run.recipe_text)
     return run
+
+
+def _recipe_text(run: _Run, steps_per_epoch: int | None) -> str:
+    """The resolved recipe with the launch's batch and learning-rate semantics stated first
+    (:func:`hfssl.training.launch.launch_summary`), also logged by the main process."""
+    accelerator = run.accelerator
+    group_lrs = {group.get("group", DEFAULT_GROUP): lr
+                 for group, lr in zip(run.optimizer.param_groups, run.plan.base_lrs)}
+    summary = launch_summary(run.recipe, accelerator.num_processes, machine_count(accelerator.num_processes),
+                             steps_per_epoch, run.plan.total_steps, group_lrs)
+    if accelerator.is_main_process:
+        logger.info("%s", summary.replace("# ", "").rstrip())
+    return summary + run.recipe.to_yaml()
 
 
 def _dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
@@ -556,7 +572,7 @@ def _checkpoint(run: _Run, step: int, stop: bool) -> None:
         return
     check_finite_weights(run.unwrapped, run.accelerator, recipe, run.output_dir, step)
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
-                            {"state": asdict(run.state), "run_id": run.start.run_id}, recipe.to_yaml(),
+                            {"state": asdict(run.state), "run_id": run.start.run_id}, run.recipe_text,
                             recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
     if stop:
         run.bar.close()
@@ -575,7 +591,7 @@ def _finish(run: _Run) -> TrainResult:
         restore_memory_format(unwrapped)  # evaluation and export see the default layout
     check_finite_weights(unwrapped, accelerator, recipe, output_dir, run.state.global_step)
     if accelerator.is_main_process:
-        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe)
+        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe, run.recipe_text)
     accelerator.wait_for_everyone()
     _finish_trackers(accelerator)
     start = run.start
@@ -593,10 +609,11 @@ def _finish_trackers(accelerator: Accelerator) -> None:
         tracker.finish()
 
 
-def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
+def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart,
+                     recipe_text: str) -> None:
     """The first writes of a run (main process): :func:`hfssl.training.run_directory.write_run_start`."""
     if accelerator.is_main_process:
-        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers))
+        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers), recipe_text=recipe_text)
     accelerator.wait_for_everyone()
 
 
