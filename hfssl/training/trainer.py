@@ -364,7 +364,7 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
         apply_channels_last(model, recipe.method)  # before the optimiser: its moments take the layout too
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, _dataloader(recipe, data))
+    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, training_dataloader(recipe, data))
     total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
     unwrapped = accelerator.unwrap_model(prepared)
     frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)  # a whole-run freeze is refused here
@@ -390,7 +390,18 @@ def _recipe_text(run: _Run, steps_per_epoch: int | None) -> str:
     return summary + run.recipe.to_yaml()
 
 
-def _dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
+def training_dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
+    """The training DataLoader of one process, before ``accelerator.prepare`` splits it over the processes.
+
+    ``train.batch_size`` examples per batch, the last incomplete batch dropped. A map-style split is
+    shuffled by a seeded sampler that Accelerate shards (each process its own rows of every epoch). A
+    streamed split (``datasets.IterableDataset``, ``data.streaming``) is read in source order by the main
+    process, which hands each process its own ``train.batch_size`` rows of every ``batch_size x processes``
+    (Accelerate's batch dispatching, its default for iterable data): whatever the number of shards and
+    processes, no row is read twice or by two processes, and an epoch leaves out only the rows of the last
+    incomplete global batch (``rows mod (batch_size x processes)``), as one process leaves out
+    ``rows mod batch_size`` (tests/training/test_streaming_processes.py).
+    """
     shuffle = not isinstance(data.train_dataset, torch.utils.data.IterableDataset) and not recipe.data.streaming
     return DataLoader(
         data.train_dataset,
