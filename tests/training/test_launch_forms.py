@@ -88,9 +88,9 @@ def test_multi_gpu_form_starts_and_plain_torchrun_continues_with_resume_or_start
 
 
 def test_config_files_start_every_process(tmp_path):
-    """The shipped Accelerate config files: ``cpu_2proc.yaml`` (two processes on one machine) and the
-    multi-node file as two "machines" of one process each on this host (``--machine_rank 0`` and ``1``,
-    the way scripts/slurm_train.sh starts it on each node)."""
+    """The shipped Accelerate config files: ``cpu_2proc.yaml`` (two processes on one machine), and the
+    multi-node file through scripts/slurm_train.sh as a job of two "nodes" of one process each on this
+    host (``srun`` and ``scontrol`` stand in for SLURM's: each node's task gets its ``SLURM_NODEID``)."""
     one_machine = tmp_path / "cpu_2proc"
     single = _launch([*ACCELERATE, "--config_file", "recipes/accelerate/cpu_2proc.yaml", "--main_process_port",
                       str(_free_port()), "-m", "hfssl.train", RECIPE, "--output-dir", str(one_machine), *QUICK,
@@ -99,20 +99,43 @@ def test_config_files_start_every_process(tmp_path):
     assert single.stdout.count("hfssl: trained 2 steps") == 1
     assert _ranks_in(one_machine / "checkpoints" / "step-00000002") == ["random_states_0.pkl", "random_states_1.pkl"]
 
-    two_machines, port = tmp_path / "multi_node", str(_free_port())
-    nodes = [subprocess.Popen(
-        [*ACCELERATE, "--config_file", "recipes/accelerate/multi_node_gpu_bf16.yaml", "--num_processes", "2",
-         "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-         "--mixed_precision", "no", "-m", "hfssl.train", RECIPE, "--output-dir", str(two_machines),
-         "--resume-or-start", *QUICK, "train.max_steps=2", "train.trackers=[]"],
-        cwd=REPO, env=_env(ACCELERATE_USE_CPU="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for rank in (0, 1)]
-    results = [(node.communicate(timeout=300), node.returncode) for node in nodes]
-    for (stdout, stderr), returncode in results:
-        assert returncode == 0, stderr[-4000:]
-    assert results[0][0][0].count("hfssl: trained 2 steps") == 1 and "hfssl: trained" not in results[1][0][0]
+    two_machines, logs = tmp_path / "multi_node", tmp_path / "nodes"
+    logs.mkdir()
+    env = _env(RECIPE=RECIPE, OUTPUT_DIR=str(two_machines), GPUS_PER_NODE="1", MASTER_PORT=str(_free_port()),
+               SLURM_JOB_NODELIST="node[0-1]", SLURM_NNODES="2", SLURM_JOB_ID="28", SRUN_LOG_DIR=str(logs),
+               ACCELERATE_USE_CPU="1")
+    env["PATH"] = os.pathsep.join([str(_fake_slurm(tmp_path / "bin")), str(Path(sys.executable).parent), env["PATH"]])
+    job = _launch(["bash", "scripts/slurm_train.sh", *QUICK, "train.max_steps=2", "train.trackers=[]",
+                   'train.mixed_precision="no"'], env)
+    errors = "".join(path.read_text()[-3000:] for path in sorted(logs.glob("*.err")))
+    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:] + errors
+    head, other = ((logs / f"node{node}.out").read_text() for node in (0, 1))
+    assert head.count("hfssl: trained 2 steps") == 1 and "hfssl: trained" not in other
     assert _ranks_in(two_machines / "checkpoints" / "step-00000002") == ["random_states_0.pkl", "random_states_1.pkl"]
     assert "# launch: 2 processes on 2 machines" in _launch_comments(two_machines / "recipe.yaml")
+
+
+def _fake_slurm(folder: Path) -> Path:
+    """``srun`` and ``scontrol`` for a job of ``SLURM_NNODES`` nodes that all run on this host: srun starts
+    its command once per node with that node's ``SLURM_NODEID`` (output in ``SRUN_LOG_DIR/node<N>.*``)."""
+    folder.mkdir()
+    (folder / "srun").write_text(
+        "#!/usr/bin/env bash\n"
+        "while [[ \"$1\" == --* ]]; do shift; done\n"
+        "pids=()\n"
+        "for ((node = 0; node < SLURM_NNODES; node++)); do\n"
+        "  SLURM_NODEID=$node SLURM_PROCID=$node \"$@\" > \"$SRUN_LOG_DIR/node$node.out\" "
+        "2> \"$SRUN_LOG_DIR/node$node.err\" &\n"
+        "  pids+=($!)\n"
+        "done\n"
+        "status=0\n"
+        "for pid in \"${pids[@]}\"; do wait \"$pid\" || status=$?; done\n"
+        "exit $status\n")
+    (folder / "scontrol").write_text(
+        "#!/usr/bin/env bash\nfor ((node = 0; node < SLURM_NNODES; node++)); do echo 127.0.0.1; done\n")
+    for tool in ("srun", "scontrol"):
+        (folder / tool).chmod(0o755)
+    return folder
 
 
 def test_launches_that_would_start_one_process_are_refused(tmp_path):
