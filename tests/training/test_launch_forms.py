@@ -15,7 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+
+from hfssl.training.launch import LaunchError, check_launch, machine_count
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = "recipes/simclr/digits.yaml"
@@ -164,3 +167,28 @@ def test_launches_that_would_start_one_process_are_refused(tmp_path):
         assert "torchrun --nproc_per_node N -m hfssl.train" in stderr
         assert "[rank" not in stderr and "hfssl: trained" not in stdout
         assert not (tmp_path / name).exists(), f"{name}: the refused launch wrote its folder"
+
+
+@pytest.mark.parametrize("environ, refused", [
+    ({}, False),  # hfssl train, python -m hfssl.train
+    ({"ACCELERATE_MIXED_PRECISION": "no"}, False),  # accelerate launch of one process
+    ({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}, True),
+    ({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "2"},
+     False),  # its torchrun launcher
+    ({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "h", "MASTER_PORT": "1", "PMI_SIZE": "4"}, False),  # mpirun
+    ({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "h", "MASTER_PORT": "1", "OMPI_COMM_WORLD_SIZE": "4"}, False),
+    ({"MASTER_ADDR": "h", "MASTER_PORT": "1"}, False),  # a job script's own variables, no accelerate launch
+])
+def test_check_launch_reads_the_launchers_variables(environ, refused):
+    """The signature of a lone process from Accelerate's simple launcher, and the variables that clear it."""
+    if refused:
+        with pytest.raises(LaunchError, match="started this process alone"):
+            check_launch(environ)
+    else:
+        check_launch(environ)
+
+
+def test_machine_count_from_torchrun_variables():
+    assert machine_count(4, {"LOCAL_WORLD_SIZE": "2"}) == 2
+    assert machine_count(2, {"LOCAL_WORLD_SIZE": "2"}) == 1
+    assert machine_count(1, {}) == 1
