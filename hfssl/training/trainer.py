@@ -446,6 +446,7 @@ def _resume(run: _Run) -> None:
     checkpoint = run.start.checkpoint
     if checkpoint is None:
         return
+    _warn_changed_process_count(run, Path(checkpoint))
     run.accelerator.load_state(str(checkpoint))
     run.state = LoopState.from_checkpoint(checkpoint)
     if run.unwrapped.training_state:
@@ -455,6 +456,21 @@ def _resume(run: _Run) -> None:
                              f"for {type(run.unwrapped).__name__}: it was written by another method")
         run.unwrapped.load_training_state_dict(saved)
     logger.info("resumed from %s at step %d", checkpoint, run.state.global_step)
+
+
+def _warn_changed_process_count(run: _Run, checkpoint: Path) -> None:
+    """A checkpoint holds one RNG state per process that wrote it: resumed on another number of processes
+    (a job requeued on fewer machines), the run goes on, but with another global batch and data order, so
+    not exactly as it would have; said once, by the main process."""
+    written = len(list(checkpoint.glob("random_states_*.pkl")))
+    now = run.accelerator.num_processes
+    if written and written != now and run.accelerator.is_main_process:
+        batch = run.recipe.train.batch_size * run.recipe.train.gradient_accumulation_steps
+        logger.warning(
+            "%s was written by %d processes and this run has %d: the global batch changes from %d to %d "
+            "(train.batch_size is per process) and the data order and random streams differ, so the resume is "
+            "not exact; launch %d processes to continue it exactly", checkpoint, written, now, batch * written,
+            batch * now, written)
 
 
 def _start_logging(run: _Run) -> None:

@@ -9,6 +9,7 @@ forms on one run folder (Accelerate's ``--multi_gpu`` starts it, plain ``torchru
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hfssl.pipeline import run
+from hfssl.recipe import load_recipe
 from hfssl.training.launch import LaunchError, check_launch, machine_count
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,11 +59,12 @@ def _launch_comments(recipe_file: Path) -> str:
     return "".join(line for line in recipe_file.read_text().splitlines(keepends=True) if line.startswith("#"))
 
 
-def test_multi_gpu_form_starts_and_plain_torchrun_continues_with_resume_or_start(tmp_path):
+def test_multi_gpu_form_starts_and_plain_torchrun_continues_with_resume_or_start(tmp_path, caplog):
     """The issue-28 regression (rank 1: "Default process group has not been initialized" once the trackers
     had ended the group before the pipeline's last barrier), exactly as reported: ``accelerate launch
     --multi_gpu`` with ``ACCELERATE_USE_CPU=1`` and the recipe's TensorBoard tracker. Then a requeued job:
-    plain ``torchrun -m hfssl.train ... --resume-or-start`` continues the same folder from its checkpoint."""
+    plain ``torchrun -m hfssl.train ... --resume-or-start`` continues the same folder from its checkpoint,
+    and one process continues it after that (the count changed: a warning, not a refusal)."""
     out = tmp_path / "run"
     started = _launch([*ACCELERATE, "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
@@ -88,6 +92,13 @@ def test_multi_gpu_form_starts_and_plain_torchrun_continues_with_resume_or_start
     assert _ranks_in(out / "checkpoints" / "step-00000003") == ["random_states_0.pkl", "random_states_1.pkl"]
     assert (out / "model.safetensors").is_file() and (out / "encoder" / "config.json").is_file()
     assert "3 steps in all" in _launch_comments(out / "recipe.yaml")
+
+    # Requeued on one process: it goes on from the two processes' checkpoint and says it is not exact.
+    with caplog.at_level(logging.WARNING, logger="hfssl.training.trainer"):
+        result = run(load_recipe(REPO / RECIPE, [*QUICK, "train.max_steps=4", "train.trackers=[]"]), out, resume=True)
+    assert result.steps == 4 and result.resumed_step == 3
+    assert "was written by 2 processes and this run has 1: the global batch changes from 64 to 32" in caplog.text
+    assert "# launch: 1 process on 1 machine" in _launch_comments(out / "recipe.yaml")
 
 
 def test_config_files_start_every_process(tmp_path):
