@@ -92,7 +92,12 @@ logger = logging.getLogger(__name__)
 
 
 class TrainerCallback(Protocol):
-    """Called on every process after each optimiser step; returns values to log (may be empty)."""
+    """Called on every process after each optimiser step; returns values to log (may be empty).
+
+    A callback may also define ``on_checkpoint(step, checkpoint, accelerator)``, called on every process
+    once a checkpoint is in place (``checkpoint`` is its folder), e.g. to copy it elsewhere
+    (:class:`hfssl.hub.checkpoints.CheckpointMirror`).
+    """
 
     def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
                     ) -> dict[str, float]: ...
@@ -601,6 +606,9 @@ def _checkpoint(run: _Run, step: int, stop: bool) -> None:
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
                             {"state": asdict(run.state), "run_id": run.start.run_id}, run.recipe_text,
                             recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
+    for callback in run.callbacks:
+        if hasattr(callback, "on_checkpoint"):
+            callback.on_checkpoint(step, saved, run.accelerator)
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
