@@ -116,12 +116,12 @@ def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
 
 def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator: Accelerator | None,
          overwrite: bool, mirror: CheckpointMirror | None = None) -> TrainResult:
-    callbacks: list[Any] = [mirror] if mirror is not None else []
+    callbacks = []
     if recipe.train.knn_every:
         knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))
         callbacks.append(OnlineKNN(recipe, temperature=knn.temperature))
     result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks,
-                   overwrite=overwrite)
+                   overwrite=overwrite, checkpoint_hooks=[mirror.on_checkpoint] if mirror is not None else None)
     if result.accelerator.is_main_process:
         result.outputs = finish_run(result.output_dir, result.model, recipe, result.data)
     result.accelerator.wait_for_everyone()

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from accelerate import Accelerator
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, snapshot_download
 
 from hfssl.errors import ResumeError, UsageError
@@ -84,7 +85,7 @@ class CheckpointMirror:
     """Commits each new checkpoint to a Hub branch (main process); see the module docstring.
 
     :meth:`open` checks the token and creates the repo and branch: call it before training. The trainer
-    calls :meth:`on_checkpoint` after each checkpoint is in place (``hfssl.training.trainer``'s callbacks).
+    calls :meth:`on_checkpoint` after each checkpoint is in place (``train(checkpoint_hooks=...)``).
     """
 
     retries = 3  # retries of a failed request (429, 5xx, a dropped connection) ...
@@ -110,10 +111,8 @@ class CheckpointMirror:
         logger.info("mirroring every checkpoint to %s", self.ref)
         return self
 
-    def on_step_end(self, step, model, data, accelerator) -> dict[str, float]:  # noqa: ANN001 - TrainerCallback
-        return {}
-
-    def on_checkpoint(self, step: int, checkpoint: Path, accelerator) -> None:  # noqa: ANN001 - Accelerator
+    def on_checkpoint(self, step: int, checkpoint: Path, accelerator: Accelerator) -> None:
+        """The trainer's checkpoint hook (:data:`hfssl.training.trainer.CheckpointHook`): the main process pushes."""
         if accelerator.is_main_process:
             self.push(Path(checkpoint))
 

@@ -57,6 +57,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,15 +93,15 @@ logger = logging.getLogger(__name__)
 
 
 class TrainerCallback(Protocol):
-    """Called on every process after each optimiser step; returns values to log (may be empty).
-
-    A callback may also define ``on_checkpoint(step, checkpoint, accelerator)``, called on every process
-    once a checkpoint is in place (``checkpoint`` is its folder), e.g. to copy it elsewhere
-    (:class:`hfssl.hub.checkpoints.CheckpointMirror`).
-    """
+    """Called on every process after each optimiser step; returns values to log (may be empty)."""
 
     def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
                     ) -> dict[str, float]: ...
+
+
+#: Called on every process once a checkpoint is in place: ``hook(step, checkpoint_folder, accelerator)``
+#: (e.g. :meth:`hfssl.hub.checkpoints.CheckpointMirror.on_checkpoint` copies it to the Hub).
+CheckpointHook = Callable[[int, Path, Accelerator], None]
 
 
 @dataclass
@@ -304,6 +305,7 @@ class _Run:
     plan: StepPlan
     state: LoopState = field(default_factory=LoopState)
     callbacks: list[TrainerCallback] = field(default_factory=list)
+    checkpoint_hooks: list[CheckpointHook] = field(default_factory=list)
     bar: Any = None
     generator: torch.Generator | None = None
     last_loss: float | None = None
@@ -324,7 +326,8 @@ class _MicroStep:
 @guard_run_folder  # the folder's lock and its record of what this run writes (main process)
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
           accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None,
-          overwrite: bool = False, spec: MethodSpec | None = None) -> TrainResult:
+          overwrite: bool = False, spec: MethodSpec | None = None,
+          checkpoint_hooks: list[CheckpointHook] | None = None) -> TrainResult:
     """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring.
 
     ``spec`` trains a method that is not in the registry (the fine-tuning protocol of
@@ -332,7 +335,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
 
     ``resume``: ``False`` (a new run: the folder must be new or empty, or ``overwrite=True``),
     ``True`` (continue the newest intact checkpoint; an error when there is none), ``"auto"``
-    (continue when there is one, else start) or a checkpoint path.
+    (continue when there is one, else start) or a checkpoint path. ``checkpoint_hooks`` are called after
+    each checkpoint is saved (:data:`CheckpointHook`).
     """
     output_dir = Path(output_dir)
     if accelerator is None:
@@ -343,6 +347,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     set_seed(recipe.train.seed)
     run = _set_up(recipe, output_dir, start, accelerator, spec or get_method(recipe.method))
     run.callbacks = list(callbacks or [])
+    run.checkpoint_hooks = list(checkpoint_hooks or [])
     _resume(run)
     _start_logging(run)
     run.model.train()
@@ -606,9 +611,8 @@ def _checkpoint(run: _Run, step: int, stop: bool) -> None:
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
                             {"state": asdict(run.state), "run_id": run.start.run_id}, run.recipe_text,
                             recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
-    for callback in run.callbacks:
-        if hasattr(callback, "on_checkpoint"):
-            callback.on_checkpoint(step, saved, run.accelerator)
+    for hook in run.checkpoint_hooks:
+        hook(step, saved, run.accelerator)
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
