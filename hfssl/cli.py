@@ -49,12 +49,18 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="continue the run in --output-dir when it has a checkpoint, else start a new run there "
                             "(for jobs that may be restarted)")
     start.add_argument("--resume-from", metavar="CHECKPOINT",
-                       help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX)")
+                       help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX), or from the newest "
+                            "checkpoint of a Hub branch that --hub-checkpoints filled: hf://OWNER/NAME[@BRANCH]")
     start.add_argument("--overwrite", action="store_true",
                        help="start a new run in an --output-dir that holds an earlier hfssl run: exactly the files "
                             "that run recorded in its .hfssl-manifest.json (checkpoints, model, recipe, card, encoder, "
                             "results, logs) are deleted first; other files are kept. A folder without that record is "
                             "refused, with or without --overwrite")
+    parser.add_argument("--hub-checkpoints", metavar="hf://OWNER/NAME[@BRANCH]",
+                        help="also commit every checkpoint to this branch of a Hub model repo (default branch "
+                             "'checkpoints'; the repo is created private when new; needs a write token): the branch "
+                             "holds the newest checkpoint and its history the earlier ones; continue from it anywhere "
+                             "with --resume-from hf://OWNER/NAME[@BRANCH]")
 
 
 def default_output_dir(recipe_path: str) -> Path:
@@ -66,9 +72,12 @@ def run_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)  # run() checks it, once, before any work
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
     resume = args.resume_from or ("auto" if args.resume_or_start else args.resume)
-    result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite)
+    result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite, hub_checkpoints=args.hub_checkpoints)
     if PartialState().is_main_process:
         _print_summary(result)
+    # The process group ends with the command that started it, after every process has finished the run
+    # (the trainer closes its trackers only; Accelerator.end_training would end the group before that).
+    PartialState().destroy_process_group()
     return 0
 
 

@@ -57,6 +57,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,6 +83,7 @@ from hfssl.training.checkpoint import (
     read_trainer_state,
     save_checkpoint,
 )
+from hfssl.training.launch import check_launch, launch_summary, machine_count
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
 from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
@@ -95,6 +97,11 @@ class TrainerCallback(Protocol):
 
     def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
                     ) -> dict[str, float]: ...
+
+
+#: Called on every process once a checkpoint is in place: ``hook(step, checkpoint_folder, accelerator)``
+#: (e.g. :meth:`hfssl.hub.checkpoints.CheckpointMirror.on_checkpoint` copies it to the Hub).
+CheckpointHook = Callable[[int, Path, Accelerator], None]
 
 
 @dataclass
@@ -298,11 +305,13 @@ class _Run:
     plan: StepPlan
     state: LoopState = field(default_factory=LoopState)
     callbacks: list[TrainerCallback] = field(default_factory=list)
+    checkpoint_hooks: list[CheckpointHook] = field(default_factory=list)
     bar: Any = None
     generator: torch.Generator | None = None
     last_loss: float | None = None
     window: _Window = field(default_factory=_Window)
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
+    recipe_text: str = ""  # the resolved recipe as written beside the model and the checkpoints (launch comments first)
 
 
 @dataclass(frozen=True)
@@ -317,7 +326,8 @@ class _MicroStep:
 @guard_run_folder  # the folder's lock and its record of what this run writes (main process)
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
           accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None,
-          overwrite: bool = False, spec: MethodSpec | None = None) -> TrainResult:
+          overwrite: bool = False, spec: MethodSpec | None = None,
+          checkpoint_hooks: list[CheckpointHook] | None = None) -> TrainResult:
     """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring.
 
     ``spec`` trains a method that is not in the registry (the fine-tuning protocol of
@@ -325,15 +335,19 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
 
     ``resume``: ``False`` (a new run: the folder must be new or empty, or ``overwrite=True``),
     ``True`` (continue the newest intact checkpoint; an error when there is none), ``"auto"``
-    (continue when there is one, else start) or a checkpoint path.
+    (continue when there is one, else start) or a checkpoint path. ``checkpoint_hooks`` are called after
+    each checkpoint is saved (:data:`CheckpointHook`).
     """
     output_dir = Path(output_dir)
+    if accelerator is None:
+        check_launch()  # a launcher that started this process alone although several were asked for
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
     set_seed(recipe.train.seed)
     run = _set_up(recipe, output_dir, start, accelerator, spec or get_method(recipe.method))
     run.callbacks = list(callbacks or [])
+    run.checkpoint_hooks = list(checkpoint_hooks or [])
     _resume(run)
     _start_logging(run)
     run.model.train()
@@ -360,18 +374,44 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
         apply_channels_last(model, recipe.method)  # before the optimiser: its moments take the layout too
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, _dataloader(recipe, data))
+    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, training_dataloader(recipe, data))
     total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
     unwrapped = accelerator.unwrap_model(prepared)
     frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)  # a whole-run freeze is refused here
     plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
                optimizer, dataloader, plan)
-    _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
+    run.recipe_text = _recipe_text(run, steps_per_epoch)
+    # Data and model are good: now the folder changes.
+    _write_run_start(accelerator, output_dir, recipe, start, run.recipe_text)
     return run
 
 
-def _dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
+def _recipe_text(run: _Run, steps_per_epoch: int | None) -> str:
+    """The resolved recipe with the launch's batch and learning-rate semantics stated first
+    (:func:`hfssl.training.launch.launch_summary`), also logged by the main process."""
+    accelerator = run.accelerator
+    group_lrs = {group.get("group", DEFAULT_GROUP): lr
+                 for group, lr in zip(run.optimizer.param_groups, run.plan.base_lrs)}
+    summary = launch_summary(run.recipe, accelerator.num_processes, machine_count(accelerator.num_processes),
+                             steps_per_epoch, run.plan.total_steps, group_lrs)
+    if accelerator.is_main_process:
+        logger.info("%s", summary.replace("# ", "").rstrip())
+    return summary + run.recipe.to_yaml()
+
+
+def training_dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
+    """The training DataLoader of one process, before ``accelerator.prepare`` splits it over the processes.
+
+    ``train.batch_size`` examples per batch, the last incomplete batch dropped. A map-style split is
+    shuffled by a seeded sampler that Accelerate shards (each process its own rows of every epoch). A
+    streamed split (``datasets.IterableDataset``, ``data.streaming``) is read in source order by the main
+    process, which hands each process its own ``train.batch_size`` rows of every ``batch_size x processes``
+    (Accelerate's batch dispatching, its default for iterable data): whatever the number of shards and
+    processes, no row is read twice or by two processes, and an epoch leaves out only the rows of the last
+    incomplete global batch (``rows mod (batch_size x processes)``), as one process leaves out
+    ``rows mod batch_size`` (tests/training/test_streaming_processes.py).
+    """
     shuffle = not isinstance(data.train_dataset, torch.utils.data.IterableDataset) and not recipe.data.streaming
     return DataLoader(
         data.train_dataset,
@@ -416,6 +456,7 @@ def _resume(run: _Run) -> None:
     checkpoint = run.start.checkpoint
     if checkpoint is None:
         return
+    _warn_changed_process_count(run, Path(checkpoint))
     run.accelerator.load_state(str(checkpoint))
     run.state = LoopState.from_checkpoint(checkpoint)
     if run.unwrapped.training_state:
@@ -425,6 +466,21 @@ def _resume(run: _Run) -> None:
                              f"for {type(run.unwrapped).__name__}: it was written by another method")
         run.unwrapped.load_training_state_dict(saved)
     logger.info("resumed from %s at step %d", checkpoint, run.state.global_step)
+
+
+def _warn_changed_process_count(run: _Run, checkpoint: Path) -> None:
+    """A checkpoint holds one RNG state per process that wrote it: resumed on another number of processes
+    (a job requeued on fewer machines), the run goes on, but with another global batch and data order, so
+    not exactly as it would have; said once, by the main process."""
+    written = len(list(checkpoint.glob("random_states_*.pkl")))
+    now = run.accelerator.num_processes
+    if written and written != now and run.accelerator.is_main_process:
+        batch = run.recipe.train.batch_size * run.recipe.train.gradient_accumulation_steps
+        logger.warning(
+            "%s was written by %d processes and this run has %d: the global batch changes from %d to %d "
+            "(train.batch_size is per process) and the data order and random streams differ, so the resume is "
+            "not exact; launch %d processes to continue it exactly", checkpoint, written, now, batch * written,
+            batch * now, written)
 
 
 def _start_logging(run: _Run) -> None:
@@ -553,8 +609,10 @@ def _checkpoint(run: _Run, step: int, stop: bool) -> None:
         return
     check_finite_weights(run.unwrapped, run.accelerator, recipe, run.output_dir, step)
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
-                            {"state": asdict(run.state), "run_id": run.start.run_id}, recipe.to_yaml(),
+                            {"state": asdict(run.state), "run_id": run.start.run_id}, run.recipe_text,
                             recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
+    for hook in run.checkpoint_hooks:
+        hook(step, saved, run.accelerator)
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
@@ -572,20 +630,29 @@ def _finish(run: _Run) -> TrainResult:
         restore_memory_format(unwrapped)  # evaluation and export see the default layout
     check_finite_weights(unwrapped, accelerator, recipe, output_dir, run.state.global_step)
     if accelerator.is_main_process:
-        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe)
+        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe, run.recipe_text)
     accelerator.wait_for_everyone()
-    if recipe.train.trackers:
-        accelerator.end_training()
+    _finish_trackers(accelerator)
     start = run.start
     return TrainResult(output_dir, run.state.global_step, run.last_loss, start.checkpoint, unwrapped, run.data,
                        accelerator, resumed_step=start.step, recipe_changes=start.changes,
                        skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged)
 
 
-def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
+def _finish_trackers(accelerator: Accelerator) -> None:
+    """Close the trackers (TensorBoard's files) and nothing more: ``Accelerator.end_training`` would also
+    destroy the process group, which the caller still needs (:mod:`hfssl.pipeline` exports and evaluates
+    on the main process and then waits for every process). The process that owns the group ends it
+    (``hfssl train``, :func:`hfssl.cli.run_train`)."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart,
+                     recipe_text: str) -> None:
     """The first writes of a run (main process): :func:`hfssl.training.run_directory.write_run_start`."""
     if accelerator.is_main_process:
-        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers))
+        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers), recipe_text=recipe_text)
     accelerator.wait_for_everyone()
 
 
