@@ -45,8 +45,10 @@ Reliability (issue 14): the run directory and the checkpoint are checked before 
 (:mod:`hfssl.training.run_directory`); a non-finite loss stops the run, or skips the step with
 ``train.on_nonfinite: skip``, the decision taken by all processes together; the weights are
 checked to be finite before every checkpoint and before the final save, so nothing is ever
-written from non-finite weights; the first Ctrl-C saves a checkpoint at the end of the step and
-raises :class:`hfssl.errors.TrainingInterrupted` (a second one stops at once).
+written from non-finite weights; the first Ctrl-C, SIGTERM or SIGUSR1 (schedulers' signals, issue 28)
+saves a checkpoint at the end of the step on every process and raises
+:class:`hfssl.errors.TrainingInterrupted` (exit code 128 + the signal's number; a second signal stops at
+once); see :class:`_InterruptRequest`.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from tqdm.auto import tqdm
 
 from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
-from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
+from hfssl.errors import InterruptedAtOnce, NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
@@ -542,12 +544,12 @@ def _end_optimizer_step(run: _Run, micro: _MicroStep, interrupt: _InterruptReque
         run.state.nonfinite_streak = 0
         run.unwrapped.on_train_step_end(step, micro.values.scheduled)
         _log_step(run, micro)
-    _checkpoint(run, step, stop=_any_process(run.accelerator, interrupt.requested))
+    _checkpoint(run, step, stop=_stop_signal(run.accelerator, interrupt.signum))
 
 
-def _checkpoint(run: _Run, step: int, stop: bool) -> None:
-    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping; a Ctrl-C stop
-    then ends the run."""
+def _checkpoint(run: _Run, step: int, stop: int) -> None:
+    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping (``stop``: the
+    number of the signal that asked for it, 0 for none); a stop then ends the run."""
     recipe = run.recipe
     if not (step % recipe.train.checkpoint_every == 0 or step == run.plan.total_steps or stop):
         return
@@ -558,8 +560,8 @@ def _checkpoint(run: _Run, step: int, stop: bool) -> None:
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
-            f"interrupted (Ctrl-C) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds it: "
-            "continue with the same command and --resume", step, saved)
+            f"interrupted ({signal_name(stop)}) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds "
+            "it: continue with the same command and --resume", step, saved, signum=stop)
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -695,31 +697,70 @@ def check_finite_weights(model: HfsslPreTrainedModel, accelerator: Accelerator, 
             f"was saved from them; {_last_good(output_dir)}. Fix: " + _FIX.format(lr=recipe.optim.lr), step)
 
 
+#: The signals that stop a run at the end of the current step, with a checkpoint: Ctrl-C, and the ones
+#: schedulers send (SLURM: SIGTERM at the time limit or ``scancel``, ``--signal=USR1@SECONDS`` before it).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM,
+                                            *((signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()))
+
+
+def _is_default_handler(signum: int) -> bool:
+    """Whether nobody has chosen what ``signum`` does: Python's own Ctrl-C handler for SIGINT, the
+    system's default (terminate) for the others. An ignored signal (``nohup``, ``&`` in a
+    non-interactive shell) or another program's handler is left as it is."""
+    current = signal.getsignal(signum)
+    return current is (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+
 class _InterruptRequest:
-    """The first Ctrl-C (SIGINT) sets ``requested``: the loop saves a checkpoint at the end of the
-    step and stops. A second one raises ``KeyboardInterrupt`` at once. Installed only in the main
-    thread and when nobody else has replaced Python's own handler."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGUSR1 sets ``signum``: the loop saves a checkpoint at the end of
+    the step and stops (:class:`TrainingInterrupted`, exit code 128 + the signal's number). A second
+    one of them raises :class:`InterruptedAtOnce` (a ``KeyboardInterrupt``) at once. Each handler is installed only in the main
+    thread and only where the signal has its default handler (:func:`_is_default_handler`).
+
+    In a distributed run the signal may reach one process only (SLURM signals the batch step): the
+    processes agree at every step boundary through the one-number all-reduce that already carries
+    this flag (:func:`_stop_signal`), so every process saves at the same step and stops."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
 
     def __enter__(self) -> _InterruptRequest:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if _is_default_handler(signum):
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("Ctrl-C: saving a checkpoint at the end of this step, then stopping "
-                       "(press Ctrl-C again to stop at once, without a checkpoint)")
+            raise InterruptedAtOnce(signum)
+        self.signum = int(signum)
+        logger.warning("%s: saving a checkpoint at the end of this step, then stopping (send it again to stop at "
+                       "once, without a checkpoint)", signal_name(signum))
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+def signal_name(signum: int) -> str:
+    """``Ctrl-C``, ``SIGTERM``, ``SIGUSR1``: how messages name a stop signal."""
+    name = signal.Signals(signum).name
+    return "Ctrl-C" if signum == signal.SIGINT else name
+
+
+def _stop_signal(accelerator: Accelerator, signum: int) -> int:
+    """The stop signal any process received (the highest number when they differ), 0 for none: one
+    all-reduce of one number per step, as for the non-finite check (nothing with one process)."""
+    if accelerator.num_processes == 1:
+        return signum
+    return int(accelerator.reduce(torch.tensor([signum], device=accelerator.device), reduction="max").item())
 
 
 def _set_step_hyperparameters(optimizer: torch.optim.Optimizer, base_lrs: list[float], lr_factor: float,
