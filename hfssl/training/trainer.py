@@ -56,6 +56,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -86,7 +87,15 @@ from hfssl.training.checkpoint import (
 )
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
-from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
+from hfssl.training.precision import resolve_mixed_precision, warn_emulated_bf16
+from hfssl.training.run_directory import (
+    RunStart,
+    guard_run_folder,
+    is_main_process,
+    plan_run,
+    save_final_model,
+    write_run_start,
+)
 from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
 
 logger = logging.getLogger(__name__)
@@ -116,6 +125,7 @@ class TrainResult:
     recipe_changes: list[str] = field(default_factory=list)
     skipped_steps: int = 0
     damaged_checkpoints: list[str] = field(default_factory=list)
+    recipe: Recipe | None = None  # as trained: train.mixed_precision: auto resolved (hfssl.training.precision)
 
 
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
@@ -153,6 +163,34 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         **kwargs,
     )
+
+
+def _resolve_precision(recipe: Recipe, start: RunStart, accelerator: Accelerator | None) -> Recipe:
+    """``train.mixed_precision: auto`` resolved for the device this run trains on (logged once, on the
+    main process, and kept in the run's recipe with the reason); an explicit bf16 on a CPU without
+    native bf16 warned about (:mod:`hfssl.training.precision`)."""
+    device_type = accelerator.device.type if accelerator is not None else _device_type()
+    resolved = resolve_mixed_precision(recipe, device_type, start.checkpoint,
+                                       accelerator.mixed_precision if accelerator is not None else None)
+    if is_main_process(accelerator):
+        if resolved.train.mixed_precision_reason and recipe.train.mixed_precision == "auto":
+            logger.info("train.mixed_precision: %s (%s)", resolved.train.mixed_precision,
+                        resolved.train.mixed_precision_reason)
+        warn_emulated_bf16(resolved, device_type)
+    return resolved
+
+
+def _device_type() -> str:
+    """The type of device an Accelerator made by :func:`make_accelerator` will train on."""
+    if _env_flag("ACCELERATE_USE_CPU") or not _accelerator_available():
+        return "cpu"
+    if hasattr(torch, "accelerator") and torch.accelerator.current_accelerator() is not None:
+        return torch.accelerator.current_accelerator().type
+    return "cuda"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _accelerator_available() -> bool:
@@ -331,6 +369,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     """
     output_dir = Path(output_dir)
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
+    recipe = _resolve_precision(recipe, start, accelerator)
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
     set_seed(recipe.train.seed)
@@ -581,7 +620,7 @@ def _finish(run: _Run) -> TrainResult:
     start = run.start
     return TrainResult(output_dir, run.state.global_step, run.last_loss, start.checkpoint, unwrapped, run.data,
                        accelerator, resumed_step=start.step, recipe_changes=start.changes,
-                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged)
+                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged, recipe=recipe)
 
 
 def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
