@@ -44,6 +44,8 @@ from typing import Any
 import torch
 
 from hfssl.recipe import Recipe
+from hfssl.settings import RecipeError, load_yaml
+from hfssl.training.checkpoint import RECIPE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +120,6 @@ def precision_environment() -> PrecisionChoice | None:
     forced = os.environ.get(ENVIRONMENT, "").strip().lower()
     if forced:
         if forced not in RESOLVED:
-            from hfssl.settings import RecipeError
-
             raise RecipeError(f"{ENVIRONMENT}={forced!r}: must be one of {', '.join(RESOLVED)} (what "
                               "train.mixed_precision: auto resolves to), or unset to choose by the hardware")
         return PrecisionChoice(forced, f"auto: {ENVIRONMENT}={forced}")
@@ -131,9 +131,6 @@ def precision_environment() -> PrecisionChoice | None:
 
 def saved_precision(checkpoint: Path) -> tuple[str | None, str | None]:
     """``(train.mixed_precision, train.mixed_precision_reason)`` of a checkpoint's recipe."""
-    from hfssl.settings import load_yaml
-    from hfssl.training.checkpoint import RECIPE_FILE
-
     train = (load_yaml((Path(checkpoint) / RECIPE_FILE).read_text()) or {}).get("train") or {}
     return train.get("mixed_precision"), train.get("mixed_precision_reason")
 
@@ -151,11 +148,11 @@ def resolve_mixed_precision(recipe: Recipe, device_type: str, checkpoint: Path |
     train = recipe.train
     if train.mixed_precision != AUTO:
         return recipe
-    if checkpoint is not None:
+    if given is not None:  # what the run computes in, whatever else says
+        choice = PrecisionChoice(given, f"auto: the Accelerator given to train() (mixed_precision={given})")
+    elif checkpoint is not None:
         value, reason = saved_precision(checkpoint)
         choice = PrecisionChoice(value, reason or f"auto: kept the resumed checkpoint's train.mixed_precision ({value})")
-    elif given is not None:
-        choice = PrecisionChoice(given, f"auto: the Accelerator given to train() (mixed_precision={given})")
     else:
         choice = precision_environment() or choose_mixed_precision(device_type)
     return replace(recipe, train=replace(train, mixed_precision=choice.value, mixed_precision_reason=choice.reason))
