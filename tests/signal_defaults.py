@@ -1,8 +1,9 @@
 """What the tests that send signals to a child process rely on: the signals' default handlers.
 
-A process started with SIGINT ignored (``nohup``, ``&`` in a non-interactive shell, some CI runners)
-passes the ignore on to every child through ``exec``; Python then installs no Ctrl-C handler, and
-hfssl rightly leaves an ignored signal alone, so a test that sends SIGINT would see nothing happen.
+A process started with SIGINT ignored (``&`` in a non-interactive shell, as in ``nohup pytest &`` in a
+script; some CI runners) passes the ignore on to every child through ``exec``; Python then installs no
+Ctrl-C handler, and hfssl rightly leaves an ignored signal alone, so a test that sends SIGINT would see
+nothing happen.
 Such a test starts its child with ``preexec_fn=restore_default_signals``, or, in its own process,
 holds :func:`default_signal_handlers` around what it does.
 """

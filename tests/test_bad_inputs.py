@@ -544,7 +544,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_exits_130(tmp_path: 
     process = subprocess.Popen([sys.executable, "-m", "hfssl.cli", "train", RECIPE, "--output-dir", str(run), *TINY,
                                 "train.max_steps=2000", "train.checkpoint_every=1000"],
                                cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=restore_default_signals)  # also when the suite runs under nohup
+                               preexec_fn=restore_default_signals)  # also when the suite runs in the background
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "recipe.yaml").is_file():  # written once training starts
         time.sleep(0.05)
@@ -563,7 +563,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_exits_130(tmp_path: 
 def test_a_second_ctrl_c_stops_at_once() -> None:
     from hfssl.training.trainer import _InterruptRequest
 
-    # Python's Ctrl-C handler, also when the suite was started with SIGINT ignored (nohup, a background job).
+    # Python's Ctrl-C handler, also when the suite was started with SIGINT ignored (a background job of a script).
     with default_signal_handlers():
         with _InterruptRequest() as interrupt:
             os.kill(os.getpid(), signal.SIGINT)

@@ -744,7 +744,7 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM,
 
 def _is_default_handler(signum: int) -> bool:
     """Whether nobody has chosen what ``signum`` does: Python's own Ctrl-C handler for SIGINT, the
-    system's default (terminate) for the others. An ignored signal (``nohup``, ``&`` in a
+    system's default (terminate) for the others. An ignored signal (SIGINT under ``&`` in a
     non-interactive shell) or another program's handler is left as it is."""
     current = signal.getsignal(signum)
     return current is (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
@@ -753,8 +753,9 @@ def _is_default_handler(signum: int) -> bool:
 class _InterruptRequest:
     """Ctrl-C (SIGINT), SIGTERM or SIGUSR1 sets ``signum``: the loop saves a checkpoint at the end of
     the step and stops (:class:`TrainingInterrupted`, exit code 128 + the signal's number). A second
-    one of them raises :class:`InterruptedAtOnce` (a ``KeyboardInterrupt``) at once. Each handler is installed only in the main
-    thread and only where the signal has its default handler (:func:`_is_default_handler`).
+    one of them raises :class:`InterruptedAtOnce` (a ``KeyboardInterrupt``) at once. Each handler is
+    installed only in the main thread and only where the signal has its default handler
+    (:func:`_is_default_handler`).
 
     In a distributed run the signal may reach one process only (SLURM signals the batch step): the
     processes agree at every step boundary through the one-number all-reduce that already carries

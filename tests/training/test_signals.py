@@ -2,11 +2,14 @@
 end of the step in which they arrive, on every process, and the run exits with 128 + the signal's
 number, no traceback, the message naming ``--resume``; ``--resume`` then continues exactly.
 
-The signal is real (``os.kill`` of the process itself, from inside step 3's forward, so the step
-it lands in is known and the test does not race the training): one process through the real
-command line, and two gloo processes (``torch.distributed.run``) where only rank 1 is signalled, as
-SLURM signals only the batch step. A test of the suite itself started with SIGINT ignored (nohup)
-runs the Ctrl-C tests in a child pytest.
+The signal is real (``os.kill`` of the process itself, from inside a given step's forward, so the step
+it lands in is known and the test does not race the training): SIGTERM in one process through the real
+command line; SIGTERM, then SIGUSR1 after a resume, in two gloo processes (``torch.distributed.run``)
+where only one rank is signalled, as SLURM signals only the batch step.
+
+The suite started with SIGINT ignored (``pytest &`` in a script, some CI runners): the Ctrl-C tests of
+tests/test_bad_inputs.py restore the handlers they rely on (tests/signal_defaults.py); a test here runs
+them in that state, cheaply (the in-process one, and the start of a child as the subprocess one starts it).
 """
 
 from __future__ import annotations
@@ -35,17 +38,18 @@ ARGS = ["recipes/simclr/digits.yaml",
         "train.batch_size=16", "eval.protocols=[]", "train.trackers=[]", "train.progress_bar=false",
         "train.knn_every=null", "train.log_every=1", "train.max_steps=5", "train.checkpoint_every=100"]
 
-#: Runs ``hfssl.cli.main`` on ``sys.argv[1:]``, sending the process the signal once, from inside the
-#: forward of step ``STEP`` on process ``RANK`` only.
+#: Runs ``hfssl.cli.main`` on ``sys.argv[1:]`` (or ``{finish}``), sending each signal of ``{signals}``
+#: (``{step: (rank, name)}``, the global step) once, from inside that step's forward on that process only.
 SIGNAL_IN_STEP = """
 import os, signal, sys
 import hfssl.training.trainer as trainer
 original = trainer._forward_backward
-sent = []
+signals = {signals}
 def forward_backward(run, batch, step):
-    if step == {step} and run.accelerator.process_index == {rank} and not sent:
-        sent.append(step)
-        os.kill(os.getpid(), signal.{name})
+    rank, name = signals.get(step, (None, None))
+    if rank == run.accelerator.process_index:
+        del signals[step]
+        os.kill(os.getpid(), getattr(signal, name))
     return original(run, batch, step)
 trainer._forward_backward = forward_backward
 from hfssl.cli import main
@@ -76,7 +80,7 @@ def _assert_same_weights(expected_run: Path, actual_run: Path) -> None:
 
 def test_sigterm_saves_the_step_exits_143_and_resume_continues_exactly(tmp_path: Path) -> None:
     run = tmp_path / "stopped"
-    code = SIGNAL_IN_STEP.format(step=3, rank=0, name="SIGTERM", finish="sys.exit(main(sys.argv[1:]))")
+    code = SIGNAL_IN_STEP.format(signals={3: (0, "SIGTERM")}, finish="sys.exit(main(sys.argv[1:]))")
     stopped = subprocess.run([sys.executable, "-c", code, "train", *ARGS, "--output-dir", str(run)], cwd=REPO,
                              env=_env(), capture_output=True, text=True, timeout=300, preexec_fn=restore_default_signals)
     assert stopped.returncode == EXIT_TERMINATED == 143, stopped.stderr[-3000:]
@@ -95,38 +99,44 @@ def test_sigterm_saves_the_step_exits_143_and_resume_continues_exactly(tmp_path:
 TWO_RANKS = """
 import json
 from accelerate import PartialState
-codes = [main(["train", *ARGS, "--output-dir", OUT + "/stopped"]),  # signalled on rank 1 in step 3
-         main(["train", *ARGS, "--output-dir", OUT + "/stopped", "--resume"]),
-         main(["train", *ARGS, "--output-dir", OUT + "/uninterrupted"])]
+checkpoints = lambda: sorted(os.listdir(OUT + "/stopped/checkpoints"))
+codes, saved = [], []
+for extra in ([], ["--resume"], ["--resume"]):  # SIGTERM on rank 1 in step 2, SIGUSR1 on rank 0 in step 4, the rest
+    codes.append(main(["train", *ARGS, "--output-dir", OUT + "/stopped", *extra]))
+    saved.append(checkpoints())
+codes.append(main(["train", *ARGS, "--output-dir", OUT + "/uninterrupted"]))
 rank = PartialState().process_index
-open(f"{OUT}/codes{rank}.json", "w").write(json.dumps(codes))
+open(f"{OUT}/codes{rank}.json", "w").write(json.dumps({"codes": codes, "checkpoints": saved}))
 """
 
 
-def test_sigusr1_on_one_of_two_processes_stops_both_at_the_same_step(tmp_path: Path) -> None:
-    """Only rank 1 gets SIGUSR1; both ranks save step 3 together and return 138; the resumed two-process
-    run ends with the uninterrupted one's weights. One launch of two processes runs all three commands."""
+def test_sigterm_and_sigusr1_on_one_of_two_processes_stop_both_at_the_same_step(tmp_path: Path) -> None:
+    """SIGTERM reaches rank 1 only in step 2, then (resumed) SIGUSR1 rank 0 only in step 4: each time both
+    ranks save that step together and return 143, then 138; the run resumed once more ends with the
+    uninterrupted two-process run's weights. One launch of two processes runs all four commands."""
     finish = f"ARGS = {ARGS!r}\nOUT = {str(tmp_path)!r}\n" + TWO_RANKS
-    code = SIGNAL_IN_STEP.format(step=3, rank=1, name="SIGUSR1", finish=finish)
+    code = SIGNAL_IN_STEP.format(signals={2: (1, "SIGTERM"), 4: (0, "SIGUSR1")}, finish=finish)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "--no-python", sys.executable, "-c", code]
     result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
                             preexec_fn=restore_default_signals)
     assert result.returncode == 0, result.stderr[-6000:]
-    codes = [json.loads((tmp_path / f"codes{rank}.json").read_text()) for rank in range(2)]
-    assert codes == [[EXIT_USER_SIGNAL, 0, 0]] * 2, codes
-    assert result.stderr.count("interrupted (SIGUSR1) at step 3 of 5") == 2, result.stderr[-6000:]
+    ranks = [json.loads((tmp_path / f"codes{rank}.json").read_text()) for rank in range(2)]
+    assert ranks[0] == ranks[1], ranks
+    assert ranks[0]["codes"] == [EXIT_TERMINATED, EXIT_USER_SIGNAL, 0, 0], ranks
+    assert ranks[0]["checkpoints"] == [["step-00000002"], ["step-00000002", "step-00000004"],
+                                       ["step-00000004", "step-00000005"]]  # train.keep_checkpoints: 2
+    for stop in ("SIGTERM) at step 2 of 5", "SIGUSR1) at step 4 of 5"):
+        assert result.stderr.count(f"interrupted ({stop}") == 2, result.stderr[-6000:]  # one message per rank
     assert "Traceback" not in result.stderr
-    stopped = tmp_path / "stopped"
-    assert _checkpoints(stopped) == ["step-00000003", "step-00000005"]  # the stop, and the resumed run's last
-    _assert_same_weights(tmp_path / "uninterrupted", stopped)
+    _assert_same_weights(tmp_path / "uninterrupted", tmp_path / "stopped")
 
 
 HAS_CTRL_C_HANDLER = "import signal, sys; sys.exit(0 if signal.getsignal(signal.SIGINT) is signal.default_int_handler else 1)"
 
 
 def test_the_ctrl_c_tests_pass_when_the_suite_starts_with_sigint_ignored() -> None:
-    """``nohup pytest`` / ``pytest &`` in a script: SIGINT is ignored in the runner and in every child it
+    """``pytest &`` (or ``nohup pytest &``) in a script: SIGINT is ignored in the runner and in every child it
     starts. Here this process takes that state, and the Ctrl-C tests' two parts are checked under it: the
     in-process test passes, and a child started as the subprocess test starts its child has Python's
     Ctrl-C handler (a child started plainly has none: the fact behind the failures of issue 28)."""
