@@ -333,9 +333,9 @@ def cpu_line() -> str:
         from hfssl.training.precision import cpu_bf16_support
     except ImportError:  # a checkout from before issue 28
         return f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
-    native, description = cpu_bf16_support()
-    return (f"CPU capability {torch.backends.cpu.get_cpu_capability()}; native bf16 {'yes' if native else 'no'} "
-            f"({description}); train.mixed_precision=auto picks {'bf16' if native else 'fp32'} here")
+    native, description = cpu_bf16_support()  # the description names torch's CPU capability
+    return (f"CPU: native bf16 {'yes' if native else 'no'} ({description}); "
+            f"train.mixed_precision=auto picks {'bf16' if native else 'fp32'} here")
 
 
 def modes_markdown(rows: list[dict]) -> str:

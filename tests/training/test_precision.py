@@ -9,6 +9,7 @@ The suite sets ``HFSSL_AUTO_MIXED_PRECISION=no`` (tests/conftest.py); these test
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -123,3 +124,18 @@ def test_an_explicit_bf16_on_a_cpu_without_native_bf16_warns_once_with_the_cost(
     caplog.clear()
     warn_emulated_bf16(recipe, "cpu")
     assert not caplog.records
+
+
+def test_bench_vision_modes_prints_the_cpu_capability(hardware) -> None:
+    """``scripts/bench_vision.py --modes`` prints this line beside its table: whether its bf16 rows are native."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_vision.py"
+    spec = importlib.util.spec_from_file_location("bench_vision", script)
+    bench_vision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_vision)
+    capability = torch.backends.cpu.get_cpu_capability()
+    hardware(AVX2_EPYC)
+    assert bench_vision.cpu_line() == (f"CPU: native bf16 no (no amx_bf16/avx512_bf16/bf16; torch capability "
+                                       f"{capability}); train.mixed_precision=auto picks fp32 here")
+    hardware(SAPPHIRE_RAPIDS)
+    assert bench_vision.cpu_line() == (f"CPU: native bf16 yes (amx_bf16, avx512_bf16; torch capability {capability}); "
+                                       "train.mixed_precision=auto picks bf16 here")
