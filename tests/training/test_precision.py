@@ -86,19 +86,19 @@ def test_auto_is_resolved_into_the_recipe_and_card_and_kept_on_resume(hardware, 
     """A run with native bf16 trains under bf16 autocast and says why; resumed on a CPU without it, the run
     keeps bf16 (it continues as it began) instead of being refused as a changed recipe."""
     hardware(SAPPHIRE_RAPIDS)
-    result = run(tiny_recipe("simclr", max_steps=2, checkpoint_every=1), tmp_path)
+    result = run(tiny_recipe("simclr", max_steps=1, checkpoint_every=1), tmp_path)
     assert result.accelerator.mixed_precision == "bf16"
     train = _recipe_yaml(tmp_path)
     assert train["mixed_precision"] == "bf16" and train["mixed_precision_reason"].startswith("auto: CPU with native bf16")
-    saved = yaml.safe_load((tmp_path / "checkpoints" / "step-00000002" / "recipe.yaml").read_text())["train"]
+    saved = yaml.safe_load((tmp_path / "checkpoints" / "step-00000001" / "recipe.yaml").read_text())["train"]
     assert saved["mixed_precision"] == "bf16"
     card = (tmp_path / "README.md").read_text()
     assert "| train.mixed_precision | bf16 (auto: CPU with native bf16 (amx_bf16" in card
 
     hardware(AVX2_EPYC)
-    resumed = run(tiny_recipe("simclr", max_steps=3, checkpoint_every=1), tmp_path, resume=True)
-    assert resumed.steps == 3 and resumed.recipe_changes == ["train.max_steps: 2 -> 3"]
-    assert resumed.accelerator.mixed_precision == "bf16" and _recipe_yaml(tmp_path) == {**train, "max_steps": 3}
+    resumed = run(tiny_recipe("simclr", max_steps=2, checkpoint_every=1), tmp_path, resume=True)
+    assert resumed.steps == 2 and resumed.recipe_changes == ["train.max_steps: 1 -> 2"]
+    assert resumed.accelerator.mixed_precision == "bf16" and _recipe_yaml(tmp_path) == {**train, "max_steps": 2}
 
 
 def test_a_new_run_without_native_bf16_trains_in_float32(hardware, tmp_path: Path) -> None:
