@@ -19,8 +19,13 @@ import yaml
 
 import hfssl.training.precision as precision
 from hfssl.pipeline import run
-from hfssl.recipe import RecipeError
-from hfssl.training.precision import choose_mixed_precision, precision_environment, warn_emulated_bf16
+from hfssl.recipe import RecipeError, load_recipe
+from hfssl.training.precision import (
+    choose_mixed_precision,
+    precision_environment,
+    resolve_mixed_precision,
+    warn_emulated_bf16,
+)
 
 from tests.training.test_acceleration import tiny_recipe
 
@@ -99,6 +104,17 @@ def test_auto_is_resolved_into_the_recipe_and_card_and_kept_on_resume(hardware, 
     resumed = run(tiny_recipe("simclr", max_steps=2, checkpoint_every=1), tmp_path, resume=True)
     assert resumed.steps == 2 and resumed.recipe_changes == ["train.max_steps: 1 -> 2"]
     assert resumed.accelerator.mixed_precision == "bf16" and _recipe_yaml(tmp_path) == {**train, "max_steps": 2}
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_the_wide_recipes_train_in_float32_without_native_bf16_and_in_bf16_with_it(hardware, method: str) -> None:
+    """The ``*_wide`` recipes (bf16 + channels_last before: 0.12x / 0.09x the float32 speed on an AVX2 CPU)."""
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / method / "fashion_mnist_wide.yaml")
+    assert recipe.train.mixed_precision == "auto"
+    hardware(AVX2_EPYC)
+    assert resolve_mixed_precision(recipe, "cpu").train.mixed_precision == "no"
+    hardware(SAPPHIRE_RAPIDS)
+    assert resolve_mixed_precision(recipe, "cpu").train.mixed_precision == "bf16"
 
 
 def test_a_new_run_without_native_bf16_trains_in_float32(hardware, tmp_path: Path) -> None:
