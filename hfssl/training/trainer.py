@@ -758,8 +758,8 @@ class _InterruptRequest:
     (:func:`_is_default_handler`).
 
     In a distributed run the signal may reach one process only (SLURM signals the batch step): the
-    processes agree at every step boundary through the one-number all-reduce that already carries
-    this flag (:func:`_stop_signal`), so every process saves at the same step and stops."""
+    processes agree at every step boundary through an all-reduce of one number (:func:`_stop_signal`,
+    the one that carried the Ctrl-C flag before), so every process saves at the same step and stops."""
 
     def __init__(self) -> None:
         self.signum = 0
@@ -797,7 +797,7 @@ def signal_name(signum: int) -> str:
 
 def _stop_signal(accelerator: Accelerator, signum: int) -> int:
     """The stop signal any process received (the highest number when they differ), 0 for none: one
-    all-reduce of one number per step, as for the non-finite check (nothing with one process)."""
+    all-reduce of one number per step, beside the non-finite check's (nothing with one process)."""
     if accelerator.num_processes == 1:
         return signum
     return int(accelerator.reduce(torch.tensor([signum], device=accelerator.device), reduction="max").item())
