@@ -23,6 +23,8 @@ Usage::
     python scripts/bench_vision.py --throughput-only --repeats 5   # step 1 only, repeated
     python scripts/bench_vision.py --throughput-only --methods simclr byol \\
         --modes fp32 bf16 bf16+cl bf16+cl+compile --repeats 7 --calibration-steps 6   # precision/layout/compile table
+    python scripts/bench_vision.py --throughput-only --methods simclr byol --dataset fashion_mnist_wide \
+        --modes fp32 auto+cl fp32+cl bf16+cl --repeats 5   # train.mixed_precision: auto on this CPU (issue 28)
 
 ``--throughput-only`` also runs against an older checkout (``PYTHONPATH=../old-checkout``), whose
 API it detects, so that two commits can be measured side by side in one session.
@@ -50,12 +52,15 @@ def _peak_rss_mib() -> float:
 
 
 #: ``--modes`` of ``--throughput-only``: what each sets (the recipe keys of hfssl.training.acceleration).
+#: fp32 is explicit everywhere: the recipes' default, ``auto``, is bf16 on CPUs with native bf16.
 MODES = {
-    "fp32": {"mixed_precision": "no"},  # explicit: the recipes' default, auto, is bf16 on CPUs with native bf16
+    "fp32": {"mixed_precision": "no"},
     "bf16": {"mixed_precision": "bf16"},
-    "fp32+cl": {"channels_last": True},
+    "auto": {"mixed_precision": "auto"},
+    "fp32+cl": {"mixed_precision": "no", "channels_last": True},
     "bf16+cl": {"mixed_precision": "bf16", "channels_last": True},
-    "fp32+compile": {"compile": True},
+    "auto+cl": {"mixed_precision": "auto", "channels_last": True},  # the *_wide recipes' setting
+    "fp32+compile": {"mixed_precision": "no", "compile": True},
     "bf16+compile": {"mixed_precision": "bf16", "compile": True},
     "bf16+cl+compile": {"mixed_precision": "bf16", "channels_last": True, "compile": True},
 }
