@@ -750,12 +750,23 @@ def _is_default_handler(signum: int) -> bool:
     return current is (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
 
+#: A Ctrl-C this many seconds or more after the first stop signal stops at once; a repeat sooner, or a
+#: repeated SIGTERM/SIGUSR1, is the same stop delivered twice (see :class:`_InterruptRequest`).
+AT_ONCE_AFTER_S = 1.0
+
+
 class _InterruptRequest:
     """Ctrl-C (SIGINT), SIGTERM or SIGUSR1 sets ``signum``: the loop saves a checkpoint at the end of
-    the step and stops (:class:`TrainingInterrupted`, exit code 128 + the signal's number). A second
-    one of them raises :class:`InterruptedAtOnce` (a ``KeyboardInterrupt``) at once. Each handler is
-    installed only in the main thread and only where the signal has its default handler
+    the step and stops (:class:`TrainingInterrupted`, exit code 128 + the signal's number). Each handler
+    is installed only in the main thread and only where the signal has its default handler
     (:func:`_is_default_handler`).
+
+    After that, only a person's second Ctrl-C stops at once, raising :class:`InterruptedAtOnce` (a
+    ``KeyboardInterrupt``): one that comes :data:`AT_ONCE_AFTER_S` or more after the first signal. Any
+    other repeat is the same stop delivered twice and only logged: a terminal's Ctrl-C reaches every
+    process of a launch and the launcher passes it on as well (torchrun forwards SIGINT, ``accelerate
+    launch`` sends SIGTERM to its processes), and SLURM signals every process of a job step while
+    torchrun forwards the same SIGTERM. A scheduler that will not wait sends SIGKILL.
 
     In a distributed run the signal may reach one process only (SLURM signals the batch step): the
     processes agree at every step boundary through an all-reduce of one number (:func:`_stop_signal`,
@@ -763,6 +774,8 @@ class _InterruptRequest:
 
     def __init__(self) -> None:
         self.signum = 0
+        self._first_at = 0.0
+        self._repeats = 0
         self._previous: dict[int, Any] = {}
 
     @property
@@ -777,11 +790,18 @@ class _InterruptRequest:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        now = time.monotonic()
+        if not self.requested:
+            self.signum, self._first_at = int(signum), now
+            logger.warning("%s: saving a checkpoint at the end of this step, then stopping (press Ctrl-C again to "
+                           "stop at once, without a checkpoint)", signal_name(signum))
+            return
+        if signum == signal.SIGINT and now - self._first_at >= AT_ONCE_AFTER_S:
             raise InterruptedAtOnce(signum)
-        self.signum = int(signum)
-        logger.warning("%s: saving a checkpoint at the end of this step, then stopping (send it again to stop at "
-                       "once, without a checkpoint)", signal_name(signum))
+        self._repeats += 1
+        if self._repeats == 1:
+            logger.warning("%s again: the stop already asked for goes on (a launcher or scheduler passes its signal "
+                           "on; a Ctrl-C a second later stops at once)", signal_name(signum))
 
     def __exit__(self, *exc_info: Any) -> None:
         for signum, previous in self._previous.items():

@@ -156,25 +156,31 @@ def test_the_ctrl_c_tests_pass_when_the_suite_starts_with_sigint_ignored() -> No
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_a_stop_signal_is_handled_only_where_it_has_its_default(signum: int) -> None:
-    """A first SIGTERM/SIGUSR1 asks for a stop, a second stops at once (exit code 128 + its number); an
-    ignored signal (nohup ignores SIGHUP, a user may ignore SIGTERM) or another program's handler is kept."""
+def test_a_stop_signal_is_handled_only_where_it_has_its_default(signum: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first SIGTERM/SIGUSR1 asks for a stop; the same signal again, or a Ctrl-C at once after it, is the
+    stop delivered twice (a scheduler signals every process and the launcher passes it on too) and changes
+    nothing; a Ctrl-C later stops at once (exit code 130). An ignored signal (``nohup`` ignores SIGHUP, a
+    user may ignore SIGTERM) or another program's handler is kept."""
+    import hfssl.training.trainer as trainer
     from hfssl.errors import InterruptedAtOnce
-    from hfssl.training.trainer import _InterruptRequest
 
     with default_signal_handlers():
-        with _InterruptRequest() as interrupt:
+        with trainer._InterruptRequest() as interrupt:
             os.kill(os.getpid(), signum)
             assert interrupt.signum == signum  # the handler runs before os.kill returns to this thread
+            os.kill(os.getpid(), signum)
+            os.kill(os.getpid(), signal.SIGINT)
+            assert interrupt.signum == signum
+            monkeypatch.setattr(trainer, "AT_ONCE_AFTER_S", 0.0)  # "a second later", without the wait
             with pytest.raises(InterruptedAtOnce) as stopped:
-                os.kill(os.getpid(), signum)
-            assert stopped.value.signum == signum
+                os.kill(os.getpid(), signal.SIGINT)
+            assert stopped.value.signum == signal.SIGINT
         assert signal.getsignal(signum) is signal.SIG_DFL
 
         def other(number: int, frame: object) -> None: ...
 
         for kept in (signal.SIG_IGN, other):
             signal.signal(signum, kept)
-            with _InterruptRequest() as interrupt:
+            with trainer._InterruptRequest() as interrupt:
                 assert signal.getsignal(signum) is kept
             assert signal.getsignal(signum) is kept and not interrupt.requested
