@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         if debug:
             raise
-        signum = getattr(interrupt, "signum", signal.SIGINT)  # InterruptedAtOnce: a second stop signal
+        signum = getattr(interrupt, "signum", signal.SIGINT)  # InterruptedAtOnce: a second Ctrl-C
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(f"hfssl {args.command}: interrupted ({name}); nothing more was saved", file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for Ctrl-C (EXIT_INTERRUPTED), 143 for SIGTERM

@@ -110,8 +110,8 @@ class TrainingInterrupted(HfsslError):
 
 
 class InterruptedAtOnce(KeyboardInterrupt):
-    """A second stop signal during training: the run stops at once, without a checkpoint (exit code
-    128 + ``signum``). A ``KeyboardInterrupt``, so that code which cleans up after Ctrl-C does it here too."""
+    """A second Ctrl-C during training, a second or more after the first stop signal: the run stops at
+    once, without a checkpoint (exit code 128 + ``signum``, 130). A ``KeyboardInterrupt``, so that code which cleans up after Ctrl-C does it here too."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

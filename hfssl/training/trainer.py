@@ -47,8 +47,8 @@ Reliability (issue 14): the run directory and the checkpoint are checked before 
 checked to be finite before every checkpoint and before the final save, so nothing is ever
 written from non-finite weights; the first Ctrl-C, SIGTERM or SIGUSR1 (schedulers' signals, issue 28)
 saves a checkpoint at the end of the step on every process and raises
-:class:`hfssl.errors.TrainingInterrupted` (exit code 128 + the signal's number; a second signal stops at
-once); see :class:`_InterruptRequest`.
+:class:`hfssl.errors.TrainingInterrupted` (exit code 128 + the signal's number; a second Ctrl-C a second later stops
+at once); see :class:`_InterruptRequest`.
 """
 
 from __future__ import annotations
