@@ -14,6 +14,7 @@ import argparse
 import errno
 import json
 import logging
+import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from accelerate import PartialState
 from transformers import AutoModel
 
-from hfssl.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE, HfsslError
+from hfssl.errors import EXIT_CODES, EXIT_STORAGE, EXIT_USAGE, HfsslError
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
 from hfssl.evaluation.embed import TEXT_POOLINGS, EmbedRequest, embed, is_parquet
 from hfssl.registry import is_hfssl_run
@@ -263,11 +264,13 @@ def _main(argv: list[str] | None) -> int:
     debug = args.debug or str(args.log_level).upper() == "DEBUG"
     try:
         return handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if debug:
             raise
-        print(f"hfssl {args.command}: interrupted (Ctrl-C); nothing more was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        signum = getattr(interrupt, "signum", signal.SIGINT)  # InterruptedAtOnce: a second Ctrl-C
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"hfssl {args.command}: interrupted ({name}); nothing more was saved", file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for Ctrl-C (EXIT_INTERRUPTED), 143 for SIGTERM
     except (HfsslError, ValueError, FileNotFoundError, OSError, KeyError) as error:
         if debug:
             raise

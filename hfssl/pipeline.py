@@ -123,7 +123,8 @@ def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator
     result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks,
                    overwrite=overwrite, checkpoint_hooks=[mirror.on_checkpoint] if mirror is not None else None)
     if result.accelerator.is_main_process:
-        result.outputs = finish_run(result.output_dir, result.model, recipe, result.data)
+        # The recipe as trained (train.mixed_precision: auto resolved), as recipe.yaml holds it.
+        result.outputs = finish_run(result.output_dir, result.model, result.recipe or recipe, result.data)
     result.accelerator.wait_for_everyone()
     return result
 

@@ -153,6 +153,12 @@ def recipe_differences(checkpoint: Path, recipe: Recipe) -> tuple[list[str], lis
     saved = load_yaml((Path(checkpoint) / RECIPE_FILE).read_text()) or {}
     current = load_yaml(recipe.to_yaml()) or {}
     old, new = _flatten(saved), _flatten(current)
+    if new.get("train.mixed_precision") == "auto":  # a resumed auto run keeps its precision (hfssl.training.precision)
+        for key in ("train.mixed_precision", "train.mixed_precision_reason"):
+            if key in old:
+                new[key] = old[key]
+            else:
+                new.pop(key, None)
     allowed, refused = [], []
     for key in sorted(set(old) | set(new)):
         if old.get(key, "(unset)") == new.get(key, "(unset)"):

@@ -45,8 +45,10 @@ Reliability (issue 14): the run directory and the checkpoint are checked before 
 (:mod:`hfssl.training.run_directory`); a non-finite loss stops the run, or skips the step with
 ``train.on_nonfinite: skip``, the decision taken by all processes together; the weights are
 checked to be finite before every checkpoint and before the final save, so nothing is ever
-written from non-finite weights; the first Ctrl-C saves a checkpoint at the end of the step and
-raises :class:`hfssl.errors.TrainingInterrupted` (a second one stops at once).
+written from non-finite weights; the first Ctrl-C, SIGTERM or SIGUSR1 (schedulers' signals, issue 28)
+saves a checkpoint at the end of the step on every process and raises
+:class:`hfssl.errors.TrainingInterrupted` (exit code 128 + the signal's number; a second Ctrl-C a second later stops
+at once); see :class:`_InterruptRequest`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -70,7 +73,7 @@ from tqdm.auto import tqdm
 
 from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
-from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
+from hfssl.errors import InterruptedAtOnce, NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
@@ -86,7 +89,15 @@ from hfssl.training.checkpoint import (
 from hfssl.training.launch import check_launch, launch_summary, machine_count
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
-from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
+from hfssl.training.precision import resolve_mixed_precision, warn_emulated_bf16
+from hfssl.training.run_directory import (
+    RunStart,
+    guard_run_folder,
+    is_main_process,
+    plan_run,
+    save_final_model,
+    write_run_start,
+)
 from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
 
 logger = logging.getLogger(__name__)
@@ -121,6 +132,7 @@ class TrainResult:
     recipe_changes: list[str] = field(default_factory=list)
     skipped_steps: int = 0
     damaged_checkpoints: list[str] = field(default_factory=list)
+    recipe: Recipe | None = None  # as trained: train.mixed_precision: auto resolved (hfssl.training.precision)
 
 
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
@@ -158,6 +170,34 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         **kwargs,
     )
+
+
+def _resolve_precision(recipe: Recipe, start: RunStart, accelerator: Accelerator | None) -> Recipe:
+    """``train.mixed_precision: auto`` resolved for the device this run trains on (logged once, on the
+    main process, and kept in the run's recipe with the reason); an explicit bf16 on a CPU without
+    native bf16 warned about (:mod:`hfssl.training.precision`)."""
+    device_type = accelerator.device.type if accelerator is not None else _device_type()
+    resolved = resolve_mixed_precision(recipe, device_type, start.checkpoint,
+                                       accelerator.mixed_precision if accelerator is not None else None)
+    if is_main_process(accelerator):
+        if resolved.train.mixed_precision_reason and recipe.train.mixed_precision == "auto":
+            logger.info("train.mixed_precision: %s (%s)", resolved.train.mixed_precision,
+                        resolved.train.mixed_precision_reason)
+        warn_emulated_bf16(resolved, device_type)
+    return resolved
+
+
+def _device_type() -> str:
+    """The type of device an Accelerator made by :func:`make_accelerator` will train on."""
+    if _env_flag("ACCELERATE_USE_CPU") or not _accelerator_available():
+        return "cpu"
+    if hasattr(torch, "accelerator") and torch.accelerator.current_accelerator() is not None:
+        return torch.accelerator.current_accelerator().type
+    return "cuda"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _accelerator_available() -> bool:
@@ -342,6 +382,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     if accelerator is None:
         check_launch()  # a launcher that started this process alone although several were asked for
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
+    recipe = _resolve_precision(recipe, start, accelerator)
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
     set_seed(recipe.train.seed)
@@ -598,12 +639,12 @@ def _end_optimizer_step(run: _Run, micro: _MicroStep, interrupt: _InterruptReque
         run.state.nonfinite_streak = 0
         run.unwrapped.on_train_step_end(step, micro.values.scheduled)
         _log_step(run, micro)
-    _checkpoint(run, step, stop=_any_process(run.accelerator, interrupt.requested))
+    _checkpoint(run, step, stop=_stop_signal(run.accelerator, interrupt.signum))
 
 
-def _checkpoint(run: _Run, step: int, stop: bool) -> None:
-    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping; a Ctrl-C stop
-    then ends the run."""
+def _checkpoint(run: _Run, step: int, stop: int) -> None:
+    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping (``stop``: the
+    number of the signal that asked for it, 0 for none); a stop then ends the run."""
     recipe = run.recipe
     if not (step % recipe.train.checkpoint_every == 0 or step == run.plan.total_steps or stop):
         return
@@ -616,8 +657,8 @@ def _checkpoint(run: _Run, step: int, stop: bool) -> None:
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
-            f"interrupted (Ctrl-C) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds it: "
-            "continue with the same command and --resume", step, saved)
+            f"interrupted ({signal_name(stop)}) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds "
+            "it: continue with the same command and --resume", step, saved, signum=stop)
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -636,7 +677,7 @@ def _finish(run: _Run) -> TrainResult:
     start = run.start
     return TrainResult(output_dir, run.state.global_step, run.last_loss, start.checkpoint, unwrapped, run.data,
                        accelerator, resumed_step=start.step, recipe_changes=start.changes,
-                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged)
+                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged, recipe=recipe)
 
 
 def _finish_trackers(accelerator: Accelerator) -> None:
@@ -762,31 +803,91 @@ def check_finite_weights(model: HfsslPreTrainedModel, accelerator: Accelerator, 
             f"was saved from them; {_last_good(output_dir)}. Fix: " + _FIX.format(lr=recipe.optim.lr), step)
 
 
+#: The signals that stop a run at the end of the current step, with a checkpoint: Ctrl-C, and the ones
+#: schedulers send (SLURM: SIGTERM at the time limit or ``scancel``, ``--signal=USR1@SECONDS`` before it).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM,
+                                            *((signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()))
+
+
+def _is_default_handler(signum: int) -> bool:
+    """Whether nobody has chosen what ``signum`` does: Python's own Ctrl-C handler for SIGINT, the
+    system's default (terminate) for the others. An ignored signal (SIGINT under ``&`` in a
+    non-interactive shell) or another program's handler is left as it is."""
+    current = signal.getsignal(signum)
+    return current is (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+
+#: A Ctrl-C this many seconds or more after the first stop signal stops at once; a repeat sooner, or a
+#: repeated SIGTERM/SIGUSR1, is the same stop delivered twice (see :class:`_InterruptRequest`).
+AT_ONCE_AFTER_S = 1.0
+
+
 class _InterruptRequest:
-    """The first Ctrl-C (SIGINT) sets ``requested``: the loop saves a checkpoint at the end of the
-    step and stops. A second one raises ``KeyboardInterrupt`` at once. Installed only in the main
-    thread and when nobody else has replaced Python's own handler."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGUSR1 sets ``signum``: the loop saves a checkpoint at the end of
+    the step and stops (:class:`TrainingInterrupted`, exit code 128 + the signal's number). Each handler
+    is installed only in the main thread and only where the signal has its default handler
+    (:func:`_is_default_handler`).
+
+    After that, only a person's second Ctrl-C stops at once, raising :class:`InterruptedAtOnce` (a
+    ``KeyboardInterrupt``): one that comes :data:`AT_ONCE_AFTER_S` or more after the first signal. Any
+    other repeat is the same stop delivered twice and only logged: a terminal's Ctrl-C reaches every
+    process of a launch and the launcher passes it on as well (torchrun forwards SIGINT, ``accelerate
+    launch`` sends SIGTERM to its processes), and SLURM signals every process of a job step while
+    torchrun forwards the same SIGTERM. A scheduler that will not wait sends SIGKILL.
+
+    In a distributed run the signal may reach one process only (SLURM signals the batch step): the
+    processes agree at every step boundary through an all-reduce of one number (:func:`_stop_signal`,
+    the one that carried the Ctrl-C flag before), so every process saves at the same step and stops."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum = 0
+        self._first_at = 0.0
+        self._repeats = 0
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
 
     def __enter__(self) -> _InterruptRequest:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if _is_default_handler(signum):
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("Ctrl-C: saving a checkpoint at the end of this step, then stopping "
-                       "(press Ctrl-C again to stop at once, without a checkpoint)")
+        now = time.monotonic()
+        if not self.requested:
+            self.signum, self._first_at = int(signum), now
+            logger.warning("%s: saving a checkpoint at the end of this step, then stopping (press Ctrl-C again to "
+                           "stop at once, without a checkpoint)", signal_name(signum))
+            return
+        if signum == signal.SIGINT and now - self._first_at >= AT_ONCE_AFTER_S:
+            raise InterruptedAtOnce(signum)
+        self._repeats += 1
+        if self._repeats == 1:
+            logger.warning("%s again: the stop already asked for goes on (a launcher or scheduler passes its signal "
+                           "on; a Ctrl-C a second later stops at once)", signal_name(signum))
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+def signal_name(signum: int) -> str:
+    """``Ctrl-C``, ``SIGTERM``, ``SIGUSR1``: how messages name a stop signal."""
+    name = signal.Signals(signum).name
+    return "Ctrl-C" if signum == signal.SIGINT else name
+
+
+def _stop_signal(accelerator: Accelerator, signum: int) -> int:
+    """The stop signal any process received (the highest number when they differ), 0 for none: one
+    all-reduce of one number per step, beside the non-finite check's (nothing with one process)."""
+    if accelerator.num_processes == 1:
+        return signum
+    return int(accelerator.reduce(torch.tensor([signum], device=accelerator.device), reduction="max").item())
 
 
 def _set_step_hyperparameters(optimizer: torch.optim.Optimizer, base_lrs: list[float], lr_factor: float,
