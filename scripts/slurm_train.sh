@@ -7,6 +7,10 @@
 # in OUTPUT_DIR, which must be on storage every node sees (only global rank 0 writes it). Keep the
 # node and GPU counts when requeueing: train.batch_size is per process, so they set the global batch
 # (recipe.yaml's first lines state it) and an exact resume needs the same processes.
+# At the time limit (or on scancel) SLURM sends SIGTERM, then SIGKILL after its KillWait (30 s by
+# default): accelerate launch passes the SIGTERM to every process, which saves a checkpoint at the end
+# of its step and exits 143 (README, "Signals"). Do not ask for --signal=USR1: Accelerate's launcher
+# does not pass SIGUSR1 on, and dies of it.
 #SBATCH --job-name=hfssl
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
