@@ -45,7 +45,7 @@ def family_card(contents: RunContents) -> FamilyCard:
     pretext = PRETEXT_TASK in contents.spec.provides
     return FamilyCard(
         pipeline_tag="image-feature-extraction",
-        tags=("vision", "image-feature-extraction"),
+        tags=("vision", "image-feature-extraction", *(("pretext-task",) if pretext else ())),  # as patch-pretext's
         extra_parts="pretext-task classifier" if pretext else "projection head",
         limitation=pretext_limitation(contents.spec.title) if pretext else invariance_limitation(contents.recipe),
         images=images_context(contents.run_dir, labelled_embeddings_captions("test images")),

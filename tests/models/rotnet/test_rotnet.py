@@ -126,6 +126,7 @@ def test_resume_is_bit_exact_and_the_training_pretext_accuracy_is_logged(tmp_pat
     assert "encoder + pretext-task classifier" in card and "projection head" not in card
     assert "RotNet trains the encoder to solve a hand-crafted pretext task" in card
     assert "Augmentation-invariance" not in card
+    assert "- pretext-task\n" in card.split("---")[1]  # the metadata tag the jigsaw and relative-patch cards carry
 
 
 def test_a_short_digits_run_learns_the_rotations_well_above_chance(tmp_path):
