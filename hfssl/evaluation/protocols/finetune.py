@@ -45,8 +45,10 @@ def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows
 
 FINETUNE = register_protocol(Protocol(
     "finetune", (IMAGE_FEATURES,), run_finetune, FineTuneSettings,
-    "fine-tune the encoder + a classification head with the engine (all parameters), top-1/top-5 on the test split",
+    "fine-tune the encoder + a classification head with the engine (all parameters, or all but the stem and the first "
+    "freeze_stages stages / blocks), top-1/top-5 on the test split",
     data=IMAGE, held_out=True, pictures=(CONFUSION_PICTURE,),
     card=ProtocolCard("Fine-tuned", "**Fine-tuning**: the encoder plus a linear classification head, every parameter "
+                      "(or, with freeze_stages=N, all but the stem and the first N stages / blocks) "
                       "trained on the labelled training split (or a class-balanced share of it), as a plain transformers "
                       "`AutoModelForImageClassification`.", tuned=True)))
