@@ -159,3 +159,35 @@ def test_layer_linear_scores_each_layer_on_its_own(toy):
         evaluate(EvaluationContext(
             eval_config=EvalConfig(protocols=("layer-linear",), settings={"layer-linear": {"layers": [1, 3]}}),
             data_config=data, model=model, recipe=recipe))
+
+
+def test_hfssl_eval_layer_linear_on_an_exported_encoder_and_on_a_plain_transformers_model(tmp_path: Path, capsys):
+    """``hfssl eval --protocol layer-linear`` on folders hfssl did not train in this process: the encoder a
+    SimCLR run exports (ViT: one row per block) and a ConvNeXt saved by transformers alone (one row per stage)."""
+    from transformers import ConvNextConfig, ConvNextModel, ViTImageProcessor
+
+    from hfssl import SimCLRConfig, SimCLRForPreTraining
+    from hfssl.cli import main as hfssl_main
+    from hfssl.export import export_encoder
+    from tiny import TINY_CONVNEXT, TINY_VIT
+
+    torch.manual_seed(0)
+    simclr = SimCLRForPreTraining(SimCLRConfig(backbone_config=dict(TINY_VIT), projection_hidden_dim=32, projection_dim=16))
+    exported = export_encoder(simclr, tmp_path / "run" / "encoder", 16, (0.5,) * 3, (0.5,) * 3)
+    plain = tmp_path / "convnext"
+    ConvNextModel(ConvNextConfig(**{key: value for key, value in TINY_CONVNEXT.items() if key != "model_type"})).save_pretrained(plain)
+    ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(plain)
+    for folder, widths in ((exported, [32, 32]), (plain, [16, 32])):
+        code = hfssl_main(["eval", str(folder), "--dataset", "builtin:digits", "--protocol", "layer-linear",
+                           "--c-grid", "1", "--no-baselines", "--image-size", "16", "--max-train-samples", "300",
+                           "--max-test-samples", "100"])
+        assert code == 0
+        rows = json.loads(capsys.readouterr().out)["results"]
+        assert [(row["protocol"], row["layer"], row["width"], row["C"]) for row in rows] == [
+            ("layer-linear", index, width, 1.0) for index, width in enumerate(widths, start=1)]
+        assert all(0.1 < row["top1"] <= row["top5"] <= 1.0 for row in rows)  # random encoders, yet above chance
+    capsys.readouterr()
+    code = hfssl_main(["eval", str(plain), "--dataset", "builtin:digits", "--protocol", "layer-linear", "--layers", "3",
+                       "--no-baselines", "--image-size", "16", "--max-train-samples", "50", "--max-test-samples", "20"])
+    assert code != 0
+    assert "asks for layer(s) [3]" in capsys.readouterr().err
