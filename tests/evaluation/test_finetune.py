@@ -175,13 +175,15 @@ def test_fine_tuning_never_replaces_another_run(tmp_path, splits):
     assert (Path(encoder) / "model.safetensors").is_file()
 
 
-def test_freeze_stages_keeps_the_stem_and_the_first_stages_as_they_were(tmp_path, splits):
+def test_freeze_stages_keeps_the_stem_and_the_first_stages_as_they_were(tmp_path):
     encoder = _encoder(tmp_path / "encoder")
     before = load_file(Path(encoder) / "model.safetensors")  # ResNetModel keys: embedder.*, encoder.stages.*
-    settings = FineTuneSettings(max_steps=3, batch_size=32, lr=1e-2, freeze_stages=1)
-    result = finetune(encoder, splits.train, splits.test, splits.label_names, 10, settings, tmp_path / "ft")
-    assert result.row["freeze_stages"] == 1
-    after = {name.removeprefix("resnet."): value for name, value in load_file(result.model_dir / "model.safetensors").items()}
+    eval_config = EvalConfig(protocols=("finetune",), baselines=False, settings={"finetune": {
+        "max_steps": 3, "batch_size": 32, "lr": 1e-2, "freeze_stages": 1, "output_dir": str(tmp_path / "runs")}})
+    (row,) = evaluate_path(encoder, DATA, eval_config)["results"]
+    # Recorded in the row, and in its own folder: never mixed up with the run that trains every stage.
+    assert row["freeze_stages"] == 1 and Path(row["model_dir"]).parent.name == "all-labels-freeze-1"
+    after = {name.removeprefix("resnet."): value for name, value in load_file(Path(row["model_dir"]) / "model.safetensors").items()}
     frozen = [name for name in before if name.startswith(("embedder.", "encoder.stages.0."))]
     trained = [name for name in before if name.startswith("encoder.stages.1.") and name.endswith("weight")]
     assert frozen and trained

@@ -246,10 +246,13 @@ def feature_protocol(name: str, score: Score, settings: type, description: str, 
 
 
 def probe_label(name: str, row: dict[str, Any]) -> str:
-    """A file-name-safe label of one probe's row: ``linear``, ``linear-fraction-0.01``, ``finetune-random``."""
+    """A file-name-safe label of one probe's row: ``linear``, ``linear-fraction-0.01``, ``finetune-random``,
+    ``finetune-freeze-2`` (the stem and two stages frozen)."""
     label = name
     if row.get("init", "pretrained") != "pretrained":
         label += f"-{row['init']}"
+    if row.get("freeze_stages"):
+        label += f"-freeze-{row['freeze_stages']}"
     if row.get("label_fraction") is not None:
         label += f"-fraction-{row['label_fraction']:g}"
     return label

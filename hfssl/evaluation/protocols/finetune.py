@@ -33,7 +33,8 @@ def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows
     rows = []
     for fraction in settings.label_fractions:
         folder = ("all-labels" if fraction >= 1.0 else f"fraction-{fraction:g}") + (
-            "" if settings.init == "pretrained" else f"-{settings.init}")
+            "" if settings.init == "pretrained" else f"-{settings.init}") + (
+            f"-freeze-{settings.freeze_stages}" if settings.freeze_stages else "")
         result = finetune(encoder, splits.train, splits.test, splits.label_names, context.num_classes, settings,
                           base / folder, fraction, context.data_config if isinstance(context.data_config, ImageDataConfig)
                           else None)
