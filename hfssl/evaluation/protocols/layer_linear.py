@@ -102,7 +102,7 @@ LAYER_LINEAR = register_protocol(Protocol(
     "the linear probe on the pooled features of every stage / block of the encoder (a layer x accuracy table)",
     data=IMAGE, held_out=True,
     card=ProtocolCard("Linear probe per layer",
-                      "**Linear probe per layer**: the linear probe (as above: logistic regression on standardised "
-                      "frozen features, C chosen on a held-out part of the training split) on the pooled output of "
+                      "**Linear probe per layer**: the linear probe (logistic regression on standardised frozen "
+                      "features, C chosen on a held-out part of the training split) on the pooled output of "
                       "every stage (convolutional encoders) or block (ViT) of the encoder, as RotNet and Jigsaw "
                       "are evaluated per convolutional block.", table=layer_table)))
