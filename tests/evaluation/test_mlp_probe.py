@@ -13,7 +13,14 @@ from hfssl.evaluation.protocols import get_protocol
 from hfssl.evaluation.protocols.mlp_probe import MLPProbeSettings, mlp_score
 from hfssl.settings import RecipeError, build_section
 
-SMALL = {"hidden_dim": 64, "depth": 2, "epochs": 60, "batch_size": 64, "patience": 15}
+SMALL = {"hidden_dim": 64, "depth": 2, "epochs": 40, "batch_size": 128, "patience": 10}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Hundreds of tiny steps: with two torch threads on a loaded machine they spend their time waiting (the
+    conftest restores the thread count after the test)."""
+    torch.set_num_threads(1)
 
 
 def _rings(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
