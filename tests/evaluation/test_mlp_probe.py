@@ -55,6 +55,8 @@ def test_separable_features_score_100_and_noise_scores_chance():
     assert [row.get("label_fraction") for row in rows] == [0.5, None]
     assert rows[0]["num_labelled"] == sum(max(1, round(0.5 * (train_y == c).sum())) for c in range(10))
     assert all(row["top1"] == 1.0 and row["hidden_dim"] == 64 and row["depth"] == 2 for row in rows)
+    assert {key: rows[1][key] for key in ("dropout", "max_epochs", "lr", "weight_decay")} == {
+        "dropout": 0.2, "max_epochs": 40, "lr": 1e-3, "weight_decay": 1e-4}  # the row says how it was trained
     noise = [generator.normal(size=(len(labels), 16)) for labels in (train_y, test_y)]
     (row,) = mlp_score(noise[0], train_y, noise[1], test_y, MLPProbeSettings(**SMALL), 10)
     assert row["top1"] < 0.2  # chance is 0.1; 400 test rows

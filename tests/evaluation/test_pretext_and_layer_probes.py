@@ -105,9 +105,10 @@ def _markdown_table(text: str, title: str) -> list[list[str]]:
     return table
 
 
-def test_a_run_reports_pretext_and_the_per_layer_table_reaches_the_card(toy, tmp_path: Path):
-    recipe = _recipe({"protocols": ["pretext", "linear", "layer-linear"], "baselines": False, "projections": ["pca"],
-                      "linear": {"c_grid": C_GRID}, "layer-linear": {"c_grid": C_GRID}}, max_steps=4)
+def test_a_run_reports_pretext_mlp_and_the_per_layer_table_reaches_the_card(toy, tmp_path: Path):
+    recipe = _recipe({"protocols": ["pretext", "linear", "layer-linear", "mlp-probe"], "baselines": False,
+                      "projections": ["pca"], "linear": {"c_grid": C_GRID}, "layer-linear": {"c_grid": C_GRID},
+                      "mlp-probe": {"hidden_dim": 16, "epochs": 3, "batch_size": 64}}, max_steps=4)
     run_dir = run(recipe, tmp_path / "run").output_dir
     results = json.loads((run_dir / "eval_results.json").read_text())["results"]
     (pretext,) = [row for row in results if row["protocol"] == "pretext"]
@@ -125,6 +126,10 @@ def test_a_run_reports_pretext_and_the_per_layer_table_reaches_the_card(toy, tmp
                          for label, row in zip(["1", "2 (output)"], layers)]
     assert "| Linear probe per layer (" not in card  # not rows of the shared table
     assert "| Pretext task (seed=0, batch_size=256, classes=4) |" in card
+    (mlp,) = [row for row in results if row["protocol"] == "mlp-probe"]
+    assert mlp["hidden_dim"] == 16 and mlp["max_epochs"] == 3 and 1 <= mlp["best_epoch"] <= 3
+    assert f"| MLP probe (width=16, depth=2) | {100 * mlp['top1']:.1f} |" in card
+    assert (run_dir / "images" / "confusion_mlp-probe.png").is_file()
     assert "**Linear probe per layer**: the linear probe" in card and "**Pretext task**:" in card
     metadata = yaml.safe_load(card.split("---")[1])
     names = {metric["name"]: entry["task"]["type"] for entry in metadata["model-index"][0]["results"]

@@ -55,7 +55,8 @@ class MLPProbeSettings:
 
 def mlp_score(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test_y: np.ndarray,
               settings: MLPProbeSettings, num_classes: int) -> Rows:
-    """One MLP probe per label fraction; rows of a fraction below 1 carry ``label_fraction`` and ``num_labelled``."""
+    """One MLP probe per label fraction; rows carry the head and its training (the card labels them by width and
+    depth), and, for a fraction below 1, ``label_fraction`` and ``num_labelled``."""
     rows = []
     for fraction in settings.label_fractions:
         used = balanced_subset(train_y, fraction, settings.seed) if fraction < 1.0 else slice(None)
@@ -63,7 +64,8 @@ def mlp_score(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray, test
                         settings.dropout, settings.epochs, settings.lr, settings.weight_decay, settings.batch_size,
                         settings.validation_fraction, settings.patience, settings.seed, return_predictions=True)
         extra = {"label_fraction": fraction, "num_labelled": int(len(train_y[used]))} if fraction < 1.0 else {}
-        rows.append({**extra, "hidden_dim": settings.hidden_dim, "depth": settings.depth, **row})
+        rows.append({**extra, "hidden_dim": settings.hidden_dim, "depth": settings.depth, "dropout": settings.dropout,
+                     "max_epochs": settings.epochs, "lr": settings.lr, "weight_decay": settings.weight_decay, **row})
     return rows
 
 
@@ -74,5 +76,6 @@ MLP_PROBE = register_protocol(feature_protocol(
     ProtocolCard("MLP probe", "**MLP probe**: non-linear top layers (hidden layers of the width shown, batch norm, "
                  "ReLU, dropout) trained with AdamW on standardised frozen features, the weights of the epoch with the "
                  "best top-1 on a held-out part of the training split kept (RotNet's \"train only the top layers\").",
-                 setting_labels={"hidden_dim": "width"}, bookkeeping=("best_epoch",)),
+                 setting_labels={"hidden_dim": "width"},
+                 bookkeeping=("best_epoch", "dropout", "max_epochs", "lr", "weight_decay")),
     pictures=(CONFUSION_PICTURE,)))
