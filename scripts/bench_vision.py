@@ -11,9 +11,10 @@ For each method, in its own process (so peak memory is the method's own):
    measured speed (the cosine schedule then completes, unlike a run cut at a wall-clock limit);
 3. the run's own evaluation: kNN (k=20, 200) and a linear probe on frozen features, next to the
    same protocols on raw pixels, on the same split;
-4. for a method with a pretext task (capability ``pretext-task``: RotNet), its held-out pretext accuracy:
-   the task built from the clean test images (the eval transform) with a fixed seed, scored by the trained
-   model (:func:`held_out_pretext_accuracy`).
+4. for a method with a pretext task (capability ``pretext-task``: RotNet, jigsaw, relative patch
+   position) whose recipe lists them, the run's ``pretext`` protocol (held-out pretext accuracy: the
+   task built from the clean test images with a fixed seed) and ``layer-linear`` (a linear probe per
+   stage), printed as a column and as a layer x accuracy table.
 
 Usage::
 
@@ -386,6 +387,11 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
     recipe = load_recipe(recipe_path, overrides + [f"train.max_steps={max_steps}",
                                                    f"train.checkpoint_every={max_steps}"])
     output_dir = Path(args.runs_dir) / _run_name(method, args.dataset, args.minutes)
+    from accelerate.state import AcceleratorState
+
+    # The throughput measurement's Accelerator (float32) must not fix the precision of the run's own,
+    # which train.mixed_precision (auto: chosen by the CPU) decides.
+    AcceleratorState._reset_state(reset_partial_state=True)
     start = time.perf_counter()
     result = train(recipe, output_dir, overwrite=True)  # the benchmark's own folder: a rerun replaces it
     wall = time.perf_counter() - start
@@ -402,40 +408,10 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
         "final_loss": result.final_loss,
         "peak_rss_mib": _peak_rss_mib(),
         "threads": args.threads,
-        "pretext_accuracy": _pretext_accuracy(method, result, recipe),
+        "pretext_accuracy": _metric(results["results"], "pretext"),
         **speed,
         "eval": results,
     }
-
-
-def held_out_pretext_accuracy(model, recipe, dataset, batch_size: int = 256, seed: int = 0) -> float:  # noqa: ANN001
-    """Share of the pretext task's labels predicted right on ``dataset`` (a prepared image split): each batch
-    through the eval transform (the exported processor's resize and normalisation), then
-    ``model.get_pretext_predictions`` with one generator seeded ``seed`` for the whole split."""
-    import torch
-
-    from hfssl.evaluation.features import iter_image_batches
-    from hfssl.views import build_eval_transform
-
-    transform = build_eval_transform(recipe.views, recipe.data.image_size, recipe.data.channels)
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    correct = total = 0
-    model.eval()
-    with torch.no_grad():
-        for pixels, _ in iter_image_batches(dataset, batch_size):
-            logits, labels = model.get_pretext_predictions(transform(torch.from_numpy(pixels).to(device)), generator)
-            correct += int((logits.argmax(dim=-1) == labels).sum())
-            total += int(labels.numel())
-    return correct / total
-
-
-def _pretext_accuracy(method: str, result, recipe) -> float | None:  # noqa: ANN001
-    from hfssl.registry import PRETEXT_TASK, get_method
-
-    if PRETEXT_TASK not in get_method(method).provides or result.data.eval_test_dataset is None:
-        return None
-    return held_out_pretext_accuracy(result.model, recipe, result.data.eval_test_dataset)
 
 
 def _run_name(method: str, dataset: str, minutes: float) -> str:
@@ -516,6 +492,16 @@ def markdown(rows: list[dict]) -> str:
             f"{pct(_metric(ev.get('baselines', []), 'knn', k=20))} | {pct(_metric(ev.get('baselines', []), 'linear'))} | "
             f"{row['run_wall_seconds']:.0f} |"
         )
+    layers = [(row["method"], entry) for row in rows for entry in row["eval"]["results"]
+              if entry["protocol"] == "layer-linear" and entry.get("label_fraction") is None]
+    if layers:  # the per-layer probe: one column per layer (stage or block), first to last
+        depth = max(entry["layer"] for _, entry in layers)
+        lines += ["", "| method | " + " | ".join(f"layer {i}" for i in range(1, depth + 1)) + " |",
+                  "|---|" + "---|" * depth]
+        for method in dict.fromkeys(method for method, _ in layers):
+            cells = {entry["layer"]: f"{100 * entry['top1']:.1f} % ({entry['width']}-d)"
+                     for name, entry in layers if name == method}
+            lines.append(f"| {method} | " + " | ".join(cells.get(i, "-") for i in range(1, depth + 1)) + " |")
     return "\n".join(lines)
 
 

@@ -1,26 +1,24 @@
 #!/usr/bin/env python
-"""Held-out pretext accuracy of a trained pretext-task run, and its encoder against a randomly initialised one.
+"""A trained run against the same model at its random initialisation, under the run's own protocols.
 
-For a run of a method that serves ``pretext-task`` (jigsaw, relative patch position, RotNet):
-
-1. the pretext task built from the *test* split's clean images with a fixed seed
-   (``model.get_pretext_predictions``, the same builder as training) and the model's accuracy on it,
-   next to chance (1 / number of classes);
-2. the run's probes (``--protocols``, default kNN and the linear probe, with the recipe's ``eval`` settings:
-   frozen features of the train split, test top-1) for the trained encoder and for a randomly initialised
-   model of the same config (``torch.manual_seed(0)``); ``--protocols`` with no name skips them (the
-   pretext accuracy alone, e.g. for a Fashion-MNIST benchmark run whose probes bench_vision.py made).
+The issue-21 check "the encoder beats a randomly initialised one": for each run directory, the
+protocols (default: ``pretext`` for a method that serves ``pretext-task``, ``knn``, ``linear`` and
+``layer-linear``) with the run's ``eval`` settings and evaluation data, once on the trained model and
+once on a model of the same config initialised with ``torch.manual_seed(train.seed)`` (as the engine
+builds it before the first step). The protocols are the registered ones (``hfssl.evaluation``): the
+numbers are those ``hfssl eval RUN --protocol NAME`` gives for the trained model.
 
 Usage::
 
-    python scripts/pretext_check.py /work/runs/jigsaw21/jigsaw-digits /work/runs/jigsaw21/relative_patch-digits
-    python scripts/pretext_check.py /work/runs/bench21/jigsaw-fashion_mnist-3min --protocols
+    python scripts/pretext_check.py runs/rotnet-digits runs/jigsaw-digits
+    python scripts/pretext_check.py runs/bench21/rotnet-fashion_mnist-3min --protocols pretext layer-linear --output out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,66 +26,60 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+DEFAULT_PROTOCOLS = ("pretext", "knn", "linear", "layer-linear")
 
 
-def pretext_accuracy(model, context, seed: int) -> tuple[float, int]:  # noqa: ANN001
-    """Accuracy of the model on the pretext task of the test split, and the number of classes."""
-    from hfssl.evaluation.features import extract_features_with
-
-    splits = context.image_splits()
-    _, _, transform, device, _ = context.image_encoder()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    classes = []
-
-    def correct(pixel_values: torch.Tensor) -> torch.Tensor:
-        logits, labels = model.get_pretext_predictions(pixel_values, generator)
-        classes.append(logits.shape[1])
-        return (logits.argmax(dim=1) == labels).float().reshape(pixel_values.shape[0], -1).mean(dim=1, keepdim=True)
-
-    with torch.no_grad():
-        hits, _ = extract_features_with(correct, transform, splits.test, 256, device=device, model=model)
-    return float(hits.mean()), classes[0]
+def _label(row: dict) -> str:
+    if row["protocol"] == "knn":
+        return f"kNN k={row['k']}"
+    if row["protocol"] == "layer-linear":
+        return f"linear, layer {row['layer']} ({row['width']}-d)"
+    return row["protocol"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out pretext task")
-    parser.add_argument("--protocols", nargs="*", default=["knn", "linear"],
-                        help="probes of the trained and the random encoder (none: pretext accuracy only)")
-    parser.add_argument("--output", help="JSON file for the results")
+    parser.add_argument("runs", nargs="+", help="hfssl run directories")
+    parser.add_argument("--protocols", nargs="+", default=None,
+                        help=f"protocols to run (default: {', '.join(DEFAULT_PROTOCOLS)}; pretext only where served)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--output", help="JSON file for the rows")
     args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from transformers import AutoModel
 
     from hfssl.evaluation.context import EvaluationContext
     from hfssl.evaluation.runner import evaluate
     from hfssl.recipe import load_recipe
-    from hfssl.registry import discover_methods, get_method
+    from hfssl.registry import PRETEXT_TASK, discover_methods, get_method
 
     discover_methods()
-
-    rows = []
+    table = []
     for run in args.runs:
         recipe = load_recipe(Path(run) / "recipe.yaml")
-        trained = AutoModel.from_pretrained(run).eval()
         spec = get_method(recipe.method)
-        torch.manual_seed(0)
-        random = spec.model_class(trained.config).eval()
-        row = {"run": str(run), "method": recipe.method}
-        for name, model in (("trained", trained), ("random_init", random)):
+        protocols = list(args.protocols or [name for name in DEFAULT_PROTOCOLS
+                                            if name != "pretext" or PRETEXT_TASK in spec.provides])
+        trained = AutoModel.from_pretrained(run).eval()
+        torch.manual_seed(recipe.train.seed)
+        random_init = spec.model_class(trained.config).eval()
+        scores: dict[str, dict[str, float]] = {}
+        for name, model in (("trained", trained), ("random init", random_init)):
             context = EvaluationContext(eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe)
-            accuracy, classes = pretext_accuracy(model, context, args.seed)
-            row[name] = {"pretext_accuracy": accuracy}
-            if args.protocols:
-                for result in evaluate(context, args.protocols)["results"]:
-                    setting = f"k{result['k']}" if "k" in result else f"C{result.get('C')}"
-                    row[name][f"{result['protocol']}_{setting}_top1"] = result["top1"]
-            row["chance"] = 1 / classes
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+            for row in evaluate(context, protocols)["results"]:
+                if row.get("label_fraction") is None:  # all the labels (not a label-fraction row)
+                    scores.setdefault(_label(row), {})[name] = row["top1"]
+        print(f"\n{run} ({recipe.method})\n| protocol | trained | random init | difference |\n|---|---|---|---|")
+        for label, pair in scores.items():
+            print(f"| {label} | {100 * pair['trained']:.1f} % | {100 * pair['random init']:.1f} % | "
+                  f"{100 * (pair['trained'] - pair['random init']):+.1f} |")
+            table.append({"run": str(run), "method": recipe.method, "protocol": label, **pair})
     if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.output).write_text(json.dumps(table, indent=2) + "\n")
     return 0
 
 
