@@ -86,6 +86,18 @@ from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
 from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
 from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
+from hfssl.training.sharding import (
+    ShardingPlan,
+    broadcast_batch_norm_statistics,
+    check_strategy,
+    enable_cpu_fsdp,
+    full_parameters,
+    gather_full_model,
+    load_sharded_state,
+    local_tensor,
+    restore_sharded_optimizer,
+    shard_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +156,15 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
     # Accelerate only sets up multi-process CPU training (gloo) when told it runs on the CPU; on a
     # machine without an accelerator, torchrun-launched processes would otherwise each train alone.
     kwargs.setdefault("cpu", not _accelerator_available())
-    return Accelerator(
+    accelerator = Accelerator(
         gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         **kwargs,
     )
+    enable_cpu_fsdp(accelerator)  # an FSDP config on CPU processes: FSDP, not a silent DDP (sharding.py)
+    return accelerator
 
 
 def _accelerator_available() -> bool:
@@ -303,6 +317,7 @@ class _Run:
     last_loss: float | None = None
     window: _Window = field(default_factory=_Window)
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
+    sharding: ShardingPlan | None = None  # FSDP2: how to gather a plain copy of the model (sharding.py)
 
 
 @dataclass(frozen=True)
@@ -352,21 +367,26 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     with accelerator.main_process_first():
         data = spec.load_training_data(recipe, accelerator)
     model = build_model(recipe, data.config_updates, spec)
+    check_strategy(model, accelerator, recipe.method, recipe.train.sync_batchnorm)  # what FSDP2 / DeepSpeed cannot train, refused here
     schedules = resolved_schedules(model, recipe)
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
         # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.
         model = convert_sync_batchnorm(model, accelerator.device)
     if recipe.train.channels_last:
         apply_channels_last(model, recipe.method)  # before the optimiser: its moments take the layout too
+    sharding = shard_model(model, accelerator)  # FSDP2: sharded here, so the optimiser holds the shards
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
+    groups = [list(group["params"]) for group in optimizer.param_groups]
     prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, _dataloader(recipe, data))
+    if sharding is not None:
+        restore_sharded_optimizer(optimizer, groups)  # Accelerate's parameter swap fails on empty shards
     total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
     unwrapped = accelerator.unwrap_model(prepared)
     frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)  # a whole-run freeze is refused here
     plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
-               optimizer, dataloader, plan)
+               optimizer, dataloader, plan, sharding=sharding)
     _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
     return run
 
@@ -416,7 +436,10 @@ def _resume(run: _Run) -> None:
     checkpoint = run.start.checkpoint
     if checkpoint is None:
         return
-    run.accelerator.load_state(str(checkpoint))
+    if run.sharding is not None:
+        load_sharded_state(run.accelerator, run.model, run.optimizer, checkpoint)  # FSDP2 (sharding.py)
+    else:
+        run.accelerator.load_state(str(checkpoint))
     run.state = LoopState.from_checkpoint(checkpoint)
     if run.unwrapped.training_state:
         saved = load_training_state(checkpoint, run.accelerator.process_index)
@@ -492,6 +515,8 @@ def _forward_backward(run: _Run, batch: Any, step: int) -> Any:
     recipe, accelerator, unwrapped = run.recipe, run.accelerator, run.unwrapped
     run.generator.manual_seed(view_seed(recipe.train.seed, run.state.micro_step, accelerator.process_index))
     inputs = run.data.make_inputs(batch, run.generator)
+    if run.sharding is not None:
+        broadcast_batch_norm_statistics(unwrapped)  # FSDP2: one set of head BatchNorm statistics, as DDP keeps
     kept = _forward_buffers(unwrapped) if recipe.train.on_nonfinite == "skip" else None
     outputs = run.forward(**inputs)
     loss = outputs.loss
@@ -571,6 +596,9 @@ def _finish(run: _Run) -> TrainResult:
     if recipe.train.channels_last:
         restore_memory_format(unwrapped)  # evaluation and export see the default layout
     check_finite_weights(unwrapped, accelerator, recipe, output_dir, run.state.global_step)
+    if run.sharding is not None:  # FSDP2: a plain copy gathered on the main process is saved and evaluated
+        gathered = gather_full_model(run.model, run.sharding, accelerator)
+        unwrapped = gathered if gathered is not None else unwrapped
     if accelerator.is_main_process:
         save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe)
     accelerator.wait_for_everyone()
@@ -604,7 +632,8 @@ def _log_step(run: _Run, micro: _MicroStep) -> None:
     if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
         logs.update(_collapse_logs(outputs.embeddings, accelerator))
     for callback in run.callbacks:
-        logs.update(callback.on_step_end(step, run.unwrapped, run.data, accelerator))
+        with full_parameters(run.model):  # FSDP2: the whole weights on every process, outside forward
+            logs.update(callback.on_step_end(step, run.unwrapped, run.data, accelerator))
         run.model.train()
     if logs and recipe.train.trackers:
         accelerator.log(logs, step=step)
@@ -686,8 +715,9 @@ def check_finite_weights(model: HfsslPreTrainedModel, accelerator: Accelerator, 
     """Raise :class:`NonFiniteError` (on every process) when a parameter, buffer or training-state
     tensor of ``model`` holds NaN or infinity: nothing is saved from such weights."""
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers()), **model.training_state_dict()}
+    # Under FSDP2 each process checks its own shards (local_tensor); all of them then agree below.
     bad = [name for name, tensor in tensors.items()
-           if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all())]
+           if tensor.is_floating_point() and not bool(torch.isfinite(local_tensor(tensor).detach()).all())]
     if _any_process(accelerator, bool(bad)):
         where = f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else " on another process"
         raise NonFiniteError(

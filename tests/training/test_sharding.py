@@ -1,0 +1,142 @@
+"""FSDP2 through Accelerate equals DDP on two CPU processes; what cannot be sharded is refused before any work.
+
+One pair of gloo processes (tests/sharding_worker.py) trains DINO (ViT), MoCo v3 (ViT, BatchNorm heads), MAE,
+BERT MLM and CLIP (ViT + BERT towers, its 0-d ``logit_scale``) for 3 steps under DDP and under FSDP2 with the
+real engine, and resumes DINO under FSDP2. Tolerances: the losses logged at every step (gathered over the
+processes) within 1e-6 relative, and the full gathered weights after the steps within 1e-6 absolute (float32:
+FSDP2 reduce-scatters the gradients where DDP all-reduces them, so sums may be ordered differently; MoCo v3,
+MAE and CLIP come out bit-identical here, DINO and MLM within 3e-7).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from accelerate.utils import DistributedType
+from safetensors.torch import load_file
+
+from hfssl.settings import RecipeError
+from hfssl.training.sharding import check_strategy
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+from torchrun import run_two_ranks  # noqa: E402
+
+METHODS = ("dino", "moco_v3", "mae", "mlm", "clip")
+
+
+@pytest.fixture(scope="module")
+def sharded_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sharding")
+    return out, run_two_ranks("sharding_worker", "main", out, "sharding_", timeout=600)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fsdp2_equals_ddp_in_losses_and_gathered_weights(sharded_runs, method):
+    out, ranks = sharded_runs
+    ddp, fsdp2 = ranks[0][f"{method}/ddp"], ranks[0][f"{method}/fsdp2"]
+    assert ddp["strategy"] == "MULTI_CPU" and not ddp["is_fsdp2"]
+    assert fsdp2["strategy"] == "FSDP" and fsdp2["is_fsdp2"], "the FSDP2 config trained without FSDP"
+    assert sorted(ddp["losses"]) == sorted(fsdp2["losses"]) == [1, 2, 3]
+    for step, loss in ddp["losses"].items():
+        assert fsdp2["losses"][step] == pytest.approx(loss, rel=1e-6), f"{method} step {step}"
+    expected = load_file(str(out / "ddp" / method / "model.safetensors"))
+    actual = load_file(str(out / "fsdp2" / method / "model.safetensors"))  # gathered on the main process
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        assert actual[name].shape == tensor.shape, f"{name}: {tuple(actual[name].shape)} != {tuple(tensor.shape)}"
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=lambda m: f"{method} {name}: {m}")
+    if method == "clip":
+        assert actual["backbone.logit_scale"].dim() == 0, "CLIP's logit_scale is saved 0-d, as transformers has it"
+    if method == "dino":
+        assert not torch.equal(actual["teacher_backbone.embeddings.cls_token"],
+                               actual["backbone.embeddings.cls_token"]), "the teacher is a moving average, not a copy"
+
+
+@pytest.mark.parametrize("method", ("dino", "moco_v3", "clip"))
+def test_features_of_the_sharded_model_outside_forward(sharded_runs, method):
+    """A callback's ``get_embeddings`` / CLIP's ``get_image_features`` and ``get_text_features`` on the
+    training model (sharded: all-gathered for the callback) equal DDP's, on both processes."""
+    _, ranks = sharded_runs
+    for rank in ranks:
+        ddp, fsdp2 = rank[f"{method}/ddp"]["features"], rank[f"{method}/fsdp2"]["features"]
+        assert sorted(ddp) == sorted(fsdp2) == [1, 2, 3]
+        for step in ddp:
+            for name, tensor in ddp[step].items():
+                torch.testing.assert_close(fsdp2[step][name], tensor, rtol=0, atol=1e-5)
+
+
+def test_fsdp2_resume_is_exact_and_checkpoints_are_sharded(sharded_runs):
+    """DINO (EMA teacher, centre, last layer frozen for the first steps, scheduled weight decay) resumed
+    with ``hfssl train --resume-from`` its sharded step-2 checkpoint ends bit-identical."""
+    out, ranks = sharded_runs
+    checkpoint = out / "fsdp2" / "dino" / "checkpoints" / "step-00000002"
+    assert (checkpoint / "pytorch_model_fsdp_0" / ".metadata").is_file()
+    assert (checkpoint / "optimizer_0" / ".metadata").is_file()
+    assert not list(checkpoint.glob("model*.safetensors")), "the checkpoint holds the full model, not shards"
+    resumed = ranks[0]["dino/fsdp2-resumed"]
+    assert sorted(resumed["losses"]) == [3] and resumed["is_fsdp2"]
+    assert resumed["losses"][3] == ranks[0]["dino/fsdp2"]["losses"][3]
+    expected = load_file(str(out / "fsdp2" / "dino" / "model.safetensors"))
+    actual = load_file(str(out / "fsdp2-resumed" / "dino" / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(actual[name], tensor), f"{name} differs after resume"
+
+
+def test_fsdp2_export_loads_in_plain_transformers(sharded_runs):
+    from transformers import AutoModel
+
+    out, _ = sharded_runs
+    run = out / "fsdp2" / "mae"
+    encoder, info = AutoModel.from_pretrained(run / "encoder", output_loading_info=True)
+    assert type(encoder).__name__ == "ViTModel"
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    exported, trained = load_file(str(run / "encoder" / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    name = "encoder.layer.0.attention.attention.query.weight"
+    torch.testing.assert_close(exported[name], trained[f"mae.vit.{name}"], rtol=0, atol=0)
+    assert (run / "README.md").is_file()
+
+
+def test_a_batchnorm_backbone_is_refused_under_fsdp2_before_any_work(sharded_runs):
+    out, ranks = sharded_runs
+    for rank in ranks:
+        message = rank["refusal"]
+        assert message is not None, "SimCLR's ResNet trained under FSDP2"
+        assert "BatchNorm" in message and "cpu_2proc.yaml" in message and "train.sync_batchnorm=true" in message
+        assert rank["refused_folder"] == [], "the refused run wrote into its folder"
+
+
+class _Launch(SimpleNamespace):
+    """The two properties :func:`check_strategy` reads from an Accelerator, for the strategies this
+    machine cannot start: DeepSpeed (not installed; the check must not need it) and FSDP version 1."""
+
+
+def _tiny(method: str):
+    from tiny import TINY
+    from hfssl.registry import get_method
+
+    spec = get_method(method)
+    return spec.model_class(spec.config_class(**TINY[method][0]))
+
+
+def test_deepspeed_refuses_an_ema_teacher_and_names_fsdp2():
+    assert "deepspeed" not in sys.modules
+    deepspeed = _Launch(distributed_type=DistributedType.DEEPSPEED, is_fsdp2=False)
+    for method in ("dino", "moco_v3", "byol"):
+        with pytest.raises(RecipeError, match=r"EMA teacher .*Use FSDP2 instead: accelerate launch --config_file "
+                                              r"recipes/accelerate/fsdp2_"):
+            check_strategy(_tiny(method), deepspeed, method)
+    for method in ("mae", "mlm", "simclr", "clip"):
+        check_strategy(_tiny(method), deepspeed, method)  # no teacher: left to DeepSpeed
+    assert "deepspeed" not in sys.modules
+
+
+def test_fsdp_version_1_is_refused():
+    with pytest.raises(RecipeError, match="fsdp_version: 2"):
+        check_strategy(_tiny("mae"), _Launch(distributed_type=DistributedType.FSDP, is_fsdp2=False), "mae")
