@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FSDP2_CONFIG = REPO / "recipes" / "accelerate" / "fsdp2_cpu_2proc.yaml"
 STEPS = 3
-COMMON = [f"train.max_steps={STEPS}", "train.batch_size=8", "train.log_every=1", "train.checkpoint_every=2",
+COMMON = [f"train.max_steps={STEPS}", "train.batch_size=8", "train.log_every=1", "train.checkpoint_every=10",
           "train.keep_checkpoints=3", "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null",
           "eval.protocols=[]", "data.num_workers=0", "train.sync_batchnorm=false"]
 VIT_1CH = ("{model_type: vit, image_size: 16, patch_size: 4, num_channels: 1, hidden_size: 32, num_hidden_layers: 2, "
@@ -125,7 +125,8 @@ class FeaturesProbe:
         return {}
 
 
-def train_once(method: str, strategy: str, out_dir: Path, cli: list[str] | None = None) -> dict[str, Any]:
+def train_once(method: str, strategy: str, out_dir: Path, cli: list[str] | None = None,
+               extra: list[str] | None = None) -> dict[str, Any]:
     """Train ``method``'s tiny recipe under ``strategy`` with the engine (and a features callback), or with
     ``cli`` through ``hfssl train`` (the whole pipeline: export and card too), in this process."""
     from accelerate.state import AcceleratorState
@@ -143,9 +144,10 @@ def train_once(method: str, strategy: str, out_dir: Path, cli: list[str] | None 
     start = time.perf_counter()
     try:
         if cli is None:
-            train(load_recipe(REPO / recipe_path, [*COMMON, *overrides]), out_dir, callbacks=[probe])
+            train(load_recipe(REPO / recipe_path, [*COMMON, *overrides, *(extra or [])]), out_dir, callbacks=[probe])
         else:
-            code = hfssl_main(["train", str(REPO / recipe_path), "--output-dir", str(out_dir), *cli, *COMMON, *overrides])
+            code = hfssl_main(["train", str(REPO / recipe_path), "--output-dir", str(out_dir), *cli, *COMMON,
+                               *overrides, *(extra or [])])
             assert code == 0, f"hfssl train exited with {code}"
     finally:
         trainer_logger.removeHandler(handler)
@@ -167,7 +169,8 @@ def main(out_dir: str) -> None:
         results[f"{method}/ddp"] = train_once(method, "ddp", out / "ddp" / method)
         # MAE under FSDP2 through ``hfssl train``: the gathered model is also exported and carded.
         results[f"{method}/fsdp2"] = train_once(method, "fsdp2", out / "fsdp2" / method,
-                                                cli=[] if method == "mae" else None)
+                                                cli=[] if method == "mae" else None,
+                                                extra=["train.checkpoint_every=2"] if method == "dino" else [])
     rank = dist.get_rank()
 
     # Exact resume under FSDP2: DINO again from its sharded step-2 checkpoint, in a copy of the run.
@@ -177,7 +180,8 @@ def main(out_dir: str) -> None:
         (resumed / "model.safetensors").unlink()
     dist.barrier()
     results["dino/fsdp2-resumed"] = train_once(
-        "dino", "fsdp2", resumed, cli=["--resume-from", str(resumed / "checkpoints" / "step-00000002")])
+        "dino", "fsdp2", resumed, cli=["--resume-from", str(resumed / "checkpoints" / "step-00000002")],
+        extra=["train.checkpoint_every=2"])
 
     # A ResNet (BatchNorm) backbone is refused under FSDP2 before the run folder is touched.
     refused = out / "fsdp2" / "simclr"
@@ -190,6 +194,7 @@ def main(out_dir: str) -> None:
         results["refusal"] = None
     except RecipeError as error:
         results["refusal"] = str(error)
+    dist.barrier()  # the main process has released the folder's lock
     results["refused_folder"] = sorted(path.name for path in refused.iterdir()) if refused.exists() else []
     results["rank"] = rank
     torch.save(results, out / f"sharding_rank{rank}.pt")
