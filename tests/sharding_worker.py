@@ -55,6 +55,14 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "mlm": ("recipes/mlm/lee.yaml", [
         "model.bert_config={num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, "
         "hidden_dropout_prob: 0.0, attention_probs_dropout_prob: 0.0}", "model.max_seq_length=32"]),
+    # Barlow Twins on a ViT with the custom LARS optimiser (per-parameter norms for the trust ratio, its
+    # lars_exclude group) and per-parameter gradient clipping low enough to clip: both read each parameter's
+    # norm, which under FSDP2 must be the whole parameter's, not the local shard's. Its projector has BatchNorm.
+    "barlow_twins": ("recipes/barlow_twins/digits.yaml", [
+        f"model.backbone_config={VIT_1CH}", "model.projection_hidden_dim=32", "model.projection_dim=16",
+        "optim.name=lars", "optim.lr=0.2", "optim.weight_decay=1.5e-6",
+        "optim.parameter_groups.biases_and_norms.lr_scale=0.024", "optim.max_grad_norm=0.05",
+        "optim.grad_clip_mode=per_parameter"]),
     # CLIP's 0-d logit_scale is sharded as a 1-d parameter and saved 0-d again.
     "clip": ("recipes/clip/emoji.yaml", [
         "model.vision_config={model_type: vit, image_size: 32, patch_size: 8, hidden_size: 32, num_hidden_layers: 2, "

@@ -1,8 +1,9 @@
 """FSDP2 through Accelerate equals DDP on two CPU processes; what cannot be sharded is refused before any work.
 
 One pair of gloo processes (tests/sharding_worker.py) trains DINO (ViT), MoCo v3 (ViT, BatchNorm heads), MAE,
-BERT MLM and CLIP (ViT + BERT towers, its 0-d ``logit_scale``) for 3 steps under DDP and under FSDP2 with the
-real engine, and resumes DINO under FSDP2. Tolerances: the losses logged at every step (gathered over the
+BERT MLM, CLIP (ViT + BERT towers, its 0-d ``logit_scale``) and Barlow Twins (ViT, the LARS optimiser and
+per-parameter gradient clipping, which read whole-parameter norms) for 3 steps under DDP and under FSDP2 with
+the real engine, and resumes DINO under FSDP2. Tolerances: the losses logged at every step (gathered over the
 processes) within 1e-6 relative, and the full gathered weights after the steps within 1e-6 absolute (float32:
 FSDP2 reduce-scatters the gradients where DDP all-reduces them, so sums may be ordered differently; MoCo v3,
 MAE and CLIP come out bit-identical here, DINO and MLM within 3e-7).
@@ -27,7 +28,7 @@ sys.path.insert(0, str(TESTS))
 
 from torchrun import run_two_ranks  # noqa: E402
 
-METHODS = ("dino", "moco_v3", "mae", "mlm", "clip")
+METHODS = ("dino", "moco_v3", "mae", "mlm", "clip", "barlow_twins")
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +141,26 @@ def test_deepspeed_refuses_an_ema_teacher_and_names_fsdp2():
 def test_fsdp_version_1_is_refused():
     with pytest.raises(RecipeError, match="fsdp_version: 2"):
         check_strategy(_tiny("mae"), _Launch(distributed_type=DistributedType.FSDP, is_fsdp2=False), "mae")
+
+
+def test_fsdp2_refusal_is_decided_by_the_backbone_modules_not_the_method():
+    """MoCo v2 on its ResNet (shuffled BN) is refused, naming DDP with SyncBatchNorm; the same method on a ViT,
+    and MoCo v3 on a ViT with BatchNorm in its heads, shard. ``train.sync_batchnorm`` and word2vec's sparse
+    embeddings are refused with the DDP configs named."""
+    from tiny import TINY, TINY_VIT
+    from hfssl.registry import get_method
+
+    fsdp2 = _Launch(distributed_type=DistributedType.FSDP, is_fsdp2=True)
+    with pytest.raises(RecipeError, match=r"backbone has BatchNorm layers .*cpu_2proc\.yaml .*"
+                                          r"train\.sync_batchnorm=true .*MoCo v2"):
+        check_strategy(_tiny("moco"), fsdp2, "moco")
+    spec = get_method("moco")
+    vit_moco = spec.model_class(spec.config_class(**{**TINY["moco"][0], "backbone_config": TINY_VIT}))
+    check_strategy(vit_moco, fsdp2, "moco")
+    moco_v3 = _tiny("moco_v3")
+    assert any(isinstance(module, torch.nn.BatchNorm1d) for module in moco_v3.modules()), "MoCo v3's heads have BN"
+    check_strategy(moco_v3, fsdp2, "moco_v3")
+    with pytest.raises(RecipeError, match=r"train\.sync_batchnorm=true is not supported under FSDP2.*cpu_2proc\.yaml"):
+        check_strategy(moco_v3, fsdp2, "moco_v3", sync_batchnorm=True)
+    with pytest.raises(RecipeError, match=r"sparse embeddings .*cpu_2proc\.yaml"):
+        check_strategy(_tiny("word2vec"), fsdp2, "word2vec")
