@@ -191,12 +191,26 @@ def main(out_dir: str) -> None:
         "dino", "fsdp2", resumed, cli=["--resume-from", str(resumed / "checkpoints" / "step-00000002")],
         extra=["train.checkpoint_every=2"])
 
-    # A ResNet (BatchNorm) backbone is refused under FSDP2 before the run folder is touched.
-    refused = out / "fsdp2" / "simclr"
-    use_strategy("fsdp2")
+    # A checkpoint resumes only under the strategy that wrote it (sharded or whole files): the other is refused.
+    from hfssl.errors import ResumeError
     from hfssl.recipe import load_recipe
     from hfssl.training.trainer import train
 
+    refusals = {}
+    for name, run_strategy, written_by in (("fsdp2-under-ddp", "ddp", "fsdp2"), ("ddp-under-fsdp2", "fsdp2", "ddp")):
+        use_strategy(run_strategy)
+        checkpoint = out / written_by / "dino" / "checkpoints" / f"step-{STEPS:08d}"
+        try:
+            train(load_recipe(REPO / METHODS["dino"][0], [*COMMON, *METHODS["dino"][1]]), out / written_by / "dino",
+                  resume=str(checkpoint))
+            refusals[name] = None
+        except ResumeError as error:
+            refusals[name] = str(error)
+    results["resume_refusals"] = refusals
+
+    # A ResNet (BatchNorm) backbone is refused under FSDP2 before the run folder is touched.
+    refused = out / "fsdp2" / "simclr"
+    use_strategy("fsdp2")
     try:
         train(load_recipe(REPO / "recipes" / "simclr" / "digits.yaml", COMMON), refused)
         results["refusal"] = None

@@ -50,7 +50,12 @@ Refusals, before the optimiser, the run folder or any step (:func:`check_strateg
   (:func:`broadcast_batch_norm_statistics`), so checkpoints and the saved model hold that one set.
   ``train.sync_batchnorm`` itself is refused under FSDP2 (hfssl synchronises BatchNorm under DDP).
 * Sparse embeddings (``nn.Embedding(sparse=True)``: word2vec's torch kernel) under FSDP.
-* FSDP1 (``fsdp_version: 1``), which shards flattened parameters and breaks EMA teachers.
+* FSDP1 (``fsdp_version: 1``), which shards flattened parameters and breaks EMA teachers; an FSDP2 config
+  whose ``fsdp_state_dict_type`` is not ``SHARDED_STATE_DICT`` (the checkpoints hfssl resumes exactly).
+* A ``--resume`` checkpoint written under another strategy (:func:`check_checkpoint_layout`): FSDP2's
+  sharded checkpoints resume under FSDP2 only, whole ones under anything else.
+* A DeepSpeed launch on CPU processes (:func:`refuse_cpu_deepspeed`, before the Accelerator is made):
+  Accelerate 1.16 runs DeepSpeed on accelerator devices only.
 * DeepSpeed for a model with an EMA teacher (``teacher_pairs``): ZeRO shards the optimiser's
   parameters only and cannot keep a second, teacher copy in step; use FSDP2. The check needs no
   ``deepspeed`` package.
@@ -69,6 +74,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch import nn
 
+from hfssl.errors import ResumeError
 from hfssl.settings import RecipeError
 
 logger = logging.getLogger(__name__)
@@ -124,6 +130,26 @@ def enable_cpu_fsdp(accelerator: Accelerator) -> None:
     logger.info("FSDP%d on %d CPU processes (gloo)", plugin.fsdp_version, accelerator.num_processes)
 
 
+def refuse_cpu_deepspeed(cpu: bool) -> None:
+    """Refuse a DeepSpeed launch (``ACCELERATE_USE_DEEPSPEED=true``, as ``accelerate launch`` exports for
+    ``distributed_type: DEEPSPEED``) on CPU processes, before the Accelerator is made (``cpu``: what it will
+    be given). Accelerate 1.16 runs DeepSpeed on accelerator devices only: on CPUs its Accelerator fails
+    with an ImportError without the ``deepspeed`` package, and with it trains each process alone, failing
+    at the end. Needs no ``deepspeed`` package.
+
+    Raises:
+        RecipeError: naming the FSDP2 CPU config, which shards on CPUs.
+    """
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        return
+    if not (cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes")):
+        return
+    raise RecipeError(
+        "the launch asks for DeepSpeed, but Accelerate runs DeepSpeed on GPUs only and these processes run on the "
+        "CPU. Shard on CPUs with FSDP2 (accelerate launch --config_file recipes/accelerate/fsdp2_cpu_2proc.yaml), "
+        "or launch recipes/accelerate/deepspeed_zero2.yaml on a machine with GPUs")
+
+
 def _batch_norm_modules(model: nn.Module) -> list[str]:
     return [name or type(model).__name__ for name, module in model.named_modules()
             if isinstance(module, nn.modules.batchnorm._BatchNorm)]
@@ -137,13 +163,18 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def check_strategy(model: nn.Module, accelerator: Accelerator, method: str, sync_batchnorm: bool = False) -> None:
-    """Refuse, before any work, a model the launch's strategy cannot train (see the module docstring).
+def check_strategy(model: nn.Module, accelerator: Accelerator, method: str, sync_batchnorm: bool = False,
+                   checkpoint: Path | None = None) -> None:
+    """Refuse, before any work, a model the launch's strategy cannot train (see the module docstring), and a
+    ``checkpoint`` to resume that another strategy wrote.
 
     Raises:
         RecipeError: naming what in the model is the obstacle and which launch configuration to use.
+        ResumeError: the checkpoint's layout (sharded or full) is not the one this launch reads.
     """
     kind = strategy(accelerator)
+    if checkpoint is not None:
+        check_checkpoint_layout(Path(checkpoint), kind == "fsdp2")
     if kind == "fsdp1":
         raise RecipeError(
             "the Accelerate config asks for FSDP version 1, which shards flattened parameters and breaks EMA "
@@ -157,6 +188,13 @@ def check_strategy(model: nn.Module, accelerator: Accelerator, method: str, sync
                 "instead of the global batch's. Use DDP: accelerate launch --config_file "
                 "recipes/accelerate/cpu_2proc.yaml (multi_gpu_bf16.yaml on GPUs) with train.sync_batchnorm=true "
                 "(MoCo v2: its shuffled BN needs DDP too), or shard a backbone without BatchNorm (a ViT)")
+        state_dict_type = accelerator.state.fsdp_plugin.state_dict_type
+        if getattr(state_dict_type, "name", state_dict_type) != "SHARDED_STATE_DICT":
+            raise RecipeError(
+                "hfssl's FSDP2 checkpoints are sharded state dicts (resumed exactly); the config's "
+                f"fsdp_state_dict_type is {getattr(state_dict_type, 'name', state_dict_type)}: set "
+                f"fsdp_state_dict_type: SHARDED_STATE_DICT (as {FSDP2_CONFIGS}); the final model is saved whole "
+                "either way")
         if sync_batchnorm:
             raise RecipeError(
                 "train.sync_batchnorm=true is not supported under FSDP2 (hfssl synchronises BatchNorm under DDP only): "
@@ -173,6 +211,26 @@ def check_strategy(model: nn.Module, accelerator: Accelerator, method: str, sync
                 f"the {method} model has an EMA teacher ({', '.join(teachers)}) updated outside the optimiser, which "
                 "DeepSpeed cannot keep in step with its sharded student (ZeRO partitions what one optimiser holds). "
                 f"Use FSDP2 instead: accelerate launch --config_file {FSDP2_CONFIGS}")
+
+
+def check_checkpoint_layout(checkpoint: Path, fsdp2: bool) -> None:
+    """Refuse to resume a checkpoint written under another strategy: FSDP2 writes the model and the optimiser
+    as shards (``pytorch_model_fsdp_0/``, ``optimizer_0/``), every other strategy as whole files
+    (``model.safetensors``, ``optimizer.bin``); each reads only its own layout.
+
+    Raises:
+        ResumeError: naming the checkpoint and the launch that resumes it.
+    """
+    sharded = any(checkpoint.glob("pytorch_model_fsdp_*/.metadata"))
+    if fsdp2 and not sharded:
+        raise ResumeError(
+            f"--resume: checkpoint {checkpoint} was written without FSDP2 (whole model.safetensors and optimizer.bin), "
+            "and FSDP2 resumes its own sharded checkpoints only: resume it with the launch that wrote it "
+            f"(DDP: {DDP_CONFIGS}, or one process), or start a new FSDP2 run in another --output-dir")
+    if sharded and not fsdp2:
+        raise ResumeError(
+            f"--resume: checkpoint {checkpoint} holds FSDP2 shards (pytorch_model_fsdp_0/, optimizer_0/), which only "
+            f"an FSDP2 launch reads: resume it with accelerate launch --config_file {FSDP2_CONFIGS}")
 
 
 def shard_model(model: nn.Module, accelerator: Accelerator) -> ShardingPlan | None:
@@ -261,10 +319,6 @@ def load_sharded_state(accelerator: Accelerator, model: nn.Module, optimizer: to
         accelerator.load_state(str(checkpoint))  # model, RNG and sampler states
     finally:
         accelerator._optimizers = optimizers
-    if accelerator.state.fsdp_plugin.state_dict_type.name != "SHARDED_STATE_DICT":
-        raise RecipeError(f"FSDP2 checkpoints of hfssl are sharded state dicts; the config's fsdp_state_dict_type is "
-                          f"{accelerator.state.fsdp_plugin.state_dict_type.name}: set fsdp_state_dict_type: "
-                          "SHARDED_STATE_DICT (as recipes/accelerate/fsdp2_*.yaml)")
     reader = dcp.FileSystemReader(str(Path(checkpoint) / f"{OPTIMIZER_NAME}_0"))
     saved = set(reader.read_metadata().state_dict_metadata)
     inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer wraps it

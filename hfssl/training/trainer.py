@@ -95,6 +95,7 @@ from hfssl.training.sharding import (
     gather_full_model,
     load_sharded_state,
     local_tensor,
+    refuse_cpu_deepspeed,
     restore_sharded_optimizer,
     shard_model,
 )
@@ -156,6 +157,7 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
     # Accelerate only sets up multi-process CPU training (gloo) when told it runs on the CPU; on a
     # machine without an accelerator, torchrun-launched processes would otherwise each train alone.
     kwargs.setdefault("cpu", not _accelerator_available())
+    refuse_cpu_deepspeed(kwargs["cpu"])  # Accelerate runs DeepSpeed on GPUs only (sharding.py)
     accelerator = Accelerator(
         gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
         log_with=trackers or None,
@@ -367,7 +369,8 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     with accelerator.main_process_first():
         data = spec.load_training_data(recipe, accelerator)
     model = build_model(recipe, data.config_updates, spec)
-    check_strategy(model, accelerator, recipe.method, recipe.train.sync_batchnorm)  # what FSDP2 / DeepSpeed cannot train, refused here
+    # What FSDP2 / DeepSpeed cannot train is refused here, before the optimiser and the run folder (sharding.py).
+    check_strategy(model, accelerator, recipe.method, recipe.train.sync_batchnorm, start.checkpoint)
     schedules = resolved_schedules(model, recipe)
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
         # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.

@@ -6,7 +6,7 @@ per-parameter gradient clipping, which read whole-parameter norms) for 3 steps u
 the real engine, and resumes DINO under FSDP2. Tolerances: the losses logged at every step (gathered over the
 processes) within 1e-6 relative, and the full gathered weights after the steps within 1e-6 absolute (float32:
 FSDP2 reduce-scatters the gradients where DDP all-reduces them, so sums may be ordered differently; MoCo v3,
-MAE and CLIP come out bit-identical here, DINO and MLM within 3e-7).
+MAE and CLIP come out bit-identical here, DINO, MLM and Barlow Twins within 3e-7).
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ def test_fsdp2_resume_is_exact_and_checkpoints_are_sharded(sharded_runs):
     assert (checkpoint / "pytorch_model_fsdp_0" / ".metadata").is_file()
     assert (checkpoint / "optimizer_0" / ".metadata").is_file()
     assert not list(checkpoint.glob("model*.safetensors")), "the checkpoint holds the full model, not shards"
+    for rank in ranks:  # each strategy reads only its own checkpoint layout: refused before any work
+        assert "holds FSDP2 shards" in rank["resume_refusals"]["fsdp2-under-ddp"]
+        assert "fsdp2_cpu_2proc.yaml" in rank["resume_refusals"]["fsdp2-under-ddp"]
+        assert "written without FSDP2" in rank["resume_refusals"]["ddp-under-fsdp2"]
+        assert "cpu_2proc.yaml" in rank["resume_refusals"]["ddp-under-fsdp2"]
     resumed = ranks[0]["dino/fsdp2-resumed"]
     assert sorted(resumed["losses"]) == [3] and resumed["is_fsdp2"]
     assert resumed["losses"][3] == ranks[0]["dino/fsdp2"]["losses"][3]
@@ -150,7 +155,7 @@ def test_fsdp2_refusal_is_decided_by_the_backbone_modules_not_the_method():
     from tiny import TINY, TINY_VIT
     from hfssl.registry import get_method
 
-    fsdp2 = _Launch(distributed_type=DistributedType.FSDP, is_fsdp2=True)
+    fsdp2 = _fsdp2_launch("SHARDED_STATE_DICT")
     with pytest.raises(RecipeError, match=r"backbone has BatchNorm layers .*cpu_2proc\.yaml .*"
                                           r"train\.sync_batchnorm=true .*MoCo v2"):
         check_strategy(_tiny("moco"), fsdp2, "moco")
@@ -164,3 +169,28 @@ def test_fsdp2_refusal_is_decided_by_the_backbone_modules_not_the_method():
         check_strategy(moco_v3, fsdp2, "moco_v3", sync_batchnorm=True)
     with pytest.raises(RecipeError, match=r"sparse embeddings .*cpu_2proc\.yaml"):
         check_strategy(_tiny("word2vec"), fsdp2, "word2vec")
+    with pytest.raises(RecipeError, match=r"fsdp_state_dict_type is FULL_STATE_DICT: set fsdp_state_dict_type: "
+                                          r"SHARDED_STATE_DICT"):
+        check_strategy(moco_v3, _fsdp2_launch("FULL_STATE_DICT"), "moco_v3")
+
+
+def _fsdp2_launch(state_dict_type: str) -> _Launch:
+    from torch.distributed.fsdp import StateDictType
+
+    plugin = SimpleNamespace(state_dict_type=StateDictType[state_dict_type])
+    return _Launch(distributed_type=DistributedType.FSDP, is_fsdp2=True, state=SimpleNamespace(fsdp_plugin=plugin))
+
+
+def test_a_deepspeed_launch_on_cpu_processes_is_refused(monkeypatch, tmp_path):
+    """Accelerate runs DeepSpeed on GPUs only: a DeepSpeed launch here (``ACCELERATE_USE_DEEPSPEED``, as
+    ``accelerate launch`` exports it) would train without it, so the engine refuses it when it makes its
+    Accelerator, before the run folder is written, naming the FSDP2 CPU config; no deepspeed package needed."""
+    from hfssl.recipe import load_recipe
+    from hfssl.training.trainer import train
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "mae" / "digits.yaml", ["train.max_steps=1"])
+    with pytest.raises(RecipeError, match=r"asks for DeepSpeed.* on the CPU.*recipes/accelerate/fsdp2_cpu_2proc\.yaml"):
+        train(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    assert "deepspeed" not in sys.modules
