@@ -9,7 +9,8 @@ losses the engine logged at every step (gathered over the processes), what a cal
 ``get_*_features`` and ``get_embeddings`` of the training model, and the saved full models' paths; the test
 compares DDP with FSDP2. MAE's FSDP2 run goes through ``hfssl train`` (export and card of the gathered model).
 DINO under FSDP2 is then resumed with ``hfssl train --resume-from`` its step-2 checkpoint (the sharded state
-dict) and must end bit-identical; SimCLR (a ResNet with BatchNorm) must be refused before any work.
+dict) and must end bit-identical; resuming a checkpoint under the other strategy, NaN written into one
+process's shard, and SimCLR (a ResNet with BatchNorm) must be refused or stopped before anything is saved.
 """
 
 from __future__ import annotations
@@ -133,6 +134,23 @@ class FeaturesProbe:
         return {}
 
 
+class PoisonShard:
+    """A training callback that writes NaN into this process's shard of one parameter after the last step,
+    through the sharded model (the engine all-gathers the weights around callbacks: resharded here, poisoned,
+    gathered again). MAE's ``cls_token`` has one row: it lies whole on process 0, and process 1's shard is
+    empty, so only process 0 sees the NaN and process 1 must learn it from the others."""
+
+    NAME = "mae.vit.embeddings.cls_token"
+
+    def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
+        model.reshard()
+        local = dict(model.named_parameters())[self.NAME].to_local()
+        with torch.no_grad():
+            local.fill_(float("nan"))
+        model.unshard()
+        return {}
+
+
 def train_once(method: str, strategy: str, out_dir: Path, cli: list[str] | None = None,
                extra: list[str] | None = None) -> dict[str, Any]:
     """Train ``method``'s tiny recipe under ``strategy`` with the engine (and a features callback), or with
@@ -207,6 +225,21 @@ def main(out_dir: str) -> None:
         except ResumeError as error:
             refusals[name] = str(error)
     results["resume_refusals"] = refusals
+
+    # The finite-weights check reads each process's shards, and all processes stop: NaN on process 0 only.
+    from hfssl.errors import NonFiniteError
+
+    use_strategy("fsdp2")
+    poisoned = out / "fsdp2" / "mae-nan"
+    try:
+        train(load_recipe(REPO / METHODS["mae"][0], [*COMMON, *METHODS["mae"][1], "train.max_steps=1"]), poisoned,
+              callbacks=[PoisonShard()])
+        results["nonfinite"] = None
+    except NonFiniteError as error:
+        results["nonfinite"] = str(error)
+    dist.barrier()
+    results["nonfinite_saved"] = sorted([path.name for path in poisoned.glob("checkpoints/step-*")]
+                                        + [path.name for path in poisoned.glob("*.safetensors")])
 
     # A ResNet (BatchNorm) backbone is refused under FSDP2 before the run folder is touched.
     refused = out / "fsdp2" / "simclr"

@@ -95,6 +95,15 @@ def test_fsdp2_resume_is_exact_and_checkpoints_are_sharded(sharded_runs):
         assert torch.equal(actual[name], tensor), f"{name} differs after resume"
 
 
+def test_nonfinite_weights_in_one_shard_stop_every_process_before_any_save(sharded_runs):
+    _, ranks = sharded_runs
+    assert "mae.vit.embeddings.cls_token" in ranks[0]["nonfinite"], "process 0 holds the NaN shard: it names it"
+    assert "on another process" in ranks[1]["nonfinite"], "process 1's shard is empty: it learns it from process 0"
+    for rank in ranks:
+        assert "non-finite values after step 1" in rank["nonfinite"]
+        assert rank["nonfinite_saved"] == [], "weights were saved from non-finite shards"
+
+
 def test_fsdp2_export_loads_in_plain_transformers(sharded_runs):
     from transformers import AutoModel
 
