@@ -95,8 +95,11 @@ def use_strategy(name: str) -> None:
         PartialState._shared_state["distributed_type"] = DistributedType.MULTI_CPU
     for key in [key for key in os.environ if key.startswith("FSDP_") or key == "ACCELERATE_USE_FSDP"]:
         del os.environ[key]
-    if name == "fsdp2":
+    if name.startswith("fsdp2"):
         os.environ.update(fsdp2_environment())
+    if name == "fsdp2-layers":  # each transformer block its own FSDP unit, as fsdp2_gpu.yaml suggests for large ViTs
+        os.environ.update({"FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+                           "FSDP_TRANSFORMER_CLS_TO_WRAP": "ViTLayer"})
 
 
 class LoggedSteps(logging.Handler):
@@ -119,8 +122,12 @@ class FeaturesProbe:
     def __init__(self, method: str) -> None:
         self.method = method
         self.features: dict[int, dict[str, torch.Tensor]] = {}
+        self.units = 0  # FSDP units of the training model (0: not sharded)
 
     def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
+        from torch.distributed.fsdp import FSDPModule
+
+        self.units = sum(isinstance(module, FSDPModule) for module in model.modules())
         generator = torch.Generator().manual_seed(step)
         with torch.no_grad():
             if self.method == "clip":
@@ -179,8 +186,8 @@ def train_once(method: str, strategy: str, out_dir: Path, cli: list[str] | None 
         trainer_logger.removeHandler(handler)
     state = AcceleratorState()
     return {"losses": {step: logs["train/loss"] for step, logs in sorted(handler.steps.items())},
-            "features": probe.features, "strategy": state.distributed_type.value, "is_fsdp2": bool(state.is_fsdp2),
-            "seconds": time.perf_counter() - start}
+            "features": probe.features, "fsdp_units": probe.units, "strategy": state.distributed_type.value,
+            "is_fsdp2": bool(state.is_fsdp2), "seconds": time.perf_counter() - start}
 
 
 def main(out_dir: str) -> None:
@@ -197,6 +204,7 @@ def main(out_dir: str) -> None:
         results[f"{method}/fsdp2"] = train_once(method, "fsdp2", out / "fsdp2" / method,
                                                 cli=[] if method == "mae" else None,
                                                 extra=["train.checkpoint_every=2"] if method == "dino" else [])
+    results["dino/fsdp2-layers"] = train_once("dino", "fsdp2-layers", out / "fsdp2-layers" / "dino")
     rank = dist.get_rank()
 
     # Exact resume under FSDP2: DINO again from its sharded step-2 checkpoint, in a copy of the run.

@@ -59,6 +59,22 @@ def test_fsdp2_equals_ddp_in_losses_and_gathered_weights(sharded_runs, method):
                                actual["backbone.embeddings.cls_token"]), "the teacher is a moving average, not a copy"
 
 
+def test_fsdp2_with_one_unit_per_transformer_block_equals_ddp(sharded_runs):
+    """DINO with ``fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP`` (``ViTLayer``), as fsdp2_gpu.yaml suggests
+    for large ViTs: the student's and the teacher's blocks are FSDP units of their own (2 + 2, and the root);
+    the teacher, gathered block by block under no_grad, still follows its student exactly as under DDP."""
+    out, ranks = sharded_runs
+    ddp, layers = ranks[0]["dino/ddp"], ranks[0]["dino/fsdp2-layers"]
+    assert ddp["fsdp_units"] == 0 and ranks[0]["dino/fsdp2"]["fsdp_units"] == 1 and layers["fsdp_units"] == 5
+    for step, loss in ddp["losses"].items():
+        assert layers["losses"][step] == pytest.approx(loss, rel=1e-6), f"step {step}"
+    expected = load_file(str(out / "ddp" / "dino" / "model.safetensors"))
+    actual = load_file(str(out / "fsdp2-layers" / "dino" / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
 @pytest.mark.parametrize("method", ("dino", "moco_v3", "clip"))
 def test_features_of_the_sharded_model_outside_forward(sharded_runs, method):
     """A callback's ``get_embeddings`` / CLIP's ``get_image_features`` and ``get_text_features`` on the
