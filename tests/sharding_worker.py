@@ -127,7 +127,7 @@ class FeaturesProbe:
     def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
         from torch.distributed.fsdp import FSDPModule
 
-        self.units = sum(isinstance(module, FSDPModule) for module in model.modules())
+        self.units = sum(isinstance(module, FSDPModule) for module in accelerator._models[0].modules())
         generator = torch.Generator().manual_seed(step)
         with torch.no_grad():
             if self.method == "clip":
@@ -143,18 +143,20 @@ class FeaturesProbe:
 
 class PoisonShard:
     """A training callback that writes NaN into this process's shard of one parameter after the last step,
-    through the sharded model (the engine all-gathers the weights around callbacks: resharded here, poisoned,
-    gathered again). MAE's ``cls_token`` has one row: it lies whole on process 0, and process 1's shard is
-    empty, so only process 0 sees the NaN and process 1 must learn it from the others."""
+    through the sharded training model (Accelerate's prepared model; the callback itself is given a gathered
+    copy). MAE's ``cls_token`` has one row: it lies whole on process 0, and process 1's shard is empty, so
+    only process 0 sees the NaN and process 1 must learn it from the others."""
 
     NAME = "mae.vit.embeddings.cls_token"
 
+    def reads_model(self, step: int) -> bool:
+        return False  # it writes into the shards, it reads no weights: no gathered copy
+
     def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
-        model.reshard()
-        local = dict(model.named_parameters())[self.NAME].to_local()
+        sharded = accelerator._models[0]
+        assert sharded is model, "a callback that reads no weights is given the training model"
         with torch.no_grad():
-            local.fill_(float("nan"))
-        model.unshard()
+            dict(sharded.named_parameters())[self.NAME].to_local().fill_(float("nan"))
         return {}
 
 
@@ -205,6 +207,10 @@ def main(out_dir: str) -> None:
                                                 cli=[] if method == "mae" else None,
                                                 extra=["train.checkpoint_every=2"] if method == "dino" else [])
     results["dino/fsdp2-layers"] = train_once("dino", "fsdp2-layers", out / "fsdp2-layers" / "dino")
+    # bf16 autocast (Accelerate's bf16 on CPUs): FSDP2 computes in the dtypes DDP does, the teacher and centre too.
+    for strategy in ("ddp", "fsdp2"):
+        results[f"dino/{strategy}-bf16"] = train_once("dino", strategy, out / f"{strategy}-bf16" / "dino",
+                                                      extra=["train.mixed_precision=bf16"])
     rank = dist.get_rank()
 
     # Exact resume under FSDP2: DINO again from its sharded step-2 checkpoint, in a copy of the run.

@@ -21,8 +21,9 @@ that says ``distributed_type: FSDP`` and ``fsdp_version: 2``, as ``recipes/accel
   are sharded and their gradient averaged like every other one (kept out of FSDP they would not be
   averaged over the processes, and the processes would drift apart); the gathered model gets them
   back as 0-d tensors before it is saved, so the export is the plain ``transformers`` layout.
-* **Code outside ``forward``** that reads the weights (online kNN callbacks, ``get_*_features``)
-  runs inside :func:`full_parameters`, which all-gathers the parameters on every process.
+* **Code outside ``forward``** that reads the weights (training callbacks: online kNN, anything calling
+  ``get_embeddings`` or CLIP's ``get_*_features``) is given a plain float32 copy gathered on every process,
+  at the steps where it reads them (:func:`callback_model`), never FSDP2's bf16 compute copy.
 * **The finite-weights check** looks at each process's own shards (:func:`local_tensor`); the
   engine then asks all processes, so they agree.
 * **Checkpoints** are Accelerate's ``save_state``/``load_state`` with the config's
@@ -64,8 +65,10 @@ Refusals, before the optimiser, the run folder or any step (:func:`check_strateg
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +123,8 @@ def enable_cpu_fsdp(accelerator: Accelerator) -> None:
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    plugin = FullyShardedDataParallelPlugin()
+    plugin = FullyShardedDataParallelPlugin()  # its mixed-precision policy is not used (shard_model)
     state = AcceleratorState()
-    if state.mixed_precision != "no":
-        plugin.set_mixed_precision(state.mixed_precision)
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
@@ -238,8 +239,14 @@ def shard_model(model: nn.Module, accelerator: Accelerator) -> ShardingPlan | No
 
     Every 0-d parameter is made 1-d first. The units are the config's ``fsdp_auto_wrap_policy``
     (``NO_WRAP`` in the shipped configs: the whole model is one unit; a transformer-layer policy gives
-    each layer its own unit, then the root) and the root, with the config's ``fsdp_reshard_after_forward``,
-    mixed-precision and offload policies. Accelerate's ``prepare`` then finds an FSDP module and keeps it.
+    each layer its own unit, then the root) and the root, with the config's ``fsdp_reshard_after_forward``
+    and offload policy. Accelerate's ``prepare`` then finds an FSDP module and keeps it.
+
+    Mixed precision is DDP's: the forward runs under the Accelerator's autocast (:func:`autocast_forward`;
+    Accelerate's FSDP2 ``prepare`` would instead keep float32 only in FSDP2's ``MixedPrecisionPolicy``,
+    which casts the parameters to bf16 with no autocast, so float32 buffers and bf16 activations meet
+    in the losses: DINO's centred targets fail). The parameters are all-gathered in float32 (twice the
+    traffic of a bf16 policy), and every op computes in the dtype it has under DDP.
     Sharding here rather than in ``prepare`` (which would also carve out the input and output embeddings
     as their own units, as for a language model) keeps tied weights (BERT's decoder and its bias) in
     one unit, and builds the optimiser directly from the sharded parameters.
@@ -261,15 +268,30 @@ def shard_model(model: nn.Module, accelerator: Accelerator) -> ShardingPlan | No
                     ", ".join(plan.scalar_parameters))
     plugin = accelerator.state.fsdp_plugin
     plugin.set_auto_wrap_policy(model)
-    options = {"mp_policy": plugin.mixed_precision_policy or MixedPrecisionPolicy(),
-               "offload_policy": plugin.cpu_offload}
+    options = {"mp_policy": MixedPrecisionPolicy(), "offload_policy": plugin.cpu_offload}  # float32: autocast below
     wrap = fsdp2_prepare_auto_wrap_policy(plugin, model)
     if wrap is not None:
         for module in get_module_children_bottom_up(model)[:-1]:
             if wrap(module):
                 fully_shard(module, reshard_after_forward=plugin.reshard_after_forward, **options)
     fully_shard(model, **options)  # the root: torch decides whether it reshards after forward
+    autocast_forward(model, accelerator)
     return plan
+
+
+def autocast_forward(model: nn.Module, accelerator: Accelerator) -> None:
+    """Run ``model``'s forward under the Accelerator's autocast when it trains in mixed precision, as
+    Accelerate's ``prepare`` does for every strategy but FSDP2 (FSDP2's own hooks still run around it)."""
+    if not accelerator.native_amp:
+        return
+    forward = type(model).forward
+
+    @functools.wraps(forward)
+    def forward_under_autocast(self: nn.Module, *args: object, **kwargs: object) -> object:
+        with accelerator.autocast():
+            return forward(self, *args, **kwargs)
+
+    model.forward = types.MethodType(forward_under_autocast, model)
 
 
 def restore_sharded_optimizer(optimizer: torch.optim.Optimizer, groups: list[list[torch.Tensor]]) -> None:
@@ -353,36 +375,43 @@ def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def full_parameters(model: nn.Module) -> Iterator[None]:
-    """All-gather an FSDP2 model's parameters for code outside its ``forward`` (every process must enter);
-    any other model as it is."""
-    from torch.distributed.fsdp import FSDPModule
-
-    if not isinstance(model, FSDPModule):
-        yield
+def callback_model(prepared: nn.Module, unwrapped: nn.Module, plan: ShardingPlan | None, accelerator: Accelerator,
+                   callback: object, step: int) -> Iterator[nn.Module]:
+    """The model a training callback is given at ``step``: the training model itself, except under FSDP2
+    when the callback reads the weights at that step (``callback.reads_model(step)``; a callback without
+    that method reads them at every step): then a plain float32 copy gathered on every process
+    (:func:`gather_full_model`), as the weights DDP's callbacks see, whatever the mixed-precision policy
+    (FSDP2's own unshard would give its bf16 compute copy, which code outside ``forward`` cannot feed).
+    Every process must enter; the copy is dropped afterwards, so its memory is held only while it is used."""
+    reads = getattr(callback, "reads_model", None)
+    if plan is None or (reads is not None and not reads(step)):
+        yield unwrapped
         return
-    model.unshard()
+    copy = gather_full_model(prepared, plan, accelerator, every_process=True)
     try:
-        yield
+        yield copy
     finally:
-        model.reshard()
+        del copy
 
 
-def gather_full_model(prepared: nn.Module, plan: ShardingPlan, accelerator: Accelerator) -> nn.Module | None:
-    """The trained model as a plain, unsharded copy on the main process (``None`` on the others); every
-    process must call it. Training-only state (queues, centres: replicated buffers) is copied too."""
+def gather_full_model(prepared: nn.Module, plan: ShardingPlan, accelerator: Accelerator,
+                      every_process: bool = False) -> nn.Module | None:
+    """The trained model as a plain, unsharded float32 copy on the main process (``None`` on the others), or
+    on every process with ``every_process``; every process must call it. Training-only state (queues,
+    centres: replicated buffers) is copied too."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    full = get_model_state_dict(prepared, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    options = StateDictOptions(full_state_dict=True, cpu_offload=not every_process)  # cpu_offload: main process only
+    full = get_model_state_dict(prepared, options=options)
     training_state = {name: tensor.detach().cpu().clone() for name, tensor in prepared.training_state_dict().items()}
-    if not accelerator.is_main_process:
+    if not (every_process or accelerator.is_main_process):
         return None
     for name in plan.scalar_parameters:
         full[name] = full[name].reshape(())
-    plain = plan.model_class(prepared.config)
+    with torch.random.fork_rng(devices=[]):  # its random initialisation must not move the training's RNG
+        plain = plan.model_class(prepared.config)
     plain.load_state_dict(full, strict=True)
     if training_state:
         plain.load_training_state_dict(training_state)
     plain.train(prepared.training)
     return plain.to(accelerator.device)
-

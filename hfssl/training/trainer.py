@@ -91,7 +91,7 @@ from hfssl.training.sharding import (
     broadcast_batch_norm_statistics,
     check_strategy,
     enable_cpu_fsdp,
-    full_parameters,
+    callback_model,
     gather_full_model,
     load_sharded_state,
     local_tensor,
@@ -104,7 +104,10 @@ logger = logging.getLogger(__name__)
 
 
 class TrainerCallback(Protocol):
-    """Called on every process after each optimiser step; returns values to log (may be empty)."""
+    """Called on every process after each optimiser step; returns values to log (may be empty).
+
+    A callback may also define ``reads_model(step) -> bool``: under FSDP2 the engine gathers a full copy
+    of the model for it only at the steps where that is true (at every step without the method)."""
 
     def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
                     ) -> dict[str, float]: ...
@@ -635,8 +638,9 @@ def _log_step(run: _Run, micro: _MicroStep) -> None:
     if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
         logs.update(_collapse_logs(outputs.embeddings, accelerator))
     for callback in run.callbacks:
-        with full_parameters(run.model):  # FSDP2: the whole weights on every process, outside forward
-            logs.update(callback.on_step_end(step, run.unwrapped, run.data, accelerator))
+        # FSDP2: a float32 copy gathered on every process when the callback reads the weights (sharding.py).
+        with callback_model(run.model, run.unwrapped, run.sharding, accelerator, callback, step) as model:
+            logs.update(callback.on_step_end(step, model, run.data, accelerator))
         run.model.train()
     if logs and recipe.train.trackers:
         accelerator.log(logs, step=step)

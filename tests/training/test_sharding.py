@@ -75,6 +75,26 @@ def test_fsdp2_with_one_unit_per_transformer_block_equals_ddp(sharded_runs):
         torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
+def test_fsdp2_in_bf16_equals_ddp_in_bf16(sharded_runs):
+    """``train.mixed_precision=bf16``: the forward runs under the Accelerator's autocast as under DDP (not
+    FSDP2's bf16 parameter policy, which fed bf16 logits and float32 centres to DINO's loss and failed), and
+    a callback reading the weights is given a float32 copy (the bf16 compute copy failed in its convolution)."""
+    out, ranks = sharded_runs
+    ddp, fsdp2 = ranks[0]["dino/ddp-bf16"], ranks[0]["dino/fsdp2-bf16"]
+    assert fsdp2["is_fsdp2"] and sorted(fsdp2["losses"]) == [1, 2, 3]
+    assert ddp["losses"] != ranks[0]["dino/ddp"]["losses"], "bf16 trained in float32"
+    for step, loss in ddp["losses"].items():
+        assert fsdp2["losses"][step] == pytest.approx(loss, rel=1e-6), f"step {step}"
+        for name, tensor in ddp["features"][step].items():
+            assert fsdp2["features"][step][name].dtype == torch.float32
+            torch.testing.assert_close(fsdp2["features"][step][name], tensor, rtol=0, atol=1e-5)
+    expected = load_file(str(out / "ddp-bf16" / "dino" / "model.safetensors"))
+    actual = load_file(str(out / "fsdp2-bf16" / "dino" / "model.safetensors"))
+    for name, tensor in expected.items():
+        assert actual[name].dtype == torch.float32
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
 @pytest.mark.parametrize("method", ("dino", "moco_v3", "clip"))
 def test_features_of_the_sharded_model_outside_forward(sharded_runs, method):
     """A callback's ``get_embeddings`` / CLIP's ``get_image_features`` and ``get_text_features`` on the
