@@ -21,9 +21,12 @@ that says ``distributed_type: FSDP`` and ``fsdp_version: 2``, as ``recipes/accel
   are sharded and their gradient averaged like every other one (kept out of FSDP they would not be
   averaged over the processes, and the processes would drift apart); the gathered model gets them
   back as 0-d tensors before it is saved, so the export is the plain ``transformers`` layout.
+* **Mixed precision** is DDP's: the forward runs under the Accelerator's autocast
+  (:func:`autocast_forward`), the parameters stay float32 and are all-gathered in float32; the config's
+  FSDP2 ``MixedPrecisionPolicy`` (bf16 parameters, no autocast) is not used.
 * **Code outside ``forward``** that reads the weights (training callbacks: online kNN, anything calling
   ``get_embeddings`` or CLIP's ``get_*_features``) is given a plain float32 copy gathered on every process,
-  at the steps where it reads them (:func:`callback_model`), never FSDP2's bf16 compute copy.
+  at the steps where it reads them (:func:`callback_model`).
 * **The finite-weights check** looks at each process's own shards (:func:`local_tensor`); the
   engine then asks all processes, so they agree.
 * **Checkpoints** are Accelerate's ``save_state``/``load_state`` with the config's
@@ -380,8 +383,8 @@ def callback_model(prepared: nn.Module, unwrapped: nn.Module, plan: ShardingPlan
     """The model a training callback is given at ``step``: the training model itself, except under FSDP2
     when the callback reads the weights at that step (``callback.reads_model(step)``; a callback without
     that method reads them at every step): then a plain float32 copy gathered on every process
-    (:func:`gather_full_model`), as the weights DDP's callbacks see, whatever the mixed-precision policy
-    (FSDP2's own unshard would give its bf16 compute copy, which code outside ``forward`` cannot feed).
+    (:func:`gather_full_model`), the weights DDP's callbacks see (FSDP2's own ``unshard`` would give them
+    in the policy's dtype, and only the root's unit).
     Every process must enter; the copy is dropped afterwards, so its memory is held only while it is used."""
     reads = getattr(callback, "reads_model", None)
     if plan is None or (reads is not None and not reads(step)):
