@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -181,8 +182,11 @@ def train_once(method: str, strategy: str, out_dir: Path, cli: list[str] | None 
         if cli is None:
             train(load_recipe(REPO / recipe_path, [*COMMON, *overrides, *(extra or [])]), out_dir, callbacks=[probe])
         else:
-            code = hfssl_main(["train", str(REPO / recipe_path), "--output-dir", str(out_dir), *cli, *COMMON,
-                               *overrides, *(extra or [])])
+            # ``hfssl train`` may end the process group when it is done (the group is the command's); here the
+            # group is this worker's, which runs more trainings after it: it is kept.
+            with mock.patch("accelerate.state.PartialState.destroy_process_group"):
+                code = hfssl_main(["train", str(REPO / recipe_path), "--output-dir", str(out_dir), *cli, *COMMON,
+                                   *overrides, *(extra or [])])
             assert code == 0, f"hfssl train exited with {code}"
     finally:
         trainer_logger.removeHandler(handler)
