@@ -17,6 +17,7 @@ Usage (on a quiet machine; the lead records the row in BENCHMARKS.md with the co
 
     python scripts/bench_sharding.py --steps 30 --warmup 5 --batch-size 64 --threads 1 --output bench_sharding.json
     python scripts/bench_sharding.py --quick      # a few steps of a tiny ViT: a smoke test of the script
+    python scripts/bench_sharding.py --precision bf16 ...  # both in bf16 autocast (CPUs with native bf16)
 
 Results are printed as a Markdown table, and written as JSON with ``--output``.
 """
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=12, help="ViT blocks")
     parser.add_argument("--heads", type=int, default=3, help="ViT attention heads")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (OMP_NUM_THREADS)")
+    parser.add_argument("--precision", default="no", choices=("no", "bf16"),
+                        help="train.mixed_precision, the same for both strategies (default: float32)")
     parser.add_argument("--strategies", nargs="+", default=list(LAUNCH), choices=list(LAUNCH))
     parser.add_argument("--quick", action="store_true", help="4 steps of a 32-wide, 2-block ViT, batch 8")
     parser.add_argument("--output", help="write the results as JSON here")
@@ -71,7 +74,8 @@ def overrides(args: argparse.Namespace) -> list[str]:
     backbone = (f"{{model_type: vit, image_size: 16, patch_size: 4, num_channels: 1, hidden_size: {args.width}, "
                 f"num_hidden_layers: {args.depth}, num_attention_heads: {args.heads}, "
                 f"intermediate_size: {4 * args.width}}}")
-    return [f"model.backbone_config={backbone}", f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
+    return [f"model.backbone_config={backbone}", f"train.mixed_precision={args.precision}",
+            f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
             "train.sync_batchnorm=false", "model.freeze_last_layer_epochs=0", "train.checkpoint_every=100000",
             "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null", "eval.protocols=[]",
             "train.log_every=100000", "train.monitor_every=100000"]
@@ -138,7 +142,7 @@ def launch(args: argparse.Namespace, name: str, folder: Path) -> list[dict]:
     command = [sys.executable, "-m", *LAUNCH[name], str(Path(__file__).resolve()),
                "--worker", str(folder), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--batch-size", str(args.batch_size), "--width", str(args.width), "--depth", str(args.depth),
-               "--heads", str(args.heads), "--threads", str(args.threads)]
+               "--heads", str(args.heads), "--threads", str(args.threads), "--precision", args.precision]
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if completed.returncode != 0:
         raise SystemExit(f"{name} failed:\n{completed.stderr[-4000:]}")
@@ -162,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.strategies:
             results[name] = launch(args, name, Path(temporary) / name)
     size = f"ViT {args.width}x{args.depth} (DINO, digits 16 px, 2+4 crops)"
-    print(f"\n{size}, 2 CPU processes x {args.threads} thread(s), batch {args.batch_size}/process, "
+    print(f"\n{size}, {'float32' if args.precision == 'no' else args.precision}, "
+          f"2 CPU processes x {args.threads} thread(s), batch {args.batch_size}/process, "
           f"{args.steps} steps ({args.warmup} warm-up)\n")
     print("| strategy | images/s | peak RSS per process (MiB) | parameters per process (MiB) | "
           "optimiser state per process (MiB) | full model parameters (MiB) |")
