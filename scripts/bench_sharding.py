@@ -74,7 +74,8 @@ def overrides(args: argparse.Namespace) -> list[str]:
     backbone = (f"{{model_type: vit, image_size: 16, patch_size: 4, num_channels: 1, hidden_size: {args.width}, "
                 f"num_hidden_layers: {args.depth}, num_attention_heads: {args.heads}, "
                 f"intermediate_size: {4 * args.width}}}")
-    return [f"model.backbone_config={backbone}", f"train.mixed_precision={args.precision}",
+    # The precision quoted: YAML reads a bare no as false.
+    return [f"model.backbone_config={backbone}", f"train.mixed_precision='{args.precision}'",
             f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
             "train.sync_batchnorm=false", "model.freeze_last_layer_epochs=0", "train.checkpoint_every=100000",
             "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null", "eval.protocols=[]",
