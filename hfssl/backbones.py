@@ -148,6 +148,25 @@ def backbone_hidden_size(config: PretrainedConfig) -> int:
     raise ValueError(f"cannot tell the feature size of backbone type {config.model_type!r}")
 
 
+def min_input_size(config: PretrainedConfig) -> int:
+    """The smallest square input (px) that reaches the backbone's last stage at 1x1 without the padding
+    alone making it: the total stride of a convolutional backbone (ResNet: the 4x stem, then 2x per
+    stage after the first, and in the first too with ``downsample_in_first_stage``; ConvNeXt: the
+    patchify stem, then 2x per stage), or one patch of a ViT-like backbone. Other backbones: 1 (no
+    limit known). The patch-based pretext tasks check their tile sizes against it."""
+    model_type = getattr(config, "model_type", "")
+    if model_type == "resnet":
+        stages = len(getattr(config, "hidden_sizes", ()) or ())
+        first = 2 if getattr(config, "downsample_in_first_stage", False) else 1
+        return 4 * first * 2 ** max(stages - 1, 0)
+    if model_type == "convnext":
+        return int(config.patch_size) * 2 ** (int(config.num_stages) - 1)
+    patch_size = getattr(config, "patch_size", None)
+    if isinstance(patch_size, int):
+        return patch_size
+    return 1
+
+
 def pool_features(outputs: Any, pooling: str = "auto") -> torch.Tensor:
     """Pool a backbone's outputs to ``(batch, hidden)``.
 

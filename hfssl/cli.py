@@ -14,6 +14,7 @@ import argparse
 import errno
 import json
 import logging
+import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from accelerate import PartialState
 from transformers import AutoModel
 
-from hfssl.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_STORAGE, EXIT_USAGE, HfsslError
+from hfssl.errors import EXIT_CODES, EXIT_STORAGE, EXIT_USAGE, HfsslError
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
 from hfssl.evaluation.embed import TEXT_POOLINGS, EmbedRequest, embed, is_parquet
 from hfssl.registry import is_hfssl_run
@@ -29,6 +30,7 @@ from hfssl.export import ExportContext, check_export_target
 from hfssl.files import export_run_id, folder_lock, read_manifest, recording, storage_error
 from hfssl.hub.cli import add_card_arguments, add_push_arguments, run_card, run_push
 from hfssl.pipeline import run
+from hfssl.process_exit import exit_now
 from hfssl.recipe import load_recipe
 from hfssl.registry import discover_methods, method_for_config
 
@@ -48,12 +50,18 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="continue the run in --output-dir when it has a checkpoint, else start a new run there "
                             "(for jobs that may be restarted)")
     start.add_argument("--resume-from", metavar="CHECKPOINT",
-                       help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX)")
+                       help="continue from this checkpoint folder (DIR/checkpoints/step-XXXXXXXX), or from the newest "
+                            "checkpoint of a Hub branch that --hub-checkpoints filled: hf://OWNER/NAME[@BRANCH]")
     start.add_argument("--overwrite", action="store_true",
                        help="start a new run in an --output-dir that holds an earlier hfssl run: exactly the files "
                             "that run recorded in its .hfssl-manifest.json (checkpoints, model, recipe, card, encoder, "
                             "results, logs) are deleted first; other files are kept. A folder without that record is "
                             "refused, with or without --overwrite")
+    parser.add_argument("--hub-checkpoints", metavar="hf://OWNER/NAME[@BRANCH]",
+                        help="also commit every checkpoint to this branch of a Hub model repo (default branch "
+                             "'checkpoints'; the repo is created private when new; needs a write token): the branch "
+                             "holds the newest checkpoint and its history the earlier ones; continue from it anywhere "
+                             "with --resume-from hf://OWNER/NAME[@BRANCH]")
 
 
 def default_output_dir(recipe_path: str) -> Path:
@@ -65,9 +73,12 @@ def run_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)  # run() checks it, once, before any work
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
     resume = args.resume_from or ("auto" if args.resume_or_start else args.resume)
-    result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite)
+    result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite, hub_checkpoints=args.hub_checkpoints)
     if PartialState().is_main_process:
         _print_summary(result)
+    # The process group ends with the command that started it, after every process has finished the run
+    # (the trainer closes its trackers only; Accelerator.end_training would end the group before that).
+    PartialState().destroy_process_group()
     return 0
 
 
@@ -227,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``hfssl`` command and return its exit code; as the ``hfssl`` program itself (``argv`` not
+    given: the console script, ``python -m hfssl.cli``) the process then ends through :func:`exit_now`."""
+    code = _main(argv)
+    if argv is None:
+        exit_now(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     # Overrides may follow options (``train R --output-dir D k=v``), which argparse's positional
     # matching does not allow: collect the leftovers that look like ``key=value`` for ``train``.
@@ -244,11 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or str(args.log_level).upper() == "DEBUG"
     try:
         return handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if debug:
             raise
-        print(f"hfssl {args.command}: interrupted (Ctrl-C); nothing more was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        signum = getattr(interrupt, "signum", signal.SIGINT)  # InterruptedAtOnce: a second Ctrl-C
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"hfssl {args.command}: interrupted ({name}); nothing more was saved", file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for Ctrl-C (EXIT_INTERRUPTED), 143 for SIGTERM
     except (HfsslError, ValueError, FileNotFoundError, OSError, KeyError) as error:
         if debug:
             raise

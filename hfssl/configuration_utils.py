@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-from hfssl.backbones import resolve_backbone_config
+from hfssl.backbones import min_input_size, resolve_backbone_config
 
 
 class HfsslVisionConfig(PretrainedConfig):
@@ -53,3 +54,21 @@ def check_range(name: str, value: float, low: float, high: float, *, low_open: b
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+
+
+def recipe_config_values(config_class: type[HfsslVisionConfig], model: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's ``model`` section over the config's defaults (the keyword defaults of its ``__init__``),
+    for checks made when the recipe is loaded, before any config is built."""
+    parameters = inspect.signature(config_class.__init__).parameters
+    defaults = {name: parameter.default for name, parameter in parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    return {**defaults, **model}
+
+
+def recipe_min_input_size(config_class: type[HfsslVisionConfig], model: dict[str, Any]) -> int:
+    """:func:`hfssl.backbones.min_input_size` of the backbone a recipe's ``model`` section names (1 when
+    only ``backbone_name_or_path`` names it: its config is read when training starts)."""
+    values = recipe_config_values(config_class, model)
+    if values.get("backbone_config") is None and values.get("backbone_name_or_path"):
+        return 1
+    return min_input_size(resolve_backbone_config(values.get("backbone_config"), config_class.default_backbone))

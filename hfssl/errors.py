@@ -12,6 +12,11 @@ checkpoint, a step) and the fix, and ``hfssl`` prints that one message without a
 | 3 | a non-finite loss, weights, features or results: training stopped (the newest checkpoint is the last good one), or a diverged model was not scored, described or published |
 | 4 | a file could not be written (a full disk, no permission); the previous checkpoint is intact |
 | 130 | interrupted (Ctrl-C); a checkpoint was saved at the step boundary when possible |
+| 143 | stopped by SIGTERM (a scheduler's stop, ``kill``); a checkpoint was saved at the step boundary |
+| 138 | stopped by SIGUSR1 (SLURM's ``--signal=USR1@SECONDS`` warning); a checkpoint was saved at the step boundary |
+
+A stop by a signal exits with 128 + the signal's number, the shell's convention (SIGUSR1 is 10 on
+Linux; on macOS it is 30, so 158 there).
 
 Plain ``ValueError``, ``FileNotFoundError`` and ``KeyError`` raised while reading inputs (recipes
 raise :class:`hfssl.settings.RecipeError`, a ``ValueError``) are usage errors too (code 2).
@@ -19,12 +24,13 @@ raise :class:`hfssl.settings.RecipeError`, a ``ValueError``) are usage errors to
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 __all__ = [
     "EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_NONFINITE", "EXIT_STORAGE", "EXIT_INTERRUPTED", "EXIT_CODES",
     "HfsslError", "UsageError", "RunDirectoryError", "ResumeError", "NonFiniteError", "StorageError",
-    "TrainingInterrupted",
+    "TrainingInterrupted", "InterruptedAtOnce", "EXIT_TERMINATED", "EXIT_USER_SIGNAL",
 ]
 
 EXIT_OK = 0
@@ -33,6 +39,8 @@ EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 EXIT_STORAGE = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+EXIT_USER_SIGNAL = 128 + getattr(signal, "SIGUSR1", 10)  # 138 on Linux
 
 #: Exit code -> one line, shown by ``hfssl --help`` and in README.md ("Exit codes").
 EXIT_CODES: dict[int, str] = {
@@ -43,6 +51,10 @@ EXIT_CODES: dict[int, str] = {
                     "last good one), or a diverged model was not scored, described or published",
     EXIT_STORAGE: "a file could not be written: full disk or no permission (the previous checkpoint is intact)",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (a checkpoint was saved at the step boundary; continue with --resume)",
+    EXIT_USER_SIGNAL: "stopped by SIGUSR1, e.g. SLURM's --signal=USR1@SECONDS (a checkpoint was saved at the step "
+                      "boundary; continue with --resume)",
+    EXIT_TERMINATED: "stopped by SIGTERM, e.g. a scheduler's time limit or scancel (a checkpoint was saved at the step "
+                     "boundary; continue with --resume)",
 }
 
 
@@ -84,11 +96,23 @@ class StorageError(HfsslError, OSError):
 
 
 class TrainingInterrupted(HfsslError):
-    """Training stopped by Ctrl-C at a step boundary (exit code 130)."""
+    """Training stopped by a signal at a step boundary, after saving a checkpoint: exit code
+    128 + ``signum`` (130 for Ctrl-C, 143 for SIGTERM, 138 for SIGUSR1 on Linux)."""
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+    def __init__(self, message: str, step: int, checkpoint: Path | None, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
         self.step = step
         self.checkpoint = checkpoint
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+
+class InterruptedAtOnce(KeyboardInterrupt):
+    """A second Ctrl-C during training, a second or more after the first stop signal: the run stops at
+    once, without a checkpoint (exit code 128 + ``signum``, 130). A ``KeyboardInterrupt``, so that code which cleans up after Ctrl-C does it here too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)

@@ -4,7 +4,7 @@ Every hfssl model is a thin training-time shell (heads, teacher, loss) around a 
 that is a plain transformers model, kept at ``self.backbone``. The engine only ever uses:
 
 * ``forward(**inputs) -> ModelOutput`` whose first field is ``loss`` and whose other ``*_loss``
-  fields are logged. ``inputs`` is what the method's input builder produced.
+  (and ``*_accuracy``) fields are logged. ``inputs`` is what the method's input builder produced.
 * ``get_backbone()`` / ``export_backbone()`` -> the plain transformers model that export writes.
 * ``get_embeddings(...)`` -> pooled ``(batch, hidden)`` features for kNN, probes and monitors;
   ``get_layer_embeddings(pixel_values)`` -> one pooled ``(batch, width_i)`` per stage / block.

@@ -36,11 +36,13 @@ from hfssl.evaluation.protocols.knn import KNNSettings
 from hfssl.evaluation.runner import check_recipe, draw_protocol_pictures, evaluate, write_eval_results
 from hfssl.export import ExportContext
 from hfssl.hub.card import write_model_card
+from hfssl.hub.checkpoints import CheckpointMirror, download_checkpoint, is_hub_checkpoint, parse_hub_checkpoint
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.plots import PictureContext
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import IMAGE_FEATURES, TEXT_FEATURES, get_method
 from hfssl.settings import build_section
+from hfssl.training.launch import check_launch
 from hfssl.training.run_directory import is_main_process, run_folder
 from hfssl.training.trainer import TrainResult, check_schedule_names, train
 
@@ -85,30 +87,44 @@ def load_training_recipe(path: str | Path, overrides: list[str] | None = None) -
 
 
 def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
-        accelerator: Accelerator | None = None, overwrite: bool = False) -> TrainResult:
+        accelerator: Accelerator | None = None, overwrite: bool = False,
+        hub_checkpoints: str | None = None) -> TrainResult:
     """Train ``recipe`` into ``output_dir`` and finish the run (export, evaluation, pictures, card).
 
     ``resume`` and ``overwrite`` are :func:`hfssl.training.trainer.train`'s: the folder and the
     checkpoint are checked before any work, and nothing is written from non-finite weights (the
-    trainer raises before its final save, so no export, evaluation or card follows).
+    trainer raises before its final save, so no export, evaluation or card follows). ``resume`` may
+    also name a Hub branch of checkpoints, ``hf://OWNER/NAME[@BRANCH]`` (its newest is downloaded first),
+    and ``hub_checkpoints`` (the same form) mirrors every checkpoint to one
+    (:mod:`hfssl.hub.checkpoints`; the repo, branch and token are checked before any work).
     """
+    if accelerator is None:
+        check_launch()  # before the folder's lock: a launch that would train alone is refused first
     check_training_recipe(recipe)
+    mirror = None
+    if hub_checkpoints is not None:
+        ref = parse_hub_checkpoint(hub_checkpoints)  # every process: a bad value is refused by all
+        if is_main_process(accelerator):
+            mirror = CheckpointMirror(ref).open()
+    if is_hub_checkpoint(resume):
+        resume = str(download_checkpoint(str(resume)))
     if is_main_process(accelerator):  # the folder's lock and record span training and what follows it
         with run_folder(output_dir, resume, overwrite, "hfssl train"):
-            return _run(recipe, output_dir, resume, accelerator, overwrite)
-    return _run(recipe, output_dir, resume, accelerator, overwrite)
+            return _run(recipe, output_dir, resume, accelerator, overwrite, mirror)
+    return _run(recipe, output_dir, resume, accelerator, overwrite, mirror)
 
 
 def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator: Accelerator | None,
-         overwrite: bool) -> TrainResult:
+         overwrite: bool, mirror: CheckpointMirror | None = None) -> TrainResult:
     callbacks = []
     if recipe.train.knn_every:
         knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))
         callbacks.append(OnlineKNN(recipe, temperature=knn.temperature))
     result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks,
-                   overwrite=overwrite)
+                   overwrite=overwrite, checkpoint_hooks=[mirror.on_checkpoint] if mirror is not None else None)
     if result.accelerator.is_main_process:
-        result.outputs = finish_run(result.output_dir, result.model, recipe, result.data)
+        # The recipe as trained (train.mixed_precision: auto resolved), as recipe.yaml holds it.
+        result.outputs = finish_run(result.output_dir, result.model, result.recipe or recipe, result.data)
     result.accelerator.wait_for_everyone()
     return result
 

@@ -21,7 +21,8 @@ Overrides use ``key.sub=value`` on the command line, values parsed as YAML (``tr
 ``views.solarize_prob=0.2``, ``eval.protocols=[knn]``, ``eval.knn.k=[5]``). Recipes and overrides
 are read with :func:`hfssl.settings.load_yaml`: ``2e-1`` is a float, as in YAML 1.2. Hardware (processes,
 mixed precision backend, DeepSpeed/FSDP) lives in Accelerate's own config files
-(``recipes/accelerate/*.yaml``); ``train.mixed_precision`` only overrides Accelerate's choice.
+(``recipes/accelerate/*.yaml``); ``train.mixed_precision`` overrides Accelerate's choice (``auto``, the
+default, follows an Accelerate config that names a precision, else the hardware; ``null`` keeps Accelerate's).
 """
 
 from __future__ import annotations
@@ -133,8 +134,10 @@ class TrainConfig:
     (no update, no teacher or queue update) and stops only after more than
     ``max_nonfinite_skips`` consecutive skipped steps.
 
-    Speed (:mod:`hfssl.training.acceleration`): ``mixed_precision`` (``bf16``, ``fp16``; ``null`` keeps
-    Accelerate's config) autocasts the model's forward while views, losses and optimiser stay float32;
+    Speed (:mod:`hfssl.training.acceleration`): ``mixed_precision`` (``auto``, the default: bf16 where the
+    hardware runs it natively, else float32, :mod:`hfssl.training.precision`; ``bf16``, ``fp16``, ``no``;
+    ``null`` keeps Accelerate's config) autocasts the model's forward while views, losses and optimiser stay
+    float32; ``mixed_precision_reason`` is written by hfssl into the resolved recipe (why ``auto`` chose);
     ``channels_last`` keeps the convolution weights (and so the activations) in NHWC layout, the one
     oneDNN's and cuDNN's fast convolution kernels use; ``compile`` runs the training forward and
     backward through ``torch.compile`` (``compile_mode``: ``default``, ``reduce-overhead``,
@@ -146,7 +149,8 @@ class TrainConfig:
     epochs: float | None = 100
     max_steps: int | None = None
     gradient_accumulation_steps: int = 1
-    mixed_precision: str | None = None
+    mixed_precision: str | None = "auto"
+    mixed_precision_reason: str | None = None
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
@@ -178,8 +182,8 @@ class TrainConfig:
             raise RecipeError(f"train.max_steps must be >= 1, got {self.max_steps!r}")
         if self.max_steps is None and self.epochs is not None and self.epochs <= 0:
             raise RecipeError(f"train.epochs must be > 0, got {self.epochs!r}")
-        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
-            raise RecipeError(f"train.mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}")
+        if self.mixed_precision not in (None, "auto", "no", "fp16", "bf16"):
+            raise RecipeError(f"train.mixed_precision must be auto, no, fp16 or bf16; got {self.mixed_precision!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise RecipeError(f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}; got {self.compile_mode!r}")
         for name in ("gradient_accumulation_steps", "checkpoint_every", "keep_checkpoints", "log_every",

@@ -45,7 +45,9 @@ def main() -> None:
 
     overrides = [f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}", "train.trackers=[]",
                  "train.progress_bar=false", f"train.checkpoint_every={args.steps}", "train.knn_every=null",
-                 *args.overrides]
+                 # float32 unless an override says otherwise: the default, auto, is bf16 on CPUs with native bf16,
+                 # and checkouts from before it (issue 28) train in float32: a comparison must not mix the two
+                 'train.mixed_precision="no"', *args.overrides]
     recipe = load_recipe(args.recipe, overrides)
     with tempfile.TemporaryDirectory() as folder:
         wall, cpu = time.perf_counter(), cpu_seconds()
@@ -54,7 +56,8 @@ def main() -> None:
     print(json.dumps({"hfssl": str(Path(hfssl.__file__).parent.parent), "recipe": args.recipe, "steps": result.steps,
                       "batch_size": args.batch_size, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                       "cores_used": round(cpu / wall, 2), "examples_per_s": round(result.steps * args.batch_size / wall, 1),
-                      "cpu_capability": torch.backends.cpu.get_cpu_capability()}))
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      "mixed_precision": (getattr(result, "recipe", None) or recipe).train.mixed_precision}))
 
 
 if __name__ == "__main__":

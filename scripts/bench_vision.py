@@ -23,6 +23,8 @@ Usage::
     python scripts/bench_vision.py --throughput-only --repeats 5   # step 1 only, repeated
     python scripts/bench_vision.py --throughput-only --methods simclr byol \\
         --modes fp32 bf16 bf16+cl bf16+cl+compile --repeats 7 --calibration-steps 6   # precision/layout/compile table
+    python scripts/bench_vision.py --throughput-only --methods simclr byol --dataset fashion_mnist_wide \
+        --modes fp32 auto+cl fp32+cl bf16+cl --repeats 5   # train.mixed_precision: auto on this CPU (issue 28)
 
 ``--throughput-only`` also runs against an older checkout (``PYTHONPATH=../old-checkout``), whose
 API it detects, so that two commits can be measured side by side in one session.
@@ -50,12 +52,15 @@ def _peak_rss_mib() -> float:
 
 
 #: ``--modes`` of ``--throughput-only``: what each sets (the recipe keys of hfssl.training.acceleration).
+#: fp32 is explicit everywhere: the recipes' default, ``auto``, is bf16 on CPUs with native bf16.
 MODES = {
-    "fp32": {},
+    "fp32": {"mixed_precision": "no"},
     "bf16": {"mixed_precision": "bf16"},
-    "fp32+cl": {"channels_last": True},
+    "auto": {"mixed_precision": "auto"},
+    "fp32+cl": {"mixed_precision": "no", "channels_last": True},
     "bf16+cl": {"mixed_precision": "bf16", "channels_last": True},
-    "fp32+compile": {"compile": True},
+    "auto+cl": {"mixed_precision": "auto", "channels_last": True},  # the *_wide recipes' setting
+    "fp32+compile": {"mixed_precision": "no", "compile": True},
     "bf16+compile": {"mixed_precision": "bf16", "compile": True},
     "bf16+cl+compile": {"mixed_precision": "bf16", "channels_last": True, "compile": True},
 }
@@ -112,7 +117,12 @@ class StepRunner:
             self.forward = CompiledForward(self.model, train.compile_mode, recipe.method,
                                            lambda: trainer._forward_buffers(self.model),
                                            lambda kept: trainer._restore_buffers(self.model, kept))
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train.mixed_precision or "no")
+        precision = train.mixed_precision or "no"
+        if precision == "auto":  # as the trainer resolves it (hfssl.training.precision)
+            from hfssl.training.precision import resolve_mixed_precision
+
+            precision = resolve_mixed_precision(recipe, self.device.type).train.mixed_precision or "no"
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = ((lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype is not None
                          else contextlib.nullcontext)
         self.optimizer = build_optimizer(self.model, recipe.optim)
@@ -225,8 +235,8 @@ def throughput_modes(args: argparse.Namespace) -> int:
         recipe_path = checkout / "recipes" / method / f"{args.dataset}.yaml"
         workers = {}
         for mode in args.modes:
-            settings = [f"train.{key}={str(value).lower() if isinstance(value, bool) else value}"
-                        for key, value in MODES[mode].items()]
+            settings = [f"train.{key}={str(value).lower() if isinstance(value, bool) else json.dumps(value)}"
+                        for key, value in MODES[mode].items()]  # strings quoted: YAML reads a bare no as false
             parent, child = context.Pipe()
             process = context.Process(target=_mode_worker, daemon=True,
                                       args=(child, str(recipe_path), list(args.override) + settings, args.threads, 2))
@@ -281,6 +291,7 @@ def throughput_modes(args: argparse.Namespace) -> int:
             })
     print(f"load after: {_load()}; {time.perf_counter() - began:.0f} s in all; hfssl from {checkout}; "
           f"device {_device()}; {args.threads} threads")
+    print(cpu_line())
     print(modes_markdown(rows))
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2))
@@ -316,6 +327,20 @@ def _load() -> str:
         return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
     except OSError:
         return "load average unknown"
+
+
+def cpu_line() -> str:
+    """The CPU beside a ``--modes`` table: torch's capability and whether it has native bf16 (what
+    ``train.mixed_precision: auto`` decides by; bf16 rows measured without it are emulated)."""
+    import torch
+
+    try:
+        from hfssl.training.precision import cpu_bf16_support
+    except ImportError:  # a checkout from before issue 28
+        return f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    native, description = cpu_bf16_support()  # the description names torch's CPU capability
+    return (f"CPU: native bf16 {'yes' if native else 'no'} ({description}); "
+            f"train.mixed_precision=auto picks {'bf16' if native else 'fp32'} here")
 
 
 def modes_markdown(rows: list[dict]) -> str:

@@ -3,6 +3,8 @@
     python scripts/bench_word2vec.py --repeats 2     # the full table: both architectures (~6 min on 2 cores)
     python scripts/bench_word2vec.py --quick         # skip-gram only, 1 epoch, a quarter of the corpus
     python scripts/bench_word2vec.py --output bench.json --markdown bench.md
+    python scripts/bench_word2vec.py --whole-process --repeats 3    # the commands users run, end to end (~5 min)
+    python scripts/bench_word2vec.py --whole-process --quick --architectures cbow --repeats 1  # a check that it runs
 
 Corpus: ``builtin:english_corpus`` (~2.17M words), split into words by hfssl's tokenizer rules
 (lower case, ``[\\w']+``) once; documents longer than 10,000 words are cut into pieces, because
@@ -34,6 +36,30 @@ Measured per run, each in a fresh subprocess, gensim and hfssl alternating:
 * peak RSS of the process (``VmHWM``) and its growth during vocabulary + training.
 * WordSim-353 and SimLex-999 Spearman, Google analogies 3CosAdd accuracy over the 30,000 most
   frequent words: the same code (``hfssl.evaluation.word_vectors``) on both sets of vectors.
+
+``--whole-process`` compares instead the two commands a user runs, each a whole process from the shell's
+point of view, on the same corpus file (one piece per line, the words joined by spaces):
+``hfssl train recipes/word2vec/english_corpus[_cbow].yaml data.source=FILE eval.protocols=[]
+model.workers=N`` (``python -m hfssl.cli``: this checkout; training, export, pictures and model card) and
+gensim's own command line, ``python -m gensim.scripts.word2vec_standalone -train FILE -output OUT.txt``
+with the same settings (``-cbow 1/0 -size 100 -window 5 -negative 5 -min_count 5 -sample 1e-3 -iter 5
+-alpha 0.025 -threads N -binary 0``: it reads the file as ``LineSentence``, trains and writes the text
+vectors). Per architecture: one first run of each side (hfssl's first run on a new file fills the
+``datasets`` cache of the file and its vocabulary counts, and compiles numba's kernels if this checkout
+has not yet; reported, left out of the medians), then ``--repeats`` alternating pairs. Per run: wall
+seconds from spawn to exit, the child's CPU seconds (user + system, ``os.wait4``), its peak RSS, the
+1-minute load average before it; for hfssl also the phases read from its log's timestamps (start to
+vocabulary, to the kernels ready, to the first and the last checkpoint, export, pictures + card, exit).
+The ``datasets`` cache of the children is a folder of the temporary directory (removed at the end).
+After the runs, the WS-353 / SimLex-999 Spearman of the vectors each side wrote last are printed: both
+commands must have trained comparable models. The CPU's model and vector extensions (AVX2, AVX-512, AMX)
+are printed first and head the table; the hfssl target of issue 28 is >= 1x gensim for CBOW, >= 2x for
+skip-gram, whole process.
+
+For the lead, on a quiet machine (nothing else running; ~5 minutes on 2 AVX2 cores, less on AVX-512):
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 /path/to/.venv/bin/python scripts/bench_word2vec.py \
+        --whole-process --repeats 3 --threads 2 --output w2v_whole.json --markdown w2v_whole.md
 """
 
 from __future__ import annotations
@@ -41,6 +67,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -254,14 +281,199 @@ def markdown(results: list[dict], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- --whole-process: the two command lines, end to end ----------------------------------------------
+
+#: hfssl log lines that end a phase of ``hfssl train`` (its timestamps are milliseconds of the wall clock).
+PHASE_MARKS = (("vocabulary", "word2vec vocabulary:"), ("kernels", "kernels ready"),
+               ("first checkpoint", "saved checkpoint"), ("export", "exported word vectors"),
+               ("card", "wrote the model card"))
+
+
+def cpu_kind() -> str:
+    """The CPU's model name and its vector extensions that matter here (AVX2, AVX-512, AMX)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lines = text.splitlines()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    kinds = [label for label, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
+                                       ("AMX", "amx_tile")) if flag in flags]
+    return f"{os.cpu_count()} x {name} ({', '.join(kinds) or 'no AVX2'})"
+
+
+#: A log record's time stamp, wherever it starts in a line (a progress bar's ``\r`` updates may precede it).
+STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def _log_phases(log: str, started: float, ended: float) -> dict[str, float]:
+    """Seconds from the spawn to each phase mark of an ``hfssl train`` log (the last checkpoint too)."""
+    import datetime as _datetime
+
+    phases: dict[str, float] = {}
+    last_checkpoint = None
+    for line in log.replace("\r", "\n").splitlines():
+        match = STAMP.search(line)
+        if match is None:
+            continue
+        stamp = _datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for name, text in PHASE_MARKS:
+            if text in line and name not in phases:
+                phases[name] = stamp - started
+        if "saved checkpoint" in line:
+            last_checkpoint = stamp - started
+    if last_checkpoint is not None:
+        phases["last checkpoint"] = last_checkpoint
+    phases["exit"] = ended - started
+    return phases
+
+
+def _spawn_command(command: list[str], env: dict[str, str], log_path: Path) -> dict:
+    """Run ``command`` to its end; its wall seconds, CPU seconds and peak RSS (``os.wait4``), and its log."""
+    before = os.getloadavg()[0]
+    with open(log_path, "w") as log:
+        started_clock, started = time.time(), time.perf_counter()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    text = log_path.read_text(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{text[-4000:]}")
+    return {"wall_seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "load_before": before, "started": started_clock, "log": text}
+
+
+def whole_process_run(directory: Path, library: str, architecture: str, threads: int, seed: int) -> dict:
+    corpus = directory / "corpus.txt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           # hfssl's caches of this corpus file (its Arrow copy, the word counts) go with the temporary folder
+           "HF_DATASETS_CACHE": str(directory / "datasets-cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if library == "hfssl":
+        recipe = "english_corpus.yaml" if architecture == "skip-gram" else "english_corpus_cbow.yaml"
+        command = [sys.executable, "-m", "hfssl.cli", "train", f"recipes/word2vec/{recipe}", f"data.source={corpus}",
+                   "eval.protocols=[]", f"model.workers={threads}", f"train.seed={seed}",
+                   "--output-dir", str(directory / f"hfssl-{architecture}"), "--overwrite"]
+    else:
+        command = [sys.executable, "-m", "gensim.scripts.word2vec_standalone", "-train", str(corpus),
+                   "-output", str(directory / f"gensim-{architecture}.txt"), "-cbow", str(int(architecture == "cbow")),
+                   "-size", str(HYPER["vector_size"]), "-window", str(HYPER["window"]),
+                   "-negative", str(HYPER["negative"]), "-min_count", str(HYPER["min_count"]),
+                   "-sample", str(HYPER["sample"]), "-iter", str(HYPER["epochs"]), "-alpha", "0.025",
+                   "-threads", str(threads), "-binary", "0"]
+    result = _spawn_command(command, env, directory / f"{library}-{architecture}.log")
+    log = result.pop("log")
+    if library == "hfssl":
+        result["phases"] = _log_phases(log, result["started"], result["started"] + result["wall_seconds"])
+    result.update(library=library, architecture=architecture, command=" ".join(command))
+    return result
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def whole_process_markdown(results: list[dict], info: dict) -> str:
+    phase_names = ["vocabulary", "kernels", "first checkpoint", "last checkpoint", "export", "card", "exit"]
+    lines = [
+        f"Corpus file: {info['raw_words']:,} words in {info['documents']:,} lines; {info['threads']} threads; "
+        f"machine: {info['cpu']}. Wall s from spawn to exit; CPU s = user + system of the process.",
+        "",
+        "| architecture | command | run | wall s | CPU s | CPU s / wall s | peak RSS MB | load before | "
+        "hfssl phases, s from spawn (" + ", ".join(phase_names) + ") |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in results:
+        phases = row.get("phases")
+        phase_text = " / ".join(f"{phases[name]:.1f}" if name in phases else "-" for name in phase_names) if phases else ""
+        lines.append(f"| {row['architecture']} | {row['library']} | {row['run']} | {row['wall_seconds']:.1f} | "
+                     f"{row['cpu_seconds']:.1f} | {row['cpu_seconds'] / row['wall_seconds']:.2f} | "
+                     f"{row['peak_rss_mb']:.0f} | {row['load_before']:.1f} | {phase_text} |")
+    lines.append("")
+    for architecture in dict.fromkeys(row["architecture"] for row in results):
+        sides = {library: [row for row in results if row["architecture"] == architecture
+                           and row["library"] == library and row["run"] != "first"]
+                 for library in ("hfssl", "gensim")}
+        if not all(sides.values()):
+            continue
+        wall = {library: _median([row["wall_seconds"] for row in rows]) for library, rows in sides.items()}
+        cpu = {library: _median([row["cpu_seconds"] for row in rows]) for library, rows in sides.items()}
+        lines.append(f"- {architecture}: whole process, medians of {len(sides['hfssl'])} + {len(sides['gensim'])} runs: "
+                     f"hfssl {wall['hfssl']:.1f} s wall / {cpu['hfssl']:.1f} CPU s, gensim {wall['gensim']:.1f} s / "
+                     f"{cpu['gensim']:.1f} CPU s: hfssl is **{wall['gensim'] / wall['hfssl']:.2f}x** as fast "
+                     f"({cpu['gensim'] / cpu['hfssl']:.2f}x per CPU-second)")
+        first = {library: [row for row in results if row["architecture"] == architecture
+                           and row["library"] == library and row["run"] == "first"] for library in ("hfssl", "gensim")}
+        if all(first.values()):
+            ours, theirs = first["hfssl"][0], first["gensim"][0]
+            lines.append(f"  - first runs (hfssl filling its datasets cache of the file): hfssl {ours['wall_seconds']:.1f} s "
+                         f"/ {ours['cpu_seconds']:.1f} CPU s, gensim {theirs['wall_seconds']:.1f} s / "
+                         f"{theirs['cpu_seconds']:.1f} CPU s: {theirs['wall_seconds'] / ours['wall_seconds']:.2f}x")
+        quality = info.get("quality", {}).get(architecture)
+        if quality:
+            lines.append("  - the vectors each wrote last: " + "; ".join(
+                f"{library} {row['vocabulary']:,} words, WS-353 {row['wordsim353']:.3f}, SimLex-999 {row['simlex999']:.3f}"
+                for library, row in quality.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _output_quality(directory: Path, architecture: str) -> dict[str, dict]:
+    """WS-353 and SimLex-999 Spearman of the text vectors each command wrote last (the same code on both):
+    evidence that the two commands trained comparable models, so the seconds compare like with like."""
+    from hfssl.evaluation.word_vectors import data_file, evaluate_word_similarity, load_word_vectors
+
+    quality = {}
+    for library, path in (("hfssl", directory / f"hfssl-{architecture}" / "vectors.txt"),
+                          ("gensim", directory / f"gensim-{architecture}.txt")):
+        vectors = load_word_vectors(path)
+        quality[library] = {"vocabulary": len(vectors.words),
+                            "wordsim353": evaluate_word_similarity(vectors, data_file("wordsim353.tsv"))["spearman"],
+                            "simlex999": evaluate_word_similarity(vectors, data_file("simlex999.txt"))["spearman"]}
+    return quality
+
+
+def whole_process(args: argparse.Namespace, architectures: list[str]) -> tuple[str, dict]:
+    cpu = cpu_kind()
+    print(f"CPU: {cpu}; {args.threads} threads per command", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_word2vec_") as temporary:
+        directory = Path(temporary)
+        info = prepare_corpus(directory, 0.25 if args.quick else 1.0)
+        import pickle
+
+        with open(directory / "pieces.pkl", "rb") as handle:
+            pieces = pickle.load(handle)
+        with open(directory / "corpus.txt", "w", encoding="utf-8") as handle:
+            handle.writelines(" ".join(piece) + "\n" for piece in pieces)
+        del pieces
+        info.update(threads=args.threads, cpu=cpu, quality={})
+        results = []
+        for architecture in architectures:
+            runs = [("first", "hfssl"), ("first", "gensim")]
+            for repeat in range(args.repeats):
+                order = ("gensim", "hfssl") if repeat % 2 == 0 else ("hfssl", "gensim")
+                runs += [(str(repeat + 1), library) for library in order]
+            for run, library in runs:
+                result = whole_process_run(directory, library, architecture, args.threads, args.seed)
+                result["run"] = run
+                results.append(result)
+                print(f"{architecture:9s} {library:6s} run {run:5s} wall {result['wall_seconds']:6.1f} s  "
+                      f"CPU {result['cpu_seconds']:6.1f} s  load {result['load_before']:.1f}", flush=True)
+            info["quality"][architecture] = _output_quality(directory, architecture)
+    return whole_process_markdown(results, info), {"info": info, "results": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="skip-gram only, 1 epoch, a quarter of the corpus")
+    parser.add_argument("--quick", action="store_true", help="skip-gram only, 1 epoch, a quarter of the corpus "
+                        "(with --whole-process: a quarter of the corpus, the recipes as they are)")
     parser.add_argument("--architectures", nargs="+", default=None, choices=["skip-gram", "cbow"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kernel", default="numba", choices=["numba", "torch"], help="hfssl's model.kernel")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="alternate gensim/hfssl runs this many times")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time `hfssl train` against gensim's word2vec_standalone command, each a whole process")
     parser.add_argument("--output", type=Path, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as Markdown")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -274,6 +486,14 @@ def main() -> None:
         _child(args)
         return
     architectures = args.architectures or (["skip-gram"] if args.quick else ["skip-gram", "cbow"])
+    if args.whole_process:
+        table, data = whole_process(args, args.architectures or ["cbow", "skip-gram"])
+        print(table)
+        if args.output:
+            args.output.write_text(json.dumps(data, indent=2) + "\n")
+        if args.markdown:
+            args.markdown.write_text(table)
+        return
     epochs = 1 if args.quick else HYPER["epochs"]
     with tempfile.TemporaryDirectory(prefix="bench_word2vec_") as temporary:
         directory = Path(temporary)

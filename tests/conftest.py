@@ -11,6 +11,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# train.mixed_precision: auto (the default) would train in bf16 on a CPU with AMX or AVX512-BF16 and in
+# float32 elsewhere: the suite's expectations (float32 references, exact equalities) must not depend on the
+# CPU it runs on, so auto means float32 here (hfssl.training.precision); tests/training/test_precision.py
+# checks auto itself, with the capability mocked. HFSSL_AUTO_MIXED_PRECISION= (empty) lets the hardware decide.
+os.environ.setdefault("HFSSL_AUTO_MIXED_PRECISION", "no")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -27,6 +27,7 @@ import pytest
 from accelerate import Accelerator
 
 from hfssl.cli import main as hfssl_main
+from signal_defaults import default_signal_handlers, restore_default_signals
 from hfssl.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_STORAGE, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -542,7 +543,8 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_exits_130(tmp_path: 
     run = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "hfssl.cli", "train", RECIPE, "--output-dir", str(run), *TINY,
                                 "train.max_steps=2000", "train.checkpoint_every=1000"],
-                               cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=restore_default_signals)  # also when the suite runs in the background
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "recipe.yaml").is_file():  # written once training starts
         time.sleep(0.05)
@@ -559,13 +561,17 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_exits_130(tmp_path: 
 
 
 def test_a_second_ctrl_c_stops_at_once() -> None:
-    from hfssl.training.trainer import _InterruptRequest
+    from hfssl.training.trainer import AT_ONCE_AFTER_S, _InterruptRequest
 
-    with _InterruptRequest() as interrupt:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.1)
-        assert interrupt.requested  # the first one only asks for a checkpoint at the step boundary
-        with pytest.raises(KeyboardInterrupt):
+    # Python's Ctrl-C handler, also when the suite was started with SIGINT ignored (a background job of a script).
+    with default_signal_handlers():
+        with _InterruptRequest() as interrupt:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1.0)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+            time.sleep(0.1)
+            assert interrupt.requested  # the first one only asks for a checkpoint at the step boundary
+            os.kill(os.getpid(), signal.SIGINT)  # at once again: the same Ctrl-C passed on by a launcher
+            time.sleep(AT_ONCE_AFTER_S)
+            with pytest.raises(KeyboardInterrupt):  # a second later: a person's second Ctrl-C
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back

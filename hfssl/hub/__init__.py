@@ -7,6 +7,8 @@
 * :mod:`hfssl.hub.cards`: each card family's part, one module per family (``FAMILY_CARDS``).
 * :mod:`hfssl.hub.push`: ``push_run`` / ``push_model_to_hub`` upload a run in one commit per repo.
 * :mod:`hfssl.hub.cli`: the ``hfssl push`` and ``hfssl card`` commands.
+* :mod:`hfssl.hub.checkpoints`: checkpoints mirrored to a Hub branch (``hfssl train --hub-checkpoints``) and
+  downloaded for ``--resume-from hf://OWNER/NAME[@BRANCH]``.
 
 Importing this package installs :func:`~hfssl.hub.push.push_model_to_hub` as the implementation of
 ``HfsslPreTrainedModel.push_to_hub`` (models never import the hub layer).

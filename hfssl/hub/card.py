@@ -160,7 +160,9 @@ def _optim_train_rows(recipe: Recipe) -> list[tuple[str, str]]:
         rows.append(("train.epochs", format_value(train.epochs)))
     for name, changes in train.schedules.items():
         rows.append((f"train.schedules.{name}", format_value(changes)))
-    rows.append(("train.mixed_precision", train.mixed_precision or "Accelerate's setting"))
+    precision = train.mixed_precision or "Accelerate's setting"
+    rows.append(("train.mixed_precision", f"{precision} ({train.mixed_precision_reason})" if train.mixed_precision_reason
+                 else precision))
     if train.channels_last:
         rows.append(("train.channels_last", "true"))
     if train.compile:

@@ -7,9 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfssl.distributed import all_reduce_max, all_reduce_sum
+from hfssl.losses.precision import float32_loss
 
 
 @torch.no_grad()
+@float32_loss
 def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
     """SwAV's codes: the equipartitioned soft assignment of samples to prototypes (Caron et al. 2020,
     sec. 3.1, eq. 3 and Algorithm 1 "distributed_sinkhorn").
@@ -35,9 +37,7 @@ def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, iterations: int 
         raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations!r}")
-    scores = scores.detach()
-    if scores.dtype not in (torch.float32, torch.float64):
-        scores = scores.float()  # exp(1 / 0.05) and the sums need full precision
+    scores = scores.detach()  # float32 or float64 (float32_loss): exp(1 / 0.05) and the sums need full precision
     shifted = scores / epsilon
     shifted = shifted - all_reduce_max(shifted.max())
     codes = torch.exp(shifted).t()  # (K, B)
@@ -72,6 +72,7 @@ class SwAVLoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.temperature = temperature
 
+    @float32_loss
     def forward(self, scores: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         if scores.ndim != 3 or codes.ndim != 3 or scores.shape[1:] != codes.shape[1:] or codes.shape[0] > scores.shape[0]:
             raise ValueError("SwAVLoss expects scores (views, batch, K) and codes (assigned views, batch, K) with "

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfssl.distributed import gather_sizes, gather_with_grad, is_distributed, rank
+from hfssl.losses.precision import float32_loss
 
 
 class NTXentLoss(nn.Module):
@@ -49,16 +50,15 @@ class NTXentLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
 
+    @float32_loss  # normalisation, logits and softmax in float32 (bf16 logits over 2N candidates at
+    # temperature 0.1-0.5 would lose the small differences the loss lives on): hfssl.losses.precision
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] == 0:
             raise ValueError(
                 "NTXentLoss expects two non-empty (batch, dim) tensors of one shape (the two views of each "
                 f"image, row by row), got {tuple(z1.shape)} and {tuple(z2.shape)}"
             )
-        # Normalisation, logits and softmax in float32 whatever the step's autocast (bf16 logits over
-        # 2N candidates at temperature 0.1-0.5 would lose the small differences the loss lives on).
-        with torch.autocast(device_type=z1.device.type, enabled=False):
-            return self._loss(_at_least_float32(z1), _at_least_float32(z2))
+        return self._loss(z1, z2)
 
     def _loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         batch_size, dim = z1.shape
@@ -131,6 +131,7 @@ class InfoNCELoss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
 
+    @float32_loss
     def forward(self, query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         if query.ndim != 2 or query.shape != key.shape or query.shape[0] == 0:
             raise ValueError(f"InfoNCELoss expects non-empty (batch, dim) query and key of one shape, got "
@@ -180,6 +181,7 @@ class MoCoV3Loss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
 
+    @float32_loss
     def contrastive(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """``ctr(q, k)`` of Algorithm 1, scaled for DDP as described in the class docstring."""
         query = F.normalize(query, dim=1)
@@ -194,14 +196,10 @@ class MoCoV3Loss(nn.Module):
         loss_sum = F.cross_entropy(logits, labels, reduction="sum")
         return loss_sum * (len(sizes) / sum(sizes)) * (2 * self.temperature)
 
+    @float32_loss
     def forward(self, q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor) -> torch.Tensor:
         shapes = {tuple(t.shape) for t in (q1, q2, k1, k2)}
         if len(shapes) != 1 or q1.ndim != 2 or q1.shape[0] == 0:
             raise ValueError("MoCoV3Loss expects four non-empty (batch, dim) tensors of one shape (queries and "
                              f"keys of both views), got {[tuple(t.shape) for t in (q1, q2, k1, k2)]}")
         return self.contrastive(q1, k2) + self.contrastive(q2, k1)
-
-
-def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
-    """Half-precision tensors (autocast's outputs) as float32; float32 and float64 unchanged."""
-    return tensor.float() if torch.finfo(tensor.dtype).bits < 32 else tensor

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfssl.distributed import gather_sizes, gather_with_grad, is_distributed, rank, world_size
+from hfssl.losses.precision import float32_loss
 
 
 class CLIPLoss(nn.Module):
@@ -37,6 +38,7 @@ class CLIPLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"gather_distributed={self.gather_distributed}"
 
+    @float32_loss
     def forward(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
         if image_embeds.ndim != 2 or image_embeds.shape != text_embeds.shape or image_embeds.shape[0] == 0:
             raise ValueError("CLIPLoss expects non-empty image and text embeddings of one shape (batch, dim), row i of "

@@ -16,7 +16,8 @@ and gradients of one process on the whole batch, also for unequal batches (teste
 processes in ``tests/test_distributed.py``).
 
 Precision. Variances, covariances and cross-correlations of wide projections (8192 in both papers)
-lose too much in half precision, so the statistics are computed in float32 with autocast disabled.
+lose too much in half precision, so the statistics are computed in float32 with autocast disabled
+(:mod:`hfssl.losses.precision`, the rule of every loss).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfssl.distributed import gather_sizes, gather_with_grad, is_distributed
+from hfssl.losses.precision import float32_loss
 
 __all__ = ["VICRegLoss", "VICRegLossOutput", "BarlowTwinsLoss", "BarlowTwinsLossOutput", "off_diagonal"]
 
@@ -47,11 +49,6 @@ def _check_views(name: str, z1: torch.Tensor, z2: torch.Tensor) -> None:
         )
 
 
-def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
-    """Half-precision tensors as float32; float32 and float64 unchanged."""
-    return tensor.float() if torch.finfo(tensor.dtype).bits < 32 else tensor
-
-
 def _gather_views(
     name: str, z1: torch.Tensor, z2: torch.Tensor, gather_distributed: bool
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -60,7 +57,7 @@ def _gather_views(
     Returns ``Z1, Z2: (N, D)`` in rank order and ``sizes`` (``[B]`` without gathering).
     """
     batch_size, dim = z1.shape
-    pairs = _at_least_float32(torch.cat([z1, z2], dim=1))  # (B, 2D): one collective for both views
+    pairs = torch.cat([z1, z2], dim=1)  # (B, 2D), float32 or float64 (float32_loss): one collective for both views
     if gather_distributed and is_distributed():
         sizes = gather_sizes(batch_size, z1.device)
         pairs = gather_with_grad(pairs, sizes)  # (N, 2D)
@@ -160,19 +157,19 @@ class VICRegLoss(nn.Module):
         covariance = centred.T @ centred / (centred.shape[0] - 1)  # (D, D)
         return off_diagonal(covariance).pow(2).sum() / centred.shape[1]
 
+    @float32_loss
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> VICRegLossOutput:
         _check_views("VICRegLoss", z1, z2)
-        with torch.autocast(device_type=z1.device.type, enabled=False):
-            all_z1, all_z2, sizes = _gather_views("VICRegLoss", z1, z2, self.gather_distributed)
-            total, dim = all_z1.shape
-            # Invariance on this rank's rows only, scaled so that the rank-mean is the global MSE.
-            invariance = (_at_least_float32(z1) - _at_least_float32(z2)).pow(2).sum() * (len(sizes) / (total * dim))
-            centred1 = all_z1 - all_z1.mean(dim=0)  # (N, D)
-            centred2 = all_z2 - all_z2.mean(dim=0)
-            variance = (self._variance(centred1) + self._variance(centred2)) / 2
-            covariance = self._covariance(centred1) + self._covariance(centred2)
-            loss = (self.invariance_coefficient * invariance + self.variance_coefficient * variance
-                    + self.covariance_coefficient * covariance)
+        all_z1, all_z2, sizes = _gather_views("VICRegLoss", z1, z2, self.gather_distributed)
+        total, dim = all_z1.shape
+        # Invariance on this rank's rows only, scaled so that the rank-mean is the global MSE.
+        invariance = (z1 - z2).pow(2).sum() * (len(sizes) / (total * dim))
+        centred1 = all_z1 - all_z1.mean(dim=0)  # (N, D)
+        centred2 = all_z2 - all_z2.mean(dim=0)
+        variance = (self._variance(centred1) + self._variance(centred2)) / 2
+        covariance = self._covariance(centred1) + self._covariance(centred2)
+        loss = (self.invariance_coefficient * invariance + self.variance_coefficient * variance
+                + self.covariance_coefficient * covariance)
         return VICRegLossOutput(loss, invariance, variance, covariance)
 
 
@@ -232,12 +229,12 @@ class BarlowTwinsLoss(nn.Module):
         centred = z - z.mean(dim=0)
         return centred * torch.rsqrt(centred.pow(2).mean(dim=0) + self.eps)
 
+    @float32_loss
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> BarlowTwinsLossOutput:
         _check_views("BarlowTwinsLoss", z1, z2)
-        with torch.autocast(device_type=z1.device.type, enabled=False):
-            all_z1, all_z2, _ = _gather_views("BarlowTwinsLoss", z1, z2, self.gather_distributed)
-            correlation = self._standardise(all_z1).T @ self._standardise(all_z2) / all_z1.shape[0]  # (D, D)
-            on_diagonal = (1 - torch.diagonal(correlation)).pow(2).sum()
-            off_diagonal_sum = off_diagonal(correlation).pow(2).sum()
-            loss = on_diagonal + self.off_diagonal_weight * off_diagonal_sum
+        all_z1, all_z2, _ = _gather_views("BarlowTwinsLoss", z1, z2, self.gather_distributed)
+        correlation = self._standardise(all_z1).T @ self._standardise(all_z2) / all_z1.shape[0]  # (D, D)
+        on_diagonal = (1 - torch.diagonal(correlation)).pow(2).sum()
+        off_diagonal_sum = off_diagonal(correlation).pow(2).sum()
+        loss = on_diagonal + self.off_diagonal_weight * off_diagonal_sum
         return BarlowTwinsLossOutput(loss, on_diagonal, off_diagonal_sum)

@@ -6,19 +6,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hfssl.losses.precision import float32_loss
+
 
 class BYOLLoss(nn.Module):
     """BYOL regression loss (Grill et al. 2020, eq. 2): ``2 - 2 cos(q, sg(z'))``, mean over the batch.
 
     Shapes: ``prediction, target: (B, D)`` -> scalar. The target is detached here: the teacher
-    never receives gradients. Computed in float32 with autocast switched off.
+    never receives gradients. Computed in float32 with autocast switched off (:mod:`hfssl.losses.precision`).
     """
 
+    @float32_loss
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if prediction.shape != target.shape:
             raise ValueError(f"BYOLLoss expects equal shapes, got {tuple(prediction.shape)} and {tuple(target.shape)}")
-        with torch.autocast(device_type=prediction.device.type, enabled=False):  # float32 under any autocast
-            return (2 - 2 * F.cosine_similarity(_at_least_float32(prediction), _at_least_float32(target.detach()), dim=-1)).mean()
+        return (2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)).mean()
 
 
 class SimSiamLoss(nn.Module):
@@ -36,6 +38,7 @@ class SimSiamLoss(nn.Module):
     Shapes: ``p1, p2, z1, z2: (B, D)`` (predictions and projections of views 1 and 2) -> scalar.
     """
 
+    @float32_loss
     def forward(self, p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         shapes = {tuple(tensor.shape) for tensor in (p1, p2, z1, z2)}
         if len(shapes) != 1 or p1.ndim != 2 or p1.shape[0] == 0:
@@ -66,6 +69,7 @@ class DINOLoss(nn.Module):
     -> scalar.
     """
 
+    @float32_loss
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, center: torch.Tensor,
                 student_temperature: float, teacher_temperature: float) -> torch.Tensor:
         if student_logits.ndim != 3 or teacher_logits.ndim != 3 or student_logits.shape[1:] != teacher_logits.shape[1:]:
@@ -97,8 +101,3 @@ def dino_center_update(center: torch.Tensor, batch_center: torch.Tensor, momentu
         momentum: ``m`` in [0, 1] (0.9 in the paper).
     """
     return center.mul_(momentum).add_(batch_center.to(center.dtype), alpha=1.0 - momentum)
-
-
-def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
-    """Half-precision tensors (autocast's outputs) as float32; float32 and float64 unchanged."""
-    return tensor.float() if torch.finfo(tensor.dtype).bits < 32 else tensor

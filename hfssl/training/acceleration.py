@@ -2,12 +2,13 @@
 
 Recipe keys (``train.*``, checked in :class:`hfssl.recipe.TrainConfig`):
 
-* ``mixed_precision: bf16`` (or ``fp16``; ``null`` keeps the Accelerate config's choice):
+* ``mixed_precision: bf16`` (or ``fp16``; ``no`` for float32; ``null`` keeps the Accelerate config's choice;
+  ``auto``, the default, is resolved by the hardware in :mod:`hfssl.training.precision`):
   Accelerate wraps the model's forward in ``torch.autocast``, so matrix products and convolutions
   run in bf16 (AVX512-BF16/AMX oneDNN kernels on the CPU, tensor cores on the GPU) while the
   parameters, gradients, optimiser state and BatchNorm statistics stay float32. The views are made
   outside the forward, in float32, with autocast switched off (:mod:`hfssl.views.generators`);
-  the losses normalise, form logits and take the softmax in float32 (:mod:`hfssl.losses`).
+  the losses normalise, form logits and take the softmax in float32 (:mod:`hfssl.losses.precision`).
 * ``channels_last: true``: the 4-d weights of the model are kept in NHWC layout, so convolutions
   take oneDNN's (CPU) or cuDNN's (GPU) NHWC kernels and the activations stay NHWC between layers
   instead of being reordered to the kernels' blocked format and back at every convolution. The

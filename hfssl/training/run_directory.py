@@ -153,6 +153,12 @@ def recipe_differences(checkpoint: Path, recipe: Recipe) -> tuple[list[str], lis
     saved = load_yaml((Path(checkpoint) / RECIPE_FILE).read_text()) or {}
     current = load_yaml(recipe.to_yaml()) or {}
     old, new = _flatten(saved), _flatten(current)
+    if new.get("train.mixed_precision") == "auto":  # a resumed auto run keeps its precision (hfssl.training.precision)
+        for key in ("train.mixed_precision", "train.mixed_precision_reason"):
+            if key in old:
+                new[key] = old[key]
+            else:
+                new.pop(key, None)
     allowed, refused = [], []
     for key in sorted(set(old) | set(new)):
         if old.get(key, "(unset)") == new.get(key, "(unset)"):
@@ -271,7 +277,8 @@ def guard_run_folder(train: Callable[..., T]) -> Callable[..., T]:
     return guarded
 
 
-def write_run_start(output_dir: Path, recipe: Recipe, start: RunStart, trackers: bool = False) -> None:
+def write_run_start(output_dir: Path, recipe: Recipe, start: RunStart, trackers: bool = False,
+                    recipe_text: str | None = None) -> None:
     """The first writes of a run (main process, under the lock): the recorded files of an earlier run
     removed (``--overwrite``, a restart), the manifest, stale staging folders removed, and for a new run
     the resolved recipe. A resumed run rewrites its recipe only beside its final model
@@ -290,7 +297,7 @@ def write_run_start(output_dir: Path, recipe: Recipe, start: RunStart, trackers:
         update_manifest(output_dir, add=add, kind=RUN, run_id=start.run_id,
                         created=manifest.created if manifest else not existed)
         remove_stale_staging(checkpoint_root(output_dir))
-        atomic_write_text(output_dir / RECIPE_FILE, recipe.to_yaml(), "recipe")
+        atomic_write_text(output_dir / RECIPE_FILE, recipe_text or recipe.to_yaml(), "recipe")
         update_manifest(output_dir, add={RECIPE_FILE: FILE})
         return
     if read_manifest(output_dir) is None:  # a run of an earlier hfssl version: record what is surely its own
@@ -306,10 +313,12 @@ def write_run_start(output_dir: Path, recipe: Recipe, start: RunStart, trackers:
 
 
 def save_final_model(output_dir: Path, model: Any, save_artifacts: Callable[[Path], None] | None,
-                     recipe: Recipe) -> None:
+                     recipe: Recipe, recipe_text: str | None = None) -> None:
     """Save the trained model, the data's artifacts and the recipe into a staging folder, then move
     them into ``output_dir``, the recipe last: a failure (a full disk) leaves the earlier model and
-    its recipe as they were and raises :class:`hfssl.errors.StorageError` (exit code 4)."""
+    its recipe as they were and raises :class:`hfssl.errors.StorageError` (exit code 4). ``recipe_text`` is
+    the recipe as written (default ``recipe.to_yaml()``; the trainer puts the launch's comments first,
+    :func:`hfssl.training.launch.launch_summary`)."""
     output_dir = Path(output_dir)
     staging = make_staging_directory(output_dir, ".tmp-final-")
     name = staging.name
@@ -318,7 +327,7 @@ def save_final_model(output_dir: Path, model: Any, save_artifacts: Callable[[Pat
         model.save_pretrained(staging, safe_serialization=True)
         if save_artifacts is not None:
             save_artifacts(staging)
-        recipe.save(staging / RECIPE_FILE)
+        (staging / RECIPE_FILE).write_text(recipe_text or recipe.to_yaml())
     except (OSError, RuntimeError) as error:
         if isinstance(error, RuntimeError) and "write" not in str(error).lower():
             raise

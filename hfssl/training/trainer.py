@@ -45,8 +45,10 @@ Reliability (issue 14): the run directory and the checkpoint are checked before 
 (:mod:`hfssl.training.run_directory`); a non-finite loss stops the run, or skips the step with
 ``train.on_nonfinite: skip``, the decision taken by all processes together; the weights are
 checked to be finite before every checkpoint and before the final save, so nothing is ever
-written from non-finite weights; the first Ctrl-C saves a checkpoint at the end of the step and
-raises :class:`hfssl.errors.TrainingInterrupted` (a second one stops at once).
+written from non-finite weights; the first Ctrl-C, SIGTERM or SIGUSR1 (schedulers' signals, issue 28)
+saves a checkpoint at the end of the step on every process and raises
+:class:`hfssl.errors.TrainingInterrupted` (exit code 128 + the signal's number; a second Ctrl-C a second later stops
+at once); see :class:`_InterruptRequest`.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,7 +73,7 @@ from tqdm.auto import tqdm
 
 from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
-from hfssl.errors import NonFiniteError, ResumeError, TrainingInterrupted
+from hfssl.errors import InterruptedAtOnce, NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
@@ -82,9 +86,18 @@ from hfssl.training.checkpoint import (
     read_trainer_state,
     save_checkpoint,
 )
+from hfssl.training.launch import check_launch, launch_summary, machine_count
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
-from hfssl.training.run_directory import RunStart, guard_run_folder, plan_run, save_final_model, write_run_start
+from hfssl.training.precision import resolve_mixed_precision, warn_emulated_bf16
+from hfssl.training.run_directory import (
+    RunStart,
+    guard_run_folder,
+    is_main_process,
+    plan_run,
+    save_final_model,
+    write_run_start,
+)
 from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
 from hfssl.training.sharding import (
     ShardingPlan,
@@ -113,6 +126,11 @@ class TrainerCallback(Protocol):
                     ) -> dict[str, float]: ...
 
 
+#: Called on every process once a checkpoint is in place: ``hook(step, checkpoint_folder, accelerator)``
+#: (e.g. :meth:`hfssl.hub.checkpoints.CheckpointMirror.on_checkpoint` copies it to the Hub).
+CheckpointHook = Callable[[int, Path, Accelerator], None]
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` leaves: the run directory, the trained (unwrapped) model, its data and
@@ -130,6 +148,7 @@ class TrainResult:
     recipe_changes: list[str] = field(default_factory=list)
     skipped_steps: int = 0
     damaged_checkpoints: list[str] = field(default_factory=list)
+    recipe: Recipe | None = None  # as trained: train.mixed_precision: auto resolved (hfssl.training.precision)
 
 
 def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
@@ -170,6 +189,34 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
     )
     enable_cpu_fsdp(accelerator)  # an FSDP config on CPU processes: FSDP, not a silent DDP (sharding.py)
     return accelerator
+
+
+def _resolve_precision(recipe: Recipe, start: RunStart, accelerator: Accelerator | None) -> Recipe:
+    """``train.mixed_precision: auto`` resolved for the device this run trains on (logged once, on the
+    main process, and kept in the run's recipe with the reason); an explicit bf16 on a CPU without
+    native bf16 warned about (:mod:`hfssl.training.precision`)."""
+    device_type = accelerator.device.type if accelerator is not None else _device_type()
+    resolved = resolve_mixed_precision(recipe, device_type, start.checkpoint,
+                                       accelerator.mixed_precision if accelerator is not None else None)
+    if is_main_process(accelerator):
+        if resolved.train.mixed_precision_reason and recipe.train.mixed_precision == "auto":
+            logger.info("train.mixed_precision: %s (%s)", resolved.train.mixed_precision,
+                        resolved.train.mixed_precision_reason)
+        warn_emulated_bf16(resolved, device_type)
+    return resolved
+
+
+def _device_type() -> str:
+    """The type of device an Accelerator made by :func:`make_accelerator` will train on."""
+    if _env_flag("ACCELERATE_USE_CPU") or not _accelerator_available():
+        return "cpu"
+    if hasattr(torch, "accelerator") and torch.accelerator.current_accelerator() is not None:
+        return torch.accelerator.current_accelerator().type
+    return "cuda"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _accelerator_available() -> bool:
@@ -317,11 +364,13 @@ class _Run:
     plan: StepPlan
     state: LoopState = field(default_factory=LoopState)
     callbacks: list[TrainerCallback] = field(default_factory=list)
+    checkpoint_hooks: list[CheckpointHook] = field(default_factory=list)
     bar: Any = None
     generator: torch.Generator | None = None
     last_loss: float | None = None
     window: _Window = field(default_factory=_Window)
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
+    recipe_text: str = ""  # the resolved recipe as written beside the model and the checkpoints (launch comments first)
     sharding: ShardingPlan | None = None  # FSDP2: how to gather a plain copy of the model (sharding.py)
 
 
@@ -337,7 +386,8 @@ class _MicroStep:
 @guard_run_folder  # the folder's lock and its record of what this run writes (main process)
 def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
           accelerator: Accelerator | None = None, callbacks: list[TrainerCallback] | None = None,
-          overwrite: bool = False, spec: MethodSpec | None = None) -> TrainResult:
+          overwrite: bool = False, spec: MethodSpec | None = None,
+          checkpoint_hooks: list[CheckpointHook] | None = None) -> TrainResult:
     """Train ``recipe`` into ``output_dir`` and save the full model there; see the module docstring.
 
     ``spec`` trains a method that is not in the registry (the fine-tuning protocol of
@@ -345,15 +395,20 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
 
     ``resume``: ``False`` (a new run: the folder must be new or empty, or ``overwrite=True``),
     ``True`` (continue the newest intact checkpoint; an error when there is none), ``"auto"``
-    (continue when there is one, else start) or a checkpoint path.
+    (continue when there is one, else start) or a checkpoint path. ``checkpoint_hooks`` are called after
+    each checkpoint is saved (:data:`CheckpointHook`).
     """
     output_dir = Path(output_dir)
+    if accelerator is None:
+        check_launch()  # a launcher that started this process alone although several were asked for
     start = plan_run(recipe, output_dir, resume, overwrite)  # every process, before anything is written
+    recipe = _resolve_precision(recipe, start, accelerator)
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
     set_seed(recipe.train.seed)
     run = _set_up(recipe, output_dir, start, accelerator, spec or get_method(recipe.method))
     run.callbacks = list(callbacks or [])
+    run.checkpoint_hooks = list(checkpoint_hooks or [])
     _resume(run)
     _start_logging(run)
     run.model.train()
@@ -384,7 +439,7 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     groups = [list(group["params"]) for group in optimizer.param_groups]
-    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, _dataloader(recipe, data))
+    prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, training_dataloader(recipe, data))
     if sharding is not None:
         restore_sharded_optimizer(optimizer, groups)  # Accelerate's parameter swap fails on empty shards
     total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
@@ -393,11 +448,37 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
                optimizer, dataloader, plan, sharding=sharding)
-    _write_run_start(accelerator, output_dir, recipe, start)  # data and model are good: now the folder changes
+    run.recipe_text = _recipe_text(run, steps_per_epoch)
+    # Data and model are good: now the folder changes.
+    _write_run_start(accelerator, output_dir, recipe, start, run.recipe_text)
     return run
 
 
-def _dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
+def _recipe_text(run: _Run, steps_per_epoch: int | None) -> str:
+    """The resolved recipe with the launch's batch and learning-rate semantics stated first
+    (:func:`hfssl.training.launch.launch_summary`), also logged by the main process."""
+    accelerator = run.accelerator
+    group_lrs = {group.get("group", DEFAULT_GROUP): lr
+                 for group, lr in zip(run.optimizer.param_groups, run.plan.base_lrs)}
+    summary = launch_summary(run.recipe, accelerator.num_processes, machine_count(accelerator.num_processes),
+                             steps_per_epoch, run.plan.total_steps, group_lrs)
+    if accelerator.is_main_process:
+        logger.info("%s", summary.replace("# ", "").rstrip())
+    return summary + run.recipe.to_yaml()
+
+
+def training_dataloader(recipe: Recipe, data: TrainingData) -> DataLoader:
+    """The training DataLoader of one process, before ``accelerator.prepare`` splits it over the processes.
+
+    ``train.batch_size`` examples per batch, the last incomplete batch dropped. A map-style split is
+    shuffled by a seeded sampler that Accelerate shards (each process its own rows of every epoch). A
+    streamed split (``datasets.IterableDataset``, ``data.streaming``) is read in source order by the main
+    process, which hands each process its own ``train.batch_size`` rows of every ``batch_size x processes``
+    (Accelerate's batch dispatching, its default for iterable data): whatever the number of shards and
+    processes, no row is read twice or by two processes, and an epoch leaves out only the rows of the last
+    incomplete global batch (``rows mod (batch_size x processes)``), as one process leaves out
+    ``rows mod batch_size`` (tests/training/test_streaming_processes.py).
+    """
     shuffle = not isinstance(data.train_dataset, torch.utils.data.IterableDataset) and not recipe.data.streaming
     return DataLoader(
         data.train_dataset,
@@ -442,6 +523,7 @@ def _resume(run: _Run) -> None:
     checkpoint = run.start.checkpoint
     if checkpoint is None:
         return
+    _warn_changed_process_count(run, Path(checkpoint))
     if run.sharding is not None:
         load_sharded_state(run.accelerator, run.model, run.optimizer, checkpoint)  # FSDP2 (sharding.py)
     else:
@@ -454,6 +536,21 @@ def _resume(run: _Run) -> None:
                              f"for {type(run.unwrapped).__name__}: it was written by another method")
         run.unwrapped.load_training_state_dict(saved)
     logger.info("resumed from %s at step %d", checkpoint, run.state.global_step)
+
+
+def _warn_changed_process_count(run: _Run, checkpoint: Path) -> None:
+    """A checkpoint holds one RNG state per process that wrote it: resumed on another number of processes
+    (a job requeued on fewer machines), the run goes on, but with another global batch and data order, so
+    not exactly as it would have; said once, by the main process."""
+    written = len(list(checkpoint.glob("random_states_*.pkl")))
+    now = run.accelerator.num_processes
+    if written and written != now and run.accelerator.is_main_process:
+        batch = run.recipe.train.batch_size * run.recipe.train.gradient_accumulation_steps
+        logger.warning(
+            "%s was written by %d processes and this run has %d: the global batch changes from %d to %d "
+            "(train.batch_size is per process) and the data order and random streams differ, so the resume is "
+            "not exact; launch %d processes to continue it exactly", checkpoint, written, now, batch * written,
+            batch * now, written)
 
 
 def _start_logging(run: _Run) -> None:
@@ -573,24 +670,26 @@ def _end_optimizer_step(run: _Run, micro: _MicroStep, interrupt: _InterruptReque
         run.state.nonfinite_streak = 0
         run.unwrapped.on_train_step_end(step, micro.values.scheduled)
         _log_step(run, micro)
-    _checkpoint(run, step, stop=_any_process(run.accelerator, interrupt.requested))
+    _checkpoint(run, step, stop=_stop_signal(run.accelerator, interrupt.signum))
 
 
-def _checkpoint(run: _Run, step: int, stop: bool) -> None:
-    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping; a Ctrl-C stop
-    then ends the run."""
+def _checkpoint(run: _Run, step: int, stop: int) -> None:
+    """Save every ``train.checkpoint_every`` steps, at the last step and when stopping (``stop``: the
+    number of the signal that asked for it, 0 for none); a stop then ends the run."""
     recipe = run.recipe
     if not (step % recipe.train.checkpoint_every == 0 or step == run.plan.total_steps or stop):
         return
     check_finite_weights(run.unwrapped, run.accelerator, recipe, run.output_dir, step)
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
-                            {"state": asdict(run.state), "run_id": run.start.run_id}, recipe.to_yaml(),
+                            {"state": asdict(run.state), "run_id": run.start.run_id}, run.recipe_text,
                             recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
+    for hook in run.checkpoint_hooks:
+        hook(step, saved, run.accelerator)
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
-            f"interrupted (Ctrl-C) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds it: "
-            "continue with the same command and --resume", step, saved)
+            f"interrupted ({signal_name(stop)}) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds "
+            "it: continue with the same command and --resume", step, saved, signum=stop)
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -606,20 +705,29 @@ def _finish(run: _Run) -> TrainResult:
         gathered = gather_full_model(run.model, run.sharding, accelerator)
         unwrapped = gathered if gathered is not None else unwrapped
     if accelerator.is_main_process:
-        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe)
+        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe, run.recipe_text)
     accelerator.wait_for_everyone()
-    if recipe.train.trackers:
-        accelerator.end_training()
+    _finish_trackers(accelerator)
     start = run.start
     return TrainResult(output_dir, run.state.global_step, run.last_loss, start.checkpoint, unwrapped, run.data,
                        accelerator, resumed_step=start.step, recipe_changes=start.changes,
-                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged)
+                       skipped_steps=run.state.skipped_steps, damaged_checkpoints=start.damaged, recipe=recipe)
 
 
-def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart) -> None:
+def _finish_trackers(accelerator: Accelerator) -> None:
+    """Close the trackers (TensorBoard's files) and nothing more: ``Accelerator.end_training`` would also
+    destroy the process group, which the caller still needs (:mod:`hfssl.pipeline` exports and evaluates
+    on the main process and then waits for every process). The process that owns the group ends it
+    (``hfssl train``, :func:`hfssl.cli.run_train`)."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe, start: RunStart,
+                     recipe_text: str) -> None:
     """The first writes of a run (main process): :func:`hfssl.training.run_directory.write_run_start`."""
     if accelerator.is_main_process:
-        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers))
+        write_run_start(output_dir, recipe, start, trackers=bool(recipe.train.trackers), recipe_text=recipe_text)
     accelerator.wait_for_everyone()
 
 
@@ -732,31 +840,91 @@ def check_finite_weights(model: HfsslPreTrainedModel, accelerator: Accelerator, 
             f"was saved from them; {_last_good(output_dir)}. Fix: " + _FIX.format(lr=recipe.optim.lr), step)
 
 
+#: The signals that stop a run at the end of the current step, with a checkpoint: Ctrl-C, and the ones
+#: schedulers send (SLURM: SIGTERM at the time limit or ``scancel``, ``--signal=USR1@SECONDS`` before it).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM,
+                                            *((signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()))
+
+
+def _is_default_handler(signum: int) -> bool:
+    """Whether nobody has chosen what ``signum`` does: Python's own Ctrl-C handler for SIGINT, the
+    system's default (terminate) for the others. An ignored signal (SIGINT under ``&`` in a
+    non-interactive shell) or another program's handler is left as it is."""
+    current = signal.getsignal(signum)
+    return current is (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+
+#: A Ctrl-C this many seconds or more after the first stop signal stops at once; a repeat sooner, or a
+#: repeated SIGTERM/SIGUSR1, is the same stop delivered twice (see :class:`_InterruptRequest`).
+AT_ONCE_AFTER_S = 1.0
+
+
 class _InterruptRequest:
-    """The first Ctrl-C (SIGINT) sets ``requested``: the loop saves a checkpoint at the end of the
-    step and stops. A second one raises ``KeyboardInterrupt`` at once. Installed only in the main
-    thread and when nobody else has replaced Python's own handler."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGUSR1 sets ``signum``: the loop saves a checkpoint at the end of
+    the step and stops (:class:`TrainingInterrupted`, exit code 128 + the signal's number). Each handler
+    is installed only in the main thread and only where the signal has its default handler
+    (:func:`_is_default_handler`).
+
+    After that, only a person's second Ctrl-C stops at once, raising :class:`InterruptedAtOnce` (a
+    ``KeyboardInterrupt``): one that comes :data:`AT_ONCE_AFTER_S` or more after the first signal. Any
+    other repeat is the same stop delivered twice and only logged: a terminal's Ctrl-C reaches every
+    process of a launch and the launcher passes it on as well (torchrun forwards SIGINT, ``accelerate
+    launch`` sends SIGTERM to its processes), and SLURM signals every process of a job step while
+    torchrun forwards the same SIGTERM. A scheduler that will not wait sends SIGKILL.
+
+    In a distributed run the signal may reach one process only (SLURM signals the batch step): the
+    processes agree at every step boundary through an all-reduce of one number (:func:`_stop_signal`,
+    the one that carried the Ctrl-C flag before), so every process saves at the same step and stops."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum = 0
+        self._first_at = 0.0
+        self._repeats = 0
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
 
     def __enter__(self) -> _InterruptRequest:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if _is_default_handler(signum):
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("Ctrl-C: saving a checkpoint at the end of this step, then stopping "
-                       "(press Ctrl-C again to stop at once, without a checkpoint)")
+        now = time.monotonic()
+        if not self.requested:
+            self.signum, self._first_at = int(signum), now
+            logger.warning("%s: saving a checkpoint at the end of this step, then stopping (press Ctrl-C again to "
+                           "stop at once, without a checkpoint)", signal_name(signum))
+            return
+        if signum == signal.SIGINT and now - self._first_at >= AT_ONCE_AFTER_S:
+            raise InterruptedAtOnce(signum)
+        self._repeats += 1
+        if self._repeats == 1:
+            logger.warning("%s again: the stop already asked for goes on (a launcher or scheduler passes its signal "
+                           "on; a Ctrl-C a second later stops at once)", signal_name(signum))
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+def signal_name(signum: int) -> str:
+    """``Ctrl-C``, ``SIGTERM``, ``SIGUSR1``: how messages name a stop signal."""
+    name = signal.Signals(signum).name
+    return "Ctrl-C" if signum == signal.SIGINT else name
+
+
+def _stop_signal(accelerator: Accelerator, signum: int) -> int:
+    """The stop signal any process received (the highest number when they differ), 0 for none: one
+    all-reduce of one number per step, beside the non-finite check's (nothing with one process)."""
+    if accelerator.num_processes == 1:
+        return signum
+    return int(accelerator.reduce(torch.tensor([signum], device=accelerator.device), reduction="max").item())
 
 
 def _set_step_hyperparameters(optimizer: torch.optim.Optimizer, base_lrs: list[float], lr_factor: float,
@@ -778,9 +946,11 @@ def _batch_size(batch: Any) -> int:
 
 
 def _loss_logs(outputs: Any, accelerator: Accelerator) -> dict[str, float]:
+    """``loss``, every scalar ``*_loss`` and every scalar ``*_accuracy`` (a pretext task's training accuracy),
+    averaged over processes, as ``train/<name>``."""
     logs = {}
     for name, value in outputs.items():
-        if (name == "loss" or name.endswith("_loss")) and torch.is_tensor(value) and value.numel() == 1:
+        if (name == "loss" or name.endswith(("_loss", "_accuracy"))) and torch.is_tensor(value) and value.numel() == 1:
             logs[f"train/{name}"] = accelerator.gather(value.detach().float().reshape(1)).mean().item()
     return logs
 

@@ -37,6 +37,8 @@ def hub_env(monkeypatch: pytest.MonkeyPatch, hub_server: HubServer, tmp_path: Pa
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setattr(constants, "ENDPOINT", hub_server.endpoint)
+    # Downloads in this process (hf_hub_download, snapshot_download) build their URLs from this template.
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     # No token saved by `hf auth login` on this machine may take part in the tests.

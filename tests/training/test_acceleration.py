@@ -143,7 +143,7 @@ def test_a_resume_may_not_change_the_layout_or_precision(tmp_path):
     ("train.channels_last=nhwc", "train.channels_last"),
     ("train.compile=1", "train.compile"),
     ("train.compile_mode=fast", "train.compile_mode must be one of default, reduce-overhead, max-autotune"),
-    ("train.mixed_precision=bfloat16", "train.mixed_precision must be no, fp16 or bf16"),
+    ("train.mixed_precision=bfloat16", "train.mixed_precision must be auto, no, fp16 or bf16"),
     ("train.channel_last=true", "unknown key train.channel_last in recipe. Did you mean 'channels_last'"),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message):

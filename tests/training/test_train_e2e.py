@@ -178,24 +178,6 @@ def test_resume_after_a_kill_during_a_checkpoint_write_and_a_damaged_newest_chec
         assert torch.equal(expected[name], actual[name]), f"{name} differs after resume"
 
 
-def test_two_processes_train_with_a_global_batch(tmp_path):
-    """accelerate launch (its torchrun launcher) with two CPU processes (gloo): one run directory,
-    both ranks' states in each checkpoint, one summary."""
-    out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "hfssl.train", "recipes/simclr/digits.yaml", "--output-dir", str(out),
-               "train.max_steps=3", "train.batch_size=32", "train.sync_batchnorm=true", "eval.protocols=[]",
-               "train.progress_bar=false", "train.trackers=[]", "train.knn_every=null", "train.log_every=1"]
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert (out / "model.safetensors").is_file() and (out / "encoder" / "config.json").is_file()
-    state = json.loads((out / "checkpoints" / "step-00000003" / "trainer_state.json").read_text())["state"]
-    assert state["global_step"] == 3
-    assert (out / "checkpoints" / "step-00000003" / "random_states_1.pkl").is_file(), "rank 1 state missing"
-    assert result.stdout.count("hfssl: trained") == 1
-
-
 def test_bf16_autocast_and_gradient_accumulation(tmp_path):
     """bf16 mixed precision (CPU autocast) with 2 micro-batches per step: 2 optimizer steps
     consume 4 batches, the loss stays finite and the weights move."""

@@ -48,6 +48,7 @@ from hfssl.data.text import (
 from hfssl.data.training import TrainingData
 from hfssl.models.word2vec.configuration_word2vec import Word2VecConfig
 from hfssl.models.word2vec.threads import single_threaded_ops
+from hfssl.models.word2vec.warmup import load_kernels_in_background
 from hfssl.settings import RecipeError
 
 __all__ = [
@@ -344,6 +345,8 @@ def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
         writing the tokenizer; ``make_inputs`` comes from :func:`build_inputs`.
     """
     config = Word2VecConfig(**recipe.model)
+    if accelerator.device.type == "cpu":  # the kernels load (or compile) while the corpus is read
+        load_kernels_in_background(config)
     dataset = load_text_split(recipe.data)
     column = resolve_text_column(dataset, recipe.data)
     vocabulary = build_vocabulary(dataset, column, recipe, config)

@@ -33,17 +33,54 @@ The step's inputs themselves (subsampling, dynamic windows, negatives) are built
 compiled too, from one seed per step with counter-based draws (SplitMix64): the part of the step that
 runs on one thread while the kernel's threads wait costs ~1 ms instead of ~4-8 ms of torch ops.
 
-Compiled on first use and cached on disk (``cache=True``, numba's ``__pycache__`` next to this file
-or ``NUMBA_CACHE_DIR``), so only the first process after an install pays the compile time.
+Compiled on first use and cached on disk (numba's ``cache=True``: ``NUMBA_CACHE_DIR`` when set, else
+the ``__pycache__`` next to this file, else numba's user cache folder ``~/.cache/numba``), so only the
+first process after an install pays the compile time (~5 s). Where none of these folders can be
+written (a read-only install and home), numba refuses ``cache=True`` when this module is imported;
+the kernels are then compiled without a cache in every process, with one warning that says how to
+keep them (:func:`_jit`). :mod:`hfssl.models.word2vec.warmup` loads or compiles a run's kernels on a
+background thread while the run reads its data (:func:`step_signatures`).
 """
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+logger = logging.getLogger(__name__)
+
+#: False once numba has found no folder to cache a kernel in (then nothing here is cached).
+CACHED = True
+
+
+def _jit(**options: Any) -> Any:
+    """``numba.njit(cache=True, **options)``, or without the disk cache where numba finds no writable folder
+    for it (it raises ``RuntimeError: cannot cache function ...: no locator available`` when the function is
+    decorated, which would make this module, and so word2vec, impossible to import)."""
+    def decorate(function: Any) -> Any:
+        global CACHED
+        if CACHED:
+            try:
+                return numba.njit(cache=True, **options)(function)
+            except RuntimeError as error:
+                if "cannot cache" not in str(error):
+                    raise
+                CACHED = False
+                logger.warning(
+                    "word2vec's numba kernels cannot be cached on disk (no writable folder: NUMBA_CACHE_DIR is %s, "
+                    "%s/__pycache__ and numba's user cache folder are read-only), so every process compiles them "
+                    "again (~5 s of CPU); set NUMBA_CACHE_DIR to a writable folder to keep them",
+                    numba.config.CACHE_DIR or "not set", Path(__file__).parent)
+        return numba.njit(cache=False, **options)(function)
+
+    return decorate
 
 
 #: Scores beyond +-MAX_SCORE saturate: sigmoid 0 or 1 (off by < 3.4e-4), the loss follows its asymptote.
@@ -82,7 +119,7 @@ def _prefetch(typingctx, array, row, column):  # noqa: ANN001, ANN202, ARG001
     return signature, codegen
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_jit(nogil=True, inline="always")
 def _prefetch_row(array, row):  # noqa: ANN001, ANN202
     """Prefetch every cache line of ``array[row]``: the rows of the next centre arrive while this one trains
     (the embedding tables are larger than L2; measured 1.3-1.9x on the kernels)."""
@@ -90,7 +127,7 @@ def _prefetch_row(array, row):  # noqa: ANN001, ANN202
         _prefetch(array, row, column)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_jit(nogil=True, inline="always")
 def _prefetch_next(input_rows, output_rows, ids, negatives, block, position, ahead):  # noqa: ANN001, ANN202, PLR0913
     """Prefetch the output rows (centre, negatives) of the centre at ``position`` and the input row that
     enters the windows ``ahead`` positions further."""
@@ -114,7 +151,7 @@ def tables_for(dtype: np.dtype) -> np.ndarray:
     return _TABLES[dtype]
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
+@_jit(fastmath=True, nogil=True, inline="always")
 def _sigmoid_and_loss(score, sigmoid_table, softplus_table):  # noqa: ANN001, ANN202
     """``(sigmoid(score), -log sigmoid(score))`` by linear interpolation in the tables (word2vec.c and
     gensim look up a 1000-point sigmoid table without interpolation; an exact exp and log1p cost
@@ -131,7 +168,7 @@ def _sigmoid_and_loss(score, sigmoid_table, softplus_table):  # noqa: ANN001, AN
     return sigmoid, loss
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
+@_jit(fastmath=True, nogil=True, inline="always")
 def _train_target(x, work, scratch, tables, output, target, label, weight, lr, update):  # noqa: ANN001, ANN202, PLR0913
     """One (input vector, target row) term: its weighted loss, and (``update``) the SGD step on the
     target row and the accumulated input gradient ``work``."""
@@ -155,7 +192,7 @@ def _train_target(x, work, scratch, tables, output, target, label, weight, lr, u
     return weight * loss
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
+@_jit(fastmath=True, nogil=True, inline="always")
 def _train_targets(x, work, scratch, tables, output, centre, negatives, negative_weight, lr, update):  # noqa: ANN001, ANN202, PLR0913
     """The centre (label 1) and the shared negatives other than the centre (label 0) against one input
     vector ``x`` (a context row, or CBOW's hidden vector): their summed loss, the SGD steps on the target
@@ -167,7 +204,7 @@ def _train_targets(x, work, scratch, tables, output, centre, negatives, negative
             loss += _train_target(x, work, scratch, tables, output, target, False, negative_weight, lr, update)
     return loss
 
-@numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
+@_jit(fastmath=True, nogil=True, parallel=True)
 def train_skipgram(input_rows, output_rows, tables, ids, windows, segments, negatives, block, negative_weight, lr,  # noqa: ANN001, ANN201, PLR0913
                    parts, update, ahead):
     """Skip-gram over a token stream; returns ``(summed loss, number of pairs)``.
@@ -219,7 +256,7 @@ def train_skipgram(input_rows, output_rows, tables, ids, windows, segments, nega
     return losses.sum(), pairs.sum()
 
 
-@numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
+@_jit(fastmath=True, nogil=True, parallel=True)
 def train_cbow(input_rows, output_rows, tables, ids, windows, segments, negatives, block, negative_weight, lr,  # noqa: ANN001, ANN201, PLR0913
                parts, update, ahead, mean):
     """CBOW over a token stream; returns ``(summed loss, number of centres with a context)``.
@@ -289,7 +326,7 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 KEEP_STREAM, WINDOW_STREAM, NEGATIVE_STREAM = 1, 2, 3
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_jit(nogil=True, inline="always")
 def _mix(value):  # noqa: ANN001, ANN202
     """SplitMix64's finaliser: a bijection of uint64 whose outputs pass BigCrush for consecutive inputs."""
     value = (value ^ (value >> np.uint64(30))) * _MIX_1
@@ -297,14 +334,14 @@ def _mix(value):  # noqa: ANN001, ANN202
     return value ^ (value >> np.uint64(31))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_jit(nogil=True, inline="always")
 def random_bits(key, counter):  # noqa: ANN001, ANN202
     """The ``counter``-th uint64 of SplitMix64 started at ``key``: counter-based, so any draw of a step is a
     function of (key, position) alone, whatever thread computes it and in whatever order."""
     return _mix(key + np.uint64(counter + 1) * _GOLDEN)
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def stream_key(seed, stream):  # noqa: ANN001, ANN202
     """The key of one of a step's draws (:data:`KEEP_STREAM`, ...) from the step's seed."""
     return _mix(np.uint64(seed) ^ (np.uint64(stream) * _GOLDEN))
@@ -327,7 +364,7 @@ def draw_tables(keep: np.ndarray, alias_probability: np.ndarray, alias: np.ndarr
     return keep_threshold, (threshold << np.uint64(32)) | alias.astype(np.uint64)
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def build_stream(rows, keep_threshold, noise_table, window, block, shared, seed):  # noqa: ANN001, ANN201, PLR0913
     """word2vec's inputs of one step from its token rows: the forward inputs of the numba kernel.
 
@@ -387,3 +424,23 @@ def build_stream(rows, keep_threshold, noise_table, window, block, shared, seed)
             word = column if (bits & low_mask) < (entry >> high) else entry & low_mask
             negatives[b, k] = np.int64(word)
     return ids[:padded], windows[:padded], segments[:padded], negatives
+
+
+def step_signatures(config: Any, dtype: np.dtype = np.float32) -> list[tuple[Any, tuple]]:
+    """``(compiled function, argument types)`` of what one training step with ``config`` (a
+    :class:`~hfssl.models.word2vec.configuration_word2vec.Word2VecConfig`) calls, for weights of ``dtype``:
+    :func:`build_stream` as :class:`~hfssl.models.word2vec.data.InputBuilder` calls it, then the
+    architecture's kernel as :func:`~hfssl.models.word2vec.modeling_word2vec.train_stream` does. The
+    types are numba's of example values of the same Python and numpy types as the real calls, so
+    ``function.compile(types)`` loads (or compiles) exactly the code the step then finds (tested)."""
+    rows = np.zeros((1, 2), dtype=dtype)  # a weight's numpy view: 2-D, C order
+    ids, negatives = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+    keep, noise = draw_tables(np.ones(1), np.ones(1), np.zeros(1, dtype=np.int64))
+    stream = (np.zeros((1, 1), dtype=np.int64), keep, noise, config.window, config.negative_block_size,
+              config.shared_negatives, 1)  # the seed: a Python int
+    # ids, windows, segments, negatives, block, negative weight, lr, parts, update, window + 1
+    common = (rows, rows, tables_for(dtype), ids, ids, ids, negatives, 1, 1.0, 1.0, 1, True, config.window + 1)
+    kernel = ((train_skipgram, common) if config.architecture == "skip-gram"
+              else (train_cbow, (*common, config.cbow_mean)))
+    return [(function, tuple(numba.typeof(value) for value in values))
+            for function, values in ((build_stream, stream), kernel)]

@@ -3,6 +3,8 @@ and an imported file becomes a working Word2VecModel."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -63,8 +65,36 @@ def test_import_builds_a_model_with_frequency_ordered_counts(tmp_path, model):
 def test_words_that_the_format_cannot_hold_are_refused(tmp_path):
     with pytest.raises(ValueError, match="whitespace"):
         save_word2vec_format(tmp_path / "bad.txt", ["new york"], np.zeros((1, 3)))
+    for words, index in ((["a", "", "b"], 1), (["a", "b", "c\u00a0d"], 2), (["a", "b\tc", ""], 1)):
+        with pytest.raises(ValueError, match=re.escape(f"word {index} ({words[index]!r})")):  # named among good words
+            save_word2vec_format(tmp_path / "bad.txt", words, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="shape"):
         save_word2vec_format(tmp_path / "bad.txt", ["a", "b"], np.zeros((3, 3)))
     (tmp_path / "no_header.txt").write_text("a 1 2 3\n")
     with pytest.raises(ValueError, match="header"):
         load_word2vec_format(tmp_path / "no_header.txt")
+
+
+def test_text_file_holds_each_value_to_nine_significant_digits(tmp_path):
+    """The text writer's one format per line gives the digits of formatting value by value (``.9g``),
+    also for the values where float32 -> text is delicate."""
+    values = np.array([[0.1, -0.0, 1e-45, -3.4028235e38], [1 / 3, 123456789.0, -2.5e-8, 7.0]], dtype=np.float32)
+    path = save_word2vec_format(tmp_path / "v.txt", ["a", "b"], values)
+    expected = "2 4\n" + "".join(word + " " + " ".join(f"{value:.9g}" for value in row) + "\n"
+                                 for word, row in zip(["a", "b"], values))
+    assert path.read_text() == expected
+    assert np.array_equal(load_word2vec_format(path)[1], values)  # exact round trip
+
+
+def test_word_map_is_the_pca_of_the_unit_vectors(tmp_path, model):
+    from sklearn.decomposition import PCA
+
+    from hfssl.models.word2vec.pictures import principal_plane, save_word_map
+    from hfssl.plots import png_description
+
+    vectors = np.random.default_rng(0).standard_normal((50, 8))
+    ours, theirs = principal_plane(vectors), PCA(n_components=2).fit_transform(vectors)
+    assert np.allclose(np.abs(ours), np.abs(theirs)) and np.allclose(np.abs(ours.T @ theirs), np.diag((ours ** 2).sum(0)))
+    assert np.array_equal(principal_plane(vectors), ours)  # deterministic signs
+    path = save_word_map(model, tmp_path / "map.png")
+    assert png_description(path) == {"projection": "pca", "count": "4"}
