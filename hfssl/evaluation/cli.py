@@ -47,14 +47,20 @@ _DATA_FLAGS = {
     "channels": "channels",
     "text_column": "text_column",
 }
-_SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"), "c_grid": ("linear", "c_grid"),
-                  "solver": ("linear", "solver"), "label_fractions": ("linear", "label_fractions"),
+# A flag of the linear probe's settings sets them for the per-layer linear probe too (the same probe per layer).
+_SETTING_FLAGS = {"k": ("knn", "k"), "temperature": ("knn", "temperature"),
+                  "c_grid": (("linear", "c_grid"), ("layer-linear", "c_grid")),
+                  "solver": (("linear", "solver"), ("layer-linear", "solver")),
+                  "label_fractions": ("linear", "label_fractions"),
                   "ways": ("few-shot", "ways"), "shots": ("few-shot", "shots"), "episodes": ("few-shot", "episodes"),
                   "finetune_epochs": ("finetune", "epochs"), "finetune_max_steps": ("finetune", "max_steps"),
                   "finetune_lr": ("finetune", "lr"), "layer_decay": ("finetune", "layer_decay"),
                   "finetune_label_fractions": ("finetune", "label_fractions"), "init": ("finetune", "init"),
                   "finetune_output_dir": ("finetune", "output_dir"),
-                  "class_names": ("zero-shot", "class_names"), "templates": ("zero-shot", "templates")}
+                  "class_names": ("zero-shot", "class_names"), "templates": ("zero-shot", "templates"),
+                  "freeze_stages": ("finetune", "freeze_stages"), "layers": ("layer-linear", "layers"),
+                  "mlp_hidden_dim": ("mlp-probe", "hidden_dim"), "mlp_depth": ("mlp-probe", "depth"),
+                  "mlp_epochs": ("mlp-probe", "epochs"), "pretext_seed": ("pretext", "seed")}
 _EVAL_FLAGS = {
     "max_train_samples": "max_train_samples",
     "max_test_samples": "max_test_samples",
@@ -83,7 +89,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the recipe's, else 3)")
     parser.add_argument("--k", type=int, nargs="+", help="kNN neighbour counts (default: 20 200)")
     parser.add_argument("--temperature", type=float, help="kNN vote temperature (default: 0.07)")
-    parser.add_argument("--c-grid", type=float, nargs="+", help="linear probe C values to choose from (default: 0.001 0.01 0.1 1 10)")
+    parser.add_argument("--c-grid", type=float, nargs="+", help="linear probe C values to choose from, for linear and layer-linear "
+                        "(default: 0.001 0.01 0.1 1 10)")
     parser.add_argument("--class-names", nargs="+", help="zero-shot class names, in label order (default: the data's)")
     parser.add_argument("--templates", nargs="+", help="zero-shot prompt templates with {} for the class name")
     parser.add_argument("--max-train-samples", type=int, help="cap on training rows")
@@ -106,6 +113,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finetune: start from the encoder's weights or a random initialisation of its architecture")
     parser.add_argument("--finetune-output-dir", help="finetune: where the runs and the classifiers go "
                         "(default: RUN/finetune for an hfssl run, else ./finetune-<encoder folder>)")
+    parser.add_argument("--freeze-stages", type=int, help="finetune: keep the stem and the first N stages / blocks "
+                        "frozen (default: 0, every parameter trains)")
+    parser.add_argument("--layers", type=int, nargs="+", metavar="I",
+                        help="layer-linear: the 1-based stages / blocks to probe (default: all)")
+    parser.add_argument("--mlp-hidden-dim", type=int, help="mlp-probe: hidden layer width (default: 512)")
+    parser.add_argument("--mlp-depth", type=int, help="mlp-probe: hidden layers (default: 2; 0: a linear head)")
+    parser.add_argument("--mlp-epochs", type=int, help="mlp-probe: most epochs, early-stopped on the validation split "
+                        "(default: 100)")
+    parser.add_argument("--pretext-seed", type=int, help="pretext: seed of the held-out pretext task (default: 0)")
     parser.add_argument("--plot", action="store_true", help="draw PCA / t-SNE / UMAP (when umap-learn is installed) "
                         "projections of the test embeddings and the probes' confusion matrices")
     parser.add_argument("--images-dir", help="where --plot writes its PNGs (default: PATH/images for an hfssl run, "
@@ -144,9 +160,11 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
     data_updates = {field: getattr(args, flag) for flag, field in _DATA_FLAGS.items() if getattr(args, flag) is not None}
     eval_updates = {field: getattr(args, flag) for flag, field in _EVAL_FLAGS.items() if getattr(args, flag) is not None}
     settings = {name: dict(values) for name, values in eval_config.settings.items()}
-    for flag, (protocol, key) in _SETTING_FLAGS.items():
+    for flag, targets in _SETTING_FLAGS.items():
         value = getattr(args, flag)
-        if value is not None:
+        if value is None:
+            continue
+        for protocol, key in (targets if isinstance(targets[0], tuple) else (targets,)):
             settings.setdefault(protocol, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
     eval_updates["settings"] = settings
     if args.no_baselines:

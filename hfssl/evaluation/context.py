@@ -8,6 +8,7 @@ any transformers vision model, a word2vec file). A protocol asks for what it nee
   frozen features and labels of the labelled train and test splits (``features ("model" or
   "raw_pixels")``), with :attr:`~EvaluationContext.num_classes` and
   :attr:`~EvaluationContext.label_names`;
+* :meth:`EvaluationContext.layer_features`: the same per stage / block of the encoder (``layer-features``);
 * :meth:`EvaluationContext.word_vectors`: the words and vectors of a word2vec model or file;
 * :meth:`EvaluationContext.image_text_pairs`: the held-out image-caption pairs of an image-text
   source (``pixels``, ``label``, ``text``), for zero-shot and retrieval protocols;
@@ -241,6 +242,34 @@ class EvaluationContext:
                         train_f.shape[1], self.describe_model())
             self._cache["features"] = FeatureSet(train_f, train_y, test_f, test_y)
         return self._cache["features"]
+
+    def layer_features(self) -> list[FeatureSet]:
+        """Frozen features of every stage / block of the evaluated model on both splits (cached): one
+        :class:`FeatureSet` per layer, first to last, each ``(N, width_i)``; the last is :meth:`image_features`'
+        (the ``layer-features`` capability: ``get_layer_embeddings``, or ``FeatureExtractor.embed_layers``)."""
+        if "layer_features" not in self._cache:
+            splits = self.image_splits()
+            _, embed_layers, transform, device, model = self.image_encoder()
+            if embed_layers is None:
+                raise ValueError(f"{self.describe_model()} gives no per-layer features (the layer-features capability)")
+            widths: list[int] = []
+
+            def embed_all(pixel_values: torch.Tensor) -> torch.Tensor:
+                layers = embed_layers(pixel_values)  # [(B, width_i)]
+                widths[:] = [layer.shape[1] for layer in layers]
+                return torch.cat(layers, dim=1)  # (B, sum of the widths): one pass per batch
+
+            batch = self.eval_config.batch_size
+            train_f, train_y = extract_features_with(embed_all, transform, splits.train, batch, device=device, model=model)
+            test_f, test_y = extract_features_with(embed_all, transform, splits.test, batch, device=device, model=model)
+            check_finite_features(train_f, self.describe_model(), "training")
+            check_finite_features(test_f, self.describe_model(), "test")
+            bounds = np.cumsum([0, *widths])
+            self._cache["layer_features"] = [
+                FeatureSet(np.ascontiguousarray(train_f[:, start:stop]), train_y, np.ascontiguousarray(test_f[:, start:stop]), test_y)
+                for start, stop in zip(bounds[:-1], bounds[1:])]
+            logger.info("layer features: %d layers of widths %s from %s", len(widths), widths, self.describe_model())
+        return self._cache["layer_features"]
 
     def raw_pixel_features(self) -> FeatureSet:
         """Flattened pixels in [0, 1] of both splits: the baseline every feature protocol is compared with."""

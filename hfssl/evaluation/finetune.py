@@ -23,6 +23,12 @@ without hfssl.
   go through the same deterministic transform as feature extraction.
 * Label fractions: the training split is reduced to a class-balanced seeded subset
   (:func:`hfssl.evaluation.subsets.balanced_subset`) before training.
+* Partial fine-tuning (``freeze_stages: N``): the stem / embeddings and the first ``N`` stages (ResNet,
+  ConvNeXt) or blocks (ViT) keep their pre-trained weights: ``requires_grad`` is off (the engine's
+  optimizer never sees them) and their modules stay in eval mode, so BatchNorm running statistics do not
+  move either; the later stages, the final norm and the head train. ``N`` larger than the encoder's number
+  of stages is refused before training, naming the count. The seeds' "train only the top layers" on the
+  fine-tuning side (``mlp-probe`` is the frozen-feature side).
 * ``init: random`` fine-tunes a randomly initialised encoder of the same architecture the same way:
   the reference that measures what pre-training adds.
 
@@ -43,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, PretrainedConfig
 from transformers.utils import ModelOutput
 
 from hfssl.backbones import pool_features
@@ -78,12 +84,13 @@ class FineTuneConfig(PretrainedConfig):
         backbone_name_or_path: encoder weights to start from (``None``: random initialisation).
         layer_decay: layer-wise learning-rate decay in ``(0, 1]`` (1: off).
         label_smoothing: cross-entropy label smoothing in ``[0, 1)``.
+        freeze_stages: the stem and this many first stages / blocks stay frozen (0: every parameter trains).
     """
 
     model_type = "hfssl_finetune"
 
     def __init__(self, classifier_config: dict[str, Any] | None = None, backbone_name_or_path: str | None = None,
-                 layer_decay: float = 1.0, label_smoothing: float = 0.0, **kwargs: Any) -> None:
+                 layer_decay: float = 1.0, label_smoothing: float = 0.0, freeze_stages: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if classifier_config is not None and "model_type" not in classifier_config:
             raise ValueError("classifier_config needs a model_type (the encoder's config.json as a dict)")
@@ -91,6 +98,9 @@ class FineTuneConfig(PretrainedConfig):
             raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if freeze_stages < 0:
+            raise ValueError(f"freeze_stages must be >= 0 (0: nothing frozen), got {freeze_stages}")
+        self.freeze_stages = freeze_stages
         self.classifier_config = dict(classifier_config or {"model_type": "resnet"})
         self.backbone_name_or_path = backbone_name_or_path
         self.layer_decay = layer_decay
@@ -115,6 +125,32 @@ def classifier_config_from(config_dict: dict[str, Any]) -> PretrainedConfig:
 
 
 _BLOCK = re.compile(r"\.(?:layer|stages|layers|blocks)\.(\d+)\.")
+#: The stem of an encoder: ResNet's ``embedder``, ConvNeXt's and ViT's ``embeddings``.
+_STEMS = ("embedder", "embeddings")
+
+
+def frozen_modules(encoder: nn.Module, freeze_stages: int) -> list[str]:
+    """The names of the modules of ``encoder`` (a transformers vision base model) that ``freeze_stages = N``
+    freezes: its stem and its first ``N`` stages / blocks (``encoder.stages.0``, ``encoder.layer.0``, ...).
+
+    Raises:
+        RecipeError: ``N`` is larger than the encoder's number of stages / blocks (or it has none).
+    """
+    if freeze_stages == 0:
+        return []
+    stages: dict[int, str] = {}
+    for name, _ in encoder.named_parameters():
+        match = _BLOCK.search(f".{name}")
+        if match is not None:  # the first match is the outermost: encoder.stages.0 before its layers.0
+            index = int(match.group(1))
+            stages.setdefault(index, f".{name}"[1:match.end() - 1])
+    count = len(stages)
+    if freeze_stages > count:
+        raise RecipeError(f"eval.finetune.freeze_stages is {freeze_stages}, but the {type(encoder).__name__} has "
+                          f"{count} stages / blocks: give 0 (train everything) to {count} (train only the final "
+                          "norm and the head)")
+    stems = [name for name, _ in encoder.named_children() if name in _STEMS]
+    return stems + [stages[index] for index in sorted(stages)[:freeze_stages]]
 
 
 class FineTuneForImageClassification(HfsslPreTrainedModel):
@@ -127,6 +163,17 @@ class FineTuneForImageClassification(HfsslPreTrainedModel):
         super().__init__(config)
         self.classifier = AutoModelForImageClassification.from_config(classifier_config_from(config.classifier_config))
         self.post_init()
+        #: Modules of the encoder kept frozen (``freeze_stages``): no gradients, always in eval mode.
+        self.frozen_modules = frozen_modules(self.get_backbone(), config.freeze_stages)
+        for name in self.frozen_modules:
+            self.get_backbone().get_submodule(name).requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FineTuneForImageClassification:
+        """As ``nn.Module.train``, but frozen stages stay in eval mode: their BatchNorm statistics do not move."""
+        super().train(mode)
+        for name in getattr(self, "frozen_modules", ()):
+            self.get_backbone().get_submodule(name).eval()
+        return self
 
     def get_backbone(self) -> nn.Module:
         """The encoder inside the classifier (``ResNetModel``, ``ViTModel``, ...)."""
@@ -215,6 +262,7 @@ class FineTuneSettings:
     warmup_ratio: float = 0.1
     layer_decay: float = 1.0
     label_smoothing: float = 0.0
+    freeze_stages: int = 0
     crop_scale: tuple[float, float] = (0.5, 1.0)
     flip_prob: float = 0.5
     label_fractions: tuple[float, ...] = (1.0,)
@@ -240,6 +288,9 @@ class FineTuneSettings:
                               f"got {self.layer_decay!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise RecipeError(f"eval.finetune.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.freeze_stages < 0:
+            raise RecipeError(f"eval.finetune.freeze_stages must be >= 0 (0: every parameter trains; N: the stem and "
+                              f"the first N stages / blocks stay frozen), got {self.freeze_stages!r}")
         if not self.label_fractions:
             raise RecipeError("eval.finetune.label_fractions must list at least one fraction (1.0: all labels)")
         for fraction in self.label_fractions:
@@ -254,7 +305,8 @@ class FineTuneSettings:
         """The settings recorded in every result row."""
         return {"init": self.init, "epochs": self.epochs if self.max_steps is None else None,
                 "max_steps": self.max_steps, "batch_size": self.batch_size, "lr": self.lr,
-                "layer_decay": self.layer_decay, "label_smoothing": self.label_smoothing}
+                "layer_decay": self.layer_decay, "label_smoothing": self.label_smoothing,
+                "freeze_stages": self.freeze_stages}
 
 
 @dataclass
@@ -304,6 +356,9 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     output_dir = Path(output_dir)
     _check_output(output_dir)
     encoder_config = AutoConfig.from_pretrained(encoder)
+    if settings.freeze_stages:
+        with torch.device("meta"):  # the module names only: refused before any folder is written
+            frozen_modules(AutoModel.from_config(encoder_config), settings.freeze_stages)
     processor = AutoImageProcessor.from_pretrained(encoder)
     channels = int(getattr(encoder_config, "num_channels", 3))
     mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
@@ -329,7 +384,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     recipe = FineTuneRecipe(
         method=FINETUNE_SPEC.name,
         model={"classifier_config": classifier_config, "layer_decay": settings.layer_decay,
-               "label_smoothing": settings.label_smoothing,
+               "label_smoothing": settings.label_smoothing, "freeze_stages": settings.freeze_stages,
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
         data=data, views=views,
         optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,

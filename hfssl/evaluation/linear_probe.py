@@ -64,16 +64,18 @@ def _class_scores(model: Pipeline, features: np.ndarray, num_classes: int) -> np
     return scores
 
 
-def _validation_split(
+def validation_split(
     features: np.ndarray, labels: np.ndarray, validation_fraction: float, random_state: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(fit_x, val_x, fit_y, val_y)``: a seeded validation split of the training rows, stratified by class when
+    every class can be (the one the probes choose their C / epoch on)."""
     from sklearn.model_selection import train_test_split
 
     try:
         return train_test_split(features, labels, test_size=validation_fraction, random_state=random_state, stratify=labels)
     except ValueError as error:
         # A class with a single row, or fewer validation rows than classes, cannot be stratified.
-        logger.warning("linear probe: no stratified validation split (%s); using a random split", error)
+        logger.warning("probe: no stratified validation split (%s); using a random split", error)
         return train_test_split(features, labels, test_size=validation_fraction, random_state=random_state)
 
 
@@ -223,7 +225,7 @@ def _select_c(features: np.ndarray, labels: np.ndarray, c_grid: Sequence[float],
     _check_solver(solver)
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1) to choose C from {list(c_grid)}, got {validation_fraction}")
-    fit_x, val_x, fit_y, val_y = _validation_split(features, labels, validation_fraction, random_state)
+    fit_x, val_x, fit_y, val_y = validation_split(features, labels, validation_fraction, random_state)
     num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     accuracy: dict[float, float] = {}
     fits: dict[float, SoftmaxRegression] = {}

@@ -68,7 +68,7 @@ from hfssl.hub.run import (  # noqa: F401 - re-exported: the names callers know 
     read_run,
     training_data,
 )
-from hfssl.evaluation.protocols import METRICS, PROTOCOLS, ROW_BOOKKEEPING, ProtocolCard, discover_protocols
+from hfssl.evaluation.protocols import METRICS, PROTOCOLS, ROW_BOOKKEEPING, CardTable, ProtocolCard, discover_protocols
 from hfssl.recipe import Recipe
 from hfssl.registry import FAMILIES, MethodSpec
 
@@ -213,11 +213,37 @@ def _matching_baseline(entry: dict[str, Any], baselines: list[dict[str, Any]]) -
     return None
 
 
+def _table_sections(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Split off the rows of protocols whose card entry renders its own table (``ProtocolCard.table``):
+    returns the rows left for the shared table and the Markdown of those sections, in the order the
+    protocols first appear."""
+    own: dict[str, list[dict[str, Any]]] = {}
+    shared = []
+    for entry in entries:
+        if protocol_card(entry["protocol"]).table is not None:
+            own.setdefault(entry["protocol"], []).append(entry)
+        else:
+            shared.append(entry)
+    sections = [_markdown_table(protocol_card(name).table(rows)) for name, rows in own.items()]
+    return shared, "".join(sections)
+
+
+def _markdown_table(table: CardTable) -> str:
+    """A protocol's table section: a bold title line, the table and its note."""
+    lines = [f"**{table.title}**", "", "| " + " | ".join(table.columns) + " |",
+             "|" + "|".join("---" if index == 0 else "---:" for index in range(len(table.columns))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", table.note]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def _evaluation_context(contents: RunContents) -> dict[str, Any]:
     results = contents.eval_results
     if not results or not results.get("results"):
         return {"available": False}
-    entries = results["results"]
+    all_entries = results["results"]
+    entries, sections_text = _table_sections(all_entries)
     baselines = results.get("baselines") or []
     dataset = describe_data_source(str(results.get("dataset", "unknown")))
     keys = _metric_keys(entries)
@@ -246,22 +272,22 @@ def _evaluation_context(contents: RunContents) -> dict[str, Any]:
     setup = f"Test set: the {split} split of {dataset.name}" + (f" ({', '.join(facts)})" if facts else "") + "."
     if results.get("num_train") is not None:
         setup += f" The probes use {results['num_train']:,} {unit} of the {results.get('train_split', 'train')} split."
-    if any(METRICS[key].percent for key in keys):
+    if any(METRICS[key].percent for key in _metric_keys(all_entries)):
         setup += " Accuracies in %."
     if baseline_name:
         setup += f" The {baseline_name} columns run the same protocol on {baseline_name} instead of the model's features."
     explained = []
-    for entry in entries:
+    for entry in all_entries:
         text = protocol_card(entry["protocol"]).explanation
         if text not in explained:
             explained.append(text)
     opening = ("The encoder's frozen features, and the encoder fine-tuned, evaluated with:"
-               if any(protocol_card(entry["protocol"]).tuned for entry in entries)
+               if any(protocol_card(entry["protocol"]).tuned for entry in all_entries)
                else "Frozen features of the encoder, evaluated with:")
     protocols_text = opening + "\n\n" + "\n".join(f"- {text}" for text in explained) + "\n"
     return {"available": True, "columns": columns, "rows": rows, "setup_text": setup,
             "protocols_text": protocols_text, "split": split, "baseline_name": baseline_name or "none",
-            "dataset": dataset}
+            "dataset": dataset, "sections_text": sections_text}
 
 
 def build_eval_results(contents: RunContents) -> list[EvalResult]:

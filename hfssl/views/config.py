@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from hfssl.settings import RecipeError
@@ -33,6 +34,11 @@ class ViewsConfig:
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_prob: float = 0.0
+    # Rotation as an augmentation (issue 21): with probability rotation_prob a view is turned counter-clockwise
+    # by one of rotation_degrees, chosen uniformly: multiples of 90 are exact, other angles (small ones such as
+    # [-10, -5, 5, 10]) are resampled bilinearly with black corners. Off by default; the eval transform never rotates.
+    rotation_prob: float = 0.0
+    rotation_degrees: tuple[float, ...] = (90.0, 180.0, 270.0)
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     # Asymmetric per-view probabilities (BYOL: blur 1.0/0.1, solarize 0.0/0.2). When set, they
@@ -41,10 +47,13 @@ class ViewsConfig:
     solarize_prob_per_view: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("flip_prob", "color_jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+        for name in ("flip_prob", "color_jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob", "rotation_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise RecipeError(f"views.{name} must be a probability in [0, 1], got {value!r}")
+        if not self.rotation_degrees or not all(math.isfinite(value) for value in self.rotation_degrees):
+            raise RecipeError(f"views.rotation_degrees must list at least one finite angle in degrees (for example "
+                              f"[90, 180, 270] or [-10, 10]), got {self.rotation_degrees!r}")
         if self.num_views < 1:
             raise RecipeError(f"views.num_views must be >= 1, got {self.num_views!r}")
         for name in ("crop_scale", "local_crop_scale"):

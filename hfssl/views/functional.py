@@ -233,3 +233,60 @@ def solarize(images: torch.Tensor, threshold: torch.Tensor | float = 0.5) -> tor
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """``(x - mean) / std`` per channel; ``mean``/``std`` are ``(C,)`` tensors."""
     return (images - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)
+
+
+def check_square(images: torch.Tensor, what: str = "images") -> None:
+    """Raise ``ValueError`` unless ``images`` ``(..., H, W)`` are square: a quarter turn of an ``H x W`` image is
+    ``W x H``, so rotations by multiples of 90 degrees need ``H == W`` to keep a batch one size."""
+    height, width = images.shape[-2:]
+    if height != width:
+        raise ValueError(
+            f"rotating {what} by multiples of 90 degrees needs square images, got {height}x{width} (height x width); "
+            "resize or crop them to a square first (data.image_size and views.crop_size give square images)"
+        )
+
+
+def rotate_quarter_turns(images: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
+    """Rotate image ``n`` of a square batch ``(N, C, S, S)`` by ``quarter_turns[n] * 90`` degrees counter-clockwise.
+
+    Exact (pixels are moved, not resampled), as ``torch.rot90(image, k, dims=(-2, -1))`` per image: every
+    pixel of the batch is turned three times and the right one selected, which keeps the per-sample turns on
+    the device (no host synchronisation) at the cost of three copies of the batch.
+
+    Args:
+        images: ``(N, C, S, S)``, any dtype.
+        quarter_turns: ``(N,)`` integers; taken modulo 4 (-1 is 270 degrees).
+    """
+    check_square(images)
+    turns = torch.remainder(quarter_turns.long(), 4).reshape(-1, 1, 1, 1)
+    result = images.clone()
+    for k in (1, 2, 3):
+        result = torch.where(turns == k, torch.rot90(images, k, dims=(-2, -1)), result)
+    return result
+
+
+def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate image ``n`` of a square batch ``(N, C, S, S)`` by ``degrees[n]`` counter-clockwise about its centre.
+
+    The nearest multiple of 90 degrees is applied exactly (:func:`rotate_quarter_turns`), the rest (at most
+    45 degrees either way) by bilinear resampling of the inverse-rotated pixel centres (``align_corners=False``),
+    with zeros (black) where the source falls outside the image, as torchvision's ``RandomRotation`` with
+    ``fill=0``. Images whose angle is a multiple of 90 are never resampled.
+
+    Args:
+        images: ``(N, C, S, S)`` float.
+        degrees: ``(N,)`` float angles.
+    """
+    check_square(images)
+    quarter_turns = torch.round(degrees / 90.0)
+    residual = degrees - 90.0 * quarter_turns  # (N,) in [-45, 45]
+    images = rotate_quarter_turns(images, quarter_turns.long())
+    radians = torch.deg2rad(residual.to(torch.float32))
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    # affine_grid maps output to input coordinates: a counter-clockwise turn of the picture (y pointing down)
+    # samples the input at [[cos, -sin], [sin, cos]] @ (x, y). Square images: x and y share one scale.
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack((torch.stack((cos, -sin, zeros), dim=1), torch.stack((sin, cos, zeros), dim=1)), dim=1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)  # (N, S, S, 2)
+    turned = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return torch.where((residual != 0).reshape(-1, 1, 1, 1), turned, images)

@@ -4,7 +4,9 @@ Pipeline of one view (SimCLR, Chen et al. 2020, appendix A; BYOL, Grill et al. 2
 every step vectorised over the batch with per-sample parameters from the caller's generator:
 
 1. random resized crop (torchvision's RandomResizedCrop parameters) and horizontal flip, as one
-   sampling grid and one ``grid_sample`` call;
+   sampling grid and one ``grid_sample`` call; then, with probability ``rotation_prob``, a rotation by
+   an angle drawn uniformly from ``rotation_degrees`` (multiples of 90 exact, other angles bilinear
+   with black corners; :func:`hfssl.views.functional.rotate`);
 2. colour jitter with probability ``color_jitter_prob``: brightness, contrast, saturation and hue
    in a random order per image (as torchvision and BYOL);
 3. grayscale with probability ``grayscale_prob`` (output keeps C channels);
@@ -15,12 +17,13 @@ every step vectorised over the batch with per-sample parameters from the caller'
 
 Local views of multi-crop (Caron et al. 2020) go through the same pipeline at
 ``local_crop_size`` with ``local_crop_scale`` and use the scalar ``blur_prob`` /
-``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1 and 6 only.
+``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1 and 6 only (rotation
+included when ``rotation_prob > 0``).
 On 1-channel images saturation, hue and grayscale are identities (there is no colour to change).
 An operation whose probability is 0 is skipped and draws nothing from the generator.
 
 Seeding: every random number comes from the generator passed with the batch, in a fixed order
-(global views, then local views; within a group crop, flip, jitter, grey, blur, solarize), so the
+(global views, then local views; within a group crop, flip, rotation, jitter, grey, blur, solarize), so the
 same seed on the same device type gives identical views. CPU and CUDA generators draw different
 streams, so a seed gives different (equally valid) views on the two. Views are computed in
 float32 with any enclosing autocast switched off.
@@ -168,7 +171,17 @@ class _ViewPipeline:
         source = source.to(torch.float32).div_(255.0)
         boxes = sample_crop_boxes(generator, num, height, width, group.scale, tuple(self.views.crop_ratio))
         flip = bernoulli(generator, num, self.views.flip_prob) if self.views.flip_prob > 0 else None
-        return functional.resized_crop(source, boxes.top, boxes.left, boxes.height, boxes.width, group.size, flip)
+        views = functional.resized_crop(source, boxes.top, boxes.left, boxes.height, boxes.width, group.size, flip)
+        if self.views.rotation_prob > 0:
+            views = functional.rotate(views, self._rotation_angles(generator, num, views.device))
+        return views
+
+    def _rotation_angles(self, generator: torch.Generator, num: int, device: torch.device) -> torch.Tensor:
+        """``(N,)`` angles in degrees: one of ``views.rotation_degrees`` with probability ``rotation_prob``, else 0."""
+        apply = bernoulli(generator, num, self.views.rotation_prob)
+        angles = torch.tensor(self.views.rotation_degrees, dtype=torch.float32, device=device)
+        choice = torch.randint(len(angles), (num,), generator=generator, device=device)
+        return torch.where(apply, angles[choice], torch.zeros((), device=device))
 
     def _photometric(self, images: torch.Tensor, group: ViewGroup, generator: torch.Generator) -> torch.Tensor:
         """Colour jitter, grayscale, blur, solarize on ``(N, C, S, S)``, N ordered (b, view)."""

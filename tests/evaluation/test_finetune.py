@@ -173,3 +173,36 @@ def test_fine_tuning_never_replaces_another_run(tmp_path, splits):
     with pytest.raises(ValueError, match="holds a 'resnet' model, not an earlier fine-tuning run"):
         finetune(encoder, splits.train, splits.test, splits.label_names, 10, FineTuneSettings(max_steps=1), encoder)
     assert (Path(encoder) / "model.safetensors").is_file()
+
+
+def test_freeze_stages_keeps_the_stem_and_the_first_stages_as_they_were(tmp_path):
+    encoder = _encoder(tmp_path / "encoder")
+    before = load_file(Path(encoder) / "model.safetensors")  # ResNetModel keys: embedder.*, encoder.stages.*
+    eval_config = EvalConfig(protocols=("finetune",), baselines=False, settings={"finetune": {
+        "max_steps": 3, "batch_size": 32, "lr": 1e-2, "freeze_stages": 1, "output_dir": str(tmp_path / "runs")}})
+    (row,) = evaluate_path(encoder, DATA, eval_config)["results"]
+    # Recorded in the row, and in its own folder: never mixed up with the run that trains every stage.
+    assert row["freeze_stages"] == 1 and Path(row["model_dir"]).parent.name == "all-labels-freeze-1"
+    after = {name.removeprefix("resnet."): value for name, value in load_file(Path(row["model_dir"]) / "model.safetensors").items()}
+    frozen = [name for name in before if name.startswith(("embedder.", "encoder.stages.0."))]
+    trained = [name for name in before if name.startswith("encoder.stages.1.") and name.endswith("weight")]
+    assert frozen and trained
+    # Weights and BatchNorm running statistics of the stem and stage 1 did not move; stage 2 trained.
+    assert [name for name in frozen if not torch.equal(after[name], before[name])] == []
+    assert any(name.endswith("running_mean") for name in frozen)
+    assert all(not torch.equal(after[name], before[name]) for name in trained)
+
+
+def test_freeze_stages_names_the_stem_and_blocks_of_vit_and_refuses_more_than_there_are(tmp_path, splits):
+    from hfssl.evaluation.finetune import frozen_modules
+
+    vit = ViTModel(ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64))
+    assert frozen_modules(vit, 2) == ["embeddings", "layers.0", "layers.1"] and frozen_modules(vit, 0) == []
+    encoder = _encoder(tmp_path / "encoder")
+    with pytest.raises(RecipeError, match=r"freeze_stages is 3, but the ResNetModel has 2 stages / blocks: give 0 .* to 2"):
+        finetune(encoder, splits.train, splits.test, splits.label_names, 10, FineTuneSettings(max_steps=1, freeze_stages=3),
+                 tmp_path / "ft")
+    assert not (tmp_path / "ft").exists()  # refused before anything was written
+    with pytest.raises(RecipeError, match="eval.finetune.freeze_stages must be >= 0"):
+        build_section(FineTuneSettings, "eval.finetune", {"freeze_stages": -1})

@@ -15,7 +15,9 @@ A protocol declares everything the rest of hfssl needs to know about it:
 * ``held_out``: whether it measures on the held-out split of the run's data (skipped at the end of a
   run whose data has none);
 * ``card``: its part of the model card (:class:`ProtocolCard`: title, explanation, model-index task types,
-  metric names, how its settings are labelled);
+  metric names, how its settings are labelled, and optionally ``table``: a hook that turns its rows into a
+  table section of its own (:class:`CardTable`, the per-layer probe's layer x accuracy table) instead of
+  rows of the shared evaluation table);
 * ``pictures``: the pictures it draws (:class:`hfssl.plots.Picture`, found by the card by file name) and
   ``draw(context, images_dir) -> [Path]`` to draw them.
 
@@ -79,6 +81,29 @@ ROW_BOOKKEEPING = frozenset({"protocol", "features", "dataset", "split", "num_tr
 
 
 @dataclass(frozen=True)
+class CardTable:
+    """A protocol's own table section of the model card (the card renders it; it names no protocol).
+
+    Attributes:
+        title: the section's heading (``Linear probe per layer``).
+        columns: the column headers.
+        rows: one list of cell strings per row, as many as ``columns``.
+        note: a Markdown line under the table (what the rows are, how they were measured).
+    """
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [row for row in self.rows if len(row) != len(self.columns)]
+        if bad:
+            raise ValueError(f"card table {self.title!r}: rows must have {len(self.columns)} cells "
+                             f"({', '.join(self.columns)}), got {bad[0]!r}")
+
+
+@dataclass(frozen=True)
 class ProtocolCard:
     """A protocol's part of the model card.
 
@@ -90,6 +115,9 @@ class ProtocolCard:
         setting_labels: short labels of settings in the table (``{"temperature": "T"}``).
         bookkeeping: its row keys that are neither settings nor metrics, beyond :data:`ROW_BOOKKEEPING`.
         tuned: its rows measure a trained classifier, not frozen features (fine-tuning).
+        table: ``(rows) -> CardTable`` (the protocol's ``eval_results.json`` rows, baselines left out):
+            its rows are shown in this table section of their own instead of the shared evaluation
+            table (the model-index still lists every row); ``None``: rows of the shared table.
     """
 
     title: str
@@ -100,6 +128,7 @@ class ProtocolCard:
     setting_labels: dict[str, str] = field(default_factory=dict)
     bookkeeping: tuple[str, ...] = ()
     tuned: bool = False
+    table: Callable[[Rows], CardTable] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,10 +246,13 @@ def feature_protocol(name: str, score: Score, settings: type, description: str, 
 
 
 def probe_label(name: str, row: dict[str, Any]) -> str:
-    """A file-name-safe label of one probe's row: ``linear``, ``linear-fraction-0.01``, ``finetune-random``."""
+    """A file-name-safe label of one probe's row: ``linear``, ``linear-fraction-0.01``, ``finetune-random``,
+    ``finetune-freeze-2`` (the stem and two stages frozen)."""
     label = name
     if row.get("init", "pretrained") != "pretrained":
         label += f"-{row['init']}"
+    if row.get("freeze_stages"):
+        label += f"-freeze-{row['freeze_stages']}"
     if row.get("label_fraction") is not None:
         label += f"-fraction-{row['label_fraction']:g}"
     return label
@@ -228,6 +260,6 @@ def probe_label(name: str, row: dict[str, Any]) -> str:
 
 discover_protocols()
 
-__all__ = ["ACCURACY", "DATA_KINDS", "METRICS", "Metric", "PROTOCOLS", "Protocol", "ProtocolCard", "ROW_BOOKKEEPING", "TOP1", "TOP5",
+__all__ = ["ACCURACY", "CardTable", "DATA_KINDS", "METRICS", "Metric", "PROTOCOLS", "Protocol", "ProtocolCard", "ROW_BOOKKEEPING", "TOP1", "TOP5",
            "available_protocols", "discover_protocols", "feature_protocol", "get_protocol", "probe_label",
            "register_protocol", "unregister_protocol"]

@@ -33,7 +33,8 @@ def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows
     rows = []
     for fraction in settings.label_fractions:
         folder = ("all-labels" if fraction >= 1.0 else f"fraction-{fraction:g}") + (
-            "" if settings.init == "pretrained" else f"-{settings.init}")
+            "" if settings.init == "pretrained" else f"-{settings.init}") + (
+            f"-freeze-{settings.freeze_stages}" if settings.freeze_stages else "")
         result = finetune(encoder, splits.train, splits.test, splits.label_names, context.num_classes, settings,
                           base / folder, fraction, context.data_config if isinstance(context.data_config, ImageDataConfig)
                           else None)
@@ -45,8 +46,10 @@ def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows
 
 FINETUNE = register_protocol(Protocol(
     "finetune", (IMAGE_FEATURES,), run_finetune, FineTuneSettings,
-    "fine-tune the encoder + a classification head with the engine (all parameters), top-1/top-5 on the test split",
+    "fine-tune the encoder + a classification head with the engine (all parameters, or all but the stem and the first "
+    "freeze_stages stages / blocks), top-1/top-5 on the test split",
     data=IMAGE, held_out=True, pictures=(CONFUSION_PICTURE,),
     card=ProtocolCard("Fine-tuned", "**Fine-tuning**: the encoder plus a linear classification head, every parameter "
+                      "(or, with freeze_stages=N, all but the stem and the first N stages / blocks) "
                       "trained on the labelled training split (or a class-balanced share of it), as a plain transformers "
                       "`AutoModelForImageClassification`.", tuned=True)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,15 +26,17 @@ class LinearSettings:
     solver: str = "torch"
     label_fractions: tuple[float, ...] = (1.0,)
     seed: int = 0
+    #: The recipe section these settings are read from, named in errors (protocols reusing them set their own).
+    section: ClassVar[str] = "eval.linear"
 
     def __post_init__(self) -> None:
         if not self.c_grid or any(value <= 0 for value in self.c_grid):
-            raise RecipeError(f"eval.linear.c_grid must be a list of positive values, got {self.c_grid!r}")
+            raise RecipeError(f"{self.section}.c_grid must be a list of positive values, got {self.c_grid!r}")
         if not 0.0 < self.validation_fraction < 1.0:
-            raise RecipeError(f"eval.linear.validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+            raise RecipeError(f"{self.section}.validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
         if self.solver not in SOLVERS:
-            raise RecipeError(f"eval.linear.solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        check_fractions(self.label_fractions, "eval.linear.label_fractions")
+            raise RecipeError(f"{self.section}.solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        check_fractions(self.label_fractions, f"{self.section}.label_fractions")
 
 
 def check_fractions(fractions: tuple[float, ...], where: str) -> None:

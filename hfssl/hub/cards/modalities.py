@@ -35,6 +35,9 @@ def _views_rows(recipe: Recipe) -> Rows:
                  ("views.local_crop_size", str(views.local_crop_size))]
     for name in ("flip_prob", "color_jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
         rows.append((f"views.{name}", format_value(getattr(views, name))))
+    if views.rotation_prob > 0:
+        rows += [("views.rotation_prob", format_value(views.rotation_prob)),
+                 ("views.rotation_degrees", format_value(views.rotation_degrees))]
     return rows + [("views.mean", format_value(views.mean)), ("views.std", format_value(views.std))]
 
 
