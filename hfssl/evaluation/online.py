@@ -25,10 +25,14 @@ class OnlineKNN:
         self.recipe = recipe
         self.temperature = temperature
 
+    def reads_model(self, step: int) -> bool:
+        """Whether ``on_step_end`` reads the weights at ``step`` (under FSDP2 they are gathered only then)."""
+        return bool(self.recipe.train.knn_every) and step % self.recipe.train.knn_every == 0
+
     @torch.no_grad()
     def on_step_end(self, step: int, model: torch.nn.Module, data: Any, accelerator: Any) -> dict[str, float]:
         train = self.recipe.train
-        if not train.knn_every or step % train.knn_every != 0:
+        if not self.reads_model(step):
             return {}
         logs: dict[str, float] = {}
         if data.eval_train_dataset is None or data.eval_test_dataset is None:

@@ -285,10 +285,13 @@ def checkpoint_problems(checkpoint: Path) -> list[str]:
         problems.append(f"{RECIPE_FILE} is missing")
     except (OSError, yaml.YAMLError) as error:
         problems.append(f"{RECIPE_FILE} does not parse ({type(error).__name__})")
-    for pattern, what in (("model*.safetensors", "model.safetensors is missing (the model weights)"),
-                          ("optimizer*.bin", "optimizer.bin is missing (the optimizer state)"),
-                          ("random_states_*.pkl", "random_states_0.pkl is missing (the RNG states)")):
-        if not list(checkpoint.glob(pattern)):
+    # FSDP2's sharded state dict (torch.distributed.checkpoint) is a folder per object, complete once
+    # its .metadata is written: pytorch_model_fsdp_0/ and optimizer_0/ instead of the two files.
+    for patterns, what in ((("model*.safetensors", "pytorch_model_fsdp_*/.metadata"),
+                            "model.safetensors is missing (the model weights)"),
+                           (("optimizer*.bin", "optimizer_*/.metadata"), "optimizer.bin is missing (the optimizer state)"),
+                           (("random_states_*.pkl",), "random_states_0.pkl is missing (the RNG states)")):
+        if not any(list(checkpoint.glob(pattern)) for pattern in patterns):
             problems.append(what)
     for path in sorted(checkpoint.glob("*.safetensors")):
         problem = _safetensors_problem(path)

@@ -99,12 +99,28 @@ from hfssl.training.run_directory import (
     write_run_start,
 )
 from hfssl.training.schedules import constant_lr_multiplier, lr_multiplier
+from hfssl.training.sharding import (
+    ShardingPlan,
+    broadcast_batch_norm_statistics,
+    check_strategy,
+    enable_cpu_fsdp,
+    callback_model,
+    gather_full_model,
+    load_sharded_state,
+    local_tensor,
+    refuse_cpu_deepspeed,
+    restore_sharded_optimizer,
+    shard_model,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class TrainerCallback(Protocol):
-    """Called on every process after each optimiser step; returns values to log (may be empty)."""
+    """Called on every process after each optimiser step; returns values to log (may be empty).
+
+    A callback may also define ``reads_model(step) -> bool``: under FSDP2 the engine gathers a full copy
+    of the model for it only at the steps where that is true (at every step without the method)."""
 
     def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
                     ) -> dict[str, float]: ...
@@ -163,13 +179,16 @@ def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
     # Accelerate only sets up multi-process CPU training (gloo) when told it runs on the CPU; on a
     # machine without an accelerator, torchrun-launched processes would otherwise each train alone.
     kwargs.setdefault("cpu", not _accelerator_available())
-    return Accelerator(
+    refuse_cpu_deepspeed(kwargs["cpu"])  # Accelerate runs DeepSpeed on GPUs only (sharding.py)
+    accelerator = Accelerator(
         gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         **kwargs,
     )
+    enable_cpu_fsdp(accelerator)  # an FSDP config on CPU processes: FSDP, not a silent DDP (sharding.py)
+    return accelerator
 
 
 def _resolve_precision(recipe: Recipe, start: RunStart, accelerator: Accelerator | None) -> Recipe:
@@ -352,6 +371,7 @@ class _Run:
     window: _Window = field(default_factory=_Window)
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
     recipe_text: str = ""  # the resolved recipe as written beside the model and the checkpoints (launch comments first)
+    sharding: ShardingPlan | None = None  # FSDP2: how to gather a plain copy of the model (sharding.py)
 
 
 @dataclass(frozen=True)
@@ -407,21 +427,27 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     with accelerator.main_process_first():
         data = spec.load_training_data(recipe, accelerator)
     model = build_model(recipe, data.config_updates, spec)
+    # What FSDP2 / DeepSpeed cannot train is refused here, before the optimiser and the run folder (sharding.py).
+    check_strategy(model, accelerator, recipe.method, recipe.train.sync_batchnorm, start.checkpoint)
     schedules = resolved_schedules(model, recipe)
     if recipe.train.sync_batchnorm and accelerator.num_processes > 1:
         # torch's SyncBatchNorm is CUDA-only; this picks it on GPUs and a gloo-capable version on CPU.
         model = convert_sync_batchnorm(model, accelerator.device)
     if recipe.train.channels_last:
         apply_channels_last(model, recipe.method)  # before the optimiser: its moments take the layout too
+    sharding = shard_model(model, accelerator)  # FSDP2: sharded here, so the optimiser holds the shards
     optimizer = build_optimizer(model, recipe.optim)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
+    groups = [list(group["params"]) for group in optimizer.param_groups]
     prepared, optimizer, dataloader = accelerator.prepare(model, optimizer, training_dataloader(recipe, data))
+    if sharding is not None:
+        restore_sharded_optimizer(optimizer, groups)  # Accelerate's parameter swap fails on empty shards
     total_steps, steps_per_epoch = _run_length(recipe, dataloader, start)
     unwrapped = accelerator.unwrap_model(prepared)
     frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)  # a whole-run freeze is refused here
     plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
-               optimizer, dataloader, plan)
+               optimizer, dataloader, plan, sharding=sharding)
     run.recipe_text = _recipe_text(run, steps_per_epoch)
     # Data and model are good: now the folder changes.
     _write_run_start(accelerator, output_dir, recipe, start, run.recipe_text)
@@ -498,7 +524,10 @@ def _resume(run: _Run) -> None:
     if checkpoint is None:
         return
     _warn_changed_process_count(run, Path(checkpoint))
-    run.accelerator.load_state(str(checkpoint))
+    if run.sharding is not None:
+        load_sharded_state(run.accelerator, run.model, run.optimizer, checkpoint)  # FSDP2 (sharding.py)
+    else:
+        run.accelerator.load_state(str(checkpoint))
     run.state = LoopState.from_checkpoint(checkpoint)
     if run.unwrapped.training_state:
         saved = load_training_state(checkpoint, run.accelerator.process_index)
@@ -589,6 +618,8 @@ def _forward_backward(run: _Run, batch: Any, step: int) -> Any:
     recipe, accelerator, unwrapped = run.recipe, run.accelerator, run.unwrapped
     run.generator.manual_seed(view_seed(recipe.train.seed, run.state.micro_step, accelerator.process_index))
     inputs = run.data.make_inputs(batch, run.generator)
+    if run.sharding is not None:
+        broadcast_batch_norm_statistics(unwrapped)  # FSDP2: one set of head BatchNorm statistics, as DDP keeps
     kept = _forward_buffers(unwrapped) if recipe.train.on_nonfinite == "skip" else None
     outputs = run.forward(**inputs)
     loss = outputs.loss
@@ -670,6 +701,9 @@ def _finish(run: _Run) -> TrainResult:
     if recipe.train.channels_last:
         restore_memory_format(unwrapped)  # evaluation and export see the default layout
     check_finite_weights(unwrapped, accelerator, recipe, output_dir, run.state.global_step)
+    if run.sharding is not None:  # FSDP2: a plain copy gathered on the main process is saved and evaluated
+        gathered = gather_full_model(run.model, run.sharding, accelerator)
+        unwrapped = gathered if gathered is not None else unwrapped
     if accelerator.is_main_process:
         save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe, run.recipe_text)
     accelerator.wait_for_everyone()
@@ -712,7 +746,9 @@ def _log_step(run: _Run, micro: _MicroStep) -> None:
     if step % recipe.train.monitor_every == 0 and getattr(outputs, "embeddings", None) is not None:
         logs.update(_collapse_logs(outputs.embeddings, accelerator))
     for callback in run.callbacks:
-        logs.update(callback.on_step_end(step, run.unwrapped, run.data, accelerator))
+        # FSDP2: a float32 copy gathered on every process when the callback reads the weights (sharding.py).
+        with callback_model(run.model, run.unwrapped, run.sharding, accelerator, callback, step) as model:
+            logs.update(callback.on_step_end(step, model, run.data, accelerator))
         run.model.train()
     if logs and recipe.train.trackers:
         accelerator.log(logs, step=step)
@@ -794,8 +830,9 @@ def check_finite_weights(model: HfsslPreTrainedModel, accelerator: Accelerator, 
     """Raise :class:`NonFiniteError` (on every process) when a parameter, buffer or training-state
     tensor of ``model`` holds NaN or infinity: nothing is saved from such weights."""
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers()), **model.training_state_dict()}
+    # Under FSDP2 each process checks its own shards (local_tensor); all of them then agree below.
     bad = [name for name, tensor in tensors.items()
-           if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all())]
+           if tensor.is_floating_point() and not bool(torch.isfinite(local_tensor(tensor).detach()).all())]
     if _any_process(accelerator, bool(bad)):
         where = f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else " on another process"
         raise NonFiniteError(
