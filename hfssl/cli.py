@@ -19,6 +19,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 from transformers import AutoModel
 
@@ -71,6 +72,7 @@ def default_output_dir(recipe_path: str) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)  # run() checks it, once, before any work
+    group_existed = torch.distributed.is_available() and torch.distributed.is_initialized()
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.recipe)
     resume = args.resume_from or ("auto" if args.resume_or_start else args.resume)
     result = run(recipe, output_dir, resume=resume, overwrite=args.overwrite, hub_checkpoints=args.hub_checkpoints)
@@ -78,7 +80,10 @@ def run_train(args: argparse.Namespace) -> int:
         _print_summary(result)
     # The process group ends with the command that started it, after every process has finished the run
     # (the trainer closes its trackers only; Accelerator.end_training would end the group before that).
-    PartialState().destroy_process_group()
+    # A group that existed before the command (a script that calls main() more than once, a worker that
+    # trains again after it) is its owner's, and stays.
+    if not group_existed:
+        PartialState().destroy_process_group()
     return 0
 
 
