@@ -114,6 +114,9 @@ def register_family(family: Family) -> Family:
 
 for _name, _template in builtin_templates().items():
     register_family(Family(_name, _template))
+#: The grid pretext tasks' family (jigsaw, relative patch position): the vision-ssl template with its own card
+#: part (hfssl/hub/cards/patch_pretext.py), which says the encoder was trained on tiles or patches.
+PATCH_PRETEXT = register_family(Family("patch-pretext", FAMILIES["vision-ssl"].template)).name
 
 #: Package whose sub-packages are the built-in methods, and the entry-point group of plug-in methods.
 BUILTIN_PACKAGE = "hfssl.models"

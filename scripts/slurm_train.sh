@@ -26,7 +26,7 @@ set -euo pipefail
 : "${OUTPUT_DIR:?set OUTPUT_DIR to a run folder on storage every node sees}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-8}}"
 ACCELERATE_CONFIG="${ACCELERATE_CONFIG:-recipes/accelerate/multi_node_gpu_bf16.yaml}"
-HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"  # sed reads it all: no SIGPIPE under pipefail
 MASTER_PORT="${MASTER_PORT:-29500}"
 NUM_PROCESSES=$((SLURM_NNODES * GPUS_PER_NODE))
 export RECIPE OUTPUT_DIR ACCELERATE_CONFIG HEAD_NODE MASTER_PORT NUM_PROCESSES SLURM_NNODES

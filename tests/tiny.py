@@ -82,10 +82,12 @@ InputsFactory = Callable[..., dict[str, torch.Tensor]]
 
 class Tiny(NamedTuple):
     """One method's tiny config: ``TINY[method][0]`` are the config's keyword arguments, ``[1]`` makes inputs
-    ``(batch_size, generator) -> model(**inputs)``'s keywords."""
+    ``(batch_size, generator) -> model(**inputs)``'s keywords; ``image_size`` is the ``data.image_size`` of a
+    recipe for it (a method that cuts tiles from whole images needs more than the shared 16 px)."""
 
     config_kwargs: dict[str, Any]
     inputs: InputsFactory
+    image_size: int = IMAGE_SIZE
 
 
 _REGISTERED: dict[str, Tiny] = {}
@@ -93,12 +95,13 @@ _SOURCES: dict[str, Path] = {}
 _DISCOVERED: list[Path] = []
 
 
-def register_tiny(method: str, config_kwargs: dict[str, Any], inputs: InputsFactory) -> Tiny:
+def register_tiny(method: str, config_kwargs: dict[str, Any], inputs: InputsFactory,
+                  image_size: int = IMAGE_SIZE) -> Tiny:
     """Register ``method``'s tiny config, from the file that calls it (its ``tiny_<method>.py``)."""
     source = Path(sys._getframe(1).f_globals.get("__file__", "<unknown>")).resolve()
     if _SOURCES.get(method, source) != source:
         raise ValueError(f"tiny config for {method!r} registered twice: in {_SOURCES[method]} and in {source}")
-    _REGISTERED[method], _SOURCES[method] = Tiny(config_kwargs, inputs), source
+    _REGISTERED[method], _SOURCES[method] = Tiny(config_kwargs, inputs, image_size), source
     return _REGISTERED[method]
 
 
@@ -159,11 +162,11 @@ def tiny_model(method: str, **overrides: Any) -> torch.nn.Module:
     from hfssl.registry import get_method
 
     spec = get_method(method)
-    kwargs, _ = TINY[method]
+    kwargs = TINY[method].config_kwargs
     torch.manual_seed(0)
     return spec.model_class(spec.config_class(**{**kwargs, **overrides}))
 
 
 def tiny_inputs(method: str, batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
-    _, factory = TINY[method]
+    factory = TINY[method].inputs
     return factory(batch_size, torch.Generator().manual_seed(seed))

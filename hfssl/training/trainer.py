@@ -89,7 +89,7 @@ from hfssl.training.checkpoint import (
 from hfssl.training.launch import check_launch, launch_summary, machine_count
 from hfssl.training.monitor import collapse_metrics
 from hfssl.training.optim import DEFAULT_GROUP, build_optimizer, clip_gradients_per_parameter
-from hfssl.training.precision import resolve_mixed_precision, warn_emulated_bf16
+from hfssl.training.precision import AUTO, resolve_mixed_precision, warn_emulated_bf16
 from hfssl.training.run_directory import (
     RunStart,
     guard_run_folder,
@@ -172,6 +172,8 @@ def view_seed(seed: int, micro_step: int, process_index: int) -> int:
 
 
 def make_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
+    if recipe.train.mixed_precision == AUTO:  # a caller that did not resolve it (train() does, with the checkpoint's)
+        recipe = resolve_mixed_precision(recipe, _device_type())
     trackers = list(recipe.train.trackers)
     kwargs: dict[str, Any] = {}
     if recipe.train.mixed_precision is not None:

@@ -8,15 +8,13 @@ from hfssl.models.jigsaw.configuration_jigsaw import JigsawConfig
 from hfssl.models.jigsaw.modeling_jigsaw import JigsawForPreTraining, JigsawOutput
 from hfssl.models.jigsaw.task import JigsawInputs, make_jigsaw_puzzles
 from hfssl.registry import (
-    FAMILIES,
     IMAGE,
     IMAGE_FEATURES,
     LAYER_FEATURES,
+    PATCH_PRETEXT,
     PRETEXT_TASK,
-    Family,
     MethodSpec,
     Paper,
-    register_family,
     register_method,
 )
 from hfssl.settings import RecipeError
@@ -32,10 +30,6 @@ PAPER = Paper(
   year      = {2016}
 }""",
 )
-
-#: The card family of the grid pretext tasks (jigsaw, relative patch position): the vision-ssl template with
-#: its own card part (hfssl/hub/cards/patch_pretext.py), which says the encoder was trained on tiles.
-PATCH_PRETEXT = register_family(Family("patch-pretext", FAMILIES["vision-ssl"].template)).name
 
 
 def check_recipe(recipe: Any) -> None:

@@ -8,15 +8,13 @@ from hfssl.models.relative_patch.configuration_relative_patch import RelativePat
 from hfssl.models.relative_patch.modeling_relative_patch import RelativePatchForPreTraining, RelativePatchOutput
 from hfssl.models.relative_patch.task import RelativePatchInputs, make_patch_pairs
 from hfssl.registry import (
-    FAMILIES,
     IMAGE,
     IMAGE_FEATURES,
     LAYER_FEATURES,
+    PATCH_PRETEXT,
     PRETEXT_TASK,
-    Family,
     MethodSpec,
     Paper,
-    register_family,
     register_method,
 )
 from hfssl.settings import RecipeError
@@ -32,10 +30,6 @@ PAPER = Paper(
   year      = {2015}
 }""",
 )
-
-#: The card family of the grid pretext tasks (jigsaw, relative patch position): the vision-ssl template with
-#: its own card part (hfssl/hub/cards/patch_pretext.py), which says the encoder was trained on patches.
-PATCH_PRETEXT = register_family(Family("patch-pretext", FAMILIES["vision-ssl"].template)).name
 
 
 def check_recipe(recipe: Any) -> None:

@@ -345,7 +345,7 @@ def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
         writing the tokenizer; ``make_inputs`` comes from :func:`build_inputs`.
     """
     config = Word2VecConfig(**recipe.model)
-    if accelerator.device.type == "cpu":  # the kernels load (or compile) while the corpus is read
+    if accelerator is None or accelerator.device.type == "cpu":  # the kernels load (or compile) while the corpus is read
         load_kernels_in_background(config)
     dataset = load_text_split(recipe.data)
     column = resolve_text_column(dataset, recipe.data)

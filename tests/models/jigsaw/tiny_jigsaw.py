@@ -19,4 +19,4 @@ def puzzles(batch_size: int = 4, generator: torch.Generator | None = None) -> di
             "labels": torch.randint(10, (batch_size,), generator=generator)}
 
 
-register_tiny("jigsaw", TINY_JIGSAW, puzzles)
+register_tiny("jigsaw", TINY_JIGSAW, puzzles, image_size=32)  # 3x3 grid of 8-px tiles, gap 2: >= 30 px

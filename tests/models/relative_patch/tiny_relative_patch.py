@@ -16,4 +16,4 @@ def patch_pairs(batch_size: int = 4, generator: torch.Generator | None = None) -
             "labels": torch.randint(8, (batch_size,), generator=generator)}
 
 
-register_tiny("relative_patch", TINY_RELATIVE_PATCH, patch_pairs)
+register_tiny("relative_patch", TINY_RELATIVE_PATCH, patch_pairs, image_size=32)  # 3x3 grid of 8-px patches, gap 2: >= 30 px
