@@ -352,6 +352,10 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     if raw.get("views") and spec.modality not in VIEW_MODALITIES:
         raise RecipeError(f"method {spec.name!r} trains on {spec.modality} data: the views section is for methods "
                           "that see images; remove it")
+    train = raw.get("train")
+    if isinstance(train, dict) and train.get("mixed_precision") is False:
+        # YAML reads a bare `no` (`train.mixed_precision=no`, the natural override) as false: it means "no".
+        raw = {**raw, "train": {**train, "mixed_precision": "no"}}
     data_class = data_config_class(spec.modality)
     sections: dict[str, Any] = {name: build_section(cls, name, raw.get(name)) for name, cls in _FIXED_SECTIONS.items()}
     sections["data"] = build_section(data_class, "data", raw.get("data"))

@@ -155,3 +155,14 @@ def test_bench_vision_modes_prints_the_cpu_capability(hardware) -> None:
     hardware(SAPPHIRE_RAPIDS)
     assert bench_vision.cpu_line() == (f"CPU: native bf16 yes (amx_bf16, avx512_bf16; torch capability {capability}); "
                                        "train.mixed_precision=auto picks bf16 here")
+
+
+def test_a_bare_no_override_means_float32_and_other_values_are_refused() -> None:
+    """``train.mixed_precision=no`` (YAML reads a bare ``no`` as false) is "no", not a type error."""
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "simclr" / "digits.yaml"
+    assert load_recipe(recipe, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert load_recipe(recipe, ['train.mixed_precision="no"']).train.mixed_precision == "no"
+    with pytest.raises(RecipeError, match="must be auto, no, fp16 or bf16"):
+        load_recipe(recipe, ["train.mixed_precision=fp32"])
+    with pytest.raises(RecipeError, match="must be a string"):
+        load_recipe(recipe, ["train.mixed_precision=true"])
