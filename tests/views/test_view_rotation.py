@@ -11,21 +11,12 @@ from hfssl.recipe import ViewsConfig
 from hfssl.settings import RecipeError
 from hfssl.views import build_eval_transform, build_views
 from hfssl.views.functional import rotate, rotate_quarter_turns
+from rotation_reference import naive_quarter_turn
 
 MEAN, STD = (0.5,), (0.25,)
 # Crop covering the whole image, nothing else random: a view is the normalised image, rotated or not.
 IDENTITY = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, color_jitter_prob=0.0,
                 grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0, mean=MEAN, std=STD)
-
-
-def naive_quarter_turn(image: torch.Tensor) -> torch.Tensor:
-    """One counter-clockwise quarter turn of ``(C, S, S)``, pixel by pixel: output (i, j) is input (j, S-1-i)."""
-    size = image.shape[-1]
-    out = torch.empty_like(image)
-    for i in range(size):
-        for j in range(size):
-            out[:, i, j] = image[:, j, size - 1 - i]
-    return out
 
 
 def naive_rotate(image: torch.Tensor, degrees: float) -> torch.Tensor:

@@ -19,6 +19,7 @@ from hfssl.recipe import ViewsConfig, load_recipe
 from hfssl.settings import RecipeError
 from hfssl.training.trainer import train
 from hfssl.views import build_eval_transform, build_views
+from rotation_reference import naive_turns
 from tiny import TINY_RESNET, tiny_inputs, tiny_model
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,22 +27,6 @@ FAST = ["train.progress_bar=false", "train.trackers=[]", "train.knn_every=null",
 TINY_DIGITS_RESNET = "{model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, " \
                      "hidden_sizes: [8, 16], depths: [1, 1]}"
 VIEWS = dict(crop_scale=(0.5, 1.0), flip_prob=0.5, mean=(0.5,), std=(0.25,))
-
-
-def naive_quarter_turn(image: torch.Tensor) -> torch.Tensor:
-    """One counter-clockwise quarter turn of ``(C, S, S)``, pixel by pixel: output (i, j) is input (j, S-1-i)."""
-    size = image.shape[-1]
-    out = torch.empty_like(image)
-    for i in range(size):
-        for j in range(size):
-            out[:, i, j] = image[:, j, size - 1 - i]
-    return out
-
-
-def naive_turns(image: torch.Tensor, turns: int) -> torch.Tensor:
-    for _ in range(turns % 4):
-        image = naive_quarter_turn(image)
-    return image
 
 
 def _pixels(batch: int = 3, size: int = 8, seed: int = 0) -> torch.Tensor:
