@@ -9,6 +9,7 @@ each strategy runs as a user's launch would, in fresh processes. Each process tr
 
 * images/s: optimiser steps after the first ``--warmup`` ones, times the global batch (dataset images, not
   crops), over their wall time, measured on the main process;
+* the cores each process used over the timed steps (its CPU seconds, every thread, / wall seconds);
 * the peak RSS of each process (``ru_maxrss``);
 * the parameter memory each process holds (its local shards under FSDP2: about half of DDP's) and the
   optimiser state it holds (AdamW's moments, sharded likewise), read from the prepared model and optimiser.
@@ -90,10 +91,12 @@ class StepClock(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.times: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}  # this process's CPU seconds (every thread) at the same moments
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == "step %d: %s":
             self.times[int(record.args[0])] = time.perf_counter()
+            self.cpu[int(record.args[0])] = time.process_time()
 
 
 def _local_bytes(tensors) -> int:  # noqa: ANN001
@@ -127,6 +130,7 @@ def worker(args: argparse.Namespace) -> None:
     figures = {
         "strategy": accelerator.distributed_type.value, "processes": accelerator.num_processes,
         "images_per_second": timed * args.batch_size * accelerator.num_processes / seconds,
+        "cores_used": (clock.cpu[args.steps] - clock.cpu[args.warmup]) / seconds,  # CPU s / wall s, timed steps
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameter_mib": _local_bytes(model.parameters()) / 2**20,
         "optimizer_state_mib": _local_bytes(value for state in optimizer.state.values() for value in state.values()
@@ -170,14 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{size}, {'float32' if args.precision == 'no' else args.precision}, "
           f"2 CPU processes x {args.threads} thread(s), batch {args.batch_size}/process, "
           f"{args.steps} steps ({args.warmup} warm-up)\n")
-    print("| strategy | images/s | peak RSS per process (MiB) | parameters per process (MiB) | "
-          "optimiser state per process (MiB) | full model parameters (MiB) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| strategy | images/s | cores used per process (CPU s / wall s) | peak RSS per process (MiB) | "
+          "parameters per process (MiB) | optimiser state per process (MiB) | full model parameters (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, ranks in results.items():
         def per_process(key: str, digits: int, ranks: list[dict] = ranks) -> str:
             return " / ".join(f"{rank[key]:.{digits}f}" for rank in ranks)
 
-        print(f"| {name} | {ranks[0]['images_per_second']:.1f} | {per_process('peak_rss_mib', 0)} | "
+        print(f"| {name} | {ranks[0]['images_per_second']:.1f} | {per_process('cores_used', 2)} | "
+              f"{per_process('peak_rss_mib', 0)} | "
               f"{per_process('parameter_mib', 2)} | {per_process('optimizer_state_mib', 2)} | "
               f"{ranks[0]['full_parameter_mib']:.2f} |")
     if args.output:
