@@ -186,8 +186,26 @@ class _TorchProbe:
         return SoftmaxRegression(self.mean, self.scale, weight, bias, iterations)
 
 
-def _device(device: torch.device | str | None) -> torch.device:
+def probe_device(device: torch.device | str | None) -> torch.device:
+    """The device a probe runs on: the given one, else CUDA when available, else the CPU."""
     return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_probe_inputs(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                       num_classes: int | None, probe: str) -> int:
+    """Refuse features and labels a probe on frozen features cannot use (``probe`` names it in the message);
+    return the number of classes (``max(label) + 1`` when ``num_classes`` is ``None``)."""
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"features must be (N, D) with the same D, got {train_x.shape} and {test_x.shape}")
+    if train_y.shape != (len(train_x),) or test_y.shape != (len(test_x),):
+        raise ValueError(f"labels must match the feature rows: {train_y.shape} for {len(train_x)} train rows, {test_y.shape} for {len(test_x)} test rows")
+    if len(np.unique(train_y)) < 2:
+        raise ValueError(f"the {probe} needs at least two classes in the training labels, got {np.unique(train_y).tolist()}")
+    num_classes = int(max(train_y.max(), test_y.max())) + 1 if num_classes is None else num_classes
+    for name, labels in (("train_labels", train_y), ("test_labels", test_y)):
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"{name} must be class indices in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
+    return num_classes
 
 
 def _check_solver(solver: str) -> None:
@@ -214,7 +232,7 @@ def select_c(
         top-1 accuracy of every C.
     """
     best, accuracy, _ = _select_c(features, labels, c_grid, validation_fraction, max_iter, random_state, solver,
-                                  _device(device), num_classes, tolerance)
+                                  probe_device(device), num_classes, tolerance)
     return best, accuracy
 
 
@@ -287,19 +305,10 @@ def linear_probe(
     test_x = np.asarray(test_features, dtype=np.float64)
     train_y = np.asarray(train_labels, dtype=np.int64)
     test_y = np.asarray(test_labels, dtype=np.int64)
-    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(f"features must be (N, D) with the same D, got {train_x.shape} and {test_x.shape}")
-    if train_y.shape != (len(train_x),) or test_y.shape != (len(test_x),):
-        raise ValueError(f"labels must match the feature rows: {train_y.shape} for {len(train_x)} train rows, {test_y.shape} for {len(test_x)} test rows")
     if not c_grid:
         raise ValueError("c_grid is empty: give at least one inverse regularisation strength C (eval.linear_c_grid)")
-    if len(np.unique(train_y)) < 2:
-        raise ValueError(f"the linear probe needs at least two classes in the training labels, got {np.unique(train_y).tolist()}")
-    num_classes = int(max(train_y.max(), test_y.max())) + 1 if num_classes is None else num_classes
-    for name, labels in (("train_labels", train_y), ("test_labels", test_y)):
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"{name} must be class indices in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
-    device = _device(device)
+    num_classes = check_probe_inputs(train_x, train_y, test_x, test_y, num_classes, "linear probe")
+    device = probe_device(device)
     # With a single C there is nothing to choose, so no rows are held out.
     chosen = None
     if len(c_grid) == 1:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hfssl.evaluation.linear_probe import standardisation, validation_split
+from hfssl.evaluation.linear_probe import check_probe_inputs, probe_device, standardisation, validation_split
 from hfssl.evaluation.metrics import top_k_accuracies
 
 logger = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ def build_mlp(width: int, num_classes: int, hidden_dim: int, depth: int, dropout
 def _scores(model: nn.Module, features: torch.Tensor, batch_size: int) -> torch.Tensor:
     model.eval()
     return torch.cat([model(features[start:start + batch_size]) for start in range(0, len(features), batch_size)])
-
-
-def _device(device: torch.device | str | None) -> torch.device:
-    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def mlp_probe(
@@ -98,17 +94,8 @@ def mlp_probe(
     test_x = np.asarray(test_features, dtype=np.float32)
     train_y = np.asarray(train_labels, dtype=np.int64)
     test_y = np.asarray(test_labels, dtype=np.int64)
-    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(f"features must be (N, D) with the same D, got {train_x.shape} and {test_x.shape}")
-    if train_y.shape != (len(train_x),) or test_y.shape != (len(test_x),):
-        raise ValueError(f"labels must match the feature rows: {train_y.shape} for {len(train_x)} train rows, "
-                         f"{test_y.shape} for {len(test_x)} test rows")
-    if len(np.unique(train_y)) < 2:
-        raise ValueError(f"the MLP probe needs at least two classes in the training labels, got {np.unique(train_y).tolist()}")
-    for name, labels in (("train_labels", train_y), ("test_labels", test_y)):
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"{name} must be class indices in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
-    device = _device(device)
+    check_probe_inputs(train_x, train_y, test_x, test_y, num_classes, "MLP probe")
+    device = probe_device(device)
     fit_x, val_x, fit_y, val_y = validation_split(train_x, train_y, validation_fraction, seed)
     x = torch.as_tensor(fit_x, device=device)
     mean, scale = standardisation(x)
