@@ -70,14 +70,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, parse_flag_from_env
 from torch import nn
 
 from hfssl.errors import ResumeError
@@ -119,7 +118,7 @@ def enable_cpu_fsdp(accelerator: Accelerator) -> None:
     would be plain DDP, without a word. FSDP2 runs on CPUs with gloo, so the state is completed here
     with the plugin built from the same settings (as Accelerate builds it on GPUs).
     """
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+    if not parse_flag_from_env("ACCELERATE_USE_FSDP"):  # read as Accelerate reads its launch variables
         return
     if accelerator.distributed_type != DistributedType.MULTI_CPU:
         return
@@ -144,9 +143,9 @@ def refuse_cpu_deepspeed(cpu: bool) -> None:
     Raises:
         RecipeError: naming the FSDP2 CPU config, which shards on CPUs.
     """
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+    if not parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
         return
-    if not (cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes")):
+    if not (cpu or parse_flag_from_env("ACCELERATE_USE_CPU")):
         return
     raise RecipeError(
         "the launch asks for DeepSpeed, but Accelerate runs DeepSpeed on GPUs only and these processes run on the "

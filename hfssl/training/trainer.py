@@ -56,7 +56,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -67,7 +66,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -210,15 +209,11 @@ def _resolve_precision(recipe: Recipe, start: RunStart, accelerator: Accelerator
 
 def _device_type() -> str:
     """The type of device an Accelerator made by :func:`make_accelerator` will train on."""
-    if _env_flag("ACCELERATE_USE_CPU") or not _accelerator_available():
+    if parse_flag_from_env("ACCELERATE_USE_CPU") or not _accelerator_available():
         return "cpu"
     if hasattr(torch, "accelerator") and torch.accelerator.current_accelerator() is not None:
         return torch.accelerator.current_accelerator().type
     return "cuda"
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _accelerator_available() -> bool:
