@@ -150,3 +150,20 @@ def test_a_folder_of_another_model_is_not_replaced(tmp_path, encoder, splits):
     with pytest.raises(ValueError, match="not an earlier semi-supervised run"):
         semi_supervised(encoder, splits.train, splits.test, splits.label_names, 10, FixMatchSettings(max_steps=1),
                         tmp_path / "taken", 0.1)
+
+
+def test_eval_command_line_sets_any_protocol_setting(encoder):
+    import argparse
+
+    from hfssl.evaluation.cli import add_eval_arguments, resolve_configs
+
+    parser = argparse.ArgumentParser()
+    add_eval_arguments(parser)
+    _, config = resolve_configs(parser.parse_args([encoder, "--dataset", "builtin:digits", "--protocol", "fixmatch",
+                                                   "--set", "fixmatch.label_fractions=[0.01, 0.1]",
+                                                   "--set", "fixmatch.max_steps=500"]))
+    assert config.settings["fixmatch"] == {"label_fractions": [0.01, 0.1], "max_steps": 500}
+    with pytest.raises(RecipeError, match="unknown protocol 'fixmach'"):
+        resolve_configs(parser.parse_args([encoder, "--dataset", "builtin:digits", "--set", "fixmach.max_steps=5"]))
+    with pytest.raises(RecipeError, match="PROTOCOL.KEY=VALUE"):
+        resolve_configs(parser.parse_args([encoder, "--dataset", "builtin:digits", "--set", "max_steps=5"]))
