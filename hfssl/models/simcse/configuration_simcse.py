@@ -78,6 +78,9 @@ class SimCSEConfig(PretrainedConfig):
     """
 
     model_type = "hfssl_simcse"
+    # Declared as a config field: transformers v5 otherwise mistakes ``temperature`` for a text
+    # generation parameter and refuses to save the config.
+    temperature: float = 0.05
 
     def __init__(self, encoder_config: PretrainedConfig | dict[str, Any] | None = None,
                  backbone_name_or_path: str | None = None, pooling: str = "mean", temperature: float = 0.05,
