@@ -48,8 +48,7 @@ def resolve_encoder_config(value: PretrainedConfig | dict[str, Any] | None,
             raise OSError(f"could not read the config of model.backbone_name_or_path {backbone_name_or_path!r}: {error}. "
                           "Pass a local folder holding config.json, or connect to the Hugging Face Hub") from error
     if value is None:
-        raise ValueError("SimCSE needs an encoder: set model.backbone_name_or_path (a folder, a Hub id, an MLM run or "
-                         "builtin:all-MiniLM-L6-v2) or model.encoder_config (a dict of BertConfig fields)")
+        value = {}  # BERT-base at random (the paper's smallest encoder); recipes name a start or a size
     if isinstance(value, dict):
         values = {key: item for key, item in value.items()
                   if key not in ("architectures", "transformers_version", "_name_or_path")}
@@ -69,7 +68,7 @@ class SimCSEConfig(PretrainedConfig):
 
     Args:
         encoder_config: the encoder's architecture (a dict of config fields or a config); taken from
-            ``backbone_name_or_path`` when unset.
+            ``backbone_name_or_path`` when unset; BERT-base's ``BertConfig`` when both are unset.
         backbone_name_or_path: start from this encoder (folder, Hub id, ``builtin:all-MiniLM-L6-v2``, MLM run).
         pooling: ``mean`` (over real tokens) or ``cls`` (the first token) sentence embedding.
         temperature: tau of the paper's eq. 1, > 0 (0.05).
