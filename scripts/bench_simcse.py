@@ -12,14 +12,15 @@ decay, no warm-up and a linear decay, in float32, each in its own process with 2
   with the ``NO_DUPLICATES`` batch sampler (its documented unsupervised-SimCSE recipe).
 
 Speed: sentences/s over the steps after the first (data preparation, model loading and the first step are not
-counted), with the process's CPU seconds over the same steps (CPU s / wall s = cores used). Quality: the same
+counted), with the process's CPU seconds over the same steps (CPU s / wall s = cores used); and, after training,
+each side's bare forward + backward of its model on one fixed batch (median of 7), the floor under a step. Quality: the same
 hfssl evaluation functions on each side's saved encoder and on the MiniLM start: ``text-knn`` (k=20, T=0.07) and
 ``text-linear`` (mean pooling) on BBC News and Wikipedia topics (stratified cap of ``--max-documents`` each,
 70/30), with TF-IDF next to them, and ``alignment-uniformity`` on held-out sentences.
 
 Usage (about 10 minutes with the defaults on 2 CPU cores; run under the benchmark lock)::
 
-    flock /tmp/hfssl-bench.lock python scripts/bench_simcse.py --steps 120 --out runs/bench_simcse
+    flock /tmp/hfssl-bench.lock python scripts/bench_simcse.py --steps 80 --max-documents 1000 --out runs/bench_simcse
 """
 
 from __future__ import annotations
@@ -59,6 +60,24 @@ class Timer:
         return {"timed_steps": steps, "wall_seconds": wall, "cpu_seconds": cpu, "cores": cpu / wall,
                 "sentences_per_second": steps * batch_size / wall,
                 "median_step_seconds": step_times[len(step_times) // 2]}
+
+
+def probe_sentences(path: Path, count: int) -> list[str]:
+    """The first ``count`` sentences of the file: one fixed batch for the bare-step timing."""
+    with path.open() as handle:
+        return [json.loads(next(handle))["text"] for _ in range(count)]
+
+
+def bare_step_seconds(step: Any, repeats: int = 7) -> float:
+    """Median seconds of ``step()`` (the model's forward and backward on one fixed batch, no loader, no optimiser):
+    what a step costs before any toolkit overhead."""
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def write_sentences(path: Path) -> int:
@@ -104,7 +123,17 @@ def run_hfssl(args: argparse.Namespace, out: Path, sentences: Path) -> dict[str,
     from hfssl.models.simcse.export import export_sentence_encoder
 
     export_sentence_encoder(result.model, out / "hfssl" / "encoder", ExportContext(recipe, out / "hfssl"))
-    return {**timer.result(args.batch_size), "final_loss": result.final_loss, "model": str(out / "hfssl" / "encoder")}
+    tokenizer = result.model.get_tokenizer(out / "hfssl")
+    batch = tokenizer(probe_sentences(sentences, args.batch_size), padding=True, truncation=True, max_length=32,
+                      return_tensors="pt", return_token_type_ids=False)
+    model = result.model.train()
+
+    def step() -> None:
+        model(**batch, dropout_seed=0).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    return {**timer.result(args.batch_size), "final_loss": result.final_loss, "model": str(out / "hfssl" / "encoder"),
+            "bare_step_seconds": bare_step_seconds(step)}
 
 
 def run_sentence_transformers(args: argparse.Namespace, out: Path, sentences: Path) -> dict[str, Any]:
@@ -140,8 +169,17 @@ def run_sentence_transformers(args: argparse.Namespace, out: Path, sentences: Pa
                                          callbacks=[Callback()])
     output = trainer.train()
     model.save(str(out / "sentence-transformers"))
+    loss = MultipleNegativesRankingLoss(model, scale=1 / 0.05)
+    texts = probe_sentences(sentences, args.batch_size)
+    model.train()
+
+    def step() -> None:
+        features = [model.tokenize(texts), model.tokenize(texts)]
+        loss(features, None).backward()
+        model.zero_grad(set_to_none=True)
+
     return {**timer.result(args.batch_size), "final_loss": output.training_loss,
-            "model": str(out / "sentence-transformers")}
+            "model": str(out / "sentence-transformers"), "bare_step_seconds": bare_step_seconds(step)}
 
 
 def run_side(side: str, args: argparse.Namespace) -> None:
@@ -176,11 +214,13 @@ def evaluate(args: argparse.Namespace, name: str, path: str) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any], quality: list[dict[str, Any]]) -> str:
-    lines = ["| side | sentences/s | median step (s) | CPU s / wall s | final loss |", "|---|---:|---:|---:|---:|"]
+    lines = ["| side | sentences/s | median step (s) | bare forward + backward (s) | CPU s / wall s | final loss |",
+             "|---|---:|---:|---:|---:|---:|"]
     for side in SIDES:
         r = results[side]
         lines.append(f"| {side} | {r['sentences_per_second']:.1f} | {r['median_step_seconds']:.3f} | "
-                     f"{r['cpu_seconds']:.0f} / {r['wall_seconds']:.0f} = {r['cores']:.2f} | {r['final_loss']:.4f} |")
+                     f"{r['bare_step_seconds']:.3f} | {r['cpu_seconds']:.0f} / {r['wall_seconds']:.0f} = {r['cores']:.2f} | "
+                     f"{r['final_loss']:.4f} |")
     ratio = results["hfssl"]["sentences_per_second"] / results["sentence-transformers"]["sentences_per_second"]
     lines += ["", f"hfssl / sentence-transformers sentences/s: {ratio:.2f}x", "",
               "| encoder | kNN BBC | kNN Wikipedia | linear BBC | linear Wikipedia | alignment | uniformity |",

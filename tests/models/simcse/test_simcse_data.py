@@ -84,3 +84,22 @@ def test_text_keys_are_stable_and_the_dropout_seed_is_drawn_from_the_generator()
     first = InputBuilder()({"input_ids": torch.zeros(1)}, torch.Generator().manual_seed(3))["dropout_seed"]
     again = InputBuilder()({"input_ids": torch.zeros(1)}, torch.Generator().manual_seed(3))["dropout_seed"]
     assert first == again
+
+
+def test_an_mlm_run_is_read_through_its_encoder_folder(tmp_path):
+    """model.backbone_name_or_path may be an hfssl run (an MLM run): its exported encoder/ is the start."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from hfssl.models.simcse.configuration_simcse import encoder_source
+
+    run = tmp_path / "mlm-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model_type": "hfssl_mlm"}))
+    with pytest.raises(ValueError, match="hfssl export"):
+        encoder_source(str(run))
+    bert = BertForMaskedLM(BertConfig(**{**TINY_SIMCSE["encoder_config"], "max_position_embeddings": 32}))
+    bert.save_pretrained(run / "encoder")
+    assert encoder_source(str(run)) == str(run / "encoder")
+    model = SimCSEForPreTraining(SimCSEConfig(backbone_name_or_path=str(run), max_seq_length=16))
+    assert model.load_pretrained_weights() == [str(run)]
+    torch.testing.assert_close(model.backbone.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
