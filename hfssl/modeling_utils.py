@@ -211,9 +211,14 @@ class HfsslPreTrainedModel(PreTrainedModel):
         return None
 
     def get_masked_lm(self) -> PreTrainedModel:
-        """``masked-lm`` and ``text-features``: the transferable masked language model (encoder + MLM head);
-        its tokenizer is :meth:`get_tokenizer`."""
+        """``masked-lm``: the transferable masked language model (encoder + MLM head); its tokenizer is
+        :meth:`get_tokenizer`."""
         raise self._not_served("masked-lm")
+
+    def get_text_encoder(self) -> PreTrainedModel:
+        """``text-features``: the transferable text encoder (a transformers model whose output has
+        ``last_hidden_state``; protocols pool its token states); its tokenizer is :meth:`get_tokenizer`."""
+        raise self._not_served("text-features")
 
     def get_dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                          channels: int) -> tuple[PreTrainedModel, Any]:
