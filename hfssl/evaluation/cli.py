@@ -31,6 +31,7 @@ from hfssl.evaluation.runner import draw_protocol_pictures, evaluate, format_res
 from hfssl.recipe import EvalConfig, load_recipe
 from hfssl.files import recording
 from hfssl.registry import is_hfssl_run
+from hfssl.settings import load_yaml
 from hfssl.training.run_directory import check_output_path
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlp-epochs", type=int, help="mlp-probe: most epochs, early-stopped on the validation split "
                         "(default: 100)")
     parser.add_argument("--pretext-seed", type=int, help="pretext: seed of the held-out pretext task (default: 0)")
+    parser.add_argument("--setting", action="append", default=[], metavar="eval.PROTOCOL.KEY=VALUE",
+                        help="any protocol setting, as in a recipe (VALUE is YAML), e.g. "
+                        "--setting eval.distill.teacher=RUN/finetune/fraction-0.01; repeatable")
     parser.add_argument("--plot", action="store_true", help="draw PCA / t-SNE / UMAP (when umap-learn is installed) "
                         "projections of the test embeddings and the probes' confusion matrices")
     parser.add_argument("--images-dir", help="where --plot writes its PNGs (default: PATH/images for an hfssl run, "
@@ -131,6 +135,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def _reads(protocol: str) -> str | None:
     """The data kind a protocol reads (``ValueError`` naming the known protocols for a typo)."""
     return get_protocol(protocol).data
+
+
+def _setting(assignment: str) -> tuple[str, str, Any]:
+    """``eval.PROTOCOL.KEY=VALUE`` (VALUE parsed as YAML, as recipe overrides are) -> (protocol, key, value)."""
+    name, separator, text = assignment.partition("=")
+    parts = name.split(".")
+    if not separator or len(parts) != 3 or parts[0] != "eval" or not all(parts):
+        raise ValueError(f"--setting {assignment!r}: write eval.PROTOCOL.KEY=VALUE, e.g. eval.distill.temperature=2")
+    return parts[1], parts[2], load_yaml(text)
 
 
 def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, EvalConfig]:
@@ -166,6 +179,9 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
             continue
         for protocol, key in (targets if isinstance(targets[0], tuple) else (targets,)):
             settings.setdefault(protocol, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
+    for assignment in getattr(args, "setting", None) or ():
+        protocol, key, value = _setting(assignment)
+        settings.setdefault(protocol, {})[key] = value
     eval_updates["settings"] = settings
     if args.no_baselines:
         eval_updates["baselines"] = False

@@ -63,17 +63,16 @@ class FeatureDistillConfig(HfsslVisionConfig):
         check_range("projection_hidden_dim", projection_hidden_dim, 1, 1 << 16)
         if teacher_config is None and teacher_name_or_path is not None:
             teacher_config = AutoConfig.from_pretrained(teacher_encoder_path(teacher_name_or_path)).to_dict()
-        if teacher_config is None:
-            raise ValueError("feature distillation needs a teacher: set model.teacher_name_or_path to a transformers "
-                             "vision encoder (a folder, a Hub id, or an hfssl run's encoder/)")
         if isinstance(teacher_config, PretrainedConfig):
             teacher_config = teacher_config.to_dict()
-        if "model_type" not in teacher_config:
-            raise ValueError("teacher_config needs a model_type (the teacher encoder's config.json as a dict)")
-        for key in ("transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path"):
-            teacher_config.pop(key, None)
+        if teacher_config is not None:
+            if "model_type" not in teacher_config:
+                raise ValueError("teacher_config needs a model_type (the teacher encoder's config.json as a dict)")
+            teacher_config = {key: value for key, value in teacher_config.items() if key not in
+                              ("transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path")}
         self.teacher_name_or_path = teacher_name_or_path
-        self.teacher_config = dict(teacher_config)
+        #: ``None`` only in a bare config (``AutoConfig.for_model``): the model refuses to be built without one.
+        self.teacher_config = teacher_config
         self.teacher_pooling = teacher_pooling
         self.loss = loss
         self.smooth_l1_beta = smooth_l1_beta

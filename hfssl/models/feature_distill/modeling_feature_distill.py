@@ -62,6 +62,9 @@ class FeatureDistillForPreTraining(HfsslPreTrainedModel):
     training_state = ("teacher_fingerprint",)
 
     def __init__(self, config: FeatureDistillConfig) -> None:
+        if config.teacher_config is None:
+            raise ValueError("feature distillation needs a teacher: set model.teacher_name_or_path to a transformers "
+                             "vision encoder (a folder, a Hub id, or an hfssl run's encoder/)")
         super().__init__(config)
         self.backbone = build_backbone(config.backbone_config)
         freeze_unused_backbone_parts(self.backbone)
