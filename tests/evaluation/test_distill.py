@@ -173,3 +173,13 @@ def test_no_teacher_and_a_teacher_of_other_classes_are_refused(tmp_path, splits,
     with pytest.raises(RecipeError, match="predicts 3 classes and the data have 10"):
         distill(encoder, splits.train, splits.test, splits.label_names, 10,
                 DistillSettings(teacher=str(tmp_path / "three"), max_steps=1), tmp_path / "b")
+
+
+def test_any_protocol_setting_from_the_command_line():
+    from hfssl.evaluation.cli import _setting
+
+    assert _setting("eval.distill.student_config={model_type: resnet, depths: [1]}") == (
+        "distill", "student_config", {"model_type": "resnet", "depths": [1]})
+    assert _setting("eval.distill.temperature=2") == ("distill", "temperature", 2)
+    with pytest.raises(ValueError, match="eval.PROTOCOL.KEY=VALUE"):
+        _setting("distill.temperature=2")

@@ -107,3 +107,11 @@ def test_a_resumed_run_ends_with_the_uninterrupted_runs_weights_and_refuses_a_ch
     shutil.copytree(checkpoint, again / "checkpoints" / checkpoint.name)
     with pytest.raises(ValueError, match="holds other weights than when the checkpoint was written"):
         train(recipe, again, resume=True)
+
+
+def test_views_normalised_otherwise_than_the_teacher_are_refused(teacher_run):
+    from hfssl.settings import RecipeError
+
+    with pytest.raises(RecipeError, match=r"views.mean is \[0.5\] but the teacher .* set views.mean=\[0.3\]"):
+        load_recipe(REPO / "recipes" / "feature_distill" / "digits.yaml",
+                    [f"model.teacher_name_or_path={teacher_run}", "views.mean=[0.5]"])
