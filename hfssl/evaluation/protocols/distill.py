@@ -49,4 +49,8 @@ DISTILL = register_protocol(Protocol(
     data=IMAGE, held_out=True, pictures=(CONFUSION_PICTURE,),
     card=ProtocolCard("Distilled", "**Distillation** (SimCLRv2 phase 3): a fine-tuned teacher's temperature-softened "
                       "predictions on the unlabelled training images teach a student classifier (a plain transformers "
-                      "`AutoModelForImageClassification`), at the stated fraction of labels.", tuned=True)))
+                      "`AutoModelForImageClassification`), at the stated fraction of labels; the teacher's own test top-1 "
+                      "is in `eval_results.json` (`teacher_top1`).", tuned=True,
+                      setting_labels={"label_fraction": "labels", "temperature": "T", "labelled_weight": "a"},
+                      bookkeeping=("num_unlabelled", "teacher", "student_parameters", "teacher_parameters",
+                                   "teacher_top1", "batch_size", "lr", "max_steps", "epochs"))))
