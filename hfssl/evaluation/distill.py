@@ -65,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 MODEL_FOLDER = "model"
 INITS = ("pretrained", "random")
+NO_TEACHER = ("the distill protocol needs a teacher: set eval.distill.teacher to a fine-tuned classifier (an hfssl "
+              "finetune output such as RUN/finetune/fraction-0.01, or any AutoModelForImageClassification folder / "
+              "Hub id)")
 #: The label of rows outside the labelled share (ignored by the labelled loss).
 UNLABELLED = -100
 
@@ -266,6 +269,8 @@ class DistillSettings:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        if not self.teacher:  # refused when the recipe loads, not at the end of its training
+            raise RecipeError(NO_TEACHER)
         if self.init not in INITS:
             raise RecipeError(f"eval.distill.init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.student_config is not None:
@@ -420,9 +425,7 @@ def distill(encoder: str, train_dataset: Any, test_dataset: Any, label_names: li
         top1, top5, teacher_top1, ...settings}``.
     """
     if not settings.teacher:
-        raise RecipeError("the distill protocol needs a teacher: set eval.distill.teacher to a fine-tuned classifier "
-                          "(an hfssl finetune output such as RUN/finetune/fraction-0.01, or any "
-                          "AutoModelForImageClassification folder / Hub id)")
+        raise RecipeError(NO_TEACHER)
     output_dir = Path(output_dir)
     _check_output(output_dir)
     teacher_path = teacher_classifier_path(settings.teacher)

@@ -160,13 +160,13 @@ def test_the_protocol_distils_into_a_smaller_student_from_the_evaluation_config(
                                          ({"student_config": {"depths": [1]}, "init": "random"}, "student_config")])
 def test_bad_settings_name_the_setting(values, key):
     with pytest.raises(RecipeError, match=f"eval.distill.{key}"):
-        build_section(DistillSettings, "eval.distill", values)
-
-
-def test_no_teacher_and_a_teacher_of_other_classes_are_refused(tmp_path, splits, teacher):
-    encoder, _ = teacher
+        build_section(DistillSettings, "eval.distill", {"teacher": "some/classifier", **values})
     with pytest.raises(RecipeError, match="set eval.distill.teacher"):
-        distill(encoder, splits.train, splits.test, splits.label_names, 10, DistillSettings(max_steps=1), tmp_path / "a")
+        build_section(DistillSettings, "eval.distill", {})
+
+
+def test_a_teacher_of_other_classes_is_refused(tmp_path, splits, teacher):
+    encoder, _ = teacher
     from transformers import ResNetForImageClassification
 
     ResNetForImageClassification(ResNetConfig(**TINY, num_labels=3)).save_pretrained(tmp_path / "three")

@@ -14,9 +14,8 @@ from transformers import AutoModel, ResNetConfig, ResNetModel, ViTImageProcessor
 
 from hfssl.losses import FeatureDistillationLoss
 from hfssl.models.feature_distill import FeatureDistillConfig, FeatureDistillForPreTraining
-from hfssl.recipe import load_recipe
+from hfssl.recipe import OptimConfig, load_recipe
 from hfssl.training.optim import build_optimizer
-from hfssl.recipe import OptimConfig
 from hfssl.training.trainer import train
 from tiny_feature_distill import TEACHER
 from tiny import TINY_RESNET
