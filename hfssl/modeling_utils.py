@@ -41,6 +41,13 @@ What a model needs from a step in ``on_train_step_end`` (the keys a queue takes 
 its own ``forward`` of that step: checkpoints are written after the hook, so nothing kept between
 the two is ever lost or saved twice.
 
+Frozen external teachers (feature distillation, SimCLRv2's distillation): :meth:`add_frozen_teacher` builds
+a module from its config (on the CPU, so also under ``from_pretrained``'s meta-device construction), freezes
+it and keeps it in eval mode (:meth:`train`), and keeps its weights out of ``state_dict``: out of
+``model.safetensors``, of every checkpoint and of every export. The config names where the weights come from
+(a folder, a Hub id, a run's ``encoder/``) and the model's :meth:`load_pretrained_weights` loads them when a
+run starts or resumes; ``from_pretrained`` of the full model builds the teacher from its config alone.
+
 Pretrained weights: the engine calls :meth:`load_pretrained_weights` once when a run starts; by
 default it copies ``config.backbone_name_or_path`` into :meth:`get_backbone` through
 :meth:`load_pretrained_backbone` and the teachers; MLM and CLIP load their own parts.
@@ -57,6 +64,7 @@ Publishing (``model.push_to_hub``) is provided by the hub layer, which installs 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +159,8 @@ class HfsslPreTrainedModel(PreTrainedModel):
     teacher_pairs: tuple[tuple[str, str], ...] = ()
     #: Names of non-persistent buffers that are training-only state (checkpointed, not released).
     training_state: tuple[str, ...] = ()
+    #: Submodules added by :meth:`add_frozen_teacher` (frozen, eval mode, never in ``state_dict``).
+    frozen_teachers: tuple[str, ...] = ()
 
     def _init_weights(self, module: nn.Module) -> None:
         # hfssl's heads use PyTorch's default initialisation (as in the reference implementations
@@ -268,6 +278,30 @@ class HfsslPreTrainedModel(PreTrainedModel):
         for teacher_name, _ in self.teacher_pairs:
             getattr(self, teacher_name).requires_grad_(False)
 
+    def add_frozen_teacher(self, name: str, build: Callable[[], nn.Module]) -> nn.Module:
+        """Register ``build()`` as the frozen external teacher ``self.<name>`` (see the module docstring):
+        built on the CPU, ``requires_grad`` off (so never in the optimiser), in eval mode, and left out of
+        ``state_dict`` (so out of saved models, checkpoints and exports; ``load_state_dict`` does not ask
+        for it). Call in ``__init__`` before ``post_init``; ``name`` must be listed in :attr:`frozen_teachers`."""
+        if name not in self.frozen_teachers:
+            raise ValueError(f"{type(self).__name__}.frozen_teachers must list {name!r} to add it as a frozen teacher")
+        with torch.device("cpu"):  # real weights even under from_pretrained's meta-device construction
+            teacher = build()
+        teacher.requires_grad_(False)
+        teacher.eval()
+        setattr(self, name, teacher)
+        if _drop_frozen_teachers not in self._state_dict_hooks.values():
+            self._register_state_dict_hook(_drop_frozen_teachers)
+            self.register_load_state_dict_post_hook(_allow_missing_frozen_teachers)
+        return teacher
+
+    def train(self, mode: bool = True) -> HfsslPreTrainedModel:
+        """As ``nn.Module.train``, but frozen teachers (:meth:`add_frozen_teacher`) stay in eval mode."""
+        super().train(mode)
+        for name in self.frozen_teachers:
+            getattr(self, name).eval()
+        return self
+
     def copy_student_to_teacher(self) -> None:
         for teacher_name, student_name in self.teacher_pairs:
             getattr(self, teacher_name).load_state_dict(getattr(self, student_name).state_dict())
@@ -284,7 +318,9 @@ class HfsslPreTrainedModel(PreTrainedModel):
                 teacher_buffer.copy_(student_buffer)
 
     def teacher_parameter_names(self) -> set[str]:
-        names = set()
+        """Names of the parameters of the EMA teachers and of the frozen teachers: never trained."""
+        names = {f"{name}.{parameter}" for name in self.frozen_teachers
+                 for parameter, _ in getattr(self, name).named_parameters()}
         for teacher_name, _ in self.teacher_pairs:
             names.update(f"{teacher_name}.{name}" for name, _ in getattr(self, teacher_name).named_parameters())
         return names
@@ -386,3 +422,33 @@ class HfsslPreTrainedModel(PreTrainedModel):
         if _push_handler is None:
             raise RuntimeError("publishing is set up by `import hfssl`; import hfssl before calling push_to_hub")
         return _push_handler(self, repo_id, **kwargs)
+
+
+#: int64 words of :func:`weights_fingerprint` (a sha256).
+FINGERPRINT_WORDS = 4
+
+
+def weights_fingerprint(module: nn.Module) -> torch.Tensor:
+    """A sha256 of a module's parameters and buffers (names, shapes, bytes) as ``FINGERPRINT_WORDS`` int64 words:
+    a resume refuses a frozen teacher whose weights changed since its checkpoint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return torch.frombuffer(bytearray(digest.digest()), dtype=torch.int64).clone()
+
+
+def _drop_frozen_teachers(model: HfsslPreTrainedModel, state: dict[str, Any], prefix: str, metadata: Any) -> None:
+    """``state_dict`` hook: the frozen teachers' weights are loaded from where the config says, never saved."""
+    prefixes = tuple(f"{prefix}{name}." for name in model.frozen_teachers)
+    for key in [key for key in state if key.startswith(prefixes)]:
+        del state[key]
+
+
+def _allow_missing_frozen_teachers(model: HfsslPreTrainedModel, incompatible: Any) -> None:
+    """``load_state_dict`` post-hook: a state dict without the frozen teachers' weights is complete."""
+    # Keys are relative to the module load_state_dict was called on: a wrapper (DDP) adds "module.".
+    prefixes = tuple(f".{name}." for name in model.frozen_teachers)
+    incompatible.missing_keys[:] = [key for key in incompatible.missing_keys
+                                    if not any(prefix in f".{key}" for prefix in prefixes)]

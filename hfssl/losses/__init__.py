@@ -14,3 +14,8 @@ __all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "SimCSELoss", "BYOLLoss", 
 from hfssl.losses.image_text import CLIPLoss  # noqa: E402
 
 __all__ += ["CLIPLoss"]
+
+# Distillation from a frozen teacher (feature distillation, SimCLRv2's phase 3).
+from hfssl.losses.distillation import FeatureDistillationLoss, SoftTargetCrossEntropy  # noqa: E402
+
+__all__ += ["FeatureDistillationLoss", "SoftTargetCrossEntropy"]
