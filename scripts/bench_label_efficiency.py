@@ -107,14 +107,14 @@ def main() -> None:
     for fraction in FRACTIONS:
         teacher_run = max(("simclr", "byol"), key=lambda name: rows[name][f"finetune-{fraction:g}"])
         teacher = out / teacher_run / "finetune" / f"fraction-{fraction:g}"
-        for student, extra in (("same", []), ("small", ["--setting", "eval.distill.init=random", "--setting",
-                                                        "eval.distill.student_config=" + json.dumps(small)])):
+        for student, extra in (("same", []), ("small", ["--set", "distill.init=random", "--set",
+                                                        "distill.student_config=" + json.dumps(small)])):
             name = f"distill-{student}-{fraction:g}"
             command = ["eval", str(out / teacher_run), "--protocol", "distill", "--no-baselines",
-                       "--output", str(out / f"{name}.json"), "--setting", f"eval.distill.teacher={teacher}",
-                       "--setting", f"eval.distill.label_fraction={fraction}", "--setting",
-                       f"eval.distill.max_steps={distill_steps}", "--setting",
-                       f"eval.distill.output_dir={out / teacher_run / 'distill' / name}", *extra]
+                       "--output", str(out / f"{name}.json"), "--set", f"distill.teacher={teacher}",
+                       "--set", f"distill.label_fraction={fraction}", "--set",
+                       f"distill.max_steps={distill_steps}", "--set",
+                       f"distill.output_dir={out / teacher_run / 'distill' / name}", *extra]
             entry = run(command, log)
             row = results(out / f"{name}.json")[0]
             rows[name] = {"entry": entry, "teacher": teacher_run, "top1": row["top1"], "teacher_top1": row["teacher_top1"],
