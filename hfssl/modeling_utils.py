@@ -211,9 +211,18 @@ class HfsslPreTrainedModel(PreTrainedModel):
         return None
 
     def get_masked_lm(self) -> PreTrainedModel:
-        """``masked-lm`` and ``text-features``: the transferable masked language model (encoder + MLM head);
-        its tokenizer is :meth:`get_tokenizer`."""
+        """``masked-lm``: the transferable masked language model (encoder + MLM head); its tokenizer is
+        :meth:`get_tokenizer`."""
         raise self._not_served("masked-lm")
+
+    def get_text_model(self) -> PreTrainedModel:
+        """``text-features``: the transferable text model, whose ``base_model`` gives the token states (default:
+        :meth:`get_masked_lm`; a causal language model returns itself); its tokenizer is :meth:`get_tokenizer`."""
+        return self.get_masked_lm()
+
+    def get_causal_lm(self) -> PreTrainedModel:
+        """``causal-lm``: the transferable causal (next-token) language model; its tokenizer is :meth:`get_tokenizer`."""
+        raise self._not_served("causal-lm")
 
     def get_dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                          channels: int) -> tuple[PreTrainedModel, Any]:
