@@ -48,7 +48,7 @@ def resolve_decoder_config(value: PretrainedConfig | dict[str, Any] | str | None
         if value not in GPT2_PRESETS:
             raise ValueError(f"unknown model.decoder_config preset {value!r}; use one of {', '.join(GPT2_PRESETS)} or a "
                              "dict of GPT2Config fields")
-        value = {"model_type": "gpt2", **GPT2_PRESETS[value], "n_positions": max(1024, max_seq_length)}
+        value = {"model_type": "gpt2", **GPT2_PRESETS[value], "n_positions": 1024}
     if isinstance(value, PretrainedConfig):
         value = value.to_dict()
     if not isinstance(value, dict):
