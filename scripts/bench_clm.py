@@ -6,8 +6,7 @@ with the same byte-level BPE tokenizer (trained and cached by hfssl on the train
 its own process:
 
 * ``hfssl``: ``hfssl.training.trainer.train`` on hfssl's packed rows (documents ended by
-  ``<|endoftext|>``, consecutive rows sharing one token), the output layer fused with the cross-entropy
-  (:mod:`hfssl.losses.causal_lm`);
+  ``<|endoftext|>``, consecutive rows sharing one token), the output layer on the real targets only;
 * ``hf-run-clm``: transformers' ``Trainer`` + ``DataCollatorForLanguageModeling(mlm=False)`` on rows made as
   the ``run_clm`` example's ``group_texts`` makes them (documents tokenised, concatenated, cut into blocks,
   the remainder dropped), with one change: each document is followed by ``<|endoftext|>`` as in hfssl's
@@ -22,7 +21,8 @@ length) are measured on each side's saved model by the same function.
 
 ``--model-step-rounds N`` times one forward + backward of one batch instead, hfssl's model against
 ``GPT2LMHeadModel(labels=...)``, interleaved round after round in one process (the load of a shared machine
-hits both alike), and splits the step into the decoder and the output layer + loss.
+hits both alike), and times the output layer + loss alone: hfssl's (logits whole), the fused chunked form
+(``model.loss_chunk_size=1024``) and transformers' (logits + ``ForCausalLMLoss``).
 
 Usage::
 
@@ -257,8 +257,9 @@ def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
 
     steps = {"hfssl": lambda: ours(input_ids=ids, attention_mask=attention, dropout_seed=1).loss.backward(),
              "transformers": lambda: theirs(input_ids=ids, labels=ids, attention_mask=attention).loss.backward(),
-             "head_fused": lambda: (linear_cross_entropy(hidden, weight, None, targets, ours.config.loss_chunk_size)[0]
-                                    / targets.numel()).backward(),
+             "head_hfssl": lambda: (linear_cross_entropy(hidden, weight, None, targets)[0] / targets.numel()).backward(),
+             "head_fused_1024": lambda: (linear_cross_entropy(hidden, weight, None, targets, 1024)[0]
+                                         / targets.numel()).backward(),
              "head_plain": plain_head}
     times: dict[str, list[float]] = {name: [] for name in steps}
     cpu: dict[str, float] = {name: 0.0 for name in steps}
@@ -270,7 +271,7 @@ def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
             cpu[name] += time.process_time() - start_cpu
     medians = {name: statistics.median(values[1:]) for name, values in times.items()}  # the first round warms up
     return {"median_seconds": medians, "speedup": medians["transformers"] / medians["hfssl"],
-            "head_speedup": medians["head_plain"] / medians["head_fused"],
+            "head_share_of_transformers_step": medians["head_plain"] / medians["transformers"],
             "cores_used": {name: cpu[name] / sum(times[name]) for name in steps}, "rounds": rounds,
             "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 

@@ -52,7 +52,7 @@ def next_token_scores(text_model: TextModel, texts: list[str], max_seq_length: i
         hidden = model.base_model(input_ids=input_ids).last_hidden_state  # (B, L, H); right padding, causal attention
         chosen = real[:, 1:]
         loss, hits = linear_cross_entropy(hidden[:, :-1][chosen], output_layer.weight, output_layer.bias,
-                                          input_ids[:, 1:][chosen])
+                                          input_ids[:, 1:][chosen], chunk_size=1024)
         total += float(loss)
         correct += int(hits)
         count += int(chosen.sum())

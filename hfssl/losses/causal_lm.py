@@ -11,7 +11,10 @@ logits never exist whole, and each chunk is reused while it is still in the cach
 Kernel's fused linear cross-entropy, Hsu et al. 2024, and of Wijmans et al. 2025, "Cut Your Losses").
 
 The result is the same sum of token losses and the same gradients as the plain formula (tested against
-``F.cross_entropy`` on fixed tensors), whatever the chunk size.
+``F.cross_entropy`` on fixed tensors), whatever the chunk size. On the 2-core AVX2 CPU of BENCHMARKS.md the
+fused form was *slower* than forming the logits whole (the output layer's products dominate either way, and
+PyTorch's ``log_softmax`` kernels are well vectorised), so it is used only when asked for
+(``chunk_size``): it bounds the memory of a large vocabulary or long rows.
 """
 
 from __future__ import annotations
@@ -73,11 +76,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-                         chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+                         chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum of cross-entropies, number of argmax hits)`` of ``hidden (N, H) @ weight (V, H).T + bias`` against
-    ``targets (N,)``; see the module docstring. Without gradients the chunks are only scored."""
+    ``targets (N,)``. ``chunk_size=None`` forms the logits whole and uses ``F.cross_entropy`` (the fastest on the
+    CPUs measured, BENCHMARKS.md); a chunk size runs the fused chunked form of the module docstring, whose memory
+    does not grow with ``N x V``. Without gradients the chunks are only scored."""
     if hidden.ndim != 2 or targets.shape != hidden.shape[:1]:
         raise ValueError(f"expected hidden (N, H) and targets (N,), got {tuple(hidden.shape)} and {tuple(targets.shape)}")
+    if chunk_size is None:
+        logits = torch.nn.functional.linear(hidden, weight, bias)
+        logits = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+        with torch.no_grad():
+            correct = (logits.argmax(dim=-1) == targets).sum()
+        return loss, correct
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return _LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk_size)
@@ -101,7 +113,7 @@ class LinearCrossEntropy(nn.Module):
     """Module form of :func:`linear_cross_entropy` (the output layer's weight and bias are passed in, so a
     model's tied embedding matrix is used as it is)."""
 
-    def __init__(self, chunk_size: int = 1024) -> None:
+    def __init__(self, chunk_size: int | None = None) -> None:
         super().__init__()
         self.chunk_size = chunk_size
 

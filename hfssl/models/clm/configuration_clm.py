@@ -84,8 +84,10 @@ class CLMConfig(PretrainedConfig):
         max_seq_length: tokens per training row; at most the decoder's positions.
         eos_token_id / pad_token_id: the end-of-text token that ends every document, and padding (from the
             tokenizer).
-        loss_chunk_size: tokens whose logits are formed at once by the fused output layer and cross-entropy
-            (:class:`hfssl.losses.causal_lm.LinearCrossEntropy`); the loss and gradients do not depend on it.
+        loss_chunk_size: ``None`` (default) forms the ``(tokens, vocabulary)`` logits whole; a number fuses the
+            output layer with the cross-entropy over chunks of that many tokens
+            (:class:`hfssl.losses.causal_lm.LinearCrossEntropy`), bounding the memory of a large vocabulary or long
+            rows. The loss and gradients do not depend on it.
     """
 
     model_type = "hfssl_clm"
@@ -98,15 +100,15 @@ class CLMConfig(PretrainedConfig):
         max_seq_length: int = 128,
         eos_token_id: int | None = None,
         pad_token_id: int | None = None,
-        loss_chunk_size: int = 1024,
+        loss_chunk_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool) or max_seq_length < 4:
             raise ValueError(f"model.max_seq_length must be an integer >= 4, got {max_seq_length!r}")
         if vocab_size is not None and vocab_size < 8:
             raise ValueError(f"model.vocab_size must be at least 8, got {vocab_size!r}")
-        if not isinstance(loss_chunk_size, int) or loss_chunk_size < 1:
-            raise ValueError(f"model.loss_chunk_size must be a positive integer, got {loss_chunk_size!r}")
+        if loss_chunk_size is not None and (not isinstance(loss_chunk_size, int) or loss_chunk_size < 1):
+            raise ValueError(f"model.loss_chunk_size must be a positive integer or null, got {loss_chunk_size!r}")
         super().__init__(**kwargs)
         self.backbone_name_or_path = backbone_name_or_path
         decoder = resolve_decoder_config(decoder_config, backbone_name_or_path, max_seq_length)

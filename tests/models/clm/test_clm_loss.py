@@ -17,7 +17,7 @@ from hfssl.models.clm.data import InputBuilder, pack_causal_rows
 from tiny_clm import TINY_GPT2, packed_rows
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 1000])
+@pytest.mark.parametrize("chunk_size", [None, 1, 7, 1000])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_fused_linear_cross_entropy_equals_the_formula(chunk_size, with_bias):
     generator = torch.Generator().manual_seed(0)
@@ -43,9 +43,11 @@ def test_fused_linear_cross_entropy_equals_the_formula(chunk_size, with_bias):
     torch.testing.assert_close(zero, torch.tensor(5 * torch.log(torch.tensor(11.0)).item()))
 
 
-def test_the_model_loss_equals_transformers_gpt2_with_labels():
+@pytest.mark.parametrize("loss_chunk_size", [None, 5])
+def test_the_model_loss_equals_transformers_gpt2_with_labels(loss_chunk_size):
     torch.manual_seed(0)
-    model = CLMForPreTraining(CLMConfig(decoder_config=TINY_GPT2, vocab_size=100, max_seq_length=16)).double().eval()
+    model = CLMForPreTraining(CLMConfig(decoder_config=TINY_GPT2, vocab_size=100, max_seq_length=16,
+                                        loss_chunk_size=loss_chunk_size)).double().eval()
     assert isinstance(model.language_model, GPT2LMHeadModel)
     inputs = packed_rows(generator=torch.Generator().manual_seed(1))
     labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
