@@ -103,3 +103,28 @@ def test_config_rejects_bad_values_naming_them():
         CLMConfig(decoder_config={"model_type": "vit"})
     with pytest.raises(ValueError, match="eos_token_id 500 is outside the vocabulary"):
         CLMConfig(decoder_config=TINY_GPT2, vocab_size=100, eos_token_id=500)
+
+
+def test_continued_pretraining_starts_from_a_causal_lm_folder_with_its_tokenizer(tmp_path):
+    from transformers import GPT2Config
+
+    from hfssl.models.clm.data import load_tokenizer, train_byte_level_bpe
+
+    texts = ["The cat sat on the mat.", "Über naïve café, 3.14 €!"] * 20
+    tokenizer = train_byte_level_bpe(iter(texts), 300)
+    assert tokenizer.eos_token == "<|endoftext|>" and tokenizer.eos_token_id == 0
+    for text in texts[:2]:  # byte-level: every text round-trips, no unknown token
+        assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    start = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                                       eos_token_id=0, bos_token_id=0))
+    start.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    config = CLMConfig(backbone_name_or_path=str(tmp_path), max_seq_length=32)
+    assert config.vocab_size == len(tokenizer) and config.eos_token_id == 0
+    model = CLMForPreTraining(config)
+    assert model.load_pretrained_weights() == [str(tmp_path)]
+    for name, value in start.state_dict().items():
+        assert torch.equal(model.language_model.state_dict()[name], value), name
+    assert load_tokenizer(str(tmp_path)).pad_token == "<|endoftext|>"
+    with pytest.raises(ValueError, match="differs from the .* embeddings"):
+        CLMConfig(backbone_name_or_path=str(tmp_path), vocab_size=999)
