@@ -215,10 +215,10 @@ class HfsslPreTrainedModel(PreTrainedModel):
         :meth:`get_tokenizer`."""
         raise self._not_served("masked-lm")
 
-    def get_text_model(self) -> PreTrainedModel:
-        """``text-features``: the transferable text model, whose ``base_model`` gives the token states (default:
-        :meth:`get_masked_lm`; a causal language model returns itself); its tokenizer is :meth:`get_tokenizer`."""
-        return self.get_masked_lm()
+    def get_text_encoder(self) -> PreTrainedModel:
+        """``text-features``: the transferable text encoder (a transformers model whose output has
+        ``last_hidden_state``; protocols pool its token states); its tokenizer is :meth:`get_tokenizer`."""
+        raise self._not_served("text-features")
 
     def get_causal_lm(self) -> PreTrainedModel:
         """``causal-lm``: the transferable causal (next-token) language model; its tokenizer is :meth:`get_tokenizer`."""

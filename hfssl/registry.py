@@ -80,7 +80,7 @@ LAYER_FEATURES = register_capability(Capability(
     "pooled image features of every stage (convolutional) or block (ViT) of the encoder, [(batch, width)] per layer"))
 WORD_VECTORS = register_capability(Capability("word-vectors", "get_word_vectors", "the words and their vectors"))
 TEXT_FEATURES = register_capability(Capability(
-    "text-features", "get_text_model", "token features of a text encoder with its tokenizer (mean or [CLS] pooled)"))
+    "text-features", "get_text_encoder", "token features of a text encoder with its tokenizer (mean or [CLS] pooled)"))
 #: A masked-language-model head with its tokenizer (held-out masked-token accuracy, fill-mask).
 MASKED_LM = register_capability(Capability(
     "masked-lm", "get_masked_lm", "a masked-language-model head with its tokenizer"))

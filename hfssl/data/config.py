@@ -78,6 +78,9 @@ class TextDataConfig(SourceConfig):
 
     ``lowercase`` / ``token_pattern`` define words for tokenizers trained on the corpus;
     ``tokenizer_name_or_path`` takes an existing tokenizer (local folder or Hub id) instead.
+    Sentence-pair methods (SimCSE) also read ``pair_column`` (each row's positive text) and
+    ``negative_column`` (an optional hard negative), and ``split_sentences`` (one training row per
+    sentence of each document: lines, then ``.``/``!``/``?`` before white space).
     """
 
     source: str | None = "builtin:english_corpus"
@@ -85,6 +88,17 @@ class TextDataConfig(SourceConfig):
     lowercase: bool = True
     token_pattern: str = r"[\w']+"
     tokenizer_name_or_path: str | None = None
+    pair_column: str | None = None
+    negative_column: str | None = None
+    split_sentences: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.negative_column is not None and self.pair_column is None:
+            raise RecipeError("data.negative_column (hard negatives) needs data.pair_column (the positives)")
+        if self.split_sentences and self.pair_column is not None:
+            raise RecipeError("data.split_sentences splits single documents; it does not apply to pairs "
+                              "(data.pair_column): unset one of them")
 
 
 @dataclass

@@ -18,6 +18,7 @@ Shared by every text method (word2vec today; masked language modelling builds on
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN_TOKEN = "[UNK]"
 BUILTIN_TEXT = ("builtin:english_corpus", "builtin:lee_background")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 # ---- words ------------------------------------------------------------------------------------------
@@ -187,6 +189,20 @@ def iter_texts(dataset: Any, column: str, source: str, batch_size: int = 1000) -
         for value in batch[column]:
             yield _text(value, row, column, source)
             row += 1
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a document: lines, then ends of sentences (``.``, ``!``, ``?`` before white space)."""
+    sentences = []
+    for line in text.splitlines():
+        sentences += [part.strip() for part in _SENTENCE_END.split(line) if part.strip()]
+    return sentences
+
+
+def check_text(value: Any, row: int, column: str, source: str) -> str:
+    """One cell of a text column (row ``row``): ``None`` counts as empty; anything else that is not a string
+    raises ``ValueError`` naming the row, the column, the dataset and the fix."""
+    return _text(value, row, column, source)
 
 
 def _text(value: Any, row: int, column: str, source: str) -> str:

@@ -28,7 +28,8 @@ from hfssl.evaluation.context import EvaluationContext, is_dual_encoder, run_rec
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.evaluation.protocols import available_protocols, get_protocol
 from hfssl.evaluation.runner import draw_protocol_pictures, evaluate, format_results_table, write_eval_results
-from hfssl.recipe import EvalConfig, load_recipe
+from hfssl.recipe import EvalConfig, load_recipe, parse_override
+from hfssl.settings import RecipeError
 from hfssl.files import recording
 from hfssl.registry import is_hfssl_run
 from hfssl.training.run_directory import check_output_path
@@ -115,6 +116,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: RUN/finetune for an hfssl run, else ./finetune-<encoder folder>)")
     parser.add_argument("--freeze-stages", type=int, help="finetune: keep the stem and the first N stages / blocks "
                         "frozen (default: 0, every parameter trains)")
+    parser.add_argument("--set", action="append", dest="settings", metavar="PROTOCOL.KEY=VALUE",
+                        help="repeatable: any protocol setting, the value read as YAML (for example "
+                        "fixmatch.label_fractions=[0.01,0.1] or mean-teacher.max_steps=500)")
     parser.add_argument("--layers", type=int, nargs="+", metavar="I",
                         help="layer-linear: the 1-based stages / blocks to probe (default: all)")
     parser.add_argument("--mlp-hidden-dim", type=int, help="mlp-probe: hidden layer width (default: 512)")
@@ -166,6 +170,14 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
             continue
         for protocol, key in (targets if isinstance(targets[0], tuple) else (targets,)):
             settings.setdefault(protocol, {})[key] = list(value) if isinstance(value, (list, tuple)) else value
+    for text in args.settings or ():
+        path, value = parse_override(text)
+        if len(path) != 2:
+            raise RecipeError(f"--set {text!r} must look like PROTOCOL.KEY=VALUE (for example fixmatch.max_steps=500)")
+        if path[0] not in available_protocols():
+            raise RecipeError(f"--set {text!r}: unknown protocol {path[0]!r}; known protocols: "
+                              f"{', '.join(available_protocols())}")
+        settings.setdefault(path[0], {})[path[1]] = value
     eval_updates["settings"] = settings
     if args.no_baselines:
         eval_updates["baselines"] = False

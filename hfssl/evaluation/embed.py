@@ -352,8 +352,8 @@ def _text_rows(context: EvaluationContext, request: EmbedRequest, capability: st
         raise UsageError(f"dataset {data.source!r} split {data.train_split!r} has no rows to embed")
     labels, label_feature = _text_labels(dataset, request.label_column, data.source)
     text_model = context.text_model()
-    text_model.masked_lm.to(_device())
-    limit = int(getattr(text_model.masked_lm.config, "max_position_embeddings", request.max_length))
+    text_model.encoder.to(_device())
+    limit = int(getattr(text_model.encoder.config, "max_position_embeddings", request.max_length))
     max_length = min(request.max_length, limit)
     pooling = request.pooling or "mean"
     parts = []

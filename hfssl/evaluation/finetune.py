@@ -306,7 +306,7 @@ class FineTuneSettings:
         return {"init": self.init, "epochs": self.epochs if self.max_steps is None else None,
                 "max_steps": self.max_steps, "batch_size": self.batch_size, "lr": self.lr,
                 "layer_decay": self.layer_decay, "label_smoothing": self.label_smoothing,
-                "freeze_stages": self.freeze_stages}
+                "freeze_stages": self.freeze_stages, "seed": self.seed}
 
 
 @dataclass
@@ -336,6 +336,54 @@ def _label_names(label_names: list[str] | None, num_classes: int) -> dict[int, s
     return {index: f"LABEL_{index}" for index in range(num_classes)}
 
 
+@dataclass
+class ClassifierSource:
+    """What a classifier trained from an encoder is made of (the fine-tuning and semi-supervised protocols).
+
+    Attributes:
+        encoder_config: the encoder's transformers config. processor: its image processor.
+        channels / mean / std: the encoder's input channels and the processor's normalisation (one value per
+            channel, repeated when the processor was made for the other number of channels).
+        data_size: the side of the prepared images. image_size: the side the encoder takes.
+    """
+
+    encoder_config: PretrainedConfig
+    processor: Any
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    data_size: int
+    image_size: int
+
+    @classmethod
+    def load(cls, encoder: str, train_dataset: Any, freeze_stages: int = 0) -> ClassifierSource:
+        """Read ``encoder``'s config and processor; ``freeze_stages`` is checked against its stages first."""
+        encoder_config = AutoConfig.from_pretrained(encoder)
+        if freeze_stages:
+            with torch.device("meta"):  # the module names only: refused before any folder is written
+                frozen_modules(AutoModel.from_config(encoder_config), freeze_stages)
+        processor = AutoImageProcessor.from_pretrained(encoder)
+        channels = int(getattr(encoder_config, "num_channels", 3))
+        mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
+        std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
+        if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
+            mean, std = (mean[0],) * channels, (std[0],) * channels
+        size = getattr(processor, "size", None) or {}
+        data_size = int(read_pixels(train_dataset, 0, 1).shape[-1])  # the side of the prepared images
+        image_size = int(size.get("height") or size.get("shortest_edge") or data_size)
+        return cls(encoder_config, processor, channels, mean, std, data_size, image_size)
+
+    def classifier_config(self, label_names: list[str] | None, num_classes: int) -> dict[str, Any]:
+        """The ``*ForImageClassification`` config (as a dict) of the encoder with ``num_classes`` labels."""
+        id2label = _label_names(label_names, num_classes)
+        config = {**self.encoder_config.to_dict(), "num_labels": num_classes, "id2label": id2label,
+                  "label2id": {name: index for index, name in id2label.items()}}
+        config.pop("architectures", None)
+        for key in ("transformers_version", "dtype", "torch_dtype"):
+            config.pop(key, None)
+        return config
+
+
 def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: list[str] | None, num_classes: int,
              settings: FineTuneSettings, output_dir: str | Path, label_fraction: float = 1.0,
              data_config: ImageDataConfig | None = None) -> FineTuneResult:
@@ -355,29 +403,14 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     """
     output_dir = Path(output_dir)
     _check_output(output_dir)
-    encoder_config = AutoConfig.from_pretrained(encoder)
-    if settings.freeze_stages:
-        with torch.device("meta"):  # the module names only: refused before any folder is written
-            frozen_modules(AutoModel.from_config(encoder_config), settings.freeze_stages)
-    processor = AutoImageProcessor.from_pretrained(encoder)
-    channels = int(getattr(encoder_config, "num_channels", 3))
-    mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
-    std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
-    if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
-        mean, std = (mean[0],) * channels, (std[0],) * channels
-    size = getattr(processor, "size", None) or {}
-    data_size = int(read_pixels(train_dataset, 0, 1).shape[-1])  # the side of the prepared images
-    image_size = int(size.get("height") or size.get("shortest_edge") or data_size)
+    source = ClassifierSource.load(encoder, train_dataset, settings.freeze_stages)
+    processor, channels, mean, std = source.processor, source.channels, source.mean, source.std
+    data_size, image_size = source.data_size, source.image_size
 
     train_labels = read_labels(train_dataset)
     if label_fraction < 1.0:
         train_dataset = train_dataset.select(balanced_subset(train_labels, label_fraction, settings.seed).tolist())
-    id2label = _label_names(label_names, num_classes)
-    classifier_config = {**encoder_config.to_dict(), "num_labels": num_classes, "id2label": id2label,
-                         "label2id": {name: index for index, name in id2label.items()}}
-    classifier_config.pop("architectures", None)
-    for key in ("transformers_version", "dtype", "torch_dtype"):
-        classifier_config.pop(key, None)
+    classifier_config = source.classifier_config(label_names, num_classes)
     views = ViewsConfig(num_views=1, crop_size=image_size, crop_scale=tuple(settings.crop_scale),
                         flip_prob=settings.flip_prob, mean=mean, std=std)
     data = data_config or ImageDataConfig(source="in-memory")
@@ -410,6 +443,22 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
                    overwrite=not settings.resume, spec=spec)
     model = result.model.eval()
     classifier = model.classifier
+    scores, test_labels, accuracies = score_classifier(classifier, views, image_size, channels, test_dataset)
+    model_dir = save_classifier(classifier, processor, output_dir / MODEL_FOLDER)
+    row: dict[str, Any] = {}
+    if label_fraction < 1.0:
+        row["label_fraction"] = label_fraction
+    row.update(num_labelled=len(train_dataset), **settings.row_settings(), steps=result.steps, **accuracies)
+    row = {key: value for key, value in row.items() if value is not None}
+    (output_dir / "finetune_result.json").write_text(json.dumps(row, indent=2) + "\n")
+    logger.info("fine-tuned %s: test top-1 %.4f top-5 %.4f (%s)", encoder, accuracies["top1"], accuracies["top5"], model_dir)
+    return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
+
+
+def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int, channels: int,
+                     test_dataset: Any) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """A trained classifier's test logits, labels and top-1 / top-5 accuracies, the test images through the
+    deterministic transform of feature extraction (the exported image processor's)."""
     transform = build_eval_transform(views, image_size, channels)
     device = next(classifier.parameters()).device
 
@@ -420,16 +469,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         return transform(match_channels(pixels, channels))
 
     scores, test_labels = extract_features_with(logits, to_model, test_dataset, 256, device=device, model=classifier)
-    accuracies = top_k_accuracies(scores, test_labels)
-    model_dir = save_classifier(classifier, processor, output_dir / MODEL_FOLDER)
-    row: dict[str, Any] = {}
-    if label_fraction < 1.0:
-        row["label_fraction"] = label_fraction
-    row.update(num_labelled=len(train_dataset), **settings.row_settings(), steps=result.steps, **accuracies)
-    row = {key: value for key, value in row.items() if value is not None}
-    (output_dir / "finetune_result.json").write_text(json.dumps(row, indent=2) + "\n")
-    logger.info("fine-tuned %s: test top-1 %.4f top-5 %.4f (%s)", encoder, accuracies["top1"], accuracies["top5"], model_dir)
-    return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
+    return np.asarray(scores), np.asarray(test_labels), top_k_accuracies(scores, test_labels)
 
 
 def _check_output(output_dir: Path) -> None:

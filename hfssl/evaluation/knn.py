@@ -161,3 +161,34 @@ def knn_evaluate(
         scores = _vote(similarities[:, :k], neighbour_labels[:, :k], temperature, num_classes)
         results.append({"k": k, "temperature": temperature, **top_k_accuracies(scores, targets)})
     return results
+
+
+def knn_evaluate_similarities(
+    similarities: ArrayLike,
+    train_labels: ArrayLike,
+    test_labels: ArrayLike,
+    ks: Sequence[int],
+    temperature: float,
+    num_classes: int,
+) -> list[dict[str, float | int]]:
+    """:func:`knn_evaluate` from a precomputed ``(N_test, N_train)`` cosine-similarity matrix (features that
+    are sparse and too wide to densify, such as TF-IDF): the same neighbours, votes and accuracies.
+
+    Returns:
+        one ``{"k", "temperature", "top1", "top5"}`` dict per k (clipped to ``N_train``), in the order given.
+    """
+    scores_all = _as_tensor(similarities, torch.float32, "cpu")
+    labels = _as_tensor(train_labels, torch.int64, "cpu")
+    targets = _as_tensor(test_labels, torch.int64, "cpu")
+    _check_labels(labels, num_classes, "train_labels")
+    _check_labels(targets, num_classes, "test_labels")
+    if scores_all.shape != (targets.shape[0], labels.shape[0]):
+        raise ValueError(f"similarities must have shape ({targets.shape[0]}, {labels.shape[0]}), got "
+                         f"{tuple(scores_all.shape)}")
+    used = [min(k, labels.shape[0]) for k in ks]
+    similarities_k, indices = scores_all.topk(max(used), dim=1)
+    results = []
+    for k in used:
+        scores = _vote(similarities_k[:, :k], labels[indices[:, :k]], temperature, num_classes)
+        results.append({"k": k, "temperature": temperature, **top_k_accuracies(scores, targets)})
+    return results

@@ -37,7 +37,7 @@ from hfssl.evaluation.linear_probe import linear_probe
 from hfssl.backbones import pool_text_features
 from hfssl.data.token_masking import IGNORE_INDEX, mask_tokens
 from hfssl.data.token_rows import encode_documents, pack_documents
-from hfssl.registry import discover_methods, is_hfssl_run
+from hfssl.registry import MASKED_LM, discover_methods, is_hfssl_run, method_for_config
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +48,23 @@ EXCLUDED_TOPICS = ("", "Uncategorized")
 
 @dataclass
 class TextModel:
-    """A masked language model with its tokenizer, ready for evaluation (eval mode, no gradients)."""
+    """A text encoder with its tokenizer, ready for evaluation (eval mode, no gradients): a masked language
+    model (``masked_lm``; its encoder is ``masked_lm.base_model``), or an encoder alone (``text_encoder``:
+    an hfssl model serving ``text-features`` but not ``masked-lm``, e.g. SimCSE; ``masked_lm`` is then ``None``)."""
 
     tokenizer: Any
     masked_lm: Any
     head_trained: bool
     name: str
+    text_encoder: Any = None
 
     @property
     def device(self) -> torch.device:
-        return next(self.masked_lm.parameters()).device
+        return next(self.encoder.parameters()).device
 
     @property
     def encoder(self) -> Any:
-        return self.masked_lm.base_model
+        return self.text_encoder if self.text_encoder is not None else self.masked_lm.base_model
 
 
 def load_text_model(model: Any = None, path: str | None = None, folder: str | Path | None = None) -> TextModel:
@@ -74,7 +77,10 @@ def load_text_model(model: Any = None, path: str | None = None, folder: str | Pa
         if tokenizer is None:
             raise ValueError(f"the {type(model).__name__} has no tokenizer saved with it ({folder or model.name_or_path}); "
                              "evaluate its run directory, which holds tokenizer.json")
-        return TextModel(tokenizer, model.get_text_model().eval(), True, f"the {type(model).__name__}")
+        name = f"the {type(model).__name__}"
+        if MASKED_LM not in method_for_config(model.config).provides:
+            return TextModel(tokenizer, None, False, name, text_encoder=model.get_text_encoder().eval())
+        return TextModel(tokenizer, model.get_masked_lm().eval(), True, name)
     if path is None:
         raise ValueError("text protocols need a model or a model path")
     resolved = resolve_pretrained_path(path)
@@ -281,7 +287,7 @@ def text_classification_rows(text_model: TextModel, datasets: tuple[str, ...], p
                              ) -> list[dict[str, Any]]:
     """``text-linear`` rows: per data set, one row per pooling (``features: model``) and the TF-IDF baseline."""
     rows: list[dict[str, Any]] = []
-    limit = int(getattr(text_model.masked_lm.config, "max_position_embeddings", max_length))
+    limit = int(getattr(text_model.encoder.config, "max_position_embeddings", max_length))
     max_length = min(max_length, limit)
     for name in datasets:
         texts, labels, names = load_classification_set(name)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hfssl.distributed import gather_sizes, gather_with_grad, is_distributed, rank
+from hfssl.distributed import gather_no_grad, gather_sizes, gather_with_grad, is_distributed, rank
 from hfssl.losses.precision import float32_loss
 
 
@@ -203,3 +203,76 @@ class MoCoV3Loss(nn.Module):
             raise ValueError("MoCoV3Loss expects four non-empty (batch, dim) tensors of one shape (queries and "
                              f"keys of both views), got {[tuple(t.shape) for t in (q1, q2, k1, k2)]}")
         return self.contrastive(q1, k2) + self.contrastive(q2, k1)
+
+
+class SimCSELoss(nn.Module):
+    """In-batch-negative contrastive loss of SimCSE (Gao, Yao, Chen 2021, eqs. 1 and 5).
+
+    Anchor ``h_i`` with its positive ``h_i^+`` (unsupervised: the same sentence under another dropout mask,
+    eq. 1; supervised: its paired sentence, eq. 5) and, optionally, a hard negative ``h_i^-``:
+    ``l_i = -log exp(sim(h_i, h_i^+) / tau) / sum_j (exp(sim(h_i, h_j^+) / tau) + exp(sim(h_i, h_j^-) / tau))``
+    with cosine similarity; the candidates ``h_j^+`` (and ``h_j^-``) are those of the *global* batch. This is
+    the official ``cl_forward`` (anchors against positives, not symmetrised) and sentence-transformers'
+    ``MultipleNegativesRankingLoss`` (scale ``1 / tau``).
+
+    Duplicates (exact de-duplication by text): with ``anchor_keys`` / ``candidate_keys`` (an integer per
+    text, equal for equal texts), a candidate whose text equals the anchor's or the anchor's positive
+    text is left out of that anchor's denominator (except the positive itself), so a sentence that
+    appears twice in a batch is never the negative of its own copy.
+
+    Distributed runs (``gather_distributed=True``): the candidates are gathered with gradients; each
+    process returns ``W / N`` times the sum over its anchors, so the process mean is the global-batch loss
+    and DDP's averaged gradients are its gradients (see :mod:`hfssl.distributed`).
+
+    Shapes: ``anchors, positives: (B, D)``, ``negatives: (B, D)`` or ``None`` (any scale; normalised here);
+    ``anchor_keys: (B, 2)`` (the anchor's and its positive's text keys), ``candidate_keys: (B,)`` or
+    ``(B, 2)`` (positive, negative) -> ``(loss, accuracy)``: the scalar loss and, without gradient, the share
+    of local anchors whose best candidate is their positive.
+    """
+
+    def __init__(self, temperature: float = 0.05, gather_distributed: bool = True) -> None:
+        super().__init__()
+        self.temperature = _check_temperature("SimCSELoss", temperature)
+        self.gather_distributed = gather_distributed
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
+
+    @float32_loss
+    def forward(self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None,
+                anchor_keys: torch.Tensor | None = None, candidate_keys: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if anchors.ndim != 2 or anchors.shape != positives.shape or anchors.shape[0] == 0:
+            raise ValueError("SimCSELoss expects non-empty anchors and positives of one shape (batch, dim), row i of both "
+                             f"being a pair; got {tuple(anchors.shape)} and {tuple(positives.shape)}")
+        if negatives is not None and negatives.shape != anchors.shape:
+            raise ValueError(f"SimCSELoss expects hard negatives of the anchors' shape {tuple(anchors.shape)}, "
+                             f"got {tuple(negatives.shape)}")
+        if (anchor_keys is None) != (candidate_keys is None):
+            raise ValueError("SimCSELoss: give both anchor_keys and candidate_keys (or neither)")
+        batch_size = anchors.shape[0]
+        anchors = F.normalize(anchors, dim=1)
+        candidates = F.normalize(positives, dim=1)
+        if negatives is not None:
+            candidates = torch.cat([candidates, F.normalize(negatives, dim=1)], dim=1)  # (B, 2D): one gather for both
+        keys = None if candidate_keys is None else candidate_keys.reshape(batch_size, -1)
+        sizes, offset = (_global_offset(batch_size, anchors.device) if self.gather_distributed
+                         else ([batch_size], 0))
+        if len(sizes) > 1:
+            candidates = gather_with_grad(candidates, sizes)  # (N, D) or (N, 2D), process order
+            keys = None if keys is None else gather_no_grad(keys, sizes)
+        dim, total = anchors.shape[1], candidates.shape[0]
+        # (N, D) / (N, 2D) -> (N, D) / (2N, D): every positive, then every hard negative.
+        candidates = torch.cat(candidates.split(dim, dim=1), dim=0)
+        logits = anchors @ candidates.T / self.temperature  # (B, N) or (B, 2N)
+        targets = torch.arange(batch_size, device=anchors.device) + offset
+        if keys is not None:
+            keys = torch.cat(keys.unbind(1), dim=0)  # (N,) or (2N,), in the candidates' order
+            anchor_keys = anchor_keys.reshape(batch_size, -1)
+            same_text = (keys[None, :, None] == anchor_keys[:, None, :]).any(dim=2)  # (B, C)
+            same_text[torch.arange(batch_size, device=anchors.device), targets] = False
+            logits = logits.masked_fill(same_text, float("-inf"))
+        loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+        with torch.no_grad():
+            accuracy = (logits.argmax(dim=1) == targets).float().mean()
+        return loss_sum * (len(sizes) / sum(sizes)), accuracy

@@ -39,6 +39,13 @@ class ViewsConfig:
     # [-10, -5, 5, 10]) are resampled bilinearly with black corners. Off by default; the eval transform never rotates.
     rotation_prob: float = 0.0
     rotation_degrees: tuple[float, ...] = (90.0, 180.0, 270.0)
+    # RandAugment + Cutout (issue 24; FixMatch's strong view, hfssl.views.randaugment): randaugment_num_ops
+    # operations per view after the crop, flip and colour operations, each with the fixed randaugment_magnitude in
+    # [0, 1] or, when it is null, a magnitude drawn per operation (FixMatch); then a grey square of side
+    # cutout_fraction of the view. Off by default (0), drawing nothing then; the eval transform never applies them.
+    randaugment_num_ops: int = 0
+    randaugment_magnitude: float | None = None
+    cutout_fraction: float = 0.0
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     # Asymmetric per-view probabilities (BYOL: blur 1.0/0.1, solarize 0.0/0.2). When set, they
@@ -54,6 +61,14 @@ class ViewsConfig:
         if not self.rotation_degrees or not all(math.isfinite(value) for value in self.rotation_degrees):
             raise RecipeError(f"views.rotation_degrees must list at least one finite angle in degrees (for example "
                               f"[90, 180, 270] or [-10, 10]), got {self.rotation_degrees!r}")
+        if self.randaugment_num_ops < 0:
+            raise RecipeError(f"views.randaugment_num_ops must be >= 0 (0: off; FixMatch uses 2), got {self.randaugment_num_ops!r}")
+        if self.randaugment_magnitude is not None and not 0.0 <= self.randaugment_magnitude <= 1.0:
+            raise RecipeError(f"views.randaugment_magnitude must be in [0, 1], or null for a random magnitude per "
+                              f"operation (FixMatch), got {self.randaugment_magnitude!r}")
+        if not 0.0 <= self.cutout_fraction <= 1.0:
+            raise RecipeError(f"views.cutout_fraction must be in [0, 1] (0: off; FixMatch uses 0.5), got "
+                              f"{self.cutout_fraction!r}")
         if self.num_views < 1:
             raise RecipeError(f"views.num_views must be >= 1, got {self.num_views!r}")
         for name in ("crop_scale", "local_crop_scale"):

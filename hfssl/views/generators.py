@@ -13,17 +13,20 @@ every step vectorised over the batch with per-sample parameters from the caller'
 4. Gaussian blur with probability ``blur_prob`` (per view: ``blur_prob_per_view``), sigma uniform
    in ``blur_sigma``, kernel 10 % of the view side made odd (SimCLR), at least 3;
 5. solarize with probability ``solarize_prob`` (per view: ``solarize_prob_per_view``), threshold 0.5;
-6. normalise with ``mean`` / ``std``.
+6. RandAugment (``randaugment_num_ops`` operations) and Cutout (``cutout_fraction``), off by default
+   (:mod:`hfssl.views.randaugment`, FixMatch's strong augmentation), in both kinds of views;
+7. normalise with ``mean`` / ``std``.
 
 Local views of multi-crop (Caron et al. 2020) go through the same pipeline at
 ``local_crop_size`` with ``local_crop_scale`` and use the scalar ``blur_prob`` /
-``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1 and 6 only (rotation
+``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1, 6 and 7 only (rotation
 included when ``rotation_prob > 0``).
 On 1-channel images saturation, hue and grayscale are identities (there is no colour to change).
 An operation whose probability is 0 is skipped and draws nothing from the generator.
 
 Seeding: every random number comes from the generator passed with the batch, in a fixed order
-(global views, then local views; within a group crop, flip, rotation, jitter, grey, blur, solarize), so the
+(global views, then local views; within a group crop, flip, rotation, jitter, grey, blur, solarize, RandAugment,
+Cutout), so the
 same seed on the same device type gives identical views. CPU and CUDA generators draw different
 streams, so a seed gives different (equally valid) views on the two. Views are computed in
 float32 with any enclosing autocast switched off.
@@ -41,6 +44,7 @@ import torch.nn.functional as F
 
 from hfssl.views.config import ViewsConfig
 from hfssl.views import functional
+from hfssl.views.randaugment import cutout, randaugment
 from hfssl.views.parameters import bernoulli, sample_color_jitter, sample_crop_boxes, uniform
 
 logger = logging.getLogger(__name__)
@@ -227,6 +231,10 @@ class _ViewPipeline:
         views = self._crop(images, group, generator)
         if photometric:
             views = self._photometric(views, group, generator)
+        if self.views.randaugment_num_ops > 0:
+            views = randaugment(views, generator, self.views.randaugment_num_ops, self.views.randaugment_magnitude)
+        if self.views.cutout_fraction > 0:
+            views = cutout(views, generator, self.views.cutout_fraction)
         views = self._normalize(views)
         return views.reshape(images.shape[0], group.count, self.channels, group.size, group.size)
 

@@ -27,6 +27,7 @@ from hfssl.losses import (
     BarlowTwinsLoss, BYOLLoss, CLIPLoss, DINOLoss, InfoNCELoss, MoCoV3Loss, NTXentLoss, SimSiamLoss, SwAVLoss,
     VICRegLoss, sinkhorn_knopp,
 )
+from hfssl.losses.semi_supervised import masked_pseudo_label_loss, softmax_mse_consistency
 
 RTOL, ATOL = 1e-6, 1e-7
 BF16_RTOL = 2.0 ** -8
@@ -65,10 +66,17 @@ def _inputs(name: str) -> tuple[Callable[..., torch.Tensor], list[torch.Tensor],
     if name == "barlow_twins":
         return (lambda z1, z2: BarlowTwinsLoss(gather_distributed=False)(z1, z2).loss,
                 [randn(16, 32), randn(16, 32)], {})
+    if name == "fixmatch":  # the weak view's logits make the (detached) targets
+        weak = randn(16, 10) * 3
+        return lambda strong: masked_pseudo_label_loss(weak, strong, 0.5).loss, [randn(16, 10)], {}
+    if name == "mean_teacher":
+        teacher = randn(16, 10)
+        return lambda student: softmax_mse_consistency(student, teacher), [randn(16, 10)], {}
     raise KeyError(name)
 
 
-LOSSES = ["ntxent", "infonce", "moco_v3", "byol", "simsiam", "dino", "swav", "clip", "vicreg", "barlow_twins"]
+LOSSES = ["ntxent", "infonce", "moco_v3", "byol", "simsiam", "dino", "swav", "clip", "vicreg", "barlow_twins",
+          "fixmatch", "mean_teacher"]
 
 
 def _value_and_gradients(loss: Callable[..., torch.Tensor], inputs: list[torch.Tensor], autocast: bool

@@ -12,24 +12,26 @@ from hfssl.evaluation.protocols import IMAGE, Protocol, ProtocolCard, Rows, prob
 from hfssl.registry import IMAGE_FEATURES, is_hfssl_run
 
 
-def _finetune_output(context: EvaluationContext, settings: FineTuneSettings, encoder: str) -> Path:
-    if settings.output_dir is not None:
-        return Path(settings.output_dir)
+def trained_output(context: EvaluationContext, output_dir: str | None, encoder: str, name: str = "finetune") -> Path:
+    """Where a protocol that trains a classifier (``name``: finetune, fixmatch, ...) puts its runs: ``output_dir``
+    when set, else ``RUN/<name>`` for an hfssl run (or its ``encoder/``), else ``./<name>-<encoder folder>``."""
+    if output_dir is not None:
+        return Path(output_dir)
     if context.run_dir is not None:
-        return Path(context.run_dir) / "finetune"
+        return Path(context.run_dir) / name
     path = Path(str(context.model_path))
     if is_hfssl_run(path):
-        return path / "finetune"
+        return path / name
     if path.name == "encoder" and is_hfssl_run(path.parent):
-        return path.parent / "finetune"
-    return Path.cwd() / f"finetune-{Path(encoder).name or 'model'}"
+        return path.parent / name
+    return Path.cwd() / f"{name}-{Path(encoder).name or 'model'}"
 
 
 def run_finetune(context: EvaluationContext, settings: FineTuneSettings) -> Rows:
     """Fine-tune the evaluated encoder once per label fraction (:mod:`hfssl.evaluation.finetune`)."""
     encoder = context.encoder_path()
     splits = context.image_splits()
-    base = _finetune_output(context, settings, encoder)
+    base = trained_output(context, settings.output_dir, encoder)
     rows = []
     for fraction in settings.label_fractions:
         folder = ("all-labels" if fraction >= 1.0 else f"fraction-{fraction:g}") + (

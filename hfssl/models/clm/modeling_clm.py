@@ -84,9 +84,9 @@ class CLMForPreTraining(HfsslPreTrainedModel):
         """The ``causal-lm`` capability: the released causal language model (its tokenizer: :meth:`get_tokenizer`)."""
         return self.language_model
 
-    def get_text_model(self) -> PreTrainedModel:
-        """The ``text-features`` capability: the causal LM, whose ``base_model`` gives the token states."""
-        return self.language_model
+    def get_text_encoder(self) -> PreTrainedModel:
+        """The ``text-features`` capability: the decoder's base model, whose ``last_hidden_state`` protocols pool."""
+        return self.language_model.base_model
 
     def get_input_embeddings(self) -> torch.nn.Module:
         return self.language_model.get_input_embeddings()

@@ -24,7 +24,6 @@ Pipeline (``MethodSpec.build_data`` = :func:`build_training_data`):
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from hfssl.data.tokenizer_cache import cached_tokenizer
-from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
+from hfssl.data.text import iter_texts, load_text_split, resolve_text_column, split_sentences
 from hfssl.data.training import TrainingData
 from hfssl.models.mlm.configuration_mlm import MLMConfig
 from hfssl.data.token_masking import continuation_table, mask_tokens
@@ -52,7 +51,6 @@ logger = logging.getLogger(__name__)
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 #: Documents per ``datasets.map`` batch when packing.
 MAP_BATCH = 1000
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 # ---- tokenizer ------------------------------------------------------------------------------------
@@ -125,14 +123,6 @@ def tokenizer_config_updates(tokenizer: Any, config: MLMConfig) -> dict[str, Any
 
 
 # ---- rows -----------------------------------------------------------------------------------------
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a document: lines, then ends of sentences (``.``, ``!``, ``?`` before white space)."""
-    sentences = []
-    for line in text.splitlines():
-        sentences += [part.strip() for part in _SENTENCE_END.split(line) if part.strip()]
-    return sentences
 
 
 def sentence_pairs(sentences: list[list[int]], budget: int, rng: np.random.Generator

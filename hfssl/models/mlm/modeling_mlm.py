@@ -91,8 +91,12 @@ class MLMForPreTraining(HfsslPreTrainedModel):
         return released
 
     def get_masked_lm(self) -> BertForMaskedLM:
-        """The ``masked-lm`` and ``text-features`` capabilities: the released ``BertForMaskedLM``."""
+        """The ``masked-lm`` capability: the released ``BertForMaskedLM``."""
         return self.export_backbone()
+
+    def get_text_encoder(self) -> Any:
+        """The ``text-features`` capability: the released model's ``BertModel`` encoder."""
+        return self.export_backbone().bert
 
     def get_input_embeddings(self) -> torch.nn.Module:
         return self.bert_model.get_input_embeddings()
