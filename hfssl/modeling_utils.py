@@ -230,6 +230,10 @@ class HfsslPreTrainedModel(PreTrainedModel):
         ``last_hidden_state``; protocols pool its token states); its tokenizer is :meth:`get_tokenizer`."""
         raise self._not_served("text-features")
 
+    def get_causal_lm(self) -> PreTrainedModel:
+        """``causal-lm``: the transferable causal (next-token) language model; its tokenizer is :meth:`get_tokenizer`."""
+        raise self._not_served("causal-lm")
+
     def get_dual_encoder(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                          channels: int) -> tuple[PreTrainedModel, Any]:
         """``image-text-embeddings``: the transferable dual encoder and its processor for images of

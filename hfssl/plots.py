@@ -351,3 +351,20 @@ def save_attention_plot(originals: np.ndarray, attentions: np.ndarray, path: Pat
     canvas.savefig(path, format="png", bbox_inches="tight",
                    metadata={"Description": f"hfssl attention maps count={count} heads={heads}"})
     return path
+
+
+def read_scalars(log_dir: Path, tags: tuple[str, ...] = ("train/loss",)) -> dict[str, list[tuple[int, float]]]:
+    """``tag -> [(step, value)]`` from every TensorBoard event file under ``log_dir`` (empty when there is none
+    or tensorboard is not installed): the training curves that methods draw for their cards."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return {}
+    scalars: dict[str, dict[int, float]] = {}
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in tags:
+            if tag in accumulator.Tags().get("scalars", []):
+                scalars.setdefault(tag, {}).update({event.step: event.value for event in accumulator.Scalars(tag)})
+    return {tag: sorted(values.items()) for tag, values in scalars.items()}

@@ -84,6 +84,9 @@ TEXT_FEATURES = register_capability(Capability(
 #: A masked-language-model head with its tokenizer (held-out masked-token accuracy, fill-mask).
 MASKED_LM = register_capability(Capability(
     "masked-lm", "get_masked_lm", "a masked-language-model head with its tokenizer"))
+#: A causal (next-token) language model with its tokenizer (held-out perplexity, text-generation).
+CAUSAL_LM = register_capability(Capability(
+    "causal-lm", "get_causal_lm", "a causal (next-token) language model with its tokenizer"))
 IMAGE_TEXT_EMBEDDINGS = register_capability(Capability(
     "image-text-embeddings", "get_dual_encoder", "image and text embeddings of a dual encoder in one space"))
 #: A hand-crafted pretext task's classifier (rotation, jigsaw, relative patch position): its predictions and

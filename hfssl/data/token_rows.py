@@ -1,8 +1,13 @@
-"""Token rows for BERT-like text models, shared by masked-language-model training and text evaluation.
+"""Token rows for text models, shared by masked- and causal-language-model training and text evaluation.
 
 * :func:`encode_documents` / :func:`pack_documents`: whole documents to token ids (never truncated)
   and rows ``[CLS] + length - 1 tokens`` with every document followed by ``[SEP]`` (RoBERTa's
-  FULL-SENTENCES packing; MLM's ``grouped`` rows and the ``mlm-accuracy`` protocol's rows).
+  FULL-SENTENCES packing; MLM's ``grouped`` rows and the ``mlm-accuracy`` protocol's rows), or, for a
+  causal language model, rows of ``length`` tokens with every document followed by the end-of-text
+  token and consecutive rows sharing one token (``prefix_id=None, overlap=1``), so that every token of
+  the stream after the first is a next-token target exactly once.
+* :class:`TokenRowCollator`: packed rows (with their real lengths) to padded ``input_ids`` and
+  ``attention_mask`` tensors.
 * :func:`split_held_out` / :func:`held_out_texts`: one document in :data:`HOLDOUT_EVERY` is never
   trained on (MLM keeps it out), so a text model can be scored on text it did not see.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
 
@@ -19,20 +25,34 @@ from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
 HOLDOUT_EVERY = 100
 
 
-def pack_documents(documents: list[list[int]], cls_id: int, sep_id: int, pad_id: int, length: int
-                   ) -> tuple[list[list[int]], list[int]]:
-    """Pack token lists into rows ``[CLS] + length - 1 tokens``, every document followed by ``[SEP]``.
+def pack_documents(documents: list[list[int]], cls_id: int | None, sep_id: int, pad_id: int, length: int,
+                   overlap: int = 0, lead_id: int | None = None) -> tuple[list[list[int]], list[int]]:
+    """Pack token lists into rows of ``length`` tokens, every document followed by ``sep_id``.
+
+    Args:
+        cls_id: the token that starts every row (BERT's ``[CLS]``), or ``None`` for rows of the stream alone.
+        sep_id: the token after every document (``[SEP]``; a causal model's end-of-text token).
+        overlap: stream tokens a row repeats from the end of the one before (a causal model: 1, so the
+            last token of a row, which predicts nothing there, is the first input of the next).
+        lead_id: a token before the first document (a causal model's end-of-text token, so that the first
+            document's first token is a target too, as every later document's is after the one before).
 
     Returns:
         the rows (the last one padded with ``pad_id``) and their numbers of real tokens.
     """
     stream = [token for document in documents if document for token in (*document, sep_id)]
-    body = length - 1
+    if lead_id is not None and stream:
+        stream.insert(0, lead_id)
+    prefix = [] if cls_id is None else [cls_id]
+    body = length - len(prefix)
+    if not 0 <= overlap < body:
+        raise ValueError(f"overlap {overlap} must be in [0, {body}) for rows of {length} tokens")
     rows, lengths = [], []
-    for start in range(0, len(stream), body):
+    stride = body - overlap
+    for start in range(0, max(len(stream) - overlap, 0), stride):
         chunk = stream[start:start + body]
-        lengths.append(len(chunk) + 1)
-        rows.append([cls_id, *chunk, *([pad_id] * (body - len(chunk)))])
+        lengths.append(len(chunk) + len(prefix))
+        rows.append([*prefix, *chunk, *([pad_id] * (body - len(chunk)))])
     return rows, lengths
 
 
@@ -93,3 +113,19 @@ def held_out_texts(data: Any, max_documents: int | None = None) -> tuple[list[st
 
 
 # ---- batches ---------------------------------------------------------------------------------------
+
+
+class TokenRowCollator:
+    """Packed rows ``{"input_ids", "length"}`` -> int64 ``input_ids`` padded with ``pad_id`` to the
+    longest row of the batch, and the ``attention_mask`` of the real tokens."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        lengths = torch.tensor([int(row["length"]) for row in rows], dtype=torch.int64)
+        input_ids = torch.full((len(rows), max(1, int(lengths.max()))), self.pad_id, dtype=torch.int64)
+        for index, row in enumerate(rows):
+            input_ids[index, : int(lengths[index])] = torch.from_numpy(
+                np.asarray(row["input_ids"], dtype=np.int64)[: int(lengths[index])])
+        return {"input_ids": input_ids, "attention_mask": (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()}

@@ -55,6 +55,7 @@ from hfssl.registry import (
     IMAGE_FEATURES,
     IMAGE_TEXT_EMBEDDINGS,
     LAYER_FEATURES,
+    CAUSAL_LM,
     MASKED_LM,
     TEXT_FEATURES,
     WORD_VECTORS,
@@ -174,7 +175,9 @@ class EvaluationContext:
         if is_dual_encoder(path):
             return (IMAGE_TEXT_EMBEDDINGS,)
         if is_text_model(str(self.model_path)):
-            return (TEXT_FEATURES, MASKED_LM)
+            from hfssl.evaluation.text import is_causal_lm
+
+            return (TEXT_FEATURES, CAUSAL_LM) if is_causal_lm(str(self.model_path)) else (TEXT_FEATURES, MASKED_LM)
         # Any other transformers model (folder or Hub id) is taken as a vision encoder; loading it
         # checks that it really takes pixel_values.
         return (IMAGE_FEATURES, LAYER_FEATURES)

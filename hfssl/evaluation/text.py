@@ -92,6 +92,8 @@ def load_text_model(model: Any = None, path: str | None = None, folder: str | Pa
             discover_methods()  # registers hfssl's model types with the Auto classes
             return load_text_model(AutoModel.from_pretrained(folder), folder=folder)
     source = str(folder) if folder.exists() else resolved
+    if is_causal_lm(source):  # a decoder: its features are its last token states, its head predicts the next token
+        return load_causal_lm(path=source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         masked_lm, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
@@ -106,6 +108,54 @@ def load_text_model(model: Any = None, path: str | None = None, folder: str | Pa
         logger.warning("%s has no masked-language-model head: transformers initialised one (masked-token "
                        "accuracy will be near chance); its features are unaffected", path)
     return TextModel(tokenizer, masked_lm.eval(), head_trained, str(path))
+
+
+def load_causal_lm(model: Any = None, path: str | None = None, folder: str | Path | None = None) -> TextModel:
+    """Open a causal language model with its tokenizer: an hfssl model that serves ``causal-lm`` (``model``, its
+    tokenizer saved in ``folder``), an hfssl run (its ``encoder/``), or any ``AutoModelForCausalLM`` folder / Hub id.
+    The :class:`TextModel`'s ``masked_lm`` field then holds the causal LM (``base_model`` gives its token states)."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    if model is not None:
+        tokenizer = model.get_tokenizer(folder)
+        if tokenizer is None:
+            raise ValueError(f"the {type(model).__name__} has no tokenizer saved with it ({folder or model.name_or_path}); "
+                             "evaluate its run directory, which holds tokenizer.json")
+        return TextModel(tokenizer, model.get_causal_lm().eval(), True, f"the {type(model).__name__}")
+    if path is None:
+        raise ValueError("causal-language-model protocols need a model or a model path")
+    resolved = resolve_pretrained_path(path)
+    folder = Path(resolved)
+    if is_hfssl_run(folder):
+        if (folder / "encoder" / "config.json").is_file():
+            folder = folder / "encoder"
+        else:
+            discover_methods()
+            return load_causal_lm(AutoModel.from_pretrained(folder), folder=folder)
+    source = str(folder) if folder.exists() else resolved
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        causal_lm = AutoModelForCausalLM.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path!r} is not a causal language model with a tokenizer that transformers' "
+                         f"AutoModelForCausalLM can load ({error}); pass a GPT-like model folder or Hub id") from error
+    return TextModel(tokenizer, causal_lm.eval(), True, str(path))
+
+
+def is_causal_lm(name_or_path: str) -> bool:
+    """Whether a model folder or Hub id holds a causal (next-token) language model: its config names an
+    ``...ForCausalLM`` / ``...LMHeadModel`` architecture, or its type is one that only
+    ``AutoModelForCausalLM`` builds (not ``AutoModelForMaskedLM``)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_pretrained_path(name_or_path))
+    except (OSError, ValueError):
+        return False
+    architectures = getattr(config, "architectures", None) or []
+    if architectures:
+        return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    return type(config) in AutoModelForCausalLM._model_mapping and type(config) not in AutoModelForMaskedLM._model_mapping
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -203,6 +253,8 @@ def text_features(text_model: TextModel, texts: list[str], max_length: int, batc
     outputs: dict[str, list[np.ndarray]] = {pooling: [] for pooling in poolings}
     # Longest first: batches of similar lengths waste little on padding; the order is restored below.
     order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
+    if text_model.tokenizer.pad_token is None:  # GPT-2's tokenizer: padded positions are masked out of the pooling
+        text_model.tokenizer.pad_token = text_model.tokenizer.eos_token
     for chunk in _chunks(order, batch_size):
         batch = text_model.tokenizer([texts[index] for index in chunk], padding=True, truncation=True,
                                      max_length=max_length, return_tensors="pt").to(text_model.device)

@@ -175,7 +175,8 @@ def tiny_tokenizer():  # noqa: ANN201 - a transformers PreTrainedTokenizerFast
 
 def write_text_encoder(folder: Path, family: str) -> None:
     """Replace ``folder`` with the transferable model of a text family: a tiny BertForMaskedLM (masked LM,
-    word embeddings) or a ViT + BERT VisionTextDualEncoderModel with its processor (image-text)."""
+    word embeddings), a tiny GPT2LMHeadModel (causal LM) or a ViT + BERT VisionTextDualEncoderModel with its
+    processor (image-text)."""
     import shutil
 
     from transformers import (BertConfig, BertForMaskedLM, VisionTextDualEncoderConfig, VisionTextDualEncoderModel,
@@ -191,6 +192,12 @@ def write_text_encoder(folder: Path, family: str) -> None:
         model = VisionTextDualEncoderModel(VisionTextDualEncoderConfig.from_vision_text_configs(vit, bert, projection_dim=16))
         processor = VisionTextDualEncoderProcessor(image_processor=ViTImageProcessor(size={"height": 16, "width": 16}),
                                                    tokenizer=tiny_tokenizer())
+    elif family == "causal-language-modeling":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        processor = tiny_tokenizer()
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(TINY_WORDS), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                                           eos_token_id=processor.sep_token_id, pad_token_id=processor.pad_token_id))
     else:
         model, processor = BertForMaskedLM(bert), tiny_tokenizer()
     model.save_pretrained(folder)

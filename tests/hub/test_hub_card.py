@@ -225,6 +225,7 @@ def test_hfssl_snippet_runs(tiny_run):
 
 @pytest.mark.parametrize("family,pipeline_tag", [
     ("masked-language-modeling", "fill-mask"),
+    ("causal-language-modeling", "text-generation"),
     ("word-embeddings", "feature-extraction"),
     ("image-text", "zero-shot-image-classification"),
 ])
@@ -260,6 +261,7 @@ def test_text_and_image_text_family_snippets_run_without_hfssl(tiny_run, tmp_pat
     script = [BLOCK_HFSSL, "import json"]
     checks = {
         "masked-language-modeling": "assert len(predictions) == 5 and embeddings.shape == (2, 32)",
+        "causal-language-modeling": "assert isinstance(completion, str) and embeddings.shape == (2, 32)",
         "word-embeddings": "assert vectors.shape == (26, 32) and -1 <= float(similarity) <= 1 and len(neighbours) == 5",
         "image-text": ("assert probabilities.shape == (1, 2) and abs(float(probabilities.sum()) - 1) < 1e-5\n"
                        "assert image_embeddings.shape == (1, 16) and len(scores) == 2"),

@@ -78,6 +78,8 @@ def hidden_size(encoder_config: dict[str, Any]) -> int | str:
         return int(encoder_config["hidden_sizes"][-1])
     if encoder_config.get("hidden_size"):
         return int(encoder_config["hidden_size"])
+    if encoder_config.get("n_embd"):  # GPT-2's name for it
+        return int(encoder_config["n_embd"])
     if encoder_config.get("projection_dim"):
         return int(encoder_config["projection_dim"])
     return "hidden"

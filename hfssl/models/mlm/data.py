@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hfssl.data.sources import check_cache_writable
+from hfssl.data.tokenizer_cache import cached_tokenizer
 from hfssl.data.text import iter_texts, load_text_split, resolve_text_column, split_sentences
 from hfssl.data.training import TrainingData
 from hfssl.models.mlm.configuration_mlm import MLMConfig
@@ -38,6 +38,7 @@ from hfssl.data.token_masking import continuation_table, mask_tokens
 # The rows and the held-out rule are shared with text evaluation (hfssl.data.token_rows); re-exported as MLM's data API.
 from hfssl.data.token_rows import (  # noqa: F401
     HOLDOUT_EVERY,
+    TokenRowCollator,
     encode_documents,
     held_out_texts,
     pack_documents,
@@ -212,9 +213,7 @@ class Collator:
             second, second_lengths = self._pad([row["second_ids"] for row in rows])
             return {"first_ids": first, "first_lengths": first_lengths, "second_ids": second,
                     "second_lengths": second_lengths}
-        lengths = torch.tensor([int(row["length"]) for row in rows], dtype=torch.int64)
-        input_ids, _ = self._pad([np.asarray(row["input_ids"])[: int(row["length"])] for row in rows])
-        return {"input_ids": input_ids, "attention_mask": (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()}
+        return TokenRowCollator(self.pad_id)(rows)
 
 
 def combine_pairs(batch: dict[str, torch.Tensor], generator: torch.Generator, cls_id: int, sep_id: int, pad_id: int,
@@ -302,46 +301,11 @@ def run_tokenizer(recipe: Any, config: MLMConfig, dataset: Any, column: str) -> 
 
 
 def cached_wordpiece(dataset: Any, column: str, data: Any, config: MLMConfig) -> Any:
-    """:func:`train_wordpiece` on the training texts, cached under a hash of the texts and the settings.
-
-    ``tokenizers``' WordPiece trainer breaks ties between equally frequent merges in hash-map order,
-    which changes from process to process: two trainings on the same text can differ by a few tokens.
-    The cache makes the vocabulary a function of the data, so a resumed run and every process of a
-    distributed run use the very same tokenizer (the main process trains it first).
-    """
-    import hashlib
-    import json
-    import os
-    import tempfile
-
-    import datasets as hf_datasets
-    import tokenizers
-    from transformers import AutoTokenizer
-
-    digest = hashlib.sha256(json.dumps([config.vocab_size, data.lowercase, config.max_seq_length,
-                                        tokenizers.__version__]).encode())
-    for text in iter_texts(dataset, column, data.source):
-        digest.update(text.encode("utf-8", "replace") + b"\x00")
-    folder = Path(hf_datasets.config.HF_DATASETS_CACHE) / "hfssl-wordpiece" / digest.hexdigest()[:32]
-    if (folder / "tokenizer.json").is_file():
-        logger.info("mlm: the WordPiece vocabulary of these texts is cached in %s", folder)
-        return AutoTokenizer.from_pretrained(folder)
-    tokenizer = train_wordpiece(iter_texts(dataset, column, data.source), config.vocab_size, data.lowercase,
-                                config.max_seq_length)
-    logger.info("mlm: trained a WordPiece vocabulary of %d tokens on %s", len(tokenizer), data.source)
-    # Every process of a run must use the one vocabulary the cache holds (training it again may break
-    # ties differently), so a cache that cannot be written is refused here, before training.
-    check_cache_writable(folder.parent, "hfssl's MLM tokenizer cache (the WordPiece vocabulary of data.source, "
-                         "shared by every process of the run; or set data.tokenizer_name_or_path)")
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    tokenizer.save_pretrained(staging)
-    try:
-        os.replace(staging, folder)
-    except OSError:  # another process cached it first: use that one
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-    return AutoTokenizer.from_pretrained(folder)
+    """:func:`train_wordpiece` on the training texts, cached under a hash of the texts and the settings
+    (:func:`hfssl.data.tokenizer_cache.cached_tokenizer`: every process and a resumed run get the same vocabulary)."""
+    return cached_tokenizer(dataset, column, data.source, "wordpiece",
+                            [config.vocab_size, data.lowercase, config.max_seq_length],
+                            lambda texts: train_wordpiece(texts, config.vocab_size, data.lowercase, config.max_seq_length))
 
 
 #: Documents read to find out whether a corpus has any of two sentences (next-sentence prediction).
