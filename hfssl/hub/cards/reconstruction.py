@@ -1,0 +1,35 @@
+"""Card part of the ``reconstruction`` family (autoencoders, colorization, context-encoder inpainting): template
+``hfssl/model_cards/reconstruction.md.j2``.
+
+The input / corrupted input / reconstruction triplets are drawn by each method's own picture hook
+(``MethodSpec.pictures`` calling :func:`hfssl.reconstruction.draw_reconstruction_triplets`); the card shows
+them when ``images/reconstruction_triplets.png`` exists, with every other declared picture (a VAE's prior samples).
+"""
+
+from __future__ import annotations
+
+from hfssl.hub.cards import vision
+from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions, register_family_card
+from hfssl.hub.run import RunContents
+
+LIMITATION = ("A reconstruction objective makes the encoder keep what the decoder needs to redraw the pixels "
+              "(position, brightness, fine texture), not what separates classes: under a frozen linear or kNN "
+              "probe such encoders usually trail the joint-embedding methods (SimCLR, BYOL) on the same backbone "
+              "(compare the evaluation above with the raw-pixel baseline). The decoder is part of the full model "
+              "only; the exported encoder never saw the decoder's output.")
+
+
+def family_card(contents: RunContents) -> FamilyCard:
+    """Image features with pooling snippets, the decoder as the extra part, the triplets when drawn."""
+    return FamilyCard(
+        pipeline_tag="image-feature-extraction",
+        tags=("vision", "image-feature-extraction", "reconstruction"),
+        extra_parts="decoder",
+        limitation=LIMITATION,
+        images=images_context(contents.run_dir, labelled_embeddings_captions("test images")),
+        backbone=vision.backbone_context(contents),
+        template={"preprocessing": vision.preprocessing_context(contents)},
+    )
+
+
+register_family_card("reconstruction", family_card)
