@@ -96,3 +96,10 @@ def lab_to_8bit(lab: torch.Tensor) -> torch.Tensor:
     scale = torch.tensor([255 / 100, 1.0, 1.0], device=lab.device).view(1, 3, 1, 1)
     offset = torch.tensor([0.0, 128.0, 128.0], device=lab.device).view(1, 3, 1, 1)
     return (lab * scale + offset).clamp(0.0, 255.0)
+
+
+#: ``encoder_input`` of a model config whose exported encoder takes CIE Lab instead of RGB (the model card
+#: then shows how to prepare its input): the lightness alone, as three equal channels (colorization) ...
+LAB_LIGHTNESS_INPUT = "lab-lightness"
+#: ... or the three Lab channels (split-brain).
+LAB_INPUT = "lab"

@@ -11,24 +11,7 @@ import torch
 
 from hfssl.views.lab import (AB_SCALE, LAB_PROCESSOR_MEAN, LAB_PROCESSOR_STD, ROUND_TRIP_TOLERANCE, denormalise_lab,
                              lab_to_8bit, lab_to_rgb, normalise_lab, rgb_to_lab, rgb_to_normalised_lab)
-
-WHITE_D65 = (0.95047, 1.0, 1.08883)
-
-
-def naive_lab(r: float, g: float, b: float) -> tuple[float, float, float]:
-    """One sRGB pixel -> Lab by the textbook formulas (IEC 61966-2-1 linearisation, sRGB -> XYZ matrix, CIE 1976)."""
-    def linear(c: float) -> float:
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-    rl, gl, bl = linear(r), linear(g), linear(b)
-    x = 0.412453 * rl + 0.357580 * gl + 0.180423 * bl
-    y = 0.212671 * rl + 0.715160 * gl + 0.072169 * bl
-    z = 0.019334 * rl + 0.119193 * gl + 0.950227 * bl
-
-    def f(t: float) -> float:
-        return t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
-    fx, fy, fz = f(x / WHITE_D65[0]), f(y / WHITE_D65[1]), f(z / WHITE_D65[2])
-    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
-
+from lab_reference import naive_lab
 
 def _random_rgb(seed: int = 0) -> torch.Tensor:
     return torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(seed))

@@ -11,12 +11,25 @@ from __future__ import annotations
 from hfssl.hub.cards import vision
 from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions, register_family_card
 from hfssl.hub.run import RunContents
+from hfssl.views.lab import LAB_INPUT, LAB_LIGHTNESS_INPUT
 
 LIMITATION = ("A reconstruction objective makes the encoder keep what the decoder needs to redraw the pixels "
               "(position, brightness, fine texture), not what separates classes: under a frozen linear or kNN "
               "probe such encoders usually trail the joint-embedding methods (SimCLR, BYOL) on the same backbone "
               "(compare the evaluation above with the raw-pixel baseline). The decoder is part of the full model "
               "only; the exported encoder never saw the decoder's output.")
+
+
+def lab_input_context(contents: RunContents) -> dict[str, object] | None:
+    """The Lab preparation step of an encoder that takes CIE Lab instead of RGB (the full model config's
+    ``encoder_input``: colorization's lightness, split-brain's Lab; see ``hfssl/models/colorization/export.py``),
+    else ``None``."""
+    kind = getattr(contents.config, "encoder_input", None)
+    if kind not in (LAB_INPUT, LAB_LIGHTNESS_INPUT):
+        return None
+    size = getattr(contents.config, "image_size", None)
+    return {"lightness_only": kind == LAB_LIGHTNESS_INPUT, "size": size,
+            "what": "the CIE Lab lightness only" if kind == LAB_LIGHTNESS_INPUT else "CIE Lab"}
 
 
 def family_card(contents: RunContents) -> FamilyCard:
@@ -28,7 +41,7 @@ def family_card(contents: RunContents) -> FamilyCard:
         limitation=LIMITATION,
         images=images_context(contents.run_dir, labelled_embeddings_captions("test images")),
         backbone=vision.backbone_context(contents),
-        template={"preprocessing": vision.preprocessing_context(contents)},
+        template={"preprocessing": vision.preprocessing_context(contents), "lab_input": lab_input_context(contents)},
     )
 
 

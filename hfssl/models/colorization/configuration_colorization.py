@@ -9,6 +9,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from hfssl.configuration_utils import HfsslVisionConfig, check_range
+from hfssl.views.lab import LAB_LIGHTNESS_INPUT
 
 
 def check_color_settings(input_mean: Sequence[float], input_std: Sequence[float], image_size: int,
@@ -65,3 +66,5 @@ class ColorizationConfig(HfsslVisionConfig):
         self.decoder_num_upsamples = decoder_num_upsamples
         super().__init__(backbone_config, backbone_name_or_path, pooling, **kwargs)
         self.backbone_config.num_channels = 1  # the lightness channel (sec. 2 of both papers)
+        #: What the exported encoder takes (the model card shows how to prepare it): Lab lightness, not RGB.
+        self.encoder_input = LAB_LIGHTNESS_INPUT
