@@ -11,6 +11,7 @@ image's side and the normalisation the noise and the pictures undo) are filled f
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -208,3 +209,21 @@ class ContractiveAutoencoderConfig(AutoencoderConfig):
         self.contractive_estimator = contractive_estimator
         self.contractive_projections = int(contractive_projections)
         super().__init__(bottleneck_dim=bottleneck_dim, code_activation=code_activation, **kwargs)
+
+
+def _inherit_signature(config_class: type[AutoencoderConfig]) -> None:
+    """Give a variant's ``__init__`` the signature and annotations of its own keywords plus the base config's, so
+    the recipe loader (which reads ``__init__``'s signature) accepts and checks every ``model`` key."""
+    own = inspect.signature(config_class.__init__).parameters
+    base = inspect.signature(AutoencoderConfig.__init__).parameters
+    merged = [own["self"]] + [parameter for name, parameter in own.items() if name not in ("self", "kwargs")]
+    merged += [parameter for name, parameter in base.items() if name not in own and name not in ("self", "kwargs")]
+    merged = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) if index else parameter
+              for index, parameter in enumerate(merged)] + [own["kwargs"]]
+    init = config_class.__init__
+    init.__signature__ = inspect.Signature(merged)
+    init.__annotations__ = {**AutoencoderConfig.__init__.__annotations__, **init.__annotations__}
+
+
+for _variant in (DenoisingAutoencoderConfig, SparseAutoencoderConfig, VAEConfig, ContractiveAutoencoderConfig):
+    _inherit_signature(_variant)

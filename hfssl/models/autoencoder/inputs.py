@@ -120,7 +120,7 @@ PRIOR_SAMPLES = register_picture(Picture(
 
 def draw_vae_pictures(model: Any, context: PictureContext, count: int = 16) -> list[Path]:
     """The VAE's pictures: the reconstruction triplets and ``images/prior_samples.png`` (``count`` samples)."""
-    paths = draw_reconstruction_triplets(model, context, corruption="none (decoded from the posterior mean)")
+    paths = draw_reconstruction_triplets(model, context, corruption="none")
     if context.recipe is None:
         return paths
     device = next(model.parameters()).device
