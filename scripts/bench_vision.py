@@ -23,6 +23,10 @@ Usage::
 
     python scripts/bench_vision.py --minutes 20 --methods simclr byol mae --output bench_vision.json
     python scripts/bench_vision.py --quick      # digits, seconds: a smoke test of the script
+    # colour data (issue 22): colorization and split-brain on builtin:emoji, SimCLR on the same ResNet as reference
+    python scripts/bench_vision.py --dataset emoji --methods colorization split_brain simclr --minutes 2 \
+        --override train.mixed_precision=no "model.backbone_config={model_type: resnet, layer_type: basic, \
+        embedding_size: 32, hidden_sizes: [32, 64, 128], depths: [1, 1, 1]}"
     # the accuracy-per-minute curve: budgets as fixed step counts from an idle machine's seconds per step
     # (measured with --throughput-only), so the runs themselves may share the cores, one thread each:
     python scripts/bench_vision.py --methods simclr --dataset fashion_mnist_tuned --minutes 5 10 20 \

@@ -19,7 +19,8 @@ TINY_EMOJI_RESNET = ("{model_type: resnet, layer_type: basic, embedding_size: 8,
                      "depths: [1, 1]}")
 FAST = ["train.progress_bar=false", "train.trackers=[]", "train.knn_every=null", "data.image_size=16",
         f"model.backbone_config={TINY_EMOJI_RESNET}", "model.decoder_hidden_size=16", "train.batch_size=32",
-        "eval.max_train_samples=200", "eval.max_test_samples=64", "eval.linear.c_grid=[1.0]"]
+        "eval.max_train_samples=200", "eval.max_test_samples=64", "eval.linear.c_grid=[1.0]", "eval.projections=[pca]",
+        "eval.baselines=false"]
 
 
 def card_snippet(card: str) -> str:

@@ -34,6 +34,12 @@ def lab_input_context(contents: RunContents) -> dict[str, object] | None:
 
 def family_card(contents: RunContents) -> FamilyCard:
     """Image features with pooling snippets, the decoder as the extra part, the triplets when drawn."""
+    preprocessing, lab_input = vision.preprocessing_context(contents), lab_input_context(contents)
+    if lab_input is not None:  # the input row names the Lab preparation, not RGB
+        size = preprocessing["size"]
+        preprocessing["text"] = (f"{size}x{size} px images in {lab_input['what']}, prepared as in \"How to use\" "
+                                 "(8-bit Lab: L * 255 / 100, a + 128, b + 128), then rescaled and normalised by "
+                                 "the image processor")
     return FamilyCard(
         pipeline_tag="image-feature-extraction",
         tags=("vision", "image-feature-extraction", "reconstruction"),
@@ -41,7 +47,7 @@ def family_card(contents: RunContents) -> FamilyCard:
         limitation=LIMITATION,
         images=images_context(contents.run_dir, labelled_embeddings_captions("test images")),
         backbone=vision.backbone_context(contents),
-        template={"preprocessing": vision.preprocessing_context(contents), "lab_input": lab_input_context(contents)},
+        template={"preprocessing": preprocessing, "lab_input": lab_input},
     )
 
 
