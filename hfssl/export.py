@@ -272,7 +272,7 @@ def export_encoder(
         output_dir: destination folder; replaced as a whole only once the new one is complete.
         image_size / mean / std / channels: the evaluation transform of the run.
         processor: an image processor to save instead of :func:`build_image_processor`'s (colorization's,
-            which takes a prepared lightness image: ``hfssl/models/colorization/export.py``).
+            which takes a prepared lightness image: :mod:`hfssl.color_prediction`).
     """
     output_dir = Path(output_dir)
     backbone = model.export_backbone() if isinstance(model, HfsslPreTrainedModel) else model

@@ -22,7 +22,7 @@ LIMITATION = ("A reconstruction objective makes the encoder keep what the decode
 
 def lab_input_context(contents: RunContents) -> dict[str, object] | None:
     """The Lab preparation step of an encoder that takes CIE Lab instead of RGB (the full model config's
-    ``encoder_input``: colorization's lightness, split-brain's Lab; see ``hfssl/models/colorization/export.py``),
+    ``encoder_input``: colorization's lightness, split-brain's Lab; see :mod:`hfssl.color_prediction`),
     else ``None``."""
     kind = getattr(contents.config, "encoder_input", None)
     if kind not in (LAB_INPUT, LAB_LIGHTNESS_INPUT):

@@ -1,14 +1,13 @@
 """Colorization (Zhang et al. 2016; Larsson et al. 2016): the method's spec, registered when hfssl discovers its methods.
 
 The encoder sees the CIE Lab lightness of colour images and a decoder predicts the colour (``ab``); the
-exported encoder takes lightness only, prepared as the model card shows (:mod:`.export`).
+exported encoder takes lightness only, prepared as the model card shows (:mod:`hfssl.color_prediction`).
 """
 
 from typing import Any
 
+from hfssl.color_prediction import check_color_recipe, color_training_data, export_lightness_encoder
 from hfssl.models.colorization.configuration_colorization import ColorizationConfig
-from hfssl.models.colorization.data import check_color_recipe, color_training_data
-from hfssl.models.colorization.export import export_lightness_encoder
 from hfssl.models.colorization.modeling_colorization import ColorizationForPreTraining, ColorizationOutput
 from hfssl.reconstruction import draw_reconstruction_triplets
 from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, RECONSTRUCTION, MethodSpec, Paper, register_method

@@ -8,21 +8,11 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from hfssl.configuration_utils import HfsslVisionConfig, check_range
+from hfssl.color_prediction import check_color_settings
+from hfssl.configuration_utils import HfsslVisionConfig
 from hfssl.views.lab import LAB_LIGHTNESS_INPUT
 
 
-def check_color_settings(input_mean: Sequence[float], input_std: Sequence[float], image_size: int,
-                         decoder_hidden_size: int, decoder_num_upsamples: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Validate the settings the colour-prediction configs share; returns ``input_mean`` / ``input_std`` as tuples."""
-    mean, std = tuple(float(v) for v in input_mean), tuple(float(v) for v in input_std)
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ValueError(f"input_mean / input_std are the RGB normalisation of the views (3 values each, std > 0), got "
-                         f"{list(mean)} / {list(std)}; they are set from the recipe's views.mean / views.std")
-    check_range("image_size", image_size, 1, 1 << 14)
-    check_range("decoder_hidden_size", decoder_hidden_size, 1, 1 << 14)
-    check_range("decoder_num_upsamples", decoder_num_upsamples, 0, 8)
-    return mean, std
 
 
 class ColorizationConfig(HfsslVisionConfig):

@@ -3,22 +3,17 @@
 Cross-channel prediction on CIE Lab: one half of a ResNet predicts ``ab`` from ``L``, the other ``L`` from
 ``ab``; the exported encoder is the whole ResNet (block-diagonal weights), whose features are the two halves'
 concatenated, as in the paper. It takes Lab, prepared as the model card shows (see
-:mod:`hfssl.models.colorization.export`). Data and recipe checks are colorization's (colour images, no grey
-views).
+:mod:`hfssl.color_prediction`). Data, recipe checks and export are shared with colorization there.
 """
 
-from pathlib import Path
 from typing import Any
 
-from hfssl.export import export_encoder
-from hfssl.models.colorization.data import check_color_recipe, color_training_data
-from hfssl.models.colorization.export import export_image_size, lab_image_processor
+from hfssl.color_prediction import check_color_recipe, color_training_data, export_lab_encoder
 from hfssl.models.split_brain.configuration_split_brain import SplitBrainConfig
 from hfssl.models.split_brain.modeling_split_brain import SplitBrainForPreTraining, SplitBrainOutput, block_mask
 from hfssl.reconstruction import draw_reconstruction_triplets
 from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, RECONSTRUCTION, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
-from hfssl.views.lab import LAB_PROCESSOR_MEAN, LAB_PROCESSOR_STD
 
 PAPER = Paper(
     title="Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction",
@@ -30,14 +25,6 @@ PAPER = Paper(
   year      = {2017}
 }""",
 )
-
-
-def export_lab_encoder(model: Any, output_dir: Path, context: Any) -> Path:
-    """``MethodSpec.export``: the block-diagonal ResNet itself and a processor for prepared 8-bit Lab images."""
-    image_size = export_image_size(model, context)
-    processor = lab_image_processor(image_size, LAB_PROCESSOR_MEAN, LAB_PROCESSOR_STD)
-    return export_encoder(model, output_dir, image_size, LAB_PROCESSOR_MEAN, LAB_PROCESSOR_STD, channels=3,
-                          processor=processor)
 
 
 def draw_cross_channel(model: Any, context: Any) -> list:

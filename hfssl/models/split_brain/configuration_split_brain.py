@@ -8,8 +8,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from hfssl.color_prediction import check_color_settings
 from hfssl.configuration_utils import HfsslVisionConfig
-from hfssl.models.colorization.configuration_colorization import check_color_settings
 from hfssl.views.lab import LAB_INPUT
 
 #: ResNet's bottleneck layers narrow to ``width // 4`` channels, which must split in two halves too.

@@ -6,15 +6,18 @@ card says in a process without hfssl, gives hfssl's own features."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import ResNetConfig, ResNetModel
 
 from hfssl.data.images import read_pixels
 from hfssl.models.split_brain import SplitBrainConfig, block_mask
 from hfssl.pipeline import run
 from hfssl.recipe import load_recipe
+from hfssl.training.trainer import train
 from hfssl.views import build_eval_transform
 from lab_card import FAST, REPO, card_snippet_features
 from lab_reference import naive_normalised_lab
@@ -120,12 +123,21 @@ def test_backbones_that_cannot_split_are_refused_with_the_reason():
         SplitBrainConfig(backbone_config=TINY_RESNET, backbone_name_or_path="some/resnet")
 
 
-def test_emoji_run_evaluates_and_its_export_fed_as_the_card_says_gives_hfssls_features(tmp_path):
-    """2 steps on builtin:emoji through the whole pipeline: the reconstruction protocol, the Lab card; the card's
-    snippet on 4 real test images in a process without hfssl gives the model's own (concatenated) features."""
-    recipe = load_recipe(RECIPE, [*FAST, "train.max_steps=2", "eval.protocols=[reconstruction]"])
+def test_emoji_run_resumes_exactly_evaluates_and_its_export_fed_as_the_card_says_gives_hfssls_features(tmp_path):
+    """4 steps on builtin:emoji through the whole pipeline, and again from the step-2 checkpoint (the same final
+    weights, off-block zeros included); the reconstruction protocol, the Lab card; the card's snippet on 4 real
+    test images in a process without hfssl gives the model's own (concatenated) features."""
+    recipe = load_recipe(RECIPE, [*FAST, "train.max_steps=4", "train.checkpoint_every=2",
+                                  "eval.protocols=[reconstruction]"])
     result = run(recipe, tmp_path / "run")
     run_dir = tmp_path / "run"
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(run_dir / "checkpoints" / "step-00000002", resumed_dir / "checkpoints" / "step-00000002")
+    train(recipe, resumed_dir, resume=True)
+    expected, actual = load_file(run_dir / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
     rows = json.loads((run_dir / "eval_results.json").read_text())["results"]
     assert next(row for row in rows if row["protocol"] == "reconstruction")["mse"] > 0
     card = (run_dir / "README.md").read_text()
