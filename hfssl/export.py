@@ -262,6 +262,7 @@ def export_encoder(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     channels: int = 3,
+    processor: Any = None,
 ) -> Path:
     """Write ``output_dir`` (usually ``DIR/encoder``) atomically: the backbone and its processor.
 
@@ -270,13 +271,16 @@ def export_encoder(
             transformers model.
         output_dir: destination folder; replaced as a whole only once the new one is complete.
         image_size / mean / std / channels: the evaluation transform of the run.
+        processor: an image processor to save instead of :func:`build_image_processor`'s (colorization's,
+            which takes a prepared lightness image: :mod:`hfssl.color_prediction`).
     """
     output_dir = Path(output_dir)
     backbone = model.export_backbone() if isinstance(model, HfsslPreTrainedModel) else model
     if channels == 1:
         backbone = grey_to_rgb_backbone(backbone)
         mean, std, channels = tuple(mean) * 3, tuple(std) * 3, 3
-    processor = build_image_processor(image_size, tuple(mean), tuple(std), channels)
+    if processor is None:
+        processor = build_image_processor(image_size, tuple(mean), tuple(std), channels)
     needed = sum(tensor.numel() * tensor.element_size() for tensor in backbone.state_dict().values())
     with write_directory(output_dir, needed=needed) as staging:
         backbone.save_pretrained(staging, safe_serialization=True)

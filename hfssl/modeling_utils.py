@@ -76,6 +76,7 @@ from transformers import PreTrainedModel
 
 from hfssl.backbones import layer_features, pool_features
 from hfssl.backbones import load_pretrained_backbone as load_pretrained_encoder
+from hfssl.reconstruction import Reconstruction
 from hfssl.registry import CAPABILITIES
 from hfssl.schedules import Schedule, cosine
 
@@ -251,6 +252,12 @@ class HfsslPreTrainedModel(PreTrainedModel):
         ``(logits (N, classes), labels (N,))`` on it; ``N`` may exceed ``B`` (RotNet shows each image at four
         rotations)."""
         raise self._not_served("pretext-task")
+
+    def get_reconstructions(self, pixel_values: torch.Tensor, generator: torch.Generator) -> Reconstruction:
+        """``reconstruction``: the model's corruption of clean, normalised images ``(B, C, H, W)`` (any randomness
+        drawn from ``generator``, as in training) and its reconstruction, as a
+        :class:`~hfssl.reconstruction.Reconstruction` (original, corrupted, reconstructed, optional loss mask)."""
+        raise self._not_served("reconstruction")
 
     def project_views(self, pixel_values: torch.Tensor, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two views ``(B, 2, C, H, W)`` through the backbone in one pass and then ``head``.

@@ -94,6 +94,12 @@ IMAGE_TEXT_EMBEDDINGS = register_capability(Capability(
 PRETEXT_TASK = register_capability(Capability(
     "pretext-task", "get_pretext_predictions",
     "the pretext task's logits and labels on clean images (rotation, jigsaw, relative patch position)"))
+#: A reconstruction method's output on clean images (autoencoders, colorization, inpainting, MAE): the original, the
+#: corrupted input and the reconstruction (``hfssl.reconstruction.Reconstruction``), for the held-out
+#: reconstruction error and the card's triplets.
+RECONSTRUCTION = register_capability(Capability(
+    "reconstruction", "get_reconstructions",
+    "the original, corrupted input and reconstruction of clean images (autoencoders, colorization, inpainting)"))
 
 
 @dataclass(frozen=True)

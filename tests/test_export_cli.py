@@ -32,7 +32,9 @@ def make_run(method: str, run: Path) -> Path:
     model = tiny_model(method).eval()
     spec = METHODS[method]
     if spec.modality == IMAGE:
-        raw = {"method": method, "data": {"source": "builtin:digits", "image_size": TINY[method].image_size, "channels": 3}}
+        # No grey views: the colour-prediction methods refuse them (their colours are the targets).
+        raw = {"method": method, "data": {"source": "builtin:digits", "image_size": TINY[method].image_size, "channels": 3},
+               "views": {"grayscale_prob": 0.0}}
     elif spec.modality == TEXT:
         raw = {"method": method, "data": {"source": "builtin:english_corpus"},
                "optim": {"name": "sgd", "momentum": 0.0, "weight_decay": 0.0}}

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from hfssl.settings import RecipeError
+from hfssl.views.noise import NoiseSettings
 
 
 @dataclass
@@ -46,6 +47,11 @@ class ViewsConfig:
     randaugment_num_ops: int = 0
     randaugment_magnitude: float | None = None
     cutout_fraction: float = 0.0
+    # Noise (issue 22; hfssl/views/noise.py): each kind off at 0, applied to every training view after the
+    # photometric steps and before normalisation, seeded by the generator; the eval transform never adds noise.
+    noise_gaussian_std: float = 0.0
+    noise_salt_pepper: float = 0.0
+    noise_masking: float = 0.0
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     # Asymmetric per-view probabilities (BYOL: blur 1.0/0.1, solarize 0.0/0.2). When set, they
@@ -69,9 +75,18 @@ class ViewsConfig:
         if not 0.0 <= self.cutout_fraction <= 1.0:
             raise RecipeError(f"views.cutout_fraction must be in [0, 1] (0: off; FixMatch uses 0.5), got "
                               f"{self.cutout_fraction!r}")
+        try:
+            self.noise.check("views.noise_")
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
         if self.num_views < 1:
             raise RecipeError(f"views.num_views must be >= 1, got {self.num_views!r}")
         for name in ("crop_scale", "local_crop_scale"):
             low, high = getattr(self, name)
             if not 0.0 < low <= high <= 1.0:
                 raise RecipeError(f"views.{name} must satisfy 0 < low <= high <= 1, got {(low, high)!r}")
+
+    @property
+    def noise(self) -> NoiseSettings:
+        """The ``noise_*`` keys as :class:`~hfssl.views.noise.NoiseSettings` (all 0: no noise)."""
+        return NoiseSettings(float(self.noise_gaussian_std), float(self.noise_salt_pepper), float(self.noise_masking))

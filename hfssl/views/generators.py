@@ -15,7 +15,8 @@ every step vectorised over the batch with per-sample parameters from the caller'
 5. solarize with probability ``solarize_prob`` (per view: ``solarize_prob_per_view``), threshold 0.5;
 6. RandAugment (``randaugment_num_ops`` operations) and Cutout (``cutout_fraction``), off by default
    (:mod:`hfssl.views.randaugment`, FixMatch's strong augmentation), in both kinds of views;
-7. normalise with ``mean`` / ``std``.
+7. noise (``noise_gaussian_std``, ``noise_salt_pepper``, ``noise_masking``; :mod:`hfssl.views.noise`), off by default;
+8. normalise with ``mean`` / ``std``.
 
 Local views of multi-crop (Caron et al. 2020) go through the same pipeline at
 ``local_crop_size`` with ``local_crop_scale`` and use the scalar ``blur_prob`` /
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from hfssl.views.config import ViewsConfig
+from hfssl.views.noise import add_noise
 from hfssl.views import functional
 from hfssl.views.randaugment import cutout, randaugment
 from hfssl.views.parameters import bernoulli, sample_color_jitter, sample_crop_boxes, uniform
@@ -235,6 +237,7 @@ class _ViewPipeline:
             views = randaugment(views, generator, self.views.randaugment_num_ops, self.views.randaugment_magnitude)
         if self.views.cutout_fraction > 0:
             views = cutout(views, generator, self.views.cutout_fraction)
+        views = add_noise(views, self.views.noise, generator)  # views.noise_*: nothing drawn when off
         views = self._normalize(views)
         return views.reshape(images.shape[0], group.count, self.channels, group.size, group.size)
 

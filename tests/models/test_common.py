@@ -101,6 +101,9 @@ class TestEveryImageMethod:
         process, and gives the model's own embeddings. Grey models are exported for RGB input."""
         from hfssl.export import export_encoder
 
+        if getattr(METHODS[method].config_class(**TINY[method][0]), "encoder_input", "rgb") != "rgb":
+            pytest.skip(f"{method}'s encoder takes CIE Lab, which no image processor computes from RGB: "
+                        f"tests/models/{method}/ feed its own export as its model card says")
         model = tiny_model(method, **_channels_override(method, channels)).eval()
         export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * channels, std=(0.25,) * channels,
                        channels=channels)
