@@ -11,7 +11,10 @@ For each method, in its own process (so peak memory is the method's own):
    measured speed (the cosine schedule then completes, unlike a run cut at a wall-clock limit);
 3. the run's own evaluation: kNN (k=20, 200) and a linear probe on frozen features, next to the
    same protocols on raw pixels, on the same split;
-4. for a method with a pretext task (capability ``pretext-task``: RotNet, jigsaw, relative patch
+4. for a reconstruction method (capability ``reconstruction``: the autoencoders, colorization, the
+   context encoder) whose recipe lists it, the run's ``reconstruction`` protocol: the held-out mean
+   squared error on the method's region (the removed region of an inpainting task), column "recon. MSE";
+5. for a method with a pretext task (capability ``pretext-task``: RotNet, jigsaw, relative patch
    position) whose recipe lists them, the run's ``pretext`` protocol (held-out pretext accuracy: the
    task built from the clean test images with a fixed seed) and ``layer-linear`` (a linear probe per
    stage), printed as a column and as a layer x accuracy table.
@@ -409,6 +412,7 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
         "peak_rss_mib": _peak_rss_mib(),
         "threads": args.threads,
         "pretext_accuracy": _metric(results["results"], "pretext"),
+        "reconstruction_mse": _metric(results["results"], "reconstruction", "mse"),  # issue 22: on the method's region
         **speed,
         "eval": results,
     }
@@ -477,8 +481,8 @@ def _metric(entries: list[dict], protocol: str, key: str = "top1", k: int | None
 
 def markdown(rows: list[dict]) -> str:
     header = ("| method | budget min | images/s (whole step) | s/step | peak RSS MiB | steps x batch (epochs) | "
-              "pretext | kNN k=20 | kNN k=200 | linear | raw kNN k=20 | raw linear | run wall s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "pretext | recon. MSE | kNN k=20 | kNN k=200 | linear | raw kNN k=20 | raw linear | run wall s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for row in rows:
         ev = row["eval"]
@@ -487,6 +491,7 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {row['method']} | {row['budget_minutes']:g} | {row['images_per_second']:.0f} | {row['seconds_per_step']:.3f} | {row['peak_rss_mib']:.0f} | "
             f"{row['steps']} x {row['batch_size']} ({row['epochs']:.1f}) | {pct(row.get('pretext_accuracy'))} | "
+            f"{'-' if row.get('reconstruction_mse') is None else format(row['reconstruction_mse'], '.4f')} | "
             f"{pct(_metric(ev['results'], 'knn', k=20))} | "
             f"{pct(_metric(ev['results'], 'knn', k=200))} | {pct(_metric(ev['results'], 'linear'))} | "
             f"{pct(_metric(ev.get('baselines', []), 'knn', k=20))} | {pct(_metric(ev.get('baselines', []), 'linear'))} | "

@@ -3,7 +3,7 @@
 
 The issue-21 check "the encoder beats a randomly initialised one": for each run directory, the
 protocols (default: ``pretext`` for a method that serves ``pretext-task``, ``knn``, ``linear`` and
-``layer-linear``) with the run's ``eval`` settings and evaluation data, once on the trained model and
+``layer-linear``; ``--protocols reconstruction ...`` adds a reconstruction method's held-out error) with the run's ``eval`` settings and evaluation data, once on the trained model and
 once on a model of the same config initialised with ``torch.manual_seed(train.seed)`` (as the engine
 builds it before the first step). The protocols are the registered ones (``hfssl.evaluation``): the
 numbers are those ``hfssl eval RUN --protocol NAME`` gives for the trained model.
@@ -72,12 +72,17 @@ def main() -> int:
             context = EvaluationContext(eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe)
             for row in evaluate(context, protocols)["results"]:
                 if row.get("label_fraction") is None:  # all the labels (not a label-fraction row)
-                    scores.setdefault(_label(row), {})[name] = row["top1"]
+                    metric = "top1" if "top1" in row else "mse"  # the reconstruction protocol's held-out error
+                    scores.setdefault((_label(row), metric), {})[name] = row[metric]
         print(f"\n{run} ({recipe.method})\n| protocol | trained | random init | difference |\n|---|---|---|---|")
-        for label, pair in scores.items():
-            print(f"| {label} | {100 * pair['trained']:.1f} % | {100 * pair['random init']:.1f} % | "
-                  f"{100 * (pair['trained'] - pair['random init']):+.1f} |")
-            table.append({"run": str(run), "method": recipe.method, "protocol": label, **pair})
+        for (label, metric), pair in scores.items():
+            if metric == "mse":
+                print(f"| {label} MSE | {pair['trained']:.4f} | {pair['random init']:.4f} | "
+                      f"{pair['random init'] / pair['trained']:.2f}x lower |")
+            else:
+                print(f"| {label} | {100 * pair['trained']:.1f} % | {100 * pair['random init']:.1f} % | "
+                      f"{100 * (pair['trained'] - pair['random init']):+.1f} |")
+            table.append({"run": str(run), "method": recipe.method, "protocol": label, "metric": metric, **pair})
     if args.output:
         Path(args.output).write_text(json.dumps(table, indent=2) + "\n")
     return 0
