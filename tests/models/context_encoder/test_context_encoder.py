@@ -224,6 +224,19 @@ def test_reconstructions_keep_the_context_and_fill_the_drawn_region():
     torch.testing.assert_close(result.reconstructed * result.mask, output * result.mask)
 
 
+def test_the_export_is_the_encoder_alone(tmp_path):
+    """Neither the decoder nor the discriminator leaves the full model: the exported weights are the backbone's."""
+    from hfssl.export import export_encoder
+
+    model = tiny_model("context_encoder").eval()
+    export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, channels=3)
+    exported = load_file(tmp_path / "encoder" / "model.safetensors")
+    backbone = model.backbone.state_dict()
+    assert set(exported) == set(backbone) and not any("decoder" in key or "discriminator" in key for key in exported)
+    for name, value in exported.items():
+        assert torch.equal(value, backbone[name]), name
+
+
 def test_bad_settings_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="mask_type must be one of center, random_blocks, random_region"):
         ContextEncoderConfig(backbone_config=TINY_RESNET, mask_type="ring")
