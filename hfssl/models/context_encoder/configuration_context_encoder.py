@@ -12,6 +12,19 @@ from hfssl.configuration_utils import HfsslVisionConfig, check_range
 MASK_TYPES = ("center", "random_blocks", "random_region")
 
 
+def square_side(fraction: float, image_size: int) -> int:
+    """A square's side ``round(fraction * S)`` pixels, at least 1 and at most ``S`` (the masks' squares)."""
+    return min(image_size, max(1, round(fraction * image_size)))
+
+
+def discriminator_input_size(mask_type: str, mask_size: float, overlap: int, image_size: int) -> int:
+    """Side of what the discriminator sees: the central square grown by ``overlap`` (clipped to the image) for
+    ``center``, the whole image otherwise."""
+    if mask_type == "center":
+        return min(image_size, square_side(mask_size, image_size) + 2 * overlap)
+    return image_size
+
+
 class ContextEncoderConfig(HfsslVisionConfig):
     """Configuration of :class:`ContextEncoderForPreTraining`.
 
@@ -32,7 +45,8 @@ class ContextEncoderConfig(HfsslVisionConfig):
         reconstruction_weight: lambda_rec of eq. 3 (the paper's 0.999).
         adversarial_weight: lambda_adv of eq. 3 (the paper's 0.001).
         discriminator_channels: width of the discriminator's first convolution (doubled at each of its layers).
-        discriminator_layers: stride-2 convolutions of the discriminator.
+        discriminator_layers: stride-2 convolutions of the discriminator (its input: the central square, or the whole
+            image for the random masks, must keep at least one pixel).
         discriminator_lr_scale: the discriminator's learning rate as a share of the encoder/decoder's (the official
             code trains the generator at 10x the discriminator's rate: 0.1); its parameter group
             ``discriminator`` (``optim.parameter_groups.discriminator`` in a recipe overrides it).
@@ -87,9 +101,12 @@ class ContextEncoderConfig(HfsslVisionConfig):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
         if image_size is not None:
             check_range("image_size", image_size, 1, 1 << 14)
-        if adversarial and image_size is not None and image_size < 2 ** int(discriminator_layers):
-            raise ValueError(f"discriminator_layers={discriminator_layers} halves {image_size}-px images below one "
-                             f"pixel; use at most {max(1, int(image_size).bit_length() - 1)} layers")
+        if adversarial and image_size is not None:
+            seen = discriminator_input_size(mask_type, float(mask_size), int(overlap), int(image_size))
+            if seen < 2 ** int(discriminator_layers):
+                raise ValueError(f"discriminator_layers={discriminator_layers} halves the discriminator's {seen}-px "
+                                 f"input below one pixel; use at most {max(1, seen.bit_length() - 1)} layers (or a larger "
+                                 "mask_size or image)")
         if not isinstance(adversarial, bool):
             raise ValueError(f"adversarial must be true or false, got {adversarial!r}")
         if decoder_options is not None and not isinstance(decoder_options, dict):

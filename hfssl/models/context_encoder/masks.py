@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hfssl.configuration_utils import recipe_config_values
-from hfssl.models.context_encoder.configuration_context_encoder import MASK_TYPES, ContextEncoderConfig
+from hfssl.models.context_encoder.configuration_context_encoder import MASK_TYPES, ContextEncoderConfig, square_side
 from hfssl.settings import RecipeError
 from hfssl.views import ViewInputs, build_views
 
@@ -62,16 +62,19 @@ class RegionMask:
         raise ValueError(f"mask_type must be one of {', '.join(MASK_TYPES)}, got {self.mask_type!r}")
 
 
-def _side(fraction: float, image_size: int) -> int:
-    return min(image_size, max(1, round(fraction * image_size)))
+def center_box(image_size: int, mask_size: float, grow: int = 0) -> tuple[int, int]:
+    """Rows (and columns) ``[start, end)`` of the central square of side ``round(mask_size * S)`` (at least 1 pixel),
+    grown by ``grow`` pixels on every side and clipped to the image."""
+    side = square_side(mask_size, image_size)
+    start = (image_size - side) // 2
+    return max(0, start - grow), min(image_size, start + side + grow)
 
 
 def center_mask(batch: int, image_size: int, mask_size: float, device: torch.device | None = None) -> torch.Tensor:
-    """The central square of side ``round(mask_size * S)`` (at least 1 pixel), ``(B, 1, S, S)``."""
-    side = _side(mask_size, image_size)
-    start = (image_size - side) // 2
+    """The central square of :func:`center_box`, ``(B, 1, S, S)``."""
+    start, end = center_box(image_size, mask_size)
     mask = torch.zeros(batch, 1, image_size, image_size, device=device)
-    mask[..., start:start + side, start:start + side] = 1.0
+    mask[..., start:end, start:end] = 1.0
     return mask
 
 
@@ -79,7 +82,7 @@ def random_block_mask(batch: int, image_size: int, num_blocks: int, block_size: 
                       generator: torch.Generator | None, device: torch.device | None = None) -> torch.Tensor:
     """The union of ``num_blocks`` squares of side ``round(block_size * S)`` whose top-left corners are drawn
     uniformly in ``[0, S - side]`` (one ``randint`` draw ``(B, num_blocks, 2)``: row, column), ``(B, 1, S, S)``."""
-    side = _side(block_size, image_size)
+    side = square_side(block_size, image_size)
     draw_device = generator.device if generator is not None else device
     corners = torch.randint(0, image_size - side + 1, (batch, num_blocks, 2), generator=generator,
                             device=draw_device).to(device)
@@ -140,6 +143,6 @@ def check_recipe(recipe: Any) -> None:
     if values.get("image_size") is not None and values["image_size"] != size:
         raise RecipeError(f"method context_encoder: model.image_size={values['image_size']} differs from "
                           f"data.image_size={size}; leave model.image_size out (training sets it from the data)")
-    if mask.mask_type == "center" and _side(mask.mask_size, size) >= size:
+    if mask.mask_type == "center" and square_side(mask.mask_size, size) >= size:
         raise RecipeError(f"method context_encoder: model.mask_size={mask.mask_size} removes the whole {size}-px image, "
                           "leaving no context to encode; set model.mask_size below 1 (the paper's 0.5)")

@@ -25,9 +25,10 @@ with two optimisers updating simultaneously (tests/models/context_encoder checks
 exactly these parameters). ``D`` keeps its own learning rate through the parameter group ``discriminator``
 (``config.discriminator_lr_scale``: the official code trains ``F`` at 10x ``D``'s rate).
 
-As in the paper, ``D`` is not conditioned on the context (sec. 3.2): it sees the predicted region alone (the rest
-of the image zeroed), real or reconstructed. It has no BatchNorm, so its two passes per step change no running
-statistics.
+As in the paper, ``D`` is not conditioned on the context (sec. 3.2): it sees the predicted region alone, real or
+reconstructed: for the central square the square itself (grown by ``overlap``), cut out as the official code's
+``netD`` takes the 64x64 centre of 128x128 images; for random blocks and regions the whole image with everything
+outside the region zeroed. It has no BatchNorm, so its two passes per step change no running statistics.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from hfssl.decoders import build_image_decoder
 from hfssl.losses.inpainting import discriminator_loss, generator_adversarial_loss, masked_l2_loss, predicted_region
 from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.context_encoder.configuration_context_encoder import ContextEncoderConfig
-from hfssl.models.context_encoder.masks import RegionMask
+from hfssl.models.context_encoder.masks import RegionMask, center_box
 from hfssl.reconstruction import Reconstruction
 
 
@@ -137,8 +138,7 @@ class ContextEncoderForPreTraining(HfsslPreTrainedModel):
         loss = config.reconstruction_weight * reconstruction_loss
         adversarial = discriminated = accuracy = None
         if self.discriminator is not None:
-            region = predicted_region(mask, config.overlap).to(reconstruction.dtype)  # D sees the region alone
-            real, fake = pixel_values * region, reconstruction * region
+            real, fake = self.discriminator_inputs(pixel_values, reconstruction, mask)  # D sees the region alone
             scores = self.discriminator(torch.cat([real, fake.detach()]))  # (2B,): D's own loss, F held constant
             real_scores, fake_scores = scores.chunk(2)
             discriminated = discriminator_loss(real_scores, fake_scores)
@@ -150,6 +150,17 @@ class ContextEncoderForPreTraining(HfsslPreTrainedModel):
         return ContextEncoderOutput(loss=loss, reconstruction_loss=reconstruction_loss, adversarial_loss=adversarial,
                                     discriminator_loss=discriminated, discriminator_accuracy=accuracy,
                                     reconstruction=reconstruction, mask=mask)
+
+    def discriminator_inputs(self, pixel_values: torch.Tensor, reconstruction: torch.Tensor,
+                             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real and reconstructed regions the discriminator scores: the central square (grown by ``overlap``)
+        cut out, ``(B, C, s, s)``; for other masks the images with everything outside the region zeroed."""
+        config = self.config
+        if config.mask_type == "center":
+            start, end = center_box(pixel_values.shape[-1], config.mask_size, config.overlap)
+            return pixel_values[..., start:end, start:end], reconstruction[..., start:end, start:end]
+        region = predicted_region(mask, config.overlap).to(reconstruction.dtype)
+        return pixel_values * region, reconstruction * region
 
     def parameter_groups(self) -> list[ParameterGroup]:
         """``discriminator``: its parameters at ``config.discriminator_lr_scale`` of the rate (none without it)."""

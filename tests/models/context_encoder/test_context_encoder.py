@@ -22,7 +22,7 @@ from hfssl.settings import RecipeError
 from hfssl.training.optim import build_optimizer
 from hfssl.training.trainer import train
 from hfssl.views import build_views
-from tiny import TINY_RESNET, tiny_inputs, tiny_model
+from tiny import TINY_CONVNEXT, TINY_RESNET, TINY_VIT, tiny_inputs, tiny_model
 
 REPO = Path(__file__).resolve().parents[3]
 RECIPE = REPO / "recipes" / "context_encoder" / "digits.yaml"
@@ -186,6 +186,17 @@ def test_each_loss_reaches_exactly_its_own_parameters():
             torch.testing.assert_close(total[name], sum(parts), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("backbone", ["vit", "convnext"])
+def test_token_and_convnext_backbones_inpaint_too(backbone):
+    """The shared decoder takes ViT tokens and ConvNeXt maps: whole images out, a finite loss, gradients for all."""
+    config = {"vit": TINY_VIT, "convnext": TINY_CONVNEXT}[backbone]
+    model = tiny_model("context_encoder", backbone_config=config)
+    outputs = model(**tiny_inputs("context_encoder", batch_size=2))
+    outputs.loss.backward()
+    assert outputs.reconstruction.shape == (2, 3, 16, 16) and torch.isfinite(outputs.loss)
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
 def test_without_the_adversarial_term_there_is_no_discriminator():
     model = tiny_model("context_encoder", adversarial=False)
     outputs = model(**tiny_inputs("context_encoder"))
@@ -242,8 +253,9 @@ def test_bad_settings_are_refused_with_the_fix():
         ContextEncoderConfig(backbone_config=TINY_RESNET, mask_type="ring")
     with pytest.raises(ValueError, match=r"mask_size must be in \(0.0, 1.0\)"):
         ContextEncoderConfig(backbone_config=TINY_RESNET, mask_size=1.0)
-    with pytest.raises(ValueError, match="discriminator_layers=5 halves 16-px images .* at most 4 layers"):
-        ContextEncoderConfig(backbone_config=TINY_RESNET, image_size=16, discriminator_layers=5)
+    with pytest.raises(ValueError, match="discriminator_layers=4 halves the discriminator's 8-px input .* at most 3"):
+        ContextEncoderConfig(backbone_config=TINY_RESNET, image_size=16, discriminator_layers=4)  # the centre: 8 px
+    ContextEncoderConfig(backbone_config=TINY_RESNET, image_size=16, discriminator_layers=4, mask_type="random_blocks")
     with pytest.raises(ValueError, match="image_size is not set"):
         tiny_model("context_encoder", image_size=None)
     with pytest.raises(RecipeError, match=r"model.image_size=32 differs from data.image_size=16"):
