@@ -106,7 +106,10 @@ def reconstruction_errors(reconstruction: Reconstruction, mean: Sequence[float],
 
 def _triplets_caption(description: dict[str, str], name: str) -> str:
     corruption = description.get("corruption", "").replace("_", " ")
-    seen = f"the input the model saw ({corruption})" if corruption else "the input the model saw"
+    if corruption == "none":
+        seen = "the input the model saw (the clean image: no corruption)"
+    else:
+        seen = f"the input the model saw ({corruption})" if corruption else "the input the model saw"
     region = " The loss covers only the marked region." if description.get("masked") == "1" else ""
     return (f"Top row: fixed test images; middle: {seen}; bottom: the model's reconstruction (test images, "
             f"never trained on).{region}")

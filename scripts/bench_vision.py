@@ -11,13 +11,13 @@ For each method, in its own process (so peak memory is the method's own):
    measured speed (the cosine schedule then completes, unlike a run cut at a wall-clock limit);
 3. the run's own evaluation: kNN (k=20, 200) and a linear probe on frozen features, next to the
    same protocols on raw pixels, on the same split;
-4. for a reconstruction method (capability ``reconstruction``: the autoencoders, colorization, the
-   context encoder) whose recipe lists it, the run's ``reconstruction`` protocol: the held-out mean
-   squared error on the method's region (the removed region of an inpainting task), column "recon. MSE";
-5. for a method with a pretext task (capability ``pretext-task``: RotNet, jigsaw, relative patch
+4. for a method with a pretext task (capability ``pretext-task``: RotNet, jigsaw, relative patch
    position) whose recipe lists them, the run's ``pretext`` protocol (held-out pretext accuracy: the
    task built from the clean test images with a fixed seed) and ``layer-linear`` (a linear probe per
-   stage), printed as a column and as a layer x accuracy table.
+   stage), printed as a column and as a layer x accuracy table;
+5. for a method that serves ``reconstruction`` (the autoencoders, MAE) whose recipe lists it, the held-out
+   reconstruction error (per-pixel MSE in the loss's space, over the masked region where the loss has one,
+   and PSNR in dB), printed as two columns.
 
 Usage::
 
@@ -395,7 +395,7 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
     # The throughput measurement's Accelerator (float32) must not fix the precision of the run's own,
     # which train.mixed_precision (auto: chosen by the CPU) decides.
     AcceleratorState._reset_state(reset_partial_state=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = train(recipe, output_dir, overwrite=True)  # the benchmark's own folder: a rerun replaces it
     wall = time.perf_counter() - start
     results = json.loads((output_dir / "eval_results.json").read_text())
@@ -412,7 +412,9 @@ def run_single(method: str, args: argparse.Namespace) -> dict:
         "peak_rss_mib": _peak_rss_mib(),
         "threads": args.threads,
         "pretext_accuracy": _metric(results["results"], "pretext"),
-        "reconstruction_mse": _metric(results["results"], "reconstruction", "mse"),  # issue 22: on the method's region
+        "reconstruction_mse": _metric(results["results"], "reconstruction", "mse"),
+        "reconstruction_psnr": _metric(results["results"], "reconstruction", "psnr"),
+        "cpu_seconds": time.process_time() - cpu_start,  # the run's (training + evaluation), this process's threads
         **speed,
         "eval": results,
     }
@@ -481,21 +483,28 @@ def _metric(entries: list[dict], protocol: str, key: str = "top1", k: int | None
 
 def markdown(rows: list[dict]) -> str:
     header = ("| method | budget min | images/s (whole step) | s/step | peak RSS MiB | steps x batch (epochs) | "
-              "pretext | recon. MSE | kNN k=20 | kNN k=200 | linear | raw kNN k=20 | raw linear | run wall s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "pretext | recon MSE | PSNR dB | kNN k=20 | kNN k=200 | linear | raw kNN k=20 | raw linear | run wall s | "
+              "run CPU s / wall s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for row in rows:
         ev = row["eval"]
         def pct(value):
             return "-" if value is None else f"{100 * value:.1f} %"
+
+        def number(value, digits):
+            return "-" if value is None else f"{value:.{digits}f}"
+
+        def cores(row):
+            return "-" if row.get("cpu_seconds") is None else f"{row['cpu_seconds'] / row['run_wall_seconds']:.2f}"
         lines.append(
             f"| {row['method']} | {row['budget_minutes']:g} | {row['images_per_second']:.0f} | {row['seconds_per_step']:.3f} | {row['peak_rss_mib']:.0f} | "
             f"{row['steps']} x {row['batch_size']} ({row['epochs']:.1f}) | {pct(row.get('pretext_accuracy'))} | "
-            f"{'-' if row.get('reconstruction_mse') is None else format(row['reconstruction_mse'], '.4f')} | "
+            f"{number(row.get('reconstruction_mse'), 4)} | {number(row.get('reconstruction_psnr'), 2)} | "
             f"{pct(_metric(ev['results'], 'knn', k=20))} | "
             f"{pct(_metric(ev['results'], 'knn', k=200))} | {pct(_metric(ev['results'], 'linear'))} | "
             f"{pct(_metric(ev.get('baselines', []), 'knn', k=20))} | {pct(_metric(ev.get('baselines', []), 'linear'))} | "
-            f"{row['run_wall_seconds']:.0f} |"
+            f"{row['run_wall_seconds']:.0f} | {cores(row)} |"
         )
     layers = [(row["method"], entry) for row in rows for entry in row["eval"]["results"]
               if entry["protocol"] == "layer-linear" and entry.get("label_fraction") is None]

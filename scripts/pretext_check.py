@@ -3,7 +3,7 @@
 
 The issue-21 check "the encoder beats a randomly initialised one": for each run directory, the
 protocols (default: ``pretext`` for a method that serves ``pretext-task``, ``knn``, ``linear`` and
-``layer-linear``; ``--protocols reconstruction ...`` adds a reconstruction method's held-out error) with the run's ``eval`` settings and evaluation data, once on the trained model and
+``layer-linear``) with the run's ``eval`` settings and evaluation data, once on the trained model and
 once on a model of the same config initialised with ``torch.manual_seed(train.seed)`` (as the engine
 builds it before the first step). The protocols are the registered ones (``hfssl.evaluation``): the
 numbers are those ``hfssl eval RUN --protocol NAME`` gives for the trained model.
@@ -12,6 +12,7 @@ Usage::
 
     python scripts/pretext_check.py runs/rotnet-digits runs/jigsaw-digits
     python scripts/pretext_check.py runs/bench21/rotnet-fashion_mnist-3min --protocols pretext layer-linear --output out.json
+    python scripts/pretext_check.py runs/digits22/vae --protocols reconstruction knn linear   # MSE and PSNR too
 """
 
 from __future__ import annotations
@@ -71,18 +72,20 @@ def main() -> int:
         for name, model in (("trained", trained), ("random init", random_init)):
             context = EvaluationContext(eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe)
             for row in evaluate(context, protocols)["results"]:
-                if row.get("label_fraction") is None:  # all the labels (not a label-fraction row)
-                    metric = "top1" if "top1" in row else "mse"  # the reconstruction protocol's held-out error
-                    scores.setdefault((_label(row), metric), {})[name] = row[metric]
+                if row["protocol"] == "reconstruction":  # held-out error, not an accuracy (issue 22)
+                    scores.setdefault("reconstruction MSE", {})[name] = row["mse"]
+                    scores.setdefault("reconstruction PSNR dB", {})[name] = row["psnr"]
+                elif row.get("label_fraction") is None:  # all the labels (not a label-fraction row)
+                    scores.setdefault(_label(row), {})[name] = row["top1"]
         print(f"\n{run} ({recipe.method})\n| protocol | trained | random init | difference |\n|---|---|---|---|")
-        for (label, metric), pair in scores.items():
-            if metric == "mse":
-                print(f"| {label} MSE | {pair['trained']:.4f} | {pair['random init']:.4f} | "
-                      f"{pair['random init'] / pair['trained']:.2f}x lower |")
+        for label, pair in scores.items():
+            if label.startswith("reconstruction"):
+                print(f"| {label} | {pair['trained']:.4f} | {pair['random init']:.4f} | "
+                      f"{pair['trained'] - pair['random init']:+.4f} (x{pair['trained'] / pair['random init']:.3f}) |")
             else:
                 print(f"| {label} | {100 * pair['trained']:.1f} % | {100 * pair['random init']:.1f} % | "
                       f"{100 * (pair['trained'] - pair['random init']):+.1f} |")
-            table.append({"run": str(run), "method": recipe.method, "protocol": label, "metric": metric, **pair})
+            table.append({"run": str(run), "method": recipe.method, "protocol": label, **pair})
     if args.output:
         Path(args.output).write_text(json.dumps(table, indent=2) + "\n")
     return 0

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from hfssl.settings import RecipeError
+from hfssl.views.noise import NoiseSettings
 
 
 @dataclass
@@ -39,6 +40,11 @@ class ViewsConfig:
     # [-10, -5, 5, 10]) are resampled bilinearly with black corners. Off by default; the eval transform never rotates.
     rotation_prob: float = 0.0
     rotation_degrees: tuple[float, ...] = (90.0, 180.0, 270.0)
+    # Noise (issue 22; hfssl/views/noise.py): each kind off at 0, applied to every training view after the
+    # photometric steps and before normalisation, seeded by the generator; the eval transform never adds noise.
+    noise_gaussian_std: float = 0.0
+    noise_salt_pepper: float = 0.0
+    noise_masking: float = 0.0
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     # Asymmetric per-view probabilities (BYOL: blur 1.0/0.1, solarize 0.0/0.2). When set, they
@@ -54,9 +60,18 @@ class ViewsConfig:
         if not self.rotation_degrees or not all(math.isfinite(value) for value in self.rotation_degrees):
             raise RecipeError(f"views.rotation_degrees must list at least one finite angle in degrees (for example "
                               f"[90, 180, 270] or [-10, 10]), got {self.rotation_degrees!r}")
+        try:
+            self.noise.check("views.noise_")
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
         if self.num_views < 1:
             raise RecipeError(f"views.num_views must be >= 1, got {self.num_views!r}")
         for name in ("crop_scale", "local_crop_scale"):
             low, high = getattr(self, name)
             if not 0.0 < low <= high <= 1.0:
                 raise RecipeError(f"views.{name} must satisfy 0 < low <= high <= 1, got {(low, high)!r}")
+
+    @property
+    def noise(self) -> NoiseSettings:
+        """The ``noise_*`` keys as :class:`~hfssl.views.noise.NoiseSettings` (all 0: no noise)."""
+        return NoiseSettings(float(self.noise_gaussian_std), float(self.noise_salt_pepper), float(self.noise_masking))

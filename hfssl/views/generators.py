@@ -13,11 +13,12 @@ every step vectorised over the batch with per-sample parameters from the caller'
 4. Gaussian blur with probability ``blur_prob`` (per view: ``blur_prob_per_view``), sigma uniform
    in ``blur_sigma``, kernel 10 % of the view side made odd (SimCLR), at least 3;
 5. solarize with probability ``solarize_prob`` (per view: ``solarize_prob_per_view``), threshold 0.5;
-6. normalise with ``mean`` / ``std``.
+6. noise (``noise_gaussian_std``, ``noise_salt_pepper``, ``noise_masking``; :mod:`hfssl.views.noise`), off by default;
+7. normalise with ``mean`` / ``std``.
 
 Local views of multi-crop (Caron et al. 2020) go through the same pipeline at
 ``local_crop_size`` with ``local_crop_scale`` and use the scalar ``blur_prob`` /
-``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1 and 6 only (rotation
+``solarize_prob``. ``single_view`` (MAE, He et al. 2022, sec. 4) is steps 1, 6 and 7 only (rotation
 included when ``rotation_prob > 0``).
 On 1-channel images saturation, hue and grayscale are identities (there is no colour to change).
 An operation whose probability is 0 is skipped and draws nothing from the generator.
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from hfssl.views.config import ViewsConfig
+from hfssl.views.noise import add_noise
 from hfssl.views import functional
 from hfssl.views.parameters import bernoulli, sample_color_jitter, sample_crop_boxes, uniform
 
@@ -227,6 +229,7 @@ class _ViewPipeline:
         views = self._crop(images, group, generator)
         if photometric:
             views = self._photometric(views, group, generator)
+        views = add_noise(views, self.views.noise, generator)  # views.noise_*: nothing drawn when off
         views = self._normalize(views)
         return views.reshape(images.shape[0], group.count, self.channels, group.size, group.size)
 

@@ -4,7 +4,7 @@ from hfssl.export import export_image_encoder
 from hfssl.models.mae.configuration_mae import MAEConfig
 from hfssl.models.mae.modeling_mae import MAEForPreTraining, MAEOutput
 from hfssl.models.mae.pictures import draw_reconstructions
-from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, MethodSpec, Paper, register_method
+from hfssl.registry import IMAGE, IMAGE_FEATURES, LAYER_FEATURES, RECONSTRUCTION, MethodSpec, Paper, register_method
 from hfssl.views import view_inputs
 
 PAPER = Paper(
@@ -28,7 +28,7 @@ SPEC = register_method(MethodSpec(
     display_name="MAE",
     build_inputs=view_inputs("single_view"),
     export=export_image_encoder,
-    provides=(IMAGE_FEATURES, LAYER_FEATURES),
+    provides=(IMAGE_FEATURES, LAYER_FEATURES, RECONSTRUCTION),
     pictures=draw_reconstructions,
 ))
 

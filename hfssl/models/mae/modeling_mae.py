@@ -19,6 +19,7 @@ from transformers.utils import ModelOutput
 from hfssl.backbones import pool_tokens
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.models.mae.configuration_mae import MAEConfig
+from hfssl.reconstruction import Reconstruction
 
 
 @dataclass
@@ -99,3 +100,28 @@ class MAEForPreTraining(HfsslPreTrainedModel):
             raise ValueError(f"MAE expects pixel_values of shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
         outputs = self.mae(pixel_values=pixel_values, noise=noise)
         return MAEOutput(loss=outputs.loss, logits=outputs.logits, mask=outputs.mask)
+
+    @torch.no_grad()
+    def get_reconstructions(self, pixel_values: torch.Tensor, generator: torch.Generator) -> Reconstruction:
+        """``reconstruction``: a random mask of ``mask_ratio`` of the patches (its noise drawn from ``generator``),
+        the decoder's prediction of the removed patches with the visible ones pasted back, in normalised pixels
+        (with ``norm_pix_loss`` the per-patch normalisation undone with the true patch statistics, as MAE's
+        pictures do); ``mask`` covers the removed patches, where MAE's loss is measured. ``corrupted`` is the
+        image with the removed patches set to 0 (the normalised mean)."""
+        if pixel_values.ndim != 4:
+            raise ValueError(f"MAE expects pixel_values of shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+        patch = int(self.config.backbone_config.patch_size)
+        grid = (pixel_values.shape[-2] // patch) * (pixel_values.shape[-1] // patch)
+        noise = torch.rand((pixel_values.shape[0], grid), generator=generator, device=generator.device)
+        outputs = self(pixel_values=pixel_values, noise=noise.to(pixel_values.device))
+        mae = self.mae
+        target = mae.patchify(pixel_values)
+        prediction = outputs.logits
+        if self.config.norm_pix_loss:
+            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+            prediction = prediction * (var + 1e-6) ** 0.5 + mean
+        removed = outputs.mask.unsqueeze(-1).to(target.dtype)  # (B, patches, 1), 1 = removed
+        reconstructed = mae.unpatchify(target * (1 - removed) + prediction * removed)
+        corrupted = mae.unpatchify(target * (1 - removed))
+        mask = mae.unpatchify(removed.expand_as(target))[:, :1]
+        return Reconstruction(original=pixel_values, corrupted=corrupted, reconstructed=reconstructed, mask=mask)
