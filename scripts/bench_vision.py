@@ -15,7 +15,7 @@ For each method, in its own process (so peak memory is the method's own):
    position) whose recipe lists them, the run's ``pretext`` protocol (held-out pretext accuracy: the
    task built from the clean test images with a fixed seed) and ``layer-linear`` (a linear probe per
    stage), printed as a column and as a layer x accuracy table;
-5. for a method that serves ``reconstruction`` (the autoencoders, MAE) whose recipe lists it, the held-out
+5. for a method that serves ``reconstruction`` (the autoencoders, the context encoder, MAE) whose recipe lists it, the held-out
    reconstruction error (per-pixel MSE in the loss's space, over the masked region where the loss has one,
    and PSNR in dB), printed as two columns.
 

@@ -12,6 +12,7 @@ Usage::
 
     python scripts/pretext_check.py runs/rotnet-digits runs/jigsaw-digits
     python scripts/pretext_check.py runs/bench21/rotnet-fashion_mnist-3min --protocols pretext layer-linear --output out.json
+    python scripts/pretext_check.py runs/digits22/vae --protocols reconstruction knn linear   # MSE and PSNR too
 """
 
 from __future__ import annotations
@@ -71,12 +72,19 @@ def main() -> int:
         for name, model in (("trained", trained), ("random init", random_init)):
             context = EvaluationContext(eval_config=recipe.eval, data_config=recipe.data, model=model, recipe=recipe)
             for row in evaluate(context, protocols)["results"]:
-                if row.get("label_fraction") is None:  # all the labels (not a label-fraction row)
+                if row["protocol"] == "reconstruction":  # held-out error, not an accuracy (issue 22)
+                    scores.setdefault("reconstruction MSE", {})[name] = row["mse"]
+                    scores.setdefault("reconstruction PSNR dB", {})[name] = row["psnr"]
+                elif row.get("label_fraction") is None:  # all the labels (not a label-fraction row)
                     scores.setdefault(_label(row), {})[name] = row["top1"]
         print(f"\n{run} ({recipe.method})\n| protocol | trained | random init | difference |\n|---|---|---|---|")
         for label, pair in scores.items():
-            print(f"| {label} | {100 * pair['trained']:.1f} % | {100 * pair['random init']:.1f} % | "
-                  f"{100 * (pair['trained'] - pair['random init']):+.1f} |")
+            if label.startswith("reconstruction"):
+                print(f"| {label} | {pair['trained']:.4f} | {pair['random init']:.4f} | "
+                      f"{pair['trained'] - pair['random init']:+.4f} (x{pair['trained'] / pair['random init']:.3f}) |")
+            else:
+                print(f"| {label} | {100 * pair['trained']:.1f} % | {100 * pair['random init']:.1f} % | "
+                      f"{100 * (pair['trained'] - pair['random init']):+.1f} |")
             table.append({"run": str(run), "method": recipe.method, "protocol": label, **pair})
     if args.output:
         Path(args.output).write_text(json.dumps(table, indent=2) + "\n")
