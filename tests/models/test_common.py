@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -29,6 +28,70 @@ def _channels_override(method: str, channels: int) -> dict:
     return {"backbone_config": backbone}
 
 
+def _takes_lab(method: str) -> bool:
+    return getattr(METHODS[method].config_class(**TINY[method][0]), "encoder_input", "rgb") != "rgb"
+
+
+FRESH_PROCESS_SCRIPT = """
+import json, sys, traceback, torch
+from transformers import AutoModel, AutoImageProcessor, pipeline
+from PIL import Image
+reports = {}
+for key, folder in json.loads(sys.argv[1]).items():
+    try:
+        model = AutoModel.from_pretrained(folder + "/encoder").eval()
+        processor = AutoImageProcessor.from_pretrained(folder + "/encoder")
+        data = torch.load(folder + "/io.pt")
+        images = [Image.fromarray(array.numpy()) for array in data["pixels"]]  # "L" images when grey
+        inputs = processor(images=images, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**inputs)
+        out = hidden.pooler_output if hidden.last_hidden_state.ndim == 4 else hidden.last_hidden_state[:, 0]
+        out = out.flatten(1)
+        features = pipeline("image-feature-extraction", model=folder + "/encoder")(images[0])
+        reports[key] = {"max_diff": (out - data["expected"]).abs().max().item(), "pipeline_ok": len(features) > 0}
+    except Exception:
+        reports[key] = {"error": traceback.format_exc()[-3000:]}
+for report in reports.values():
+    report["hfssl_imported"] = "hfssl" in sys.modules
+print(json.dumps(reports))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process_reports(tmp_path_factory) -> dict[str, dict]:
+    """Every image method's tiny encoder, exported for 3- and 1-channel input, loaded by one fresh process
+    without hfssl (one interpreter start for all of them instead of one each); a failure is reported
+    against its own method and channel count."""
+    from hfssl.export import export_encoder
+
+    root = tmp_path_factory.mktemp("exports")
+    folders, reports = {}, {}
+    for method in IMAGE_METHOD_NAMES:
+        if _takes_lab(method):
+            continue
+        for channels in (3, 1):
+            key, folder = f"{method}-{channels}", root / f"{method}-{channels}"
+            try:
+                model = tiny_model(method, **_channels_override(method, channels)).eval()
+                export_encoder(model, folder / "encoder", image_size=16, mean=(0.5,) * channels,
+                               std=(0.25,) * channels, channels=channels)
+                shape = (2, 16, 16, 3) if channels == 3 else (2, 16, 16)
+                pixels = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+                with torch.no_grad():
+                    as_batch = pixels.permute(0, 3, 1, 2) if channels == 3 else pixels.unsqueeze(1)
+                    expected = model.get_embeddings((as_batch.float() / 255 - 0.5) / 0.25)
+                torch.save({"pixels": pixels, "expected": expected}, folder / "io.pt")
+                folders[key] = str(folder)
+            except Exception as error:  # reported by this method's own test
+                reports[key] = {"error": f"export in the test process failed: {error!r}"}
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS_SCRIPT, json.dumps(folders)], capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports.update(json.loads(result.stdout.strip().splitlines()[-1]))
+    return reports
+
+
 def test_every_registered_method_has_a_tiny_config():
     missing = [name for name in METHOD_NAMES if name not in TINY]
     assert not missing, (f"add tiny configs for {missing}: tests/models/<method>/tiny_<method>.py calling "
@@ -37,11 +100,18 @@ def test_every_registered_method_has_a_tiny_config():
 
 def test_every_tiny_config_names_a_registered_method_and_lives_in_its_folder():
     """A tiny config for a name hfssl does not know (a typo) would be tested by nothing; one registered from
-    another method's folder would be found where nobody looks for it."""
+    another method's folder would be found where nobody looks for it. The folder is the method's package
+    (``hfssl/models/<folder>/``): one package may register several methods (the five autoencoders), whose
+    tiny configs then live in ``tests/models/<folder>/tiny_<folder>.py``."""
     unknown = sorted(set(TINY) - set(METHODS))
     assert not unknown, f"tiny configs for methods hfssl does not register: {unknown}"
+    misplaced = []
     for name in METHOD_NAMES:
-        assert tiny_source(name) == TESTS_DIR / "models" / name / f"tiny_{name}.py", (name, tiny_source(name))
+        folder = METHODS[name].model_class.__module__.split(".")[2]  # hfssl.models.<folder>.modeling_<...>
+        expected = TESTS_DIR / "models" / folder / f"tiny_{folder}.py"
+        if tiny_source(name) != expected:
+            misplaced.append((name, str(tiny_source(name)), str(expected)))
+    assert not misplaced, misplaced
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
@@ -96,47 +166,14 @@ class TestEveryImageMethod:
         assert embeddings.ndim == 2
 
     @pytest.mark.parametrize("channels", [3, 1])
-    def test_exported_encoder_loads_without_hfssl(self, method, channels, tmp_path):
+    def test_exported_encoder_loads_without_hfssl(self, method, channels, fresh_process_reports):
         """The encoder loads and runs in plain transformers (AutoModel, processor, pipeline) in a fresh
         process, and gives the model's own embeddings. Grey models are exported for RGB input."""
-        from hfssl.export import export_encoder
-
-        if getattr(METHODS[method].config_class(**TINY[method][0]), "encoder_input", "rgb") != "rgb":
+        if _takes_lab(method):
             pytest.skip(f"{method}'s encoder takes CIE Lab, which no image processor computes from RGB: "
                         f"tests/models/{method}/ feed its own export as its model card says")
-        model = tiny_model(method, **_channels_override(method, channels)).eval()
-        export_encoder(model, tmp_path / "encoder", image_size=16, mean=(0.5,) * channels, std=(0.25,) * channels,
-                       channels=channels)
-        shape = (2, 16, 16, 3) if channels == 3 else (2, 16, 16)
-        pixels = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            as_batch = pixels.permute(0, 3, 1, 2) if channels == 3 else pixels.unsqueeze(1)
-            normalised = (as_batch.float() / 255 - 0.5) / 0.25
-            expected = model.get_embeddings(normalised)
-        torch.save({"pixels": pixels, "expected": expected}, tmp_path / "io.pt")
-        script = textwrap.dedent(f"""
-            import json, sys, torch
-            from transformers import AutoModel, AutoImageProcessor, pipeline
-            from PIL import Image
-            path = {str(tmp_path / 'encoder')!r}
-            model = AutoModel.from_pretrained(path).eval()
-            processor = AutoImageProcessor.from_pretrained(path)
-            data = torch.load({str(tmp_path / 'io.pt')!r})
-            images = [Image.fromarray(array.numpy()) for array in data["pixels"]]  # "L" images when grey
-            inputs = processor(images=images, return_tensors="pt")
-            with torch.no_grad():
-                hidden = model(**inputs)
-            out = hidden.pooler_output if hidden.last_hidden_state.ndim == 4 else hidden.last_hidden_state[:, 0]
-            out = out.flatten(1)
-            extractor = pipeline("image-feature-extraction", model=path)
-            features = extractor(images[0])
-            print(json.dumps({{"max_diff": (out - data["expected"]).abs().max().item(),
-                               "pipeline_ok": len(features) > 0,
-                               "hfssl_imported": "hfssl" in sys.modules}}))
-        """)
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
-        assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(result.stdout.strip().splitlines()[-1])
+        report = fresh_process_reports[f"{method}-{channels}"]
+        assert "error" not in report, report.get("error")
         assert report["hfssl_imported"] is False
         assert report["pipeline_ok"] is True
         assert report["max_diff"] < 1e-4, report
