@@ -82,13 +82,25 @@ def test_cli_refuses_what_would_fail_after_training_before_it_starts(tmp_path, o
 NO_FREEZE = {"dino": ["model.freeze_last_layer_epochs=0"], "swav": ["model.freeze_prototypes_epochs=0"]}
 
 
+def _digits_teacher(folder: Path) -> Path:
+    """A stand-in for the hfssl run's encoder/ that feature_distill's digits recipe names as its teacher
+    (grey 16-px ResNet, normalised as the recipe's views: mean 0.3, std 0.4)."""
+    from transformers import ResNetConfig, ResNetModel, ViTImageProcessor
+
+    ResNetModel(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                             layer_type="basic")).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.3], image_std=[0.4]).save_pretrained(folder)
+    return folder
+
+
 @pytest.mark.parametrize("method", sorted(m for m in METHODS if (REPO / "recipes" / m / "digits.yaml").is_file()))
 def test_each_method_trains_through_the_engine(method, tmp_path):
+    teacher = [f"model.teacher_name_or_path={_digits_teacher(tmp_path / 'teacher')}"] if method == "feature_distill" else []
     recipe = load_recipe(REPO / "recipes" / method / "digits.yaml",
-                         [*FAST, "train.max_steps=2", "eval.protocols=[]", *NO_FREEZE.get(method, [])])
-    result = run(recipe, tmp_path)
+                         [*FAST, "train.max_steps=2", "eval.protocols=[]", *NO_FREEZE.get(method, []), *teacher])
+    result = run(recipe, tmp_path / "run")
     assert result.steps == 2 and result.final_loss is not None and result.final_loss == result.final_loss
-    assert (tmp_path / "encoder" / "config.json").is_file()
+    assert (tmp_path / "run" / "encoder" / "config.json").is_file()
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
