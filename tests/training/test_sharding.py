@@ -37,6 +37,13 @@ def sharded_runs(tmp_path_factory):
     return out, run_two_ranks("sharding_worker", "main", out, "sharding_", timeout=600)
 
 
+def weight_tolerance(name: str) -> float:
+    """1e-6, except for attention key biases: softmax ignores a bias added to every key, so their true gradient is
+    0 and what they get is rounding noise, whose order of summation differs between DDP and FSDP2 and between CPUs
+    (AVX2 against AVX512); Adam turns that noise into steps of up to the learning rate's size (1.8e-6 seen on AVX2)."""
+    return 1e-5 if name.endswith("attention.key.bias") else 1e-6
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_fsdp2_equals_ddp_in_losses_and_gathered_weights(sharded_runs, method):
     out, ranks = sharded_runs
@@ -51,7 +58,8 @@ def test_fsdp2_equals_ddp_in_losses_and_gathered_weights(sharded_runs, method):
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
         assert actual[name].shape == tensor.shape, f"{name}: {tuple(actual[name].shape)} != {tuple(tensor.shape)}"
-        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=lambda m: f"{method} {name}: {m}")
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=weight_tolerance(name),
+                                   msg=lambda m: f"{method} {name}: {m}")
     if method == "clip":
         assert actual["backbone.logit_scale"].dim() == 0, "CLIP's logit_scale is saved 0-d, as transformers has it"
     if method == "dino":
@@ -72,7 +80,7 @@ def test_fsdp2_with_one_unit_per_transformer_block_equals_ddp(sharded_runs):
     actual = load_file(str(out / "fsdp2-layers" / "dino" / "model.safetensors"))
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=weight_tolerance(name), msg=lambda m: f"{name}: {m}")
 
 
 def test_fsdp2_in_bf16_equals_ddp_in_bf16(sharded_runs):
