@@ -6,4 +6,7 @@ scripts/setup_env.sh test,text,weights
 # builtin:emoji / builtin:emoji_twitter (CLIP tests): npm pack, cached in $HFSSL_EMOJI_DIR or ~/.cache/hfssl/emoji.
 scripts/prepare_emoji.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m pytest -q "$@"
+# Two pytest-xdist workers, one per core (HFSSL_TEST_WORKERS=0 runs in one process); a file's tests stay on one
+# worker (--dist loadfile), so a module's shared training run is made once.
+workers="${HFSSL_TEST_WORKERS:-2}"
+exec .venv/bin/python -m pytest -q -n "$workers" --dist loadfile "$@"

@@ -20,7 +20,9 @@ os.environ.setdefault("HFSSL_AUTO_MIXED_PRECISION", "no")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (scripts/test.sh runs two workers on CI's two cores) each worker computes on one thread,
+# so the two workers together use the cores once instead of oversubscribing them.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
