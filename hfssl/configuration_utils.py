@@ -56,6 +56,27 @@ def check_range(name: str, value: float, low: float, high: float, *, low_open: b
         raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
 
 
+def set_vocab_size(model_config: PretrainedConfig, vocab_size: int | None, given_config: Any,
+                   backbone_name_or_path: str | None, default: int) -> None:
+    """Set a text model's vocabulary size on ``model_config`` (built from ``given_config`` or the checkpoint
+    ``backbone_name_or_path``): ``model.vocab_size`` when set (a trained tokenizer's real size is written back
+    through it), else ``default`` for a preset config; a checkpoint keeps its own embeddings' size.
+
+    Raises ``ValueError`` when ``vocab_size`` is below 8, or differs from a checkpoint's embeddings (the
+    tokenizer and the model would not match).
+    """
+    if vocab_size is not None and vocab_size < 8:
+        raise ValueError(f"model.vocab_size must be at least 8, got {vocab_size!r}")
+    from_checkpoint = backbone_name_or_path is not None and given_config is None
+    if vocab_size is not None:
+        if from_checkpoint and vocab_size != model_config.vocab_size:
+            raise ValueError(f"model.vocab_size {vocab_size} differs from the {model_config.vocab_size} embeddings of "
+                             f"{backbone_name_or_path!r}: the tokenizer and the model would not match; unset model.vocab_size")
+        model_config.vocab_size = vocab_size
+    elif not from_checkpoint and not isinstance(given_config, (dict, PretrainedConfig)):
+        model_config.vocab_size = default
+
+
 def recipe_config_values(config_class: type[HfsslVisionConfig], model: dict[str, Any]) -> dict[str, Any]:
     """A recipe's ``model`` section over the config's defaults (the keyword defaults of its ``__init__``),
     for checks made when the recipe is loaded, before any config is built."""

@@ -10,6 +10,8 @@
   ``attention_mask`` tensors.
 * :func:`split_held_out` / :func:`held_out_texts`: one document in :data:`HOLDOUT_EVERY` is never
   trained on (MLM keeps it out), so a text model can be scored on text it did not see.
+* :func:`training_documents`: a language model's training documents (held-out ones out, empty ones
+  dropped), refused before training when they are empty or when its held-out protocol would find nothing.
 """
 
 from __future__ import annotations
@@ -108,8 +110,48 @@ def held_out_texts(data: Any, max_documents: int | None = None) -> tuple[list[st
     if max_documents is not None:
         texts = texts[:max_documents]
     if not texts:
-        raise ValueError(f"dataset {data.source!r} has no held-out text to evaluate masked-token accuracy on")
+        raise ValueError(f"dataset {data.source!r} has no held-out text to evaluate on (one document in "
+                         f"{HOLDOUT_EVERY} is held out): give more documents or set data.eval_split")
     return texts, name
+
+
+def _check_held_out(data: Any, held: Any, column: str, documents: int, protocol: str) -> None:
+    """``protocol`` measures on the held-out documents: a corpus too small to hold one out would fail after
+    the whole training, so it is refused before it."""
+    if data.max_train_samples is not None:  # held_out_texts reads the whole source, not the capped one
+        try:
+            held_out_texts(data, max_documents=1)
+            return
+        except ValueError:
+            held = None
+    if held is None or not any(text.strip() for text in iter_texts(held, column, data.source)):
+        raise ValueError(
+            f"dataset {data.source!r} has {documents} document(s), so none is held out for eval protocol "
+            f"{protocol} (one in {HOLDOUT_EVERY} is, and it must hold text): give at least {HOLDOUT_EVERY} "
+            f"documents, set data.eval_split to a split of the source, or remove {protocol} from eval.protocols")
+
+
+def training_documents(recipe: Any, held_out_protocol: str) -> tuple[Any, str]:
+    """A language model's training documents and their text column: ``recipe.data``'s split less the documents
+    :func:`split_held_out` keeps out (by position in the source, before anything is filtered, as
+    :func:`held_out_texts` reads them) and less empty texts.
+
+    Raises ``ValueError`` naming the source when no document holds text, and when ``held_out_protocol`` (the
+    method's protocol that scores held-out text) is in ``eval.protocols`` without ``data.eval_split`` but no
+    held-out document holds text (checked before training, not after it; not for a streamed source).
+    """
+    data = recipe.data
+    dataset = load_text_split(data)
+    column = resolve_text_column(dataset, data)
+    documents, held = split_held_out(dataset, data.streaming)
+    documents = documents.filter(lambda row: bool(row[column] and str(row[column]).strip()))
+    if not data.streaming:
+        if len(documents) == 0:
+            raise ValueError(f"dataset {data.source!r} has no non-empty text in column {column!r}; point data.source "
+                             "(and data.text_column) at real text")
+        if held_out_protocol in recipe.eval.protocols and not data.eval_split:
+            _check_held_out(data, held, column, len(dataset), held_out_protocol)
+    return documents, column
 
 
 # ---- batches ---------------------------------------------------------------------------------------

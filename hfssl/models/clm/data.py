@@ -29,15 +29,7 @@ from typing import Any
 
 import torch
 
-from hfssl.data.text import iter_texts, load_text_split, resolve_text_column
-from hfssl.data.token_rows import (
-    HOLDOUT_EVERY,
-    TokenRowCollator,
-    encode_documents,
-    held_out_texts,
-    pack_documents,
-    split_held_out,
-)
+from hfssl.data.token_rows import TokenRowCollator, encode_documents, pack_documents, training_documents
 from hfssl.data.tokenizer_cache import cached_tokenizer
 from hfssl.data.training import TrainingData
 from hfssl.models.clm.configuration_clm import CLMConfig
@@ -155,40 +147,13 @@ class InputBuilder:
 # ---- the engine hooks -----------------------------------------------------------------------------
 
 
-def _check_held_out(recipe: Any, held: Any, column: str, documents: int) -> None:
-    """The ``next-token`` protocol measures on the held-out documents: a corpus too small to hold one out
-    would fail after the whole training, so it is refused before it."""
-    if "next-token" not in recipe.eval.protocols or recipe.data.eval_split:
-        return
-    if recipe.data.max_train_samples is not None:  # held_out_texts reads the whole source, not the capped one
-        try:
-            held_out_texts(recipe.data, max_documents=1)
-            return
-        except ValueError:
-            held = None
-    if held is None or not any(text.strip() for text in iter_texts(held, column, recipe.data.source)):
-        raise ValueError(
-            f"dataset {recipe.data.source!r} has {documents} document(s), so none is held out for eval protocol "
-            f"next-token (one in {HOLDOUT_EVERY} is, and it must hold text): give at least {HOLDOUT_EVERY} "
-            "documents, set data.eval_split to a split of the source, or remove next-token from eval.protocols")
-
-
 def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
     """``MethodSpec.build_data`` of causal language modelling: tokenizer, packed rows and the tokenizer's
     config values. Raises ``ValueError`` naming the input for empty text, a missing text column, a row
     length above the decoder's positions and a tokenizer that does not fit the model."""
     config = CLMConfig(**recipe.model)
     data = recipe.data
-    dataset = load_text_split(data)
-    column = resolve_text_column(dataset, data)
-    # Held out by position in the source (before anything is filtered), as held_out_texts reads it.
-    train_documents, held = split_held_out(dataset, data.streaming)
-    train_documents = train_documents.filter(lambda row: bool(row[column] and str(row[column]).strip()))
-    if not data.streaming:
-        if len(train_documents) == 0:
-            raise ValueError(f"dataset {data.source!r} has no non-empty text in column {column!r}; point data.source "
-                             "(and data.text_column) at real text")
-        _check_held_out(recipe, held, column, len(dataset))
+    train_documents, column = training_documents(recipe, "next-token")
     tokenizer = run_tokenizer(recipe, config, train_documents, column)
     updates = tokenizer_config_updates(tokenizer, config)
     config = CLMConfig(**{**recipe.model, **updates})

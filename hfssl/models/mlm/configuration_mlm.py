@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import BertConfig, PretrainedConfig
 
-from hfssl.configuration_utils import check_range
+from hfssl.configuration_utils import check_range, set_vocab_size
 
 #: BERT sizes (Turc et al. 2019, "Well-Read Students Learn Better": tiny, mini, small, medium; and
 #: BERT-base). ``vocab_size`` comes from the tokenizer.
@@ -127,19 +127,10 @@ class MLMConfig(PretrainedConfig):
             raise ValueError(f"model.packing must be one of {PACKING_MODES}, got {packing!r}")
         if not isinstance(max_seq_length, int) or max_seq_length < 8:
             raise ValueError(f"model.max_seq_length must be an integer >= 8, got {max_seq_length!r}")
-        if vocab_size is not None and vocab_size < 8:
-            raise ValueError(f"model.vocab_size must be at least 8, got {vocab_size!r}")
         super().__init__(**kwargs)
         self.backbone_name_or_path = backbone_name_or_path
         bert = resolve_bert_config(bert_config, backbone_name_or_path, max_seq_length)
-        from_checkpoint = backbone_name_or_path is not None and bert_config is None
-        if vocab_size is not None:
-            if from_checkpoint and vocab_size != bert.vocab_size:
-                raise ValueError(f"model.vocab_size {vocab_size} differs from the {bert.vocab_size} embeddings of "
-                                 f"{backbone_name_or_path!r}: the tokenizer and the model would not match; unset model.vocab_size")
-            bert.vocab_size = vocab_size  # a trained tokenizer's real size is written back here
-        elif not from_checkpoint and not isinstance(bert_config, (dict, PretrainedConfig)):
-            bert.vocab_size = DEFAULT_VOCAB_SIZE
+        set_vocab_size(bert, vocab_size, bert_config, backbone_name_or_path, DEFAULT_VOCAB_SIZE)
         if max_seq_length > bert.max_position_embeddings:
             raise ValueError(f"model.max_seq_length {max_seq_length} is above the model's max_position_embeddings "
                              f"({bert.max_position_embeddings}); lower model.max_seq_length")

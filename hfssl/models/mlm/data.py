@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from hfssl.data.tokenizer_cache import cached_tokenizer
-from hfssl.data.text import iter_texts, load_text_split, resolve_text_column, split_sentences
+from hfssl.data.text import iter_texts, split_sentences
 from hfssl.data.training import TrainingData
 from hfssl.models.mlm.configuration_mlm import MLMConfig
 from hfssl.data.token_masking import continuation_table, mask_tokens
@@ -44,6 +44,7 @@ from hfssl.data.token_rows import (  # noqa: F401
     pack_documents,
     plain_backend,
     split_held_out,
+    training_documents,
 )
 
 logger = logging.getLogger(__name__)
@@ -312,24 +313,6 @@ def cached_wordpiece(dataset: Any, column: str, data: Any, config: MLMConfig) ->
 SENTENCE_SAMPLE = 1000
 
 
-def _check_held_out(recipe: Any, held: Any, column: str, documents: int) -> None:
-    """The ``mlm-accuracy`` protocol measures on the held-out documents (:func:`held_out_texts`): a corpus
-    too small to hold one out would fail after the whole training, so it is refused before it."""
-    if "mlm-accuracy" not in recipe.eval.protocols or recipe.data.eval_split:
-        return
-    if recipe.data.max_train_samples is not None:  # held_out_texts reads the whole source, not the capped one
-        try:
-            held_out_texts(recipe.data, max_documents=1)
-            return
-        except ValueError:
-            held = None
-    if held is None or not any(text.strip() for text in iter_texts(held, column, recipe.data.source)):
-        raise ValueError(
-            f"dataset {recipe.data.source!r} has {documents} document(s), so none is held out for eval protocol "
-            f"mlm-accuracy (one in {HOLDOUT_EVERY} is, and it must hold text): give at least {HOLDOUT_EVERY} "
-            "documents, set data.eval_split to a split of the source, or remove mlm-accuracy from eval.protocols")
-
-
 def _check_sentence_pairs(data: Any, documents: Any, column: str) -> None:
     """Next-sentence prediction pairs sentences of one document (BERT sec. 3.1): a corpus whose documents
     are single sentences would only ever give half-sentence pairs, so it is refused before training."""
@@ -350,18 +333,9 @@ def build_training_data(recipe: Any, accelerator: Any) -> TrainingData:
     """
     config = MLMConfig(**recipe.model)
     data = recipe.data
-    dataset = load_text_split(data)
-    column = resolve_text_column(dataset, data)
-    # Held out by position in the source (before anything is filtered), as held_out_texts reads it.
-    train_documents, held = split_held_out(dataset, data.streaming)
-    train_documents = train_documents.filter(lambda row: bool(row[column] and str(row[column]).strip()))
-    if not data.streaming and len(train_documents) == 0:
-        raise ValueError(f"dataset {data.source!r} has no non-empty text in column {column!r}; point data.source "
-                         "(and data.text_column) at real text")
-    if not data.streaming:
-        _check_held_out(recipe, held, column, len(dataset))
-        if config.next_sentence_prediction:
-            _check_sentence_pairs(data, train_documents, column)
+    train_documents, column = training_documents(recipe, "mlm-accuracy")
+    if not data.streaming and config.next_sentence_prediction:
+        _check_sentence_pairs(data, train_documents, column)
     tokenizer = run_tokenizer(recipe, config, train_documents, column)
     updates = tokenizer_config_updates(tokenizer, config)
     config = MLMConfig(**{**recipe.model, **updates})
