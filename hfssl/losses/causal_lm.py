@@ -11,10 +11,10 @@ logits never exist whole, and each chunk is reused while it is still in the cach
 Kernel's fused linear cross-entropy, Hsu et al. 2024, and of Wijmans et al. 2025, "Cut Your Losses").
 
 The result is the same sum of token losses and the same gradients as the plain formula (tested against
-``F.cross_entropy`` on fixed tensors), whatever the chunk size. On the 2-core AVX2 CPU of BENCHMARKS.md the
-fused form was *slower* than forming the logits whole (the output layer's products dominate either way, and
-PyTorch's ``log_softmax`` kernels are well vectorised), so it is used only when asked for
-(``chunk_size``): it bounds the memory of a large vocabulary or long rows.
+``F.cross_entropy`` on fixed tensors), whatever the chunk size. On the quiet 2-core AVX2 CPU of BENCHMARKS.md
+the fused form made the whole GPT-2-mini training step 12-19 % faster than forming the logits whole (a first
+timing on a machine loaded by other work had said the opposite), so the causal LM uses it by default
+(``model.loss_chunk_size``); ``chunk_size=None`` keeps the plain formula.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
                          chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum of cross-entropies, number of argmax hits)`` of ``hidden (N, H) @ weight (V, H).T + bias`` against
-    ``targets (N,)``. ``chunk_size=None`` forms the logits whole and uses ``F.cross_entropy`` (the fastest on the
-    CPUs measured, BENCHMARKS.md); a chunk size runs the fused chunked form of the module docstring, whose memory
-    does not grow with ``N x V``. Without gradients the chunks are only scored."""
+    ``targets (N,)``. ``chunk_size=None`` forms the logits whole and lets autograd differentiate ``F.cross_entropy``;
+    a chunk size runs the fused chunked form of the module docstring (faster on the CPU measured, BENCHMARKS.md),
+    whose memory does not grow with ``N x V``. Without gradients the chunks are only scored."""
     if hidden.ndim != 2 or targets.shape != hidden.shape[:1]:
         raise ValueError(f"expected hidden (N, H) and targets (N,), got {tuple(hidden.shape)} and {tuple(targets.shape)}")
     if chunk_size is None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoConfig, GPT2Config, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
+
+from hfssl.configuration_utils import set_vocab_size
 
 #: GPT-2-style sizes from tiny to small (``gpt2-small`` is GPT-2's 124M model, Radford et al. 2019, table 2).
 #: ``vocab_size`` comes from the tokenizer; ``n_positions`` is at least ``max_seq_length``.
@@ -24,6 +26,8 @@ GPT2_PRESETS: dict[str, dict[str, int]] = {
 }
 #: Byte-level BPE vocabulary trained on the corpus when the recipe gives no ``model.vocab_size``.
 DEFAULT_VOCAB_SIZE = 8192
+#: Tokens per chunk of the fused output layer + cross-entropy (``model.loss_chunk_size``).
+DEFAULT_LOSS_CHUNK_SIZE = 2048
 _DROPPED = ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype")
 
 
@@ -84,10 +88,11 @@ class CLMConfig(PretrainedConfig):
         max_seq_length: tokens per training row; at most the decoder's positions.
         eos_token_id / pad_token_id: the end-of-text token that ends every document, and padding (from the
             tokenizer).
-        loss_chunk_size: ``None`` (default) forms the ``(tokens, vocabulary)`` logits whole; a number fuses the
-            output layer with the cross-entropy over chunks of that many tokens
-            (:class:`hfssl.losses.causal_lm.LinearCrossEntropy`), bounding the memory of a large vocabulary or long
-            rows. The loss and gradients do not depend on it.
+        loss_chunk_size: the output layer is fused with the cross-entropy over chunks of this many tokens
+            (:class:`hfssl.losses.causal_lm.LinearCrossEntropy`: gradients formed in the forward pass, the
+            ``(tokens, vocabulary)`` logits never whole; default :data:`DEFAULT_LOSS_CHUNK_SIZE`, the fastest step
+            measured in BENCHMARKS.md and 2,048 x V floats of memory); ``None`` forms the logits whole and lets
+            autograd differentiate ``F.cross_entropy``. The loss and gradients do not depend on it.
     """
 
     model_type = "hfssl_clm"
@@ -100,26 +105,18 @@ class CLMConfig(PretrainedConfig):
         max_seq_length: int = 128,
         eos_token_id: int | None = None,
         pad_token_id: int | None = None,
-        loss_chunk_size: int | None = None,
+        loss_chunk_size: int | None = DEFAULT_LOSS_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         if not isinstance(max_seq_length, int) or isinstance(max_seq_length, bool) or max_seq_length < 4:
             raise ValueError(f"model.max_seq_length must be an integer >= 4, got {max_seq_length!r}")
-        if vocab_size is not None and vocab_size < 8:
-            raise ValueError(f"model.vocab_size must be at least 8, got {vocab_size!r}")
         if loss_chunk_size is not None and (not isinstance(loss_chunk_size, int) or loss_chunk_size < 1):
             raise ValueError(f"model.loss_chunk_size must be a positive integer or null, got {loss_chunk_size!r}")
         super().__init__(**kwargs)
         self.backbone_name_or_path = backbone_name_or_path
         decoder = resolve_decoder_config(decoder_config, backbone_name_or_path, max_seq_length)
         from_checkpoint = backbone_name_or_path is not None and decoder_config is None
-        if vocab_size is not None:
-            if from_checkpoint and vocab_size != decoder.vocab_size:
-                raise ValueError(f"model.vocab_size {vocab_size} differs from the {decoder.vocab_size} embeddings of "
-                                 f"{backbone_name_or_path!r}: the tokenizer and the model would not match; unset model.vocab_size")
-            decoder.vocab_size = vocab_size  # a trained tokenizer's real size is written back here
-        elif not from_checkpoint and not isinstance(decoder_config, (dict, PretrainedConfig)):
-            decoder.vocab_size = DEFAULT_VOCAB_SIZE
+        set_vocab_size(decoder, vocab_size, decoder_config, backbone_name_or_path, DEFAULT_VOCAB_SIZE)
         if max_seq_length > _positions(decoder):
             raise ValueError(f"model.max_seq_length {max_seq_length} is above the decoder's {_positions(decoder)} "
                              "positions; lower model.max_seq_length")

@@ -5,9 +5,10 @@ with SDPA attention. Its forward takes packed rows ``input_ids`` ``(B, L)`` with
 (rows are padded on the right only) and predicts every real token from the ones before it in the row.
 The decoder runs without the attention mask: causal attention never lets a real token see the padding
 after it, and SDPA's causal kernel then needs no mask tensor. The output layer runs on the real targets
-only (no logits for the padding or for each row's last token), and with ``model.loss_chunk_size`` it is fused
-with the cross-entropy (:mod:`hfssl.losses.causal_lm`) so that the ``(tokens, V)`` logits never exist whole:
-the same loss and gradients as ``GPT2LMHeadModel.forward(labels=...)`` either way (tested).
+only (no logits for the padding or for each row's last token), fused with the cross-entropy over chunks of
+``model.loss_chunk_size`` tokens (:mod:`hfssl.losses.causal_lm`: the gradients are formed in the forward pass and
+the ``(tokens, V)`` logits never exist whole; ``null`` forms them whole): the same loss and gradients as
+``GPT2LMHeadModel.forward(labels=...)`` either way (tested).
 
 Distributed training: the loss is the sum of the token losses divided by the mean number of target
 tokens per process, so the gradients DDP averages are those of the mean over every target token of the
