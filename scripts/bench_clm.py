@@ -36,12 +36,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench_common import StepTimer, interleaved_medians
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -63,7 +64,7 @@ def hfssl_recipe(args: argparse.Namespace, steps: int) -> Any:
     return recipe_from_dict({
         "method": "clm",
         "model": {"decoder_config": s["decoder_config"], "vocab_size": s["vocab_size"],
-                  "max_seq_length": s["max_seq_length"]},
+                  "max_seq_length": s["max_seq_length"], "loss_chunk_size": args.loss_chunk_size},
         "data": {"source": "builtin:english_corpus", "text_column": "text", "eval_split": None, "lowercase": False,
                  "max_train_samples": args.max_documents},
         "optim": {"name": "adamw", "lr": s["lr"], "weight_decay": s["weight_decay"], "warmup_steps": s["warmup_steps"],
@@ -90,37 +91,13 @@ def shared_data(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
     return train_documents, tokenizer, held_out
 
 
-class Timer:
-    """Wall-clock and CPU time of every optimiser step after the first."""
-
-    def __init__(self) -> None:
-        self.first: tuple[float, float] | None = None
-        self.last: tuple[float, float] | None = None
-        self.steps = 0
-
-    def tick(self) -> None:
-        now = (time.perf_counter(), time.process_time())
-        self.steps += 1
-        if self.first is None:
-            self.first = now
-        self.last = now
-
-    @property
-    def seconds(self) -> float:
-        return float(self.last[0] - self.first[0]) if self.first else 0.0
-
-    @property
-    def cpu_seconds(self) -> float:
-        return float(self.last[1] - self.first[1]) if self.first else 0.0
-
-
 def run_hfssl(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from hfssl.export import ExportContext
     from hfssl.registry import get_method
     from hfssl.training.trainer import train
 
     shared_data(args)  # the same cached tokenizer as the other side
-    timer = Timer()
+    timer = StepTimer()
 
     class Callback:
         def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
@@ -175,7 +152,7 @@ def run_hf(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     set_seed(s["seed"])
     model = GPT2LMHeadModel._from_config(gpt2_config(args, len(tokenizer), tokenizer.eos_token_id),
                                          attn_implementation="sdpa")
-    timer = Timer()
+    timer = StepTimer()
 
     class Callback(TrainerCallback):
         def on_step_end(self, *_: Any, **__: Any) -> None:
@@ -204,11 +181,10 @@ def run_side(side: str, args: argparse.Namespace) -> None:
     result = run_hfssl(args, out) if side == "hfssl" else run_hf(args, out)
     timer = result.pop("timer")
     tokens_per_step = args.batch_size * result["row_tokens"]
-    timed = timer.steps - 1
     report = {
-        "side": side, "steps": timer.steps, "timed_steps": timed, "timed_seconds": timer.seconds,
-        "tokens_per_step": tokens_per_step, "tokens_per_second": tokens_per_step * timed / max(timer.seconds, 1e-9),
-        "cores_used": timer.cpu_seconds / max(timer.seconds, 1e-9), "cpu_seconds": timer.cpu_seconds,
+        "side": side, "steps": timer.steps, "timed_steps": timer.timed_steps, "timed_seconds": timer.seconds,
+        "tokens_per_step": tokens_per_step, "tokens_per_second": timer.per_second(tokens_per_step),
+        "cores_used": timer.cores, "cpu_seconds": timer.cpu_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), **result,
     }
@@ -255,24 +231,27 @@ def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
         logits = (hidden @ weight.T).view(args.batch_size, args.seq_length - 1, -1)
         theirs.loss_function(logits, ids[:, 1:], vocab_size=args.vocab_size).backward()
 
-    steps = {"hfssl": lambda: ours(input_ids=ids, attention_mask=attention, dropout_seed=1).loss.backward(),
+    def hfssl_step(chunk: int | None) -> None:
+        ours.config.loss_chunk_size = chunk
+        ours(input_ids=ids, attention_mask=attention, dropout_seed=1).loss.backward()
+
+    def head(chunk: int | None) -> None:
+        (linear_cross_entropy(hidden, weight, None, targets, chunk)[0] / targets.numel()).backward()
+
+    steps = {"hfssl": lambda: hfssl_step(args.loss_chunk_size),
              "transformers": lambda: theirs(input_ids=ids, labels=ids, attention_mask=attention).loss.backward(),
-             "head_hfssl": lambda: (linear_cross_entropy(hidden, weight, None, targets)[0] / targets.numel()).backward(),
-             "head_fused_1024": lambda: (linear_cross_entropy(hidden, weight, None, targets, 1024)[0]
-                                         / targets.numel()).backward(),
              "head_plain": plain_head}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, float] = {name: 0.0 for name in steps}
-    for _ in range(rounds + 1):
-        for name, step in steps.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            step()
-            times[name].append(time.perf_counter() - start)
-            cpu[name] += time.process_time() - start_cpu
-    medians = {name: statistics.median(values[1:]) for name, values in times.items()}  # the first round warms up
-    return {"median_seconds": medians, "speedup": medians["transformers"] / medians["hfssl"],
+    for chunk in args.chunk_sizes:
+        if chunk != args.loss_chunk_size:
+            steps[f"hfssl_chunk_{chunk}"] = lambda chunk=chunk: hfssl_step(chunk)
+    steps["head_whole"] = lambda: head(None)
+    for chunk in args.chunk_sizes:
+        steps[f"head_fused_{chunk}"] = lambda chunk=chunk: head(chunk)
+    medians, cores = interleaved_medians(steps, rounds)
+    return {"median_seconds": medians, "loss_chunk_size": args.loss_chunk_size,
+            "speedup": medians["transformers"] / medians["hfssl"],
             "head_share_of_transformers_step": medians["head_plain"] / medians["transformers"],
-            "cores_used": {name: cpu[name] / sum(times[name]) for name in steps}, "rounds": rounds,
+            "cores_used": cores, "rounds": rounds,
             "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
@@ -299,6 +278,11 @@ def main() -> None:
     parser.add_argument("--max-documents", type=int, default=None, help="cap on corpus documents (default: all)")
     parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
     parser.add_argument("--out", default="runs/bench_clm")
+    parser.add_argument("--loss-chunk-size", type=int, default=None,
+                        help="hfssl's model.loss_chunk_size (default: the recipe default, logits formed whole)")
+    parser.add_argument("--chunk-sizes", type=int, nargs="*", default=[1024],
+                        help="with --model-step-rounds: also time hfssl's step and the output layer + loss fused "
+                             "in chunks of these many tokens")
     parser.add_argument("--model-step-rounds", type=int, default=0,
                         help="only time one forward + backward, hfssl vs GPT2LMHeadModel, interleaved, this many rounds")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in its own process

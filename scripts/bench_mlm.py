@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import StepTimer, interleaved_medians
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -83,37 +85,13 @@ def shared_data(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
     return train_documents, tokenizer, held_out
 
 
-class Timer:
-    """Wall-clock time of every optimiser step after the first."""
-
-    def __init__(self) -> None:
-        self.first_end: float | None = None
-        self.last_end: float | None = None
-        self.steps = 0
-
-    def tick(self) -> None:
-        now = time.perf_counter()
-        self.steps += 1
-        if self.first_end is None:
-            self.first_end = now
-        self.last_end = now
-
-    @property
-    def timed_steps(self) -> int:
-        return self.steps - 1
-
-    @property
-    def seconds(self) -> float:
-        return float((self.last_end or 0.0) - (self.first_end or 0.0))
-
-
 def run_hfssl(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from hfssl.export import ExportContext
     from hfssl.registry import get_method
     from hfssl.training.trainer import train
 
     shared_data(args)  # the same cached tokenizer as the other sides
-    timer = Timer()
+    timer = StepTimer()
 
     class Callback:
         def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
@@ -174,7 +152,7 @@ def run_hf(args: argparse.Namespace, out: Path, line_by_line: bool) -> dict[str,
     config = BertConfig(**BERT_PRESETS[s["bert_config"]], vocab_size=len(tokenizer),
                         max_position_embeddings=max(512, args.seq_length), pad_token_id=tokenizer.pad_token_id)
     model = BertForMaskedLM._from_config(config, attn_implementation="sdpa")
-    timer = Timer()
+    timer = StepTimer()
 
     class Callback(TrainerCallback):
         def on_step_end(self, *_: Any, **__: Any) -> None:
@@ -210,7 +188,7 @@ def run_side(side: str, args: argparse.Namespace) -> None:
     report = {
         "side": side, "steps": timer.steps, "timed_steps": timer.timed_steps, "timed_seconds": timer.seconds,
         "tokens_per_step": tokens_per_step, "total_tokens": tokens_per_step * timer.steps,
-        "tokens_per_second": tokens_per_step * timer.timed_steps / max(timer.seconds, 1e-9),
+        "tokens_per_second": timer.per_second(tokens_per_step),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_seconds": time.process_time() - cpu_start, "threads": torch.get_num_threads(), **result,
     }
@@ -236,8 +214,6 @@ def evaluate_sides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
     """Forward + backward of one batch, hfssl's model against ``BertForMaskedLM``, interleaved in one
     process (round after round, so that the load of a shared machine hits both alike): median seconds."""
-    import statistics
-
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -257,13 +233,7 @@ def model_step(args: argparse.Namespace, rounds: int) -> dict[str, Any]:
     attention = torch.ones_like(ids)
     steps = {"hfssl": lambda: ours(input_ids=masked, labels=labels, attention_mask=attention, dropout_seed=1).loss.backward(),
              "transformers": lambda: theirs(input_ids=masked, labels=labels, attention_mask=attention).loss.backward()}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds + 1):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values[1:]) for name, values in times.items()}  # the first round warms up
+    medians, _ = interleaved_medians(steps, rounds)
     return {"median_seconds": medians, "speedup": medians["transformers"] / medians["hfssl"], "rounds": rounds}
 
 

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import StepTimer
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -42,24 +44,10 @@ SIDES = ("hfssl", "sentence-transformers")
 START = "builtin:all-MiniLM-L6-v2"
 
 
-class Timer:
-    """Wall and CPU time from the end of the first step to the end of the last."""
-
-    def __init__(self) -> None:
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
-
-    def tick(self) -> None:
-        self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-
-    def result(self, batch_size: int) -> dict[str, float]:
-        steps = len(self.wall) - 1
-        wall, cpu = self.wall[-1] - self.wall[0], self.cpu[-1] - self.cpu[0]
-        step_times = sorted(b - a for a, b in zip(self.wall, self.wall[1:]))
-        return {"timed_steps": steps, "wall_seconds": wall, "cpu_seconds": cpu, "cores": cpu / wall,
-                "sentences_per_second": steps * batch_size / wall,
-                "median_step_seconds": step_times[len(step_times) // 2]}
+def step_record(timer: StepTimer, batch_size: int) -> dict[str, float]:
+    return {"timed_steps": timer.timed_steps, "wall_seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds,
+            "cores": timer.cores, "sentences_per_second": timer.per_second(batch_size),
+            "median_step_seconds": timer.median_step_seconds}
 
 
 def probe_sentences(path: Path, count: int) -> list[str]:
@@ -109,7 +97,7 @@ def run_hfssl(args: argparse.Namespace, out: Path, sentences: Path) -> dict[str,
                   "progress_bar": False, "trackers": [], "mixed_precision": "no", "log_every": 1000},
         "eval": {"protocols": []},
     })
-    timer = Timer()
+    timer = StepTimer()
 
     class Callback:
         def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
@@ -132,7 +120,7 @@ def run_hfssl(args: argparse.Namespace, out: Path, sentences: Path) -> dict[str,
         model(**batch, dropout_seed=0).loss.backward()
         model.zero_grad(set_to_none=True)
 
-    return {**timer.result(args.batch_size), "final_loss": result.final_loss, "model": str(out / "hfssl" / "encoder"),
+    return {**step_record(timer, args.batch_size), "final_loss": result.final_loss, "model": str(out / "hfssl" / "encoder"),
             "bare_step_seconds": bare_step_seconds(step)}
 
 
@@ -153,7 +141,7 @@ def run_sentence_transformers(args: argparse.Namespace, out: Path, sentences: Pa
     model.max_seq_length = 32
     # all-MiniLM-L6-v2 ends with a Normalize module; SimCSE (and the hfssl side) trains the mean-pooled embedding,
     # and MNRL's cosine similarity is the same with or without it.
-    timer = Timer()
+    timer = StepTimer()
 
     class Callback(TrainerCallback):
         def on_step_end(self, *_: Any, **__: Any) -> None:
@@ -178,7 +166,7 @@ def run_sentence_transformers(args: argparse.Namespace, out: Path, sentences: Pa
         loss(features, None).backward()
         model.zero_grad(set_to_none=True)
 
-    return {**timer.result(args.batch_size), "final_loss": output.training_loss,
+    return {**step_record(timer, args.batch_size), "final_loss": output.training_loss,
             "model": str(out / "sentence-transformers"), "bare_step_seconds": bare_step_seconds(step)}
 
 

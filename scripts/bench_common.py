@@ -1,0 +1,66 @@
+"""Timing shared by the side-by-side benchmark scripts (``bench_clm.py``, ``bench_mlm.py``, ``bench_simcse.py``):
+each imports it from this folder (a script's own folder is first on ``sys.path``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+class StepTimer:
+    """Wall-clock and CPU time at the end of every optimiser step; what is reported is measured from the end of
+    the first step to the end of the last (data preparation, compilation and the first step are not counted)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    @property
+    def steps(self) -> int:
+        return len(self.wall)
+
+    @property
+    def timed_steps(self) -> int:
+        return max(0, len(self.wall) - 1)
+
+    @property
+    def seconds(self) -> float:
+        return self.wall[-1] - self.wall[0] if self.wall else 0.0
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpu[-1] - self.cpu[0] if self.cpu else 0.0
+
+    @property
+    def cores(self) -> float:
+        """CPU s / wall s over the timed steps (2.0: both cores of a 2-core machine busy)."""
+        return self.cpu_seconds / max(self.seconds, 1e-9)
+
+    @property
+    def median_step_seconds(self) -> float:
+        return statistics.median(b - a for a, b in zip(self.wall, self.wall[1:])) if self.timed_steps else 0.0
+
+    def per_second(self, items_per_step: float) -> float:
+        """Items (tokens, sentences) per second over the timed steps."""
+        return items_per_step * self.timed_steps / max(self.seconds, 1e-9)
+
+
+def interleaved_medians(steps: dict[str, Callable[[], None]], rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Run every callable once per round, round after round (so that the load of a shared machine hits all alike),
+    after one warm-up round: each one's median seconds and its cores used (CPU s / wall s)."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu = {name: 0.0 for name in steps}
+    for round_index in range(rounds + 1):
+        for name, step in steps.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step()
+            if round_index:
+                times[name].append(time.perf_counter() - start)
+                cpu[name] += time.process_time() - start_cpu
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return medians, {name: cpu[name] / max(sum(times[name]), 1e-9) for name in steps}
