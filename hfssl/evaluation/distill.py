@@ -54,7 +54,7 @@ from hfssl.evaluation.finetune import _label_names, classifier_config_from, save
 from hfssl.evaluation.metrics import top_k_accuracies
 from hfssl.evaluation.subsets import balanced_subset, check_fraction
 from hfssl.losses.distillation import SoftTargetCrossEntropy
-from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, weights_fingerprint
+from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, refuse_changed_teacher, weights_fingerprint
 from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
 from hfssl.registry import IMAGE, MethodSpec, Paper
 from hfssl.settings import RecipeError
@@ -184,11 +184,8 @@ class DistillForImageClassification(HfsslPreTrainedModel):
 
     def load_training_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Refuse a teacher whose weights changed since the checkpoint was written, then restore the state."""
-        saved = state.get("teacher_fingerprint")
-        current = self.teacher_fingerprint.detach().cpu()
-        if saved is not None and bool(current.any()) and not torch.equal(saved.cpu(), current):
-            raise ValueError(f"the teacher {self.config.teacher_name_or_path!r} holds other weights than when the "
-                             "checkpoint was written; restore it or start the distillation again")
+        refuse_changed_teacher(state, self.teacher_fingerprint, self.config.teacher_name_or_path,
+                               "; restore it or start the distillation again")
         super().load_training_state_dict(state)
 
     @torch.no_grad()
