@@ -50,15 +50,16 @@ from hfssl.data.config import ImageDataConfig
 from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pixels
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.features import extract_features_with, match_channels
-from hfssl.evaluation.finetune import _label_names, classifier_config_from, save_classifier
+from hfssl.evaluation.finetune import (
+    _label_names, classifier_config_from, save_classifier, shell_training, train_shell, unregistered_method,
+)
 from hfssl.evaluation.metrics import top_k_accuracies
 from hfssl.evaluation.subsets import balanced_subset, check_fraction
 from hfssl.losses.distillation import SoftTargetCrossEntropy
 from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, refuse_changed_teacher, weights_fingerprint
-from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
-from hfssl.registry import IMAGE, MethodSpec, Paper
+from hfssl.recipe import EvalConfig, Recipe
+from hfssl.registry import Paper
 from hfssl.settings import RecipeError
-from hfssl.training.trainer import train
 from hfssl.views import SingleViewGenerator, ViewsConfig, build_eval_transform
 
 logger = logging.getLogger(__name__)
@@ -212,22 +213,11 @@ class DistillForImageClassification(HfsslPreTrainedModel):
         return DistillOutput(loss=loss, distill_loss=distill_loss, labelled_loss=labelled_loss, logits=logits)
 
 
-DISTILL_SPEC = MethodSpec(
-    name="distill", config_class=DistillConfig, model_class=DistillForImageClassification, modality=IMAGE,
-    family="vision-ssl", display_name="distillation",
-    paper=Paper(title="Big Self-Supervised Models are Strong Semi-Supervised Learners (distillation, phase 3)",
-                url="https://arxiv.org/abs/2006.10029", bibtex=""),
-    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
-)
-
-
-@dataclass
-class DistillRecipe(Recipe):
-    """A recipe of the unregistered distillation method: its ``spec`` is :data:`DISTILL_SPEC`."""
-
-    @property
-    def spec(self) -> MethodSpec:
-        return DISTILL_SPEC
+DISTILL_SPEC, DistillRecipe = unregistered_method(
+    "distill", DistillConfig, DistillForImageClassification, "distillation",
+    Paper(title="Big Self-Supervised Models are Strong Semi-Supervised Learners (distillation, phase 3)",
+          url="https://arxiv.org/abs/2006.10029", bibtex=""),
+    "DistillRecipe")
 
 
 # ---- settings and the run ------------------------------------------------------------------------------
@@ -460,12 +450,7 @@ def distill(encoder: str, train_dataset: Any, test_dataset: Any, label_names: li
                "temperature": settings.temperature, "labelled_weight": settings.labelled_weight,
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
         data=data_config or ImageDataConfig(source="in-memory"), views=views,
-        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
-        train=TrainConfig(batch_size=min(settings.batch_size, len(train_dataset)), epochs=settings.epochs,
-                          max_steps=settings.max_steps, seed=settings.seed, mixed_precision=settings.mixed_precision,
-                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
-                          log_every=50, monitor_every=10**9),
+        **shell_training(settings, min(settings.batch_size, len(train_dataset))),
         eval=EvalConfig(protocols=(), baselines=False, settings={"distill": asdict(settings)}),
     )
     generator_views = SingleViewGenerator(views, data_size, channels)
@@ -475,12 +460,9 @@ def distill(encoder: str, train_dataset: Any, test_dataset: Any, label_names: li
                             make_inputs=_make_inputs(generator_views, channels, teacher_input),
                             label_names=label_names)
 
-    spec = MethodSpec(**{**{name: getattr(DISTILL_SPEC, name) for name in DISTILL_SPEC.__dataclass_fields__},
-                         "build_data": build_data})
     logger.info("distilling %s into a student (%s) on %d images, %d labelled (label fraction %g), into %s",
                 teacher_path, settings.init, len(labels), int(labelled.sum()), settings.label_fraction, output_dir)
-    result = train(recipe, output_dir, resume="auto" if settings.resume else False,
-                   overwrite=not settings.resume, spec=spec)
+    result = train_shell(recipe, output_dir, build_data, settings.resume)
     model = result.model.eval()
     student, teacher = model.classifier, model.teacher
     transform = build_eval_transform(views, image_size, channels)

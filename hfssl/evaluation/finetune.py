@@ -14,6 +14,8 @@ without hfssl.
 * The training-time shell :class:`FineTuneForImageClassification` holds the transformers classifier
   and computes cross-entropy (optionally label-smoothed, MAE uses 0.1). It is not a registered SSL
   method: the protocol hands its :data:`FINETUNE_SPEC` to ``train(spec=...)``.
+  :func:`unregistered_method` and :func:`train_shell` serve the other classifier protocols the same way
+  (:mod:`hfssl.evaluation.distill`, :mod:`hfssl.evaluation.semi_supervised`).
 * Layer-wise learning-rate decay (BEiT / MAE fine-tuning, Bao et al. 2022 / He et al. 2022 sec. A.2):
   with ``layer_decay = d < 1`` the parameters of block ``i`` of ``L`` (ViT encoder layers; ResNet and
   ConvNeXt stages) learn at ``lr * d ** (L + 1 - i)``, the embeddings (block 0) at ``lr * d ** (L + 1)``,
@@ -42,7 +44,8 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,7 @@ from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
 from hfssl.registry import IMAGE, MethodSpec, Paper
 from hfssl.settings import RecipeError
-from hfssl.training.trainer import train
+from hfssl.training.trainer import TrainResult, train
 from hfssl.views import SingleViewGenerator, ViewsConfig, build_eval_transform
 
 logger = logging.getLogger(__name__)
@@ -222,22 +225,60 @@ class FineTuneForImageClassification(HfsslPreTrainedModel):
         return scales
 
 
-FINETUNE_SPEC = MethodSpec(
-    name="finetune", config_class=FineTuneConfig, model_class=FineTuneForImageClassification, modality=IMAGE,
-    family="vision-ssl", display_name="fine-tuning",
-    paper=Paper(title="Masked Autoencoders Are Scalable Vision Learners (fine-tuning protocol)",
-                url="https://arxiv.org/abs/2111.06377", bibtex=""),
-    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
-)
+# ---- the unregistered method of a classifier protocol ------------------------------------------------
 
 
-@dataclass
-class FineTuneRecipe(Recipe):
-    """A recipe of the unregistered fine-tuning method: its ``spec`` is :data:`FINETUNE_SPEC`."""
+def unregistered_method(name: str, config_class: type[PretrainedConfig], model_class: type[HfsslPreTrainedModel],
+                        display_name: str, paper: Paper, recipe_name: str) -> tuple[MethodSpec, type[Recipe]]:
+    """The :class:`MethodSpec` of a protocol's training shell that is no registered SSL method (fine-tuning,
+    distillation, the semi-supervised protocols), and the :class:`Recipe` subclass whose ``spec`` it is.
 
-    @property
-    def spec(self) -> MethodSpec:
-        return FINETUNE_SPEC
+    The spec stays out of the registry: :func:`train_shell` hands it to the engine with the protocol's own
+    ``build_data``; it builds no inputs of its own and exports nothing (the protocol saves its classifier).
+    The recipe class is named ``recipe_name`` in ``model_class``'s module, where the caller binds it.
+    """
+    method_spec = MethodSpec(name=name, config_class=config_class, model_class=model_class, modality=IMAGE,
+                             family="vision-ssl", display_name=display_name, paper=paper,
+                             build_inputs=lambda recipe, data: None,
+                             export=lambda model, output_dir, context: output_dir)
+
+    @dataclass
+    class UnregisteredRecipe(Recipe):
+        @property
+        def spec(self) -> MethodSpec:
+            return method_spec
+
+    UnregisteredRecipe.__name__ = UnregisteredRecipe.__qualname__ = recipe_name
+    UnregisteredRecipe.__module__ = model_class.__module__
+    UnregisteredRecipe.__doc__ = f"A recipe of the unregistered {display_name} method: its ``spec`` is {name!r}'s own."
+    return method_spec, UnregisteredRecipe
+
+
+def train_shell(recipe: Recipe, output_dir: Path, build_data: Callable[[Recipe, Any], TrainingData],
+                resume: bool) -> TrainResult:
+    """Train the shell of ``recipe`` (a recipe class of :func:`unregistered_method`) with the one engine on the
+    protocol's data: into ``output_dir``, replacing an earlier run there, or from its newest checkpoint (``resume``)."""
+    return train(recipe, output_dir, resume="auto" if resume else False, overwrite=not resume,
+                 spec=replace(recipe.spec, build_data=build_data))
+
+
+def shell_training(settings: Any, batch_size: int) -> dict[str, Any]:
+    """The ``optim`` and ``train`` sections of a classifier protocol's recipe from its settings (``lr``,
+    ``weight_decay``, ``warmup_ratio``, ``epochs``, ``max_steps``, ``seed``, ``mixed_precision``,
+    ``checkpoint_every``): AdamW on a cosine schedule, no progress bar, trackers or collapse monitor."""
+    return {"optim": OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
+                                 warmup_ratio=settings.warmup_ratio, schedule="cosine"),
+            "train": TrainConfig(batch_size=batch_size, epochs=settings.epochs, max_steps=settings.max_steps,
+                                 seed=settings.seed, mixed_precision=settings.mixed_precision,
+                                 checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
+                                 log_every=50, monitor_every=10**9)}
+
+
+FINETUNE_SPEC, FineTuneRecipe = unregistered_method(
+    "finetune", FineTuneConfig, FineTuneForImageClassification, "fine-tuning",
+    Paper(title="Masked Autoencoders Are Scalable Vision Learners (fine-tuning protocol)",
+          url="https://arxiv.org/abs/2111.06377", bibtex=""),
+    "FineTuneRecipe")
 
 
 # ---- settings and the run ------------------------------------------------------------------------------
@@ -419,13 +460,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         model={"classifier_config": classifier_config, "layer_decay": settings.layer_decay,
                "label_smoothing": settings.label_smoothing, "freeze_stages": settings.freeze_stages,
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
-        data=data, views=views,
-        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
-        train=TrainConfig(batch_size=min(settings.batch_size, len(train_dataset)), epochs=settings.epochs,
-                          max_steps=settings.max_steps, seed=settings.seed, mixed_precision=settings.mixed_precision,
-                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
-                          log_every=50, monitor_every=10**9),
+        data=data, views=views, **shell_training(settings, min(settings.batch_size, len(train_dataset))),
         eval=EvalConfig(protocols=(), baselines=False,
                         settings={"finetune": {**asdict(settings), "label_fractions": [label_fraction]}}),
     )
@@ -435,12 +470,9 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         return TrainingData(train_dataset=PixelDataset(train_dataset), collate_fn=collate_images,
                             make_inputs=_make_inputs(generator_views, channels), label_names=label_names)
 
-    spec = MethodSpec(**{**{name: getattr(FINETUNE_SPEC, name) for name in FINETUNE_SPEC.__dataclass_fields__},
-                         "build_data": build_data})
     logger.info("fine-tuning %s (%s) on %d labelled rows (label fraction %g) into %s", encoder,
                 settings.init, len(train_dataset), label_fraction, output_dir)
-    result = train(recipe, output_dir, resume="auto" if settings.resume else False,
-                   overwrite=not settings.resume, spec=spec)
+    result = train_shell(recipe, output_dir, build_data, settings.resume)
     model = result.model.eval()
     classifier = model.classifier
     scores, test_labels, accuracies = score_classifier(classifier, views, image_size, channels, test_dataset)

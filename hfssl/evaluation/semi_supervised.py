@@ -56,15 +56,14 @@ from hfssl.data.training import TrainingData
 from hfssl.evaluation.features import match_channels
 from hfssl.evaluation.finetune import (
     MODEL_FOLDER, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS, classifier_config_from,
-    save_classifier, score_classifier,
+    save_classifier, score_classifier, shell_training, train_shell, unregistered_method,
 )
 from hfssl.evaluation.subsets import balanced_subset, check_fraction
 from hfssl.losses.semi_supervised import masked_pseudo_label_loss, sigmoid_rampup, softmax_mse_consistency
-from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
-from hfssl.registry import IMAGE, MethodSpec, Paper
+from hfssl.recipe import EvalConfig, Recipe
+from hfssl.registry import Paper
 from hfssl.schedules import Schedule, constant
 from hfssl.settings import RecipeError
-from hfssl.training.trainer import train
 from hfssl.views import SingleViewGenerator, ViewsConfig
 
 logger = logging.getLogger(__name__)
@@ -207,22 +206,11 @@ class SemiSupervisedForImageClassification(FineTuneForImageClassification):
                                     mask_rate=mask_rate)
 
 
-SEMI_SUPERVISED_SPEC = MethodSpec(
-    name="semi_supervised", config_class=SemiSupervisedConfig, model_class=SemiSupervisedForImageClassification,
-    modality=IMAGE, family="vision-ssl", display_name="semi-supervised classification",
-    paper=Paper(title="FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence",
-                url="https://arxiv.org/abs/2001.07685", bibtex=""),
-    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
-)
-
-
-@dataclass
-class SemiSupervisedRecipe(Recipe):
-    """A recipe of the unregistered semi-supervised shell: its ``spec`` is :data:`SEMI_SUPERVISED_SPEC`."""
-
-    @property
-    def spec(self) -> MethodSpec:
-        return SEMI_SUPERVISED_SPEC
+SEMI_SUPERVISED_SPEC, SemiSupervisedRecipe = unregistered_method(
+    "semi_supervised", SemiSupervisedConfig, SemiSupervisedForImageClassification, "semi-supervised classification",
+    Paper(title="FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence",
+          url="https://arxiv.org/abs/2001.07685", bibtex=""),
+    "SemiSupervisedRecipe")
 
 
 # ---- inputs ----------------------------------------------------------------------------------------------------
@@ -477,12 +465,7 @@ def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_n
         model={"classifier_config": source.classifier_config(label_names, num_classes), **settings.model_settings(),
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
         data=data_config or ImageDataConfig(source="in-memory"), views=weak,
-        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
-        train=TrainConfig(batch_size=unlabelled_batch, epochs=settings.epochs, max_steps=settings.max_steps,
-                          seed=settings.seed, mixed_precision=settings.mixed_precision,
-                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
-                          log_every=50, monitor_every=10**9),
+        **shell_training(settings, unlabelled_batch),
         eval=EvalConfig(protocols=(), baselines=False, settings={settings.algorithm: {
             **asdict(settings), "label_fractions": [label_fraction]}}),
     )
@@ -494,11 +477,9 @@ def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_n
         return TrainingData(train_dataset=PixelDataset(train_dataset), collate_fn=collate_images,
                             make_inputs=make_inputs, label_names=label_names)
 
-    spec = replace(SEMI_SUPERVISED_SPEC, build_data=build_data)
     logger.info("%s from %s (%s) on %d labelled (label fraction %g) and %d unlabelled rows into %s",
                 settings.algorithm, encoder, settings.init, len(labels), label_fraction, len(train_dataset), output_dir)
-    result = train(recipe, output_dir, resume="auto" if settings.resume else False, overwrite=not settings.resume,
-                   spec=spec)
+    result = train_shell(recipe, output_dir, build_data, settings.resume)
     model = result.model.eval()
     classifier = model.scored_classifier(settings.scores_teacher())
     scores, test_labels, accuracies = score_classifier(classifier, weak, source.image_size, channels, test_dataset)
