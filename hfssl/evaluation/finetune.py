@@ -15,7 +15,8 @@ without hfssl.
   and computes cross-entropy (optionally label-smoothed, MAE uses 0.1). It is not a registered SSL
   method: the protocol hands its :data:`FINETUNE_SPEC` to ``train(spec=...)``.
   :func:`unregistered_method` and :func:`train_shell` serve the other classifier protocols the same way
-  (:mod:`hfssl.evaluation.distill`, :mod:`hfssl.evaluation.semi_supervised`).
+  (:mod:`hfssl.evaluation.distill`, :mod:`hfssl.evaluation.semi_supervised`), as do the parts that read
+  the encoder's processor, build the training inputs, score the test split and guard the output folder.
 * Layer-wise learning-rate decay (BEiT / MAE fine-tuning, Bao et al. 2022 / He et al. 2022 sec. A.2):
   with ``layer_decay = d < 1`` the parameters of block ``i`` of ``L`` (ViT encoder layers; ResNet and
   ConvNeXt stages) learn at ``lr * d ** (L + 1 - i)``, the embeddings (block 0) at ``lr * d ** (L + 1)``,
@@ -156,6 +157,21 @@ def frozen_modules(encoder: nn.Module, freeze_stages: int) -> list[str]:
     return stems + [stages[index] for index in sorted(stages)[:freeze_stages]]
 
 
+def load_classifier_encoder(classifier: nn.Module, pretrained: nn.Module, source: str | None, role: str = "") -> None:
+    """Load an encoder's weights into a transformers ``*ForImageClassification``'s encoder (``base_model``). The
+    encoder may hold a pooler the classifier does not use (``ViTModel``'s dense + tanh); every other weight must match.
+
+    Raises:
+        ValueError: a weight is missing or unexpected; the message names the encoder ``source`` and the
+            ``role`` of the classifier (``"student "`` for distillation).
+    """
+    result = classifier.base_model.load_state_dict(pretrained.state_dict(), strict=False)
+    unexpected = [name for name in result.unexpected_keys if not name.startswith("pooler.")]
+    if result.missing_keys or unexpected:
+        raise ValueError(f"the encoder {source!r} does not fit the {role}{type(classifier).__name__}: missing "
+                         f"{result.missing_keys[:5]}, unexpected {unexpected[:5]}")
+
+
 class FineTuneForImageClassification(HfsslPreTrainedModel):
     """A transformers ``*ForImageClassification`` (``self.classifier``) trained with cross-entropy."""
 
@@ -183,14 +199,8 @@ class FineTuneForImageClassification(HfsslPreTrainedModel):
         return self.classifier.base_model
 
     def load_pretrained_backbone(self, pretrained: nn.Module) -> None:
-        """Load an encoder's weights into the classifier's encoder. The encoder may hold a pooler the
-        classifier does not use (``ViTModel``'s dense + tanh); every other weight must match."""
-        result = self.get_backbone().load_state_dict(pretrained.state_dict(), strict=False)
-        unexpected = [name for name in result.unexpected_keys if not name.startswith("pooler.")]
-        if result.missing_keys or unexpected:
-            raise ValueError(f"the encoder {self.config.backbone_name_or_path!r} does not fit the "
-                             f"{type(self.classifier).__name__}: missing {result.missing_keys[:5]}, unexpected "
-                             f"{unexpected[:5]}")
+        """Load an encoder's weights into the classifier's encoder (:func:`load_classifier_encoder`)."""
+        load_classifier_encoder(self.classifier, pretrained, self.config.backbone_name_or_path)
 
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return pool_features(self.get_backbone()(pixel_values=pixel_values))
@@ -362,11 +372,17 @@ class FineTuneResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _make_inputs(views: SingleViewGenerator, channels: int) -> Any:
+def make_view_inputs(views: SingleViewGenerator, channels: int,
+                     teacher_input: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Any:
+    """``make_inputs``: one view of each image (``pixel_values``) and its ``labels``; with ``teacher_input``
+    (distillation, a teacher whose processor differs) also ``teacher_pixel_values = teacher_input(view)``."""
     def make_inputs(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         device = generator.device
         pixels = match_channels(batch["pixels"].to(device), channels)
-        return {"pixel_values": views(pixels, generator)["pixel_values"], "labels": batch["labels"].to(device)}
+        inputs = {"pixel_values": views(pixels, generator)["pixel_values"], "labels": batch["labels"].to(device)}
+        if teacher_input is not None:
+            inputs["teacher_pixel_values"] = teacher_input(inputs["pixel_values"])
+        return inputs
 
     return make_inputs
 
@@ -375,6 +391,22 @@ def _label_names(label_names: list[str] | None, num_classes: int) -> dict[int, s
     if label_names and len(label_names) >= num_classes:
         return {index: str(name) for index, name in enumerate(label_names[:num_classes])}
     return {index: f"LABEL_{index}" for index in range(num_classes)}
+
+
+def processor_normalisation(processor: Any, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """An image processor's ``(mean, std)``, one value per channel of a model taking ``channels`` channels (the
+    first value repeated when the processor was made for the other number of channels; 0.5 when it has none)."""
+    mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
+    std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
+    if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
+        mean, std = (mean[0],) * channels, (std[0],) * channels
+    return mean, std
+
+
+def processor_image_size(processor: Any, default: int) -> int:
+    """The side an image processor resizes to (``size.height`` or ``size.shortest_edge``), else ``default``."""
+    size = getattr(processor, "size", None) or {}
+    return int(size.get("height") or size.get("shortest_edge") or default)
 
 
 @dataclass
@@ -405,13 +437,9 @@ class ClassifierSource:
                 frozen_modules(AutoModel.from_config(encoder_config), freeze_stages)
         processor = AutoImageProcessor.from_pretrained(encoder)
         channels = int(getattr(encoder_config, "num_channels", 3))
-        mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
-        std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
-        if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
-            mean, std = (mean[0],) * channels, (std[0],) * channels
-        size = getattr(processor, "size", None) or {}
+        mean, std = processor_normalisation(processor, channels)
         data_size = int(read_pixels(train_dataset, 0, 1).shape[-1])  # the side of the prepared images
-        image_size = int(size.get("height") or size.get("shortest_edge") or data_size)
+        image_size = processor_image_size(processor, data_size)
         return cls(encoder_config, processor, channels, mean, std, data_size, image_size)
 
     def classifier_config(self, label_names: list[str] | None, num_classes: int) -> dict[str, Any]:
@@ -443,7 +471,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         :class:`FineTuneResult` with the row ``{label_fraction?, num_labelled, top1, top5, ...settings}``.
     """
     output_dir = Path(output_dir)
-    _check_output(output_dir)
+    check_output(output_dir, FineTuneConfig.model_type, "eval.finetune.output_dir", "fine-tuning", "RUN/finetune")
     source = ClassifierSource.load(encoder, train_dataset, settings.freeze_stages)
     processor, channels, mean, std = source.processor, source.channels, source.mean, source.std
     data_size, image_size = source.data_size, source.image_size
@@ -468,7 +496,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
 
     def build_data(recipe: Recipe, accelerator: Any) -> TrainingData:
         return TrainingData(train_dataset=PixelDataset(train_dataset), collate_fn=collate_images,
-                            make_inputs=_make_inputs(generator_views, channels), label_names=label_names)
+                            make_inputs=make_view_inputs(generator_views, channels), label_names=label_names)
 
     logger.info("fine-tuning %s (%s) on %d labelled rows (label fraction %g) into %s", encoder,
                 settings.init, len(train_dataset), label_fraction, output_dir)
@@ -487,14 +515,18 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
 
 
-def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int, channels: int,
-                     test_dataset: Any) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int, channels: int, test_dataset: Any,
+                     classifier_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """A trained classifier's test logits, labels and top-1 / top-5 accuracies, the test images through the
-    deterministic transform of feature extraction (the exported image processor's)."""
+    deterministic transform of feature extraction (the exported image processor's), then ``classifier_input``
+    when given (a distillation teacher whose processor differs from the student's ``views``)."""
     transform = build_eval_transform(views, image_size, channels)
     device = next(classifier.parameters()).device
 
     def logits(pixel_values: torch.Tensor) -> torch.Tensor:
+        if classifier_input is not None:
+            pixel_values = classifier_input(pixel_values)
         return classifier(pixel_values=pixel_values).logits
 
     def to_model(pixels: torch.Tensor) -> torch.Tensor:
@@ -504,14 +536,20 @@ def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int,
     return np.asarray(scores), np.asarray(test_labels), top_k_accuracies(scores, test_labels)
 
 
-def _check_output(output_dir: Path) -> None:
-    """A fine-tuning run replaces an earlier fine-tuning run in its folder, never anything else."""
+def check_output(output_dir: Path, model_type: str, where: str, run: str, default: str | None = None) -> None:
+    """A protocol's run replaces an earlier run of its shell (``model_type``) in its folder, never anything else.
+
+    Raises:
+        RecipeError: ``output_dir`` (the setting ``where``) holds another model; the message names the ``run``
+            it would have to be and the ``default`` folder, if any.
+    """
     config = output_dir / "config.json"
     if config.is_file():
-        model_type = json.loads(config.read_text()).get("model_type")
-        if model_type != FineTuneConfig.model_type:
-            raise ValueError(f"eval.finetune.output_dir {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
-                             "fine-tuning run; choose another folder (the default is RUN/finetune)")
+        found = json.loads(config.read_text()).get("model_type")
+        if found != model_type:
+            hint = f" (the default is {default})" if default else ""
+            raise RecipeError(f"{where} {str(output_dir)!r} holds a {found!r} model, not an earlier {run} run; "
+                              f"choose another folder{hint}")
 
 
 def save_classifier(classifier: nn.Module, processor: Any, model_dir: Path) -> Path:

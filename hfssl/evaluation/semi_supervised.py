@@ -55,8 +55,8 @@ from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pi
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.features import match_channels
 from hfssl.evaluation.finetune import (
-    MODEL_FOLDER, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS, classifier_config_from,
-    save_classifier, score_classifier, shell_training, train_shell, unregistered_method,
+    MODEL_FOLDER, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS, check_output,
+    classifier_config_from, save_classifier, score_classifier, shell_training, train_shell, unregistered_method,
 )
 from hfssl.evaluation.subsets import balanced_subset, check_fraction
 from hfssl.losses.semi_supervised import masked_pseudo_label_loss, sigmoid_rampup, softmax_mse_consistency
@@ -418,16 +418,6 @@ class SemiSupervisedResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_output(output_dir: Path, where: str) -> None:
-    """A run replaces an earlier semi-supervised run in its folder, never anything else."""
-    config = output_dir / "config.json"
-    if config.is_file():
-        model_type = json.loads(config.read_text()).get("model_type")
-        if model_type != SemiSupervisedConfig.model_type:
-            raise ValueError(f"{where} {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
-                             "semi-supervised run; choose another folder")
-
-
 def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_names: list[str] | None,
                     num_classes: int, settings: SemiSupervisedSettings, output_dir: str | Path,
                     label_fraction: float, data_config: ImageDataConfig | None = None) -> SemiSupervisedResult:
@@ -448,8 +438,7 @@ def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_n
         top5, ...settings}``.
     """
     output_dir = Path(output_dir)
-    where = f"eval.{settings.algorithm}.output_dir"
-    _check_output(output_dir, where)
+    check_output(output_dir, SemiSupervisedConfig.model_type, settings.where("output_dir"), "semi-supervised")
     source = ClassifierSource.load(encoder, train_dataset)
     channels = source.channels
     subset = balanced_subset(read_labels(train_dataset), label_fraction, settings.seed)
