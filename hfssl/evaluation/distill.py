@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,11 @@ from hfssl.data.config import ImageDataConfig
 from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pixels
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.finetune import (
-    INITS, MODEL_FOLDER, _label_names, check_output, classifier_config_from, load_classifier_encoder,
-    make_view_inputs, processor_image_size, processor_normalisation, save_classifier, score_classifier,
-    shell_training, train_shell, unregistered_method,
+    INITS, MODEL_FOLDER, ClassifierResult, _label_names, check_crop_scale, check_label_fractions, check_length,
+    check_output, classifier_config_from, load_classifier_encoder, make_view_inputs, processor_image_size,
+    processor_normalisation, save_classifier, score_classifier, shell_training, train_shell, unregistered_method,
 )
-from hfssl.evaluation.subsets import balanced_subset, check_fraction
+from hfssl.evaluation.subsets import balanced_subset
 from hfssl.losses.distillation import SoftTargetCrossEntropy
 from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, refuse_changed_teacher, weights_fingerprint
 from hfssl.recipe import EvalConfig, Recipe
@@ -265,19 +265,12 @@ class DistillSettings:
         if not 0.0 <= self.labelled_weight <= 1.0:
             raise RecipeError(f"eval.distill.labelled_weight must be in [0, 1] (0: distillation loss only), "
                               f"got {self.labelled_weight!r}")
-        try:
-            check_fraction(self.label_fraction, "eval.distill.label_fraction")
-        except ValueError as error:
-            raise RecipeError(str(error)) from None
-        if self.epochs <= 0 and self.max_steps is None:
-            raise RecipeError(f"eval.distill.epochs must be > 0, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise RecipeError(f"eval.distill.max_steps must be >= 1, got {self.max_steps!r}")
+        check_label_fractions("eval.distill.label_fraction", (self.label_fraction,))
+        check_length("eval.distill", self.epochs, self.max_steps)
         if self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
             raise RecipeError("eval.distill: batch_size must be >= 1, lr > 0 and weight_decay >= 0, got "
                               f"{self.batch_size!r}, {self.lr!r}, {self.weight_decay!r}")
-        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
-            raise RecipeError(f"eval.distill.crop_scale must be [low, high] in (0, 1], got {self.crop_scale!r}")
+        check_crop_scale("eval.distill", self.crop_scale)
 
     def row_settings(self) -> dict[str, Any]:
         """The settings recorded in every result row."""
@@ -288,15 +281,8 @@ class DistillSettings:
 
 
 @dataclass
-class DistillResult:
+class DistillResult(ClassifierResult):
     """What :func:`distill` leaves: the result row, the student's test predictions, where the classifier is."""
-
-    row: dict[str, Any]
-    predictions: np.ndarray
-    labels: np.ndarray
-    model_dir: Path
-    steps: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def teacher_classifier_path(teacher: str) -> str:

@@ -45,7 +45,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,34 @@ FINETUNE_SPEC, FineTuneRecipe = unregistered_method(
 # ---- settings and the run ------------------------------------------------------------------------------
 
 
+def check_length(prefix: str, epochs: float, max_steps: int | None) -> None:
+    """A classifier protocol's training length: ``epochs > 0`` unless ``max_steps`` is set, which must be ``>= 1``.
+
+    Raises:
+        RecipeError: naming ``<prefix>.epochs`` or ``<prefix>.max_steps`` (``prefix``: ``eval.<protocol>``).
+    """
+    if epochs <= 0 and max_steps is None:
+        raise RecipeError(f"{prefix}.epochs must be > 0, got {epochs!r}")
+    if max_steps is not None and max_steps < 1:
+        raise RecipeError(f"{prefix}.max_steps must be >= 1, got {max_steps!r}")
+
+
+def check_crop_scale(prefix: str, crop_scale: tuple[float, float]) -> None:
+    """Raise ``RecipeError`` naming ``<prefix>.crop_scale`` unless it is ``[low, high]`` in ``(0, 1]``."""
+    if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+        raise RecipeError(f"{prefix}.crop_scale must be [low, high] in (0, 1], got {crop_scale!r}")
+
+
+def check_label_fractions(key: str, fractions: Iterable[float]) -> None:
+    """:func:`~hfssl.evaluation.subsets.check_fraction` of each fraction, refused as a ``RecipeError`` naming
+    ``key``."""
+    for fraction in fractions:
+        try:
+            check_fraction(fraction, key)
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
+
+
 @dataclass
 class FineTuneSettings:
     """``eval.finetune``: how the encoder is fine-tuned (see the module docstring).
@@ -327,10 +355,7 @@ class FineTuneSettings:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise RecipeError(f"eval.finetune.init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.epochs <= 0 and self.max_steps is None:
-            raise RecipeError(f"eval.finetune.epochs must be > 0, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise RecipeError(f"eval.finetune.max_steps must be >= 1, got {self.max_steps!r}")
+        check_length("eval.finetune", self.epochs, self.max_steps)
         if self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
             raise RecipeError("eval.finetune: batch_size must be >= 1, lr > 0 and weight_decay >= 0, got "
                               f"{self.batch_size!r}, {self.lr!r}, {self.weight_decay!r}")
@@ -344,13 +369,8 @@ class FineTuneSettings:
                               f"the first N stages / blocks stay frozen), got {self.freeze_stages!r}")
         if not self.label_fractions:
             raise RecipeError("eval.finetune.label_fractions must list at least one fraction (1.0: all labels)")
-        for fraction in self.label_fractions:
-            try:
-                check_fraction(fraction, "eval.finetune.label_fractions")
-            except ValueError as error:
-                raise RecipeError(str(error)) from None
-        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
-            raise RecipeError(f"eval.finetune.crop_scale must be [low, high] in (0, 1], got {self.crop_scale!r}")
+        check_label_fractions("eval.finetune.label_fractions", self.label_fractions)
+        check_crop_scale("eval.finetune", self.crop_scale)
 
     def row_settings(self) -> dict[str, Any]:
         """The settings recorded in every result row."""
@@ -361,8 +381,9 @@ class FineTuneSettings:
 
 
 @dataclass
-class FineTuneResult:
-    """What :func:`finetune` leaves: the result row, test predictions, where the classifier is."""
+class ClassifierResult:
+    """What a classifier protocol's run leaves: the result row, test predictions and labels, where the
+    classifier is, the engine's optimiser steps and anything else the protocol passes on."""
 
     row: dict[str, Any]
     predictions: np.ndarray
@@ -370,6 +391,11 @@ class FineTuneResult:
     model_dir: Path
     steps: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FineTuneResult(ClassifierResult):
+    """What :func:`finetune` leaves: the result row, test predictions, where the classifier is."""
 
 
 def make_view_inputs(views: SingleViewGenerator, channels: int,

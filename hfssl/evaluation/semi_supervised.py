@@ -40,11 +40,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModelForImageClassification
@@ -55,10 +54,11 @@ from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pi
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.features import match_channels
 from hfssl.evaluation.finetune import (
-    MODEL_FOLDER, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS, check_output,
-    classifier_config_from, save_classifier, score_classifier, shell_training, train_shell, unregistered_method,
+    MODEL_FOLDER, ClassifierResult, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS,
+    check_crop_scale, check_label_fractions, check_length, check_output, classifier_config_from, save_classifier,
+    score_classifier, shell_training, train_shell, unregistered_method,
 )
-from hfssl.evaluation.subsets import balanced_subset, check_fraction
+from hfssl.evaluation.subsets import balanced_subset
 from hfssl.losses.semi_supervised import masked_pseudo_label_loss, sigmoid_rampup, softmax_mse_consistency
 from hfssl.recipe import EvalConfig, Recipe
 from hfssl.registry import Paper
@@ -295,10 +295,7 @@ class SemiSupervisedSettings:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise RecipeError(f"{self.where('init')} must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.epochs <= 0 and self.max_steps is None:
-            raise RecipeError(f"{self.where('epochs')} must be > 0, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise RecipeError(f"{self.where('max_steps')} must be >= 1, got {self.max_steps!r}")
+        check_length(f"eval.{self.algorithm}", self.epochs, self.max_steps)
         if self.batch_size < 1 or self.unlabelled_ratio < 1:
             raise RecipeError(f"{self.where('batch_size')} and {self.where('unlabelled_ratio')} must be >= 1, got "
                               f"{self.batch_size!r} and {self.unlabelled_ratio!r}")
@@ -307,13 +304,8 @@ class SemiSupervisedSettings:
                               f"{self.lr!r}, {self.weight_decay!r}, {self.unlabelled_weight!r}")
         if not self.label_fractions:
             raise RecipeError(f"{self.where('label_fractions')} must list at least one fraction (0.01 for 1 %)")
-        for fraction in self.label_fractions:
-            try:
-                check_fraction(fraction, self.where("label_fractions"))
-            except ValueError as error:
-                raise RecipeError(str(error)) from None
-        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
-            raise RecipeError(f"{self.where('crop_scale')} must be [low, high] in (0, 1], got {self.crop_scale!r}")
+        check_label_fractions(self.where("label_fractions"), self.label_fractions)
+        check_crop_scale(f"eval.{self.algorithm}", self.crop_scale)
         try:
             SemiSupervisedConfig(**self.model_settings())
         except ValueError as error:
@@ -407,15 +399,8 @@ class FixMatchSettings(SemiSupervisedSettings):
 
 
 @dataclass
-class SemiSupervisedResult:
+class SemiSupervisedResult(ClassifierResult):
     """What :func:`semi_supervised` leaves: the result row, test predictions, where the classifier is."""
-
-    row: dict[str, Any]
-    predictions: np.ndarray
-    labels: np.ndarray
-    model_dir: Path
-    steps: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_names: list[str] | None,
