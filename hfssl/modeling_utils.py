@@ -450,6 +450,25 @@ def weights_fingerprint(module: nn.Module) -> torch.Tensor:
     return torch.frombuffer(bytearray(digest.digest()), dtype=torch.int64).clone()
 
 
+def refuse_changed_teacher(state: dict[str, torch.Tensor], fingerprint: torch.Tensor, teacher: str | None,
+                           remedy: str) -> None:
+    """Refuse to resume with a frozen teacher whose weights changed since the checkpoint was written.
+
+    Args:
+        state: the checkpoint's training state; its ``teacher_fingerprint`` is the teacher's when it was written.
+        fingerprint: :func:`weights_fingerprint` of the teacher loaded now (zeros before any is loaded: nothing
+            to compare).
+        teacher: where the teacher's weights come from, named in the error. remedy: the message's end, the fix.
+
+    Raises:
+        ValueError: both fingerprints are known and differ.
+    """
+    saved = state.get("teacher_fingerprint")
+    current = fingerprint.detach().cpu()
+    if saved is not None and bool(current.any()) and not torch.equal(saved.cpu(), current):
+        raise ValueError(f"the teacher {teacher!r} holds other weights than when the checkpoint was written{remedy}")
+
+
 def _drop_frozen_teachers(model: HfsslPreTrainedModel, state: dict[str, Any], prefix: str, metadata: Any) -> None:
     """``state_dict`` hook: the frozen teachers' weights are loaded from where the config says, never saved."""
     prefixes = tuple(f"{prefix}{name}." for name in model.frozen_teachers)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +49,21 @@ from hfssl.backbones import pool_features
 from hfssl.data.config import ImageDataConfig
 from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pixels
 from hfssl.data.training import TrainingData
-from hfssl.evaluation.features import extract_features_with, match_channels
-from hfssl.evaluation.finetune import _label_names, classifier_config_from, save_classifier
-from hfssl.evaluation.metrics import top_k_accuracies
-from hfssl.evaluation.subsets import balanced_subset, check_fraction
+from hfssl.evaluation.finetune import (
+    INITS, MODEL_FOLDER, ClassifierResult, _label_names, check_crop_scale, check_label_fractions, check_length,
+    check_output, classifier_config_from, load_classifier_encoder, make_view_inputs, processor_image_size,
+    processor_normalisation, save_classifier, score_classifier, shell_training, train_shell, unregistered_method,
+)
+from hfssl.evaluation.subsets import balanced_subset
 from hfssl.losses.distillation import SoftTargetCrossEntropy
-from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, weights_fingerprint
-from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
-from hfssl.registry import IMAGE, MethodSpec, Paper
+from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, refuse_changed_teacher, weights_fingerprint
+from hfssl.recipe import EvalConfig, Recipe
+from hfssl.registry import Paper
 from hfssl.settings import RecipeError
-from hfssl.training.trainer import train
-from hfssl.views import SingleViewGenerator, ViewsConfig, build_eval_transform
+from hfssl.views import SingleViewGenerator, ViewsConfig
 
 logger = logging.getLogger(__name__)
 
-MODEL_FOLDER = "model"
-INITS = ("pretrained", "random")
 NO_TEACHER = ("the distill protocol needs a teacher: set eval.distill.teacher to a fine-tuned classifier (an hfssl "
               "finetune output such as RUN/finetune/fraction-0.01, or any AutoModelForImageClassification folder / "
               "Hub id)")
@@ -163,12 +162,7 @@ class DistillForImageClassification(HfsslPreTrainedModel):
 
     def load_pretrained_backbone(self, pretrained: nn.Module) -> None:
         """The student's encoder from an encoder whose pooler the classifier may not use (as fine-tuning)."""
-        result = self.get_backbone().load_state_dict(pretrained.state_dict(), strict=False)
-        unexpected = [name for name in result.unexpected_keys if not name.startswith("pooler.")]
-        if result.missing_keys or unexpected:
-            raise ValueError(f"the encoder {self.config.backbone_name_or_path!r} does not fit the student "
-                             f"{type(self.classifier).__name__}: missing {result.missing_keys[:5]}, unexpected "
-                             f"{unexpected[:5]}")
+        load_classifier_encoder(self.classifier, pretrained, self.config.backbone_name_or_path, "student ")
 
     def load_pretrained_weights(self) -> list[str]:
         """The student's encoder (``backbone_name_or_path``), then the teacher's classifier, fingerprinted."""
@@ -184,11 +178,8 @@ class DistillForImageClassification(HfsslPreTrainedModel):
 
     def load_training_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Refuse a teacher whose weights changed since the checkpoint was written, then restore the state."""
-        saved = state.get("teacher_fingerprint")
-        current = self.teacher_fingerprint.detach().cpu()
-        if saved is not None and bool(current.any()) and not torch.equal(saved.cpu(), current):
-            raise ValueError(f"the teacher {self.config.teacher_name_or_path!r} holds other weights than when the "
-                             "checkpoint was written; restore it or start the distillation again")
+        refuse_changed_teacher(state, self.teacher_fingerprint, self.config.teacher_name_or_path,
+                               "; restore it or start the distillation again")
         super().load_training_state_dict(state)
 
     @torch.no_grad()
@@ -215,22 +206,11 @@ class DistillForImageClassification(HfsslPreTrainedModel):
         return DistillOutput(loss=loss, distill_loss=distill_loss, labelled_loss=labelled_loss, logits=logits)
 
 
-DISTILL_SPEC = MethodSpec(
-    name="distill", config_class=DistillConfig, model_class=DistillForImageClassification, modality=IMAGE,
-    family="vision-ssl", display_name="distillation",
-    paper=Paper(title="Big Self-Supervised Models are Strong Semi-Supervised Learners (distillation, phase 3)",
-                url="https://arxiv.org/abs/2006.10029", bibtex=""),
-    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
-)
-
-
-@dataclass
-class DistillRecipe(Recipe):
-    """A recipe of the unregistered distillation method: its ``spec`` is :data:`DISTILL_SPEC`."""
-
-    @property
-    def spec(self) -> MethodSpec:
-        return DISTILL_SPEC
+DISTILL_SPEC, DistillRecipe = unregistered_method(
+    "distill", DistillConfig, DistillForImageClassification, "distillation",
+    Paper(title="Big Self-Supervised Models are Strong Semi-Supervised Learners (distillation, phase 3)",
+          url="https://arxiv.org/abs/2006.10029", bibtex=""),
+    "DistillRecipe")
 
 
 # ---- settings and the run ------------------------------------------------------------------------------
@@ -285,19 +265,12 @@ class DistillSettings:
         if not 0.0 <= self.labelled_weight <= 1.0:
             raise RecipeError(f"eval.distill.labelled_weight must be in [0, 1] (0: distillation loss only), "
                               f"got {self.labelled_weight!r}")
-        try:
-            check_fraction(self.label_fraction, "eval.distill.label_fraction")
-        except ValueError as error:
-            raise RecipeError(str(error)) from None
-        if self.epochs <= 0 and self.max_steps is None:
-            raise RecipeError(f"eval.distill.epochs must be > 0, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise RecipeError(f"eval.distill.max_steps must be >= 1, got {self.max_steps!r}")
+        check_label_fractions("eval.distill.label_fraction", (self.label_fraction,))
+        check_length("eval.distill", self.epochs, self.max_steps)
         if self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
             raise RecipeError("eval.distill: batch_size must be >= 1, lr > 0 and weight_decay >= 0, got "
                               f"{self.batch_size!r}, {self.lr!r}, {self.weight_decay!r}")
-        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
-            raise RecipeError(f"eval.distill.crop_scale must be [low, high] in (0, 1], got {self.crop_scale!r}")
+        check_crop_scale("eval.distill", self.crop_scale)
 
     def row_settings(self) -> dict[str, Any]:
         """The settings recorded in every result row."""
@@ -308,15 +281,8 @@ class DistillSettings:
 
 
 @dataclass
-class DistillResult:
+class DistillResult(ClassifierResult):
     """What :func:`distill` leaves: the result row, the student's test predictions, where the classifier is."""
-
-    row: dict[str, Any]
-    predictions: np.ndarray
-    labels: np.ndarray
-    model_dir: Path
-    steps: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def teacher_classifier_path(teacher: str) -> str:
@@ -328,19 +294,6 @@ def teacher_classifier_path(teacher: str) -> str:
         if str(shell).startswith("hfssl_"):  # the run's training shell; the classifier is in model/
             return str(folder / MODEL_FOLDER)
     return teacher
-
-
-def _normalisation(processor: Any, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
-    std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
-    if len(mean) != channels:  # a processor made for the other kind of image
-        mean, std = (mean[0],) * channels, (std[0],) * channels
-    return mean, std
-
-
-def _image_size(processor: Any, default: int) -> int:
-    size = getattr(processor, "size", None) or {}
-    return int(size.get("height") or size.get("shortest_edge") or default)
 
 
 class _TeacherInput:
@@ -361,18 +314,6 @@ class _TeacherInput:
         if unit.shape[-1] != self.size:
             unit = nn.functional.interpolate(unit, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return (unit - self.teacher_mean.to(device)) / self.teacher_std.to(device)
-
-
-def _make_inputs(views: SingleViewGenerator, channels: int, teacher_input: _TeacherInput | None) -> Any:
-    def make_inputs(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        device = generator.device
-        pixel_values = views(match_channels(batch["pixels"].to(device), channels), generator)["pixel_values"]
-        inputs = {"pixel_values": pixel_values, "labels": batch["labels"].to(device)}
-        if teacher_input is not None:
-            inputs["teacher_pixel_values"] = teacher_input(pixel_values)
-        return inputs
-
-    return make_inputs
 
 
 class _PartlyLabelled(torch.utils.data.Dataset):
@@ -427,7 +368,7 @@ def distill(encoder: str, train_dataset: Any, test_dataset: Any, label_names: li
     if not settings.teacher:
         raise RecipeError(NO_TEACHER)
     output_dir = Path(output_dir)
-    _check_output(output_dir)
+    check_output(output_dir, DistillConfig.model_type, "eval.distill.output_dir", "distillation", "RUN/distill")
     teacher_path = teacher_classifier_path(settings.teacher)
     teacher_config = AutoConfig.from_pretrained(teacher_path)
     if int(teacher_config.num_labels) != num_classes:
@@ -437,16 +378,16 @@ def distill(encoder: str, train_dataset: Any, test_dataset: Any, label_names: li
     processor = AutoImageProcessor.from_pretrained(encoder)
     student_config = _student_config(encoder_config, settings, num_classes, label_names)
     channels = int(student_config.get("num_channels", 3))
-    student_norm = _normalisation(processor, channels)
+    student_norm = processor_normalisation(processor, channels)
     data_size = int(read_pixels(train_dataset, 0, 1).shape[-1])
-    image_size = _image_size(processor, data_size)
+    image_size = processor_image_size(processor, data_size)
     teacher_channels = int(getattr(teacher_config, "num_channels", 3))
     try:
         teacher_processor = AutoImageProcessor.from_pretrained(teacher_path)
     except OSError:  # a classifier saved without a processor: it saw what the student sees
         teacher_processor = processor
-    teacher_norm = _normalisation(teacher_processor, teacher_channels)
-    teacher_size = _image_size(teacher_processor, image_size)
+    teacher_norm = processor_normalisation(teacher_processor, teacher_channels)
+    teacher_size = processor_image_size(teacher_processor, image_size)
     teacher_input = None
     if (teacher_norm, teacher_channels, teacher_size) != (student_norm, channels, image_size):
         teacher_input = _TeacherInput(student_norm, teacher_norm, teacher_channels, teacher_size)
@@ -463,60 +404,32 @@ def distill(encoder: str, train_dataset: Any, test_dataset: Any, label_names: li
                "temperature": settings.temperature, "labelled_weight": settings.labelled_weight,
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
         data=data_config or ImageDataConfig(source="in-memory"), views=views,
-        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
-        train=TrainConfig(batch_size=min(settings.batch_size, len(train_dataset)), epochs=settings.epochs,
-                          max_steps=settings.max_steps, seed=settings.seed, mixed_precision=settings.mixed_precision,
-                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
-                          log_every=50, monitor_every=10**9),
+        **shell_training(settings, min(settings.batch_size, len(train_dataset))),
         eval=EvalConfig(protocols=(), baselines=False, settings={"distill": asdict(settings)}),
     )
     generator_views = SingleViewGenerator(views, data_size, channels)
 
     def build_data(recipe: Recipe, accelerator: Any) -> TrainingData:
         return TrainingData(train_dataset=_PartlyLabelled(train_dataset, labelled), collate_fn=collate_images,
-                            make_inputs=_make_inputs(generator_views, channels, teacher_input),
+                            make_inputs=make_view_inputs(generator_views, channels, teacher_input),
                             label_names=label_names)
 
-    spec = MethodSpec(**{**{name: getattr(DISTILL_SPEC, name) for name in DISTILL_SPEC.__dataclass_fields__},
-                         "build_data": build_data})
     logger.info("distilling %s into a student (%s) on %d images, %d labelled (label fraction %g), into %s",
                 teacher_path, settings.init, len(labels), int(labelled.sum()), settings.label_fraction, output_dir)
-    result = train(recipe, output_dir, resume="auto" if settings.resume else False,
-                   overwrite=not settings.resume, spec=spec)
+    result = train_shell(recipe, output_dir, build_data, settings.resume)
     model = result.model.eval()
     student, teacher = model.classifier, model.teacher
-    transform = build_eval_transform(views, image_size, channels)
-    device = next(student.parameters()).device
-
-    def to_model(pixels: torch.Tensor) -> torch.Tensor:
-        return transform(match_channels(pixels, channels))
-
-    scores, test_labels = extract_features_with(lambda pixels: student(pixel_values=pixels).logits, to_model,
-                                                test_dataset, 256, device=device, model=student)
-    to_teacher = teacher_input or (lambda pixels: pixels)
-    teacher_scores, _ = extract_features_with(lambda pixels: teacher(pixel_values=to_teacher(pixels)).logits,
-                                              to_model, test_dataset, 256, device=device, model=teacher)
-    accuracies = top_k_accuracies(scores, test_labels)
+    scores, test_labels, accuracies = score_classifier(student, views, image_size, channels, test_dataset)
+    _, _, teacher_accuracies = score_classifier(teacher, views, image_size, channels, test_dataset, teacher_input)
     model_dir = save_classifier(student, processor, output_dir / MODEL_FOLDER)
     row: dict[str, Any] = {"label_fraction": settings.label_fraction, "seed": settings.seed,
                            "num_labelled": int(labelled.sum()), "num_unlabelled": len(labels),
                            **settings.row_settings(), "steps": result.steps,
                            "student_parameters": sum(parameter.numel() for parameter in student.parameters()),
                            "teacher_parameters": sum(parameter.numel() for parameter in teacher.parameters()),
-                           **accuracies, "teacher_top1": top_k_accuracies(teacher_scores, test_labels)["top1"]}
+                           **accuracies, "teacher_top1": teacher_accuracies["top1"]}
     row = {key: value for key, value in row.items() if value is not None}
     (output_dir / "distill_result.json").write_text(json.dumps(row, indent=2) + "\n")
     logger.info("distilled %s: student test top-1 %.4f (teacher %.4f) (%s)", teacher_path, accuracies["top1"],
                 row["teacher_top1"], model_dir)
     return DistillResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
-
-
-def _check_output(output_dir: Path) -> None:
-    """A distillation run replaces an earlier distillation run in its folder, never anything else."""
-    config = output_dir / "config.json"
-    if config.is_file():
-        model_type = json.loads(config.read_text()).get("model_type")
-        if model_type != DistillConfig.model_type:
-            raise RecipeError(f"eval.distill.output_dir {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
-                              "distillation run; choose another folder (the default is RUN/distill)")

@@ -14,6 +14,9 @@ without hfssl.
 * The training-time shell :class:`FineTuneForImageClassification` holds the transformers classifier
   and computes cross-entropy (optionally label-smoothed, MAE uses 0.1). It is not a registered SSL
   method: the protocol hands its :data:`FINETUNE_SPEC` to ``train(spec=...)``.
+  :func:`unregistered_method` and :func:`train_shell` serve the other classifier protocols the same way
+  (:mod:`hfssl.evaluation.distill`, :mod:`hfssl.evaluation.semi_supervised`), as do the parts that read
+  the encoder's processor, build the training inputs, score the test split and guard the output folder.
 * Layer-wise learning-rate decay (BEiT / MAE fine-tuning, Bao et al. 2022 / He et al. 2022 sec. A.2):
   with ``layer_decay = d < 1`` the parameters of block ``i`` of ``L`` (ViT encoder layers; ResNet and
   ConvNeXt stages) learn at ``lr * d ** (L + 1 - i)``, the embeddings (block 0) at ``lr * d ** (L + 1)``,
@@ -42,7 +45,8 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +67,7 @@ from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
 from hfssl.registry import IMAGE, MethodSpec, Paper
 from hfssl.settings import RecipeError
-from hfssl.training.trainer import train
+from hfssl.training.trainer import TrainResult, train
 from hfssl.views import SingleViewGenerator, ViewsConfig, build_eval_transform
 
 logger = logging.getLogger(__name__)
@@ -153,6 +157,21 @@ def frozen_modules(encoder: nn.Module, freeze_stages: int) -> list[str]:
     return stems + [stages[index] for index in sorted(stages)[:freeze_stages]]
 
 
+def load_classifier_encoder(classifier: nn.Module, pretrained: nn.Module, source: str | None, role: str = "") -> None:
+    """Load an encoder's weights into a transformers ``*ForImageClassification``'s encoder (``base_model``). The
+    encoder may hold a pooler the classifier does not use (``ViTModel``'s dense + tanh); every other weight must match.
+
+    Raises:
+        ValueError: a weight is missing or unexpected; the message names the encoder ``source`` and the
+            ``role`` of the classifier (``"student "`` for distillation).
+    """
+    result = classifier.base_model.load_state_dict(pretrained.state_dict(), strict=False)
+    unexpected = [name for name in result.unexpected_keys if not name.startswith("pooler.")]
+    if result.missing_keys or unexpected:
+        raise ValueError(f"the encoder {source!r} does not fit the {role}{type(classifier).__name__}: missing "
+                         f"{result.missing_keys[:5]}, unexpected {unexpected[:5]}")
+
+
 class FineTuneForImageClassification(HfsslPreTrainedModel):
     """A transformers ``*ForImageClassification`` (``self.classifier``) trained with cross-entropy."""
 
@@ -180,14 +199,8 @@ class FineTuneForImageClassification(HfsslPreTrainedModel):
         return self.classifier.base_model
 
     def load_pretrained_backbone(self, pretrained: nn.Module) -> None:
-        """Load an encoder's weights into the classifier's encoder. The encoder may hold a pooler the
-        classifier does not use (``ViTModel``'s dense + tanh); every other weight must match."""
-        result = self.get_backbone().load_state_dict(pretrained.state_dict(), strict=False)
-        unexpected = [name for name in result.unexpected_keys if not name.startswith("pooler.")]
-        if result.missing_keys or unexpected:
-            raise ValueError(f"the encoder {self.config.backbone_name_or_path!r} does not fit the "
-                             f"{type(self.classifier).__name__}: missing {result.missing_keys[:5]}, unexpected "
-                             f"{unexpected[:5]}")
+        """Load an encoder's weights into the classifier's encoder (:func:`load_classifier_encoder`)."""
+        load_classifier_encoder(self.classifier, pretrained, self.config.backbone_name_or_path)
 
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return pool_features(self.get_backbone()(pixel_values=pixel_values))
@@ -222,25 +235,91 @@ class FineTuneForImageClassification(HfsslPreTrainedModel):
         return scales
 
 
-FINETUNE_SPEC = MethodSpec(
-    name="finetune", config_class=FineTuneConfig, model_class=FineTuneForImageClassification, modality=IMAGE,
-    family="vision-ssl", display_name="fine-tuning",
-    paper=Paper(title="Masked Autoencoders Are Scalable Vision Learners (fine-tuning protocol)",
-                url="https://arxiv.org/abs/2111.06377", bibtex=""),
-    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
-)
+# ---- the unregistered method of a classifier protocol ------------------------------------------------
 
 
-@dataclass
-class FineTuneRecipe(Recipe):
-    """A recipe of the unregistered fine-tuning method: its ``spec`` is :data:`FINETUNE_SPEC`."""
+def unregistered_method(name: str, config_class: type[PretrainedConfig], model_class: type[HfsslPreTrainedModel],
+                        display_name: str, paper: Paper, recipe_name: str) -> tuple[MethodSpec, type[Recipe]]:
+    """The :class:`MethodSpec` of a protocol's training shell that is no registered SSL method (fine-tuning,
+    distillation, the semi-supervised protocols), and the :class:`Recipe` subclass whose ``spec`` it is.
 
-    @property
-    def spec(self) -> MethodSpec:
-        return FINETUNE_SPEC
+    The spec stays out of the registry: :func:`train_shell` hands it to the engine with the protocol's own
+    ``build_data``; it builds no inputs of its own and exports nothing (the protocol saves its classifier).
+    The recipe class is named ``recipe_name`` in ``model_class``'s module, where the caller binds it.
+    """
+    method_spec = MethodSpec(name=name, config_class=config_class, model_class=model_class, modality=IMAGE,
+                             family="vision-ssl", display_name=display_name, paper=paper,
+                             build_inputs=lambda recipe, data: None,
+                             export=lambda model, output_dir, context: output_dir)
+
+    @dataclass
+    class UnregisteredRecipe(Recipe):
+        @property
+        def spec(self) -> MethodSpec:
+            return method_spec
+
+    UnregisteredRecipe.__name__ = UnregisteredRecipe.__qualname__ = recipe_name
+    UnregisteredRecipe.__module__ = model_class.__module__
+    UnregisteredRecipe.__doc__ = f"A recipe of the unregistered {display_name} method: its ``spec`` is {name!r}'s own."
+    return method_spec, UnregisteredRecipe
+
+
+def train_shell(recipe: Recipe, output_dir: Path, build_data: Callable[[Recipe, Any], TrainingData],
+                resume: bool) -> TrainResult:
+    """Train the shell of ``recipe`` (a recipe class of :func:`unregistered_method`) with the one engine on the
+    protocol's data: into ``output_dir``, replacing an earlier run there, or from its newest checkpoint (``resume``)."""
+    return train(recipe, output_dir, resume="auto" if resume else False, overwrite=not resume,
+                 spec=replace(recipe.spec, build_data=build_data))
+
+
+def shell_training(settings: Any, batch_size: int) -> dict[str, Any]:
+    """The ``optim`` and ``train`` sections of a classifier protocol's recipe from its settings (``lr``,
+    ``weight_decay``, ``warmup_ratio``, ``epochs``, ``max_steps``, ``seed``, ``mixed_precision``,
+    ``checkpoint_every``): AdamW on a cosine schedule, no progress bar, trackers or collapse monitor."""
+    return {"optim": OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
+                                 warmup_ratio=settings.warmup_ratio, schedule="cosine"),
+            "train": TrainConfig(batch_size=batch_size, epochs=settings.epochs, max_steps=settings.max_steps,
+                                 seed=settings.seed, mixed_precision=settings.mixed_precision,
+                                 checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
+                                 log_every=50, monitor_every=10**9)}
+
+
+FINETUNE_SPEC, FineTuneRecipe = unregistered_method(
+    "finetune", FineTuneConfig, FineTuneForImageClassification, "fine-tuning",
+    Paper(title="Masked Autoencoders Are Scalable Vision Learners (fine-tuning protocol)",
+          url="https://arxiv.org/abs/2111.06377", bibtex=""),
+    "FineTuneRecipe")
 
 
 # ---- settings and the run ------------------------------------------------------------------------------
+
+
+def check_length(prefix: str, epochs: float, max_steps: int | None) -> None:
+    """A classifier protocol's training length: ``epochs > 0`` unless ``max_steps`` is set, which must be ``>= 1``.
+
+    Raises:
+        RecipeError: naming ``<prefix>.epochs`` or ``<prefix>.max_steps`` (``prefix``: ``eval.<protocol>``).
+    """
+    if epochs <= 0 and max_steps is None:
+        raise RecipeError(f"{prefix}.epochs must be > 0, got {epochs!r}")
+    if max_steps is not None and max_steps < 1:
+        raise RecipeError(f"{prefix}.max_steps must be >= 1, got {max_steps!r}")
+
+
+def check_crop_scale(prefix: str, crop_scale: tuple[float, float]) -> None:
+    """Raise ``RecipeError`` naming ``<prefix>.crop_scale`` unless it is ``[low, high]`` in ``(0, 1]``."""
+    if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+        raise RecipeError(f"{prefix}.crop_scale must be [low, high] in (0, 1], got {crop_scale!r}")
+
+
+def check_label_fractions(key: str, fractions: Iterable[float]) -> None:
+    """:func:`~hfssl.evaluation.subsets.check_fraction` of each fraction, refused as a ``RecipeError`` naming
+    ``key``."""
+    for fraction in fractions:
+        try:
+            check_fraction(fraction, key)
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
 
 
 @dataclass
@@ -276,10 +355,7 @@ class FineTuneSettings:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise RecipeError(f"eval.finetune.init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.epochs <= 0 and self.max_steps is None:
-            raise RecipeError(f"eval.finetune.epochs must be > 0, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise RecipeError(f"eval.finetune.max_steps must be >= 1, got {self.max_steps!r}")
+        check_length("eval.finetune", self.epochs, self.max_steps)
         if self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
             raise RecipeError("eval.finetune: batch_size must be >= 1, lr > 0 and weight_decay >= 0, got "
                               f"{self.batch_size!r}, {self.lr!r}, {self.weight_decay!r}")
@@ -293,13 +369,8 @@ class FineTuneSettings:
                               f"the first N stages / blocks stay frozen), got {self.freeze_stages!r}")
         if not self.label_fractions:
             raise RecipeError("eval.finetune.label_fractions must list at least one fraction (1.0: all labels)")
-        for fraction in self.label_fractions:
-            try:
-                check_fraction(fraction, "eval.finetune.label_fractions")
-            except ValueError as error:
-                raise RecipeError(str(error)) from None
-        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
-            raise RecipeError(f"eval.finetune.crop_scale must be [low, high] in (0, 1], got {self.crop_scale!r}")
+        check_label_fractions("eval.finetune.label_fractions", self.label_fractions)
+        check_crop_scale("eval.finetune", self.crop_scale)
 
     def row_settings(self) -> dict[str, Any]:
         """The settings recorded in every result row."""
@@ -310,8 +381,9 @@ class FineTuneSettings:
 
 
 @dataclass
-class FineTuneResult:
-    """What :func:`finetune` leaves: the result row, test predictions, where the classifier is."""
+class ClassifierResult:
+    """What a classifier protocol's run leaves: the result row, test predictions and labels, where the
+    classifier is, the engine's optimiser steps and anything else the protocol passes on."""
 
     row: dict[str, Any]
     predictions: np.ndarray
@@ -321,11 +393,22 @@ class FineTuneResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _make_inputs(views: SingleViewGenerator, channels: int) -> Any:
+@dataclass
+class FineTuneResult(ClassifierResult):
+    """What :func:`finetune` leaves: the result row, test predictions, where the classifier is."""
+
+
+def make_view_inputs(views: SingleViewGenerator, channels: int,
+                     teacher_input: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Any:
+    """``make_inputs``: one view of each image (``pixel_values``) and its ``labels``; with ``teacher_input``
+    (distillation, a teacher whose processor differs) also ``teacher_pixel_values = teacher_input(view)``."""
     def make_inputs(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         device = generator.device
         pixels = match_channels(batch["pixels"].to(device), channels)
-        return {"pixel_values": views(pixels, generator)["pixel_values"], "labels": batch["labels"].to(device)}
+        inputs = {"pixel_values": views(pixels, generator)["pixel_values"], "labels": batch["labels"].to(device)}
+        if teacher_input is not None:
+            inputs["teacher_pixel_values"] = teacher_input(inputs["pixel_values"])
+        return inputs
 
     return make_inputs
 
@@ -334,6 +417,22 @@ def _label_names(label_names: list[str] | None, num_classes: int) -> dict[int, s
     if label_names and len(label_names) >= num_classes:
         return {index: str(name) for index, name in enumerate(label_names[:num_classes])}
     return {index: f"LABEL_{index}" for index in range(num_classes)}
+
+
+def processor_normalisation(processor: Any, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """An image processor's ``(mean, std)``, one value per channel of a model taking ``channels`` channels (the
+    first value repeated when the processor was made for the other number of channels; 0.5 when it has none)."""
+    mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
+    std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
+    if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
+        mean, std = (mean[0],) * channels, (std[0],) * channels
+    return mean, std
+
+
+def processor_image_size(processor: Any, default: int) -> int:
+    """The side an image processor resizes to (``size.height`` or ``size.shortest_edge``), else ``default``."""
+    size = getattr(processor, "size", None) or {}
+    return int(size.get("height") or size.get("shortest_edge") or default)
 
 
 @dataclass
@@ -364,13 +463,9 @@ class ClassifierSource:
                 frozen_modules(AutoModel.from_config(encoder_config), freeze_stages)
         processor = AutoImageProcessor.from_pretrained(encoder)
         channels = int(getattr(encoder_config, "num_channels", 3))
-        mean = tuple(float(value) for value in getattr(processor, "image_mean", (0.5,) * channels))
-        std = tuple(float(value) for value in getattr(processor, "image_std", (0.5,) * channels))
-        if len(mean) != channels:  # an encoder made for grey input with a processor for RGB, or the reverse
-            mean, std = (mean[0],) * channels, (std[0],) * channels
-        size = getattr(processor, "size", None) or {}
+        mean, std = processor_normalisation(processor, channels)
         data_size = int(read_pixels(train_dataset, 0, 1).shape[-1])  # the side of the prepared images
-        image_size = int(size.get("height") or size.get("shortest_edge") or data_size)
+        image_size = processor_image_size(processor, data_size)
         return cls(encoder_config, processor, channels, mean, std, data_size, image_size)
 
     def classifier_config(self, label_names: list[str] | None, num_classes: int) -> dict[str, Any]:
@@ -402,7 +497,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         :class:`FineTuneResult` with the row ``{label_fraction?, num_labelled, top1, top5, ...settings}``.
     """
     output_dir = Path(output_dir)
-    _check_output(output_dir)
+    check_output(output_dir, FineTuneConfig.model_type, "eval.finetune.output_dir", "fine-tuning", "RUN/finetune")
     source = ClassifierSource.load(encoder, train_dataset, settings.freeze_stages)
     processor, channels, mean, std = source.processor, source.channels, source.mean, source.std
     data_size, image_size = source.data_size, source.image_size
@@ -419,13 +514,7 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         model={"classifier_config": classifier_config, "layer_decay": settings.layer_decay,
                "label_smoothing": settings.label_smoothing, "freeze_stages": settings.freeze_stages,
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
-        data=data, views=views,
-        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
-        train=TrainConfig(batch_size=min(settings.batch_size, len(train_dataset)), epochs=settings.epochs,
-                          max_steps=settings.max_steps, seed=settings.seed, mixed_precision=settings.mixed_precision,
-                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
-                          log_every=50, monitor_every=10**9),
+        data=data, views=views, **shell_training(settings, min(settings.batch_size, len(train_dataset))),
         eval=EvalConfig(protocols=(), baselines=False,
                         settings={"finetune": {**asdict(settings), "label_fractions": [label_fraction]}}),
     )
@@ -433,14 +522,11 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
 
     def build_data(recipe: Recipe, accelerator: Any) -> TrainingData:
         return TrainingData(train_dataset=PixelDataset(train_dataset), collate_fn=collate_images,
-                            make_inputs=_make_inputs(generator_views, channels), label_names=label_names)
+                            make_inputs=make_view_inputs(generator_views, channels), label_names=label_names)
 
-    spec = MethodSpec(**{**{name: getattr(FINETUNE_SPEC, name) for name in FINETUNE_SPEC.__dataclass_fields__},
-                         "build_data": build_data})
     logger.info("fine-tuning %s (%s) on %d labelled rows (label fraction %g) into %s", encoder,
                 settings.init, len(train_dataset), label_fraction, output_dir)
-    result = train(recipe, output_dir, resume="auto" if settings.resume else False,
-                   overwrite=not settings.resume, spec=spec)
+    result = train_shell(recipe, output_dir, build_data, settings.resume)
     model = result.model.eval()
     classifier = model.classifier
     scores, test_labels, accuracies = score_classifier(classifier, views, image_size, channels, test_dataset)
@@ -455,14 +541,18 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
 
 
-def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int, channels: int,
-                     test_dataset: Any) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int, channels: int, test_dataset: Any,
+                     classifier_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """A trained classifier's test logits, labels and top-1 / top-5 accuracies, the test images through the
-    deterministic transform of feature extraction (the exported image processor's)."""
+    deterministic transform of feature extraction (the exported image processor's), then ``classifier_input``
+    when given (a distillation teacher whose processor differs from the student's ``views``)."""
     transform = build_eval_transform(views, image_size, channels)
     device = next(classifier.parameters()).device
 
     def logits(pixel_values: torch.Tensor) -> torch.Tensor:
+        if classifier_input is not None:
+            pixel_values = classifier_input(pixel_values)
         return classifier(pixel_values=pixel_values).logits
 
     def to_model(pixels: torch.Tensor) -> torch.Tensor:
@@ -472,14 +562,20 @@ def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int,
     return np.asarray(scores), np.asarray(test_labels), top_k_accuracies(scores, test_labels)
 
 
-def _check_output(output_dir: Path) -> None:
-    """A fine-tuning run replaces an earlier fine-tuning run in its folder, never anything else."""
+def check_output(output_dir: Path, model_type: str, where: str, run: str, default: str | None = None) -> None:
+    """A protocol's run replaces an earlier run of its shell (``model_type``) in its folder, never anything else.
+
+    Raises:
+        RecipeError: ``output_dir`` (the setting ``where``) holds another model; the message names the ``run``
+            it would have to be and the ``default`` folder, if any.
+    """
     config = output_dir / "config.json"
     if config.is_file():
-        model_type = json.loads(config.read_text()).get("model_type")
-        if model_type != FineTuneConfig.model_type:
-            raise ValueError(f"eval.finetune.output_dir {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
-                             "fine-tuning run; choose another folder (the default is RUN/finetune)")
+        found = json.loads(config.read_text()).get("model_type")
+        if found != model_type:
+            hint = f" (the default is {default})" if default else ""
+            raise RecipeError(f"{where} {str(output_dir)!r} holds a {found!r} model, not an earlier {run} run; "
+                              f"choose another folder{hint}")
 
 
 def save_classifier(classifier: nn.Module, processor: Any, model_dir: Path) -> Path:

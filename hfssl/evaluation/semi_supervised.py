@@ -40,11 +40,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModelForImageClassification
@@ -55,16 +54,16 @@ from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pi
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.features import match_channels
 from hfssl.evaluation.finetune import (
-    MODEL_FOLDER, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS, classifier_config_from,
-    save_classifier, score_classifier,
+    MODEL_FOLDER, ClassifierResult, ClassifierSource, FineTuneConfig, FineTuneForImageClassification, INITS,
+    check_crop_scale, check_label_fractions, check_length, check_output, classifier_config_from, save_classifier,
+    score_classifier, shell_training, train_shell, unregistered_method,
 )
-from hfssl.evaluation.subsets import balanced_subset, check_fraction
+from hfssl.evaluation.subsets import balanced_subset
 from hfssl.losses.semi_supervised import masked_pseudo_label_loss, sigmoid_rampup, softmax_mse_consistency
-from hfssl.recipe import EvalConfig, OptimConfig, Recipe, TrainConfig
-from hfssl.registry import IMAGE, MethodSpec, Paper
+from hfssl.recipe import EvalConfig, Recipe
+from hfssl.registry import Paper
 from hfssl.schedules import Schedule, constant
 from hfssl.settings import RecipeError
-from hfssl.training.trainer import train
 from hfssl.views import SingleViewGenerator, ViewsConfig
 
 logger = logging.getLogger(__name__)
@@ -207,22 +206,11 @@ class SemiSupervisedForImageClassification(FineTuneForImageClassification):
                                     mask_rate=mask_rate)
 
 
-SEMI_SUPERVISED_SPEC = MethodSpec(
-    name="semi_supervised", config_class=SemiSupervisedConfig, model_class=SemiSupervisedForImageClassification,
-    modality=IMAGE, family="vision-ssl", display_name="semi-supervised classification",
-    paper=Paper(title="FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence",
-                url="https://arxiv.org/abs/2001.07685", bibtex=""),
-    build_inputs=lambda recipe, data: None, export=lambda model, output_dir, context: output_dir,
-)
-
-
-@dataclass
-class SemiSupervisedRecipe(Recipe):
-    """A recipe of the unregistered semi-supervised shell: its ``spec`` is :data:`SEMI_SUPERVISED_SPEC`."""
-
-    @property
-    def spec(self) -> MethodSpec:
-        return SEMI_SUPERVISED_SPEC
+SEMI_SUPERVISED_SPEC, SemiSupervisedRecipe = unregistered_method(
+    "semi_supervised", SemiSupervisedConfig, SemiSupervisedForImageClassification, "semi-supervised classification",
+    Paper(title="FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence",
+          url="https://arxiv.org/abs/2001.07685", bibtex=""),
+    "SemiSupervisedRecipe")
 
 
 # ---- inputs ----------------------------------------------------------------------------------------------------
@@ -307,10 +295,7 @@ class SemiSupervisedSettings:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise RecipeError(f"{self.where('init')} must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.epochs <= 0 and self.max_steps is None:
-            raise RecipeError(f"{self.where('epochs')} must be > 0, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise RecipeError(f"{self.where('max_steps')} must be >= 1, got {self.max_steps!r}")
+        check_length(f"eval.{self.algorithm}", self.epochs, self.max_steps)
         if self.batch_size < 1 or self.unlabelled_ratio < 1:
             raise RecipeError(f"{self.where('batch_size')} and {self.where('unlabelled_ratio')} must be >= 1, got "
                               f"{self.batch_size!r} and {self.unlabelled_ratio!r}")
@@ -319,13 +304,8 @@ class SemiSupervisedSettings:
                               f"{self.lr!r}, {self.weight_decay!r}, {self.unlabelled_weight!r}")
         if not self.label_fractions:
             raise RecipeError(f"{self.where('label_fractions')} must list at least one fraction (0.01 for 1 %)")
-        for fraction in self.label_fractions:
-            try:
-                check_fraction(fraction, self.where("label_fractions"))
-            except ValueError as error:
-                raise RecipeError(str(error)) from None
-        if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
-            raise RecipeError(f"{self.where('crop_scale')} must be [low, high] in (0, 1], got {self.crop_scale!r}")
+        check_label_fractions(self.where("label_fractions"), self.label_fractions)
+        check_crop_scale(f"eval.{self.algorithm}", self.crop_scale)
         try:
             SemiSupervisedConfig(**self.model_settings())
         except ValueError as error:
@@ -419,25 +399,8 @@ class FixMatchSettings(SemiSupervisedSettings):
 
 
 @dataclass
-class SemiSupervisedResult:
+class SemiSupervisedResult(ClassifierResult):
     """What :func:`semi_supervised` leaves: the result row, test predictions, where the classifier is."""
-
-    row: dict[str, Any]
-    predictions: np.ndarray
-    labels: np.ndarray
-    model_dir: Path
-    steps: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def _check_output(output_dir: Path, where: str) -> None:
-    """A run replaces an earlier semi-supervised run in its folder, never anything else."""
-    config = output_dir / "config.json"
-    if config.is_file():
-        model_type = json.loads(config.read_text()).get("model_type")
-        if model_type != SemiSupervisedConfig.model_type:
-            raise ValueError(f"{where} {str(output_dir)!r} holds a {model_type!r} model, not an earlier "
-                             "semi-supervised run; choose another folder")
 
 
 def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_names: list[str] | None,
@@ -460,8 +423,7 @@ def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_n
         top5, ...settings}``.
     """
     output_dir = Path(output_dir)
-    where = f"eval.{settings.algorithm}.output_dir"
-    _check_output(output_dir, where)
+    check_output(output_dir, SemiSupervisedConfig.model_type, settings.where("output_dir"), "semi-supervised")
     source = ClassifierSource.load(encoder, train_dataset)
     channels = source.channels
     subset = balanced_subset(read_labels(train_dataset), label_fraction, settings.seed)
@@ -477,12 +439,7 @@ def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_n
         model={"classifier_config": source.classifier_config(label_names, num_classes), **settings.model_settings(),
                "backbone_name_or_path": str(encoder) if settings.init == "pretrained" else None},
         data=data_config or ImageDataConfig(source="in-memory"), views=weak,
-        optim=OptimConfig(name="adamw", lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, schedule="cosine"),
-        train=TrainConfig(batch_size=unlabelled_batch, epochs=settings.epochs, max_steps=settings.max_steps,
-                          seed=settings.seed, mixed_precision=settings.mixed_precision,
-                          checkpoint_every=settings.checkpoint_every, progress_bar=False, trackers=(),
-                          log_every=50, monitor_every=10**9),
+        **shell_training(settings, unlabelled_batch),
         eval=EvalConfig(protocols=(), baselines=False, settings={settings.algorithm: {
             **asdict(settings), "label_fractions": [label_fraction]}}),
     )
@@ -494,11 +451,9 @@ def semi_supervised(encoder: str, train_dataset: Any, test_dataset: Any, label_n
         return TrainingData(train_dataset=PixelDataset(train_dataset), collate_fn=collate_images,
                             make_inputs=make_inputs, label_names=label_names)
 
-    spec = replace(SEMI_SUPERVISED_SPEC, build_data=build_data)
     logger.info("%s from %s (%s) on %d labelled (label fraction %g) and %d unlabelled rows into %s",
                 settings.algorithm, encoder, settings.init, len(labels), label_fraction, len(train_dataset), output_dir)
-    result = train(recipe, output_dir, resume="auto" if settings.resume else False, overwrite=not settings.resume,
-                   spec=spec)
+    result = train_shell(recipe, output_dir, build_data, settings.resume)
     model = result.model.eval()
     classifier = model.scored_classifier(settings.scores_teacher())
     scores, test_labels, accuracies = score_classifier(classifier, weak, source.image_size, channels, test_dataset)

@@ -23,7 +23,7 @@ from hfssl.backbones import backbone_hidden_size, build_backbone, freeze_unused_
 from hfssl.backbones import load_pretrained_backbone as load_pretrained_encoder
 from hfssl.heads import MLPHead
 from hfssl.losses.distillation import FeatureDistillationLoss
-from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, weights_fingerprint
+from hfssl.modeling_utils import FINGERPRINT_WORDS, HfsslPreTrainedModel, refuse_changed_teacher, weights_fingerprint
 from hfssl.models.feature_distill.configuration_feature_distill import (
     FeatureDistillConfig,
     teacher_config_from,
@@ -118,10 +118,6 @@ class FeatureDistillForPreTraining(HfsslPreTrainedModel):
 
     def load_training_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore the checkpoint's training state, refusing a teacher whose weights changed since it was written."""
-        saved = state.get("teacher_fingerprint")
-        current = self.teacher_fingerprint.detach().cpu()
-        if saved is not None and bool(current.any()) and not torch.equal(saved.cpu(), current):
-            raise ValueError(f"the teacher {self.config.teacher_name_or_path!r} holds other weights than when the "
-                             "checkpoint was written, so the run cannot continue exactly; restore that teacher or "
-                             "start a new run")
+        refuse_changed_teacher(state, self.teacher_fingerprint, self.config.teacher_name_or_path,
+                               ", so the run cannot continue exactly; restore that teacher or start a new run")
         super().load_training_state_dict(state)
