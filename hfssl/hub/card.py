@@ -25,7 +25,8 @@ Metadata decisions:
   transformers path (``subfolder="encoder"``) is the first snippet of the card body, and the
   ``transformers`` tag keeps the repo discoverable. A separate encoder repo (``push_run(...,
   encoder_repo_id=...)``) loads at its root with plain transformers, so its card declares
-  ``library_name: transformers``.
+  ``library_name: transformers``; a sentence-embedding encoder (``modules.json`` beside its weights)
+  declares ``sentence-transformers``, whose ``SentenceTransformer(repo)`` applies the trained pooling.
 * ``datasets``: the training source when it is a Hub dataset id; ``builtin:fashion_mnist`` is
   reported as the Hub's copy of Fashion-MNIST (``zalando-datasets/fashion_mnist``); built-in
   sources with no Hub copy (``builtin:digits``) and local paths are described in the body only.
@@ -377,7 +378,7 @@ def _card_data(contents: RunContents, data: DatasetDescription, model_name: str,
     license_name = contents.recipe.hub.license if contents.recipe is not None else None
     eval_results = build_eval_results(contents) or None
     return ModelCardData(
-        library_name="transformers" if encoder_card else LIBRARY_NAME,
+        library_name=family.encoder_library if encoder_card else LIBRARY_NAME,
         license=license_name,
         tags=tags,
         datasets=[data.hub_id] if data.hub_id else None,

@@ -146,6 +146,34 @@ def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 240) 
     return result
 
 
+def check_hub_resnet_encoders(endpoint: str, runs: dict[str, Path], image_size: int, tmp_path: Path) -> None:
+    """Every ``alice/<method>-tiny`` repo's ``encoder/`` loads from the Hub at ``endpoint`` in one fresh process
+    without hfssl as an RGB ``ResNetModel`` (grey encoders are exported for RGB input, hfssl/export.py), and its
+    pooled features on fixed pixels equal those of the run's own ``encoder/`` exactly."""
+    from transformers import AutoModel
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(2, 3, image_size, image_size, generator=generator)
+    np.save(tmp_path / "pixels.npy", pixels.numpy())
+    run_python(BLOCK_HFSSL + textwrap.dedent(f"""
+        import numpy, torch
+        from transformers import AutoModel
+        torch.set_num_threads(1)
+        pixels = torch.from_numpy(numpy.load("{tmp_path}/pixels.npy"))
+        for method in {sorted(runs)!r}:
+            encoder = AutoModel.from_pretrained(f"{USER}/{{method}}-tiny", subfolder="encoder").eval()
+            assert type(encoder).__name__ == "ResNetModel" and encoder.config.num_channels == 3, (method, encoder.config)
+            with torch.no_grad():
+                numpy.save(f"{tmp_path}/{{method}}.npy", encoder(pixel_values=pixels).pooler_output.numpy())
+        assert not any(name.startswith("hfssl") for name in sys.modules)
+    """), subprocess_env(endpoint, tmp_path / "hf_home_load"), tmp_path)
+    for method, run_dir in runs.items():
+        local = AutoModel.from_pretrained(run_dir / "encoder").eval()
+        with torch.no_grad():
+            np.testing.assert_array_equal(np.load(tmp_path / f"{method}.npy"),
+                                          local(pixel_values=pixels).pooler_output.numpy())
+
+
 def python_blocks(markdown: str, after_heading: str | None = None) -> list[str]:
     """The ```python blocks of a markdown text, optionally only those after a heading."""
     import re

@@ -6,18 +6,15 @@ the run's own."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import numpy as np
 import torch
 from huggingface_hub import ModelCard
-from transformers import AutoModel
 
 from hfssl.hub.push import push_run
 from hfssl.pipeline import run
 from hfssl.recipe import load_recipe
-from hub_fixtures import BLOCK_HFSSL, USER, run_python, subprocess_env
+from hub_fixtures import USER, check_hub_resnet_encoders
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_BACKBONE = "{model_type: resnet, num_channels: 1, layer_type: basic, embedding_size: 8, hidden_sizes: [8, 16], " \
@@ -51,23 +48,4 @@ def test_the_reconstruction_methods_publish_their_card_and_an_encoder_that_loads
         assert files.keys() >= {"encoder/config.json", "encoder/model.safetensors"}
         assert not any(name.startswith("encoder/") and "decoder" in name for name in files)
 
-    torch.manual_seed(0)
-    pixels = torch.randn(2, 3, 16, 16)  # grey encoders are exported for RGB input (hfssl/export.py)
-    np.save(tmp_path / "pixels.npy", pixels.numpy())
-    run_python(BLOCK_HFSSL + textwrap.dedent(f"""
-        import numpy, torch
-        from transformers import AutoModel
-        torch.set_num_threads(1)
-        pixels = torch.from_numpy(numpy.load("{tmp_path}/pixels.npy"))
-        for method in {sorted(METHODS)!r}:
-            encoder = AutoModel.from_pretrained(f"{USER}/{{method}}-tiny", subfolder="encoder").eval()
-            assert type(encoder).__name__ == "ResNetModel" and encoder.config.num_channels == 3, (method, encoder.config)
-            with torch.no_grad():
-                numpy.save(f"{tmp_path}/{{method}}.npy", encoder(pixel_values=pixels).pooler_output.numpy())
-        assert not any(name.startswith("hfssl") for name in sys.modules)
-    """), subprocess_env(hub_env.endpoint, tmp_path / "hf_home_load"), tmp_path)
-    for method, run_dir in runs.items():
-        local = AutoModel.from_pretrained(run_dir / "encoder").eval()
-        with torch.no_grad():
-            np.testing.assert_array_equal(np.load(tmp_path / f"{method}.npy"),
-                                          local(pixel_values=pixels).pooler_output.numpy())
+    check_hub_resnet_encoders(hub_env.endpoint, runs, 16, tmp_path)

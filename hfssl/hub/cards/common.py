@@ -31,6 +31,8 @@ class FamilyCard:
         images: the template's ``images`` context (see :func:`images_context`).
         backbone: entries added to the template's ``backbone`` context (pooling snippets, vocabulary).
         template: further top-level template context (``preprocessing``, ``text``).
+        encoder_library: the ``library_name`` of a separate encoder repo's card: the library that loads it at
+            its root (``sentence-transformers`` for a folder with ``modules.json``, so the Hub offers its snippet).
     """
 
     pipeline_tag: str
@@ -40,6 +42,7 @@ class FamilyCard:
     images: dict[str, Any]
     backbone: dict[str, Any] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=dict)
+    encoder_library: str = "transformers"
 
 
 #: Family name -> its ``family_card(contents)``, registered by each family's module.

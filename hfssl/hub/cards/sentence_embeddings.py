@@ -48,6 +48,7 @@ def family_card(contents: RunContents) -> FamilyCard:
             "max_seq_length": int(getattr(config, "max_seq_length", 128)),
             "objective": _objective(contents),
             "head_note": f"Continued training of the encoder `{start}`." if start else None}},
+        encoder_library="sentence-transformers",
     )
 
 
