@@ -4,7 +4,8 @@
 Every step is a real ``hfssl`` command (printed, with its wall time and CPU seconds), in this order:
 
 1. SimCLR and BYOL pre-training (``recipes/{simclr,byol}/fashion_mnist.yaml``) at a fixed step budget, each
-   followed by its run's kNN, linear probe and fine-tuning at 1 % and 10 % of the labels (``eval.finetune``
+   followed by its run's linear probe (``--linear-c-grid``, default C = 0.1 only; no raw-pixel baselines: they are
+   the same for every run and in the sections above) and fine-tuning at 1 % and 10 % of the labels (``eval.finetune``
    defaults: 5 epochs, batch 128, AdamW 1e-3, crop 0.5-1 + flip, seed 0; class-balanced subsets of
    ``hfssl.evaluation.subsets``);
 2. SimCLRv2 distillation (``hfssl eval --protocol distill``) at each fraction from the better fine-tuned
@@ -80,6 +81,12 @@ def main() -> None:
     parser.add_argument("--steps", nargs=2, type=int, default=(100, 50), metavar=("SIMCLR", "BYOL"))
     parser.add_argument("--distill-steps", type=int, default=100)
     parser.add_argument("--feature-distill-steps", type=int, default=150)
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help="fine-tuning optimiser steps at each fraction (default: the protocol's 5 epochs of the "
+                             "labelled subset; set it to the semi-supervised rows' steps to compare at equal steps)")
+    parser.add_argument("--finetune-batch-size", type=int, default=None, help="fine-tuning batch (default: 128)")
+    parser.add_argument("--linear-c-grid", nargs="+", type=float, default=[0.1],
+                        help="the linear probe's C values (one C skips the validation split: minutes saved per run)")
     parser.add_argument("--quick", action="store_true", help="builtin:digits, a few steps: a smoke test")
     args = parser.parse_args()
     out = Path(args.output)
@@ -91,9 +98,12 @@ def main() -> None:
     small = dict(SMALL)
     log: list[dict] = []
     common = ["train.mixed_precision=no", "train.knn_every=null", "train.progress_bar=false", "train.checkpoint_every=1000",
-              "eval.protocols=[linear,finetune]", "eval.finetune.label_fractions=[0.01,0.1]"]
-    if args.quick:
-        common += ["eval.finetune.max_steps=3"]
+              "eval.protocols=[linear,finetune]", "eval.finetune.label_fractions=[0.01,0.1]", "eval.baselines=false",
+              f"eval.linear.c_grid=[{','.join(f'{c:g}' for c in args.linear_c_grid)}]"]
+    if args.finetune_steps is not None or args.quick:
+        common += [f"eval.finetune.max_steps={3 if args.quick else args.finetune_steps}"]
+    if args.finetune_batch_size is not None:
+        common += [f"eval.finetune.batch_size={args.finetune_batch_size}"]
     rows: dict[str, dict] = {}
     # 1. SSL pre-training + fine-tuning
     for method, count in zip(("simclr", "byol"), steps):
