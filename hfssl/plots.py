@@ -216,6 +216,39 @@ def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: i
     return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+def save_reliability_diagram(edges: np.ndarray, count: np.ndarray, confidence: np.ndarray, accuracy: np.ndarray,
+                             ece: float, path: Path, title: str = "reliability") -> Path:
+    """Draw a reliability diagram (Guo et al. 2017) as a PNG: per confidence bin (``edges``, M + 1), the accuracy of
+    its top-1 predictions as a bar against the diagonal of perfect calibration, the gap to the bin's mean
+    ``confidence`` shaded, and the share of examples per bin below. The PNG's ``Description`` records
+    ``reliability=<title>``, ``count`` and ``ece``, which the model card quotes."""
+    count = np.asarray(count)
+    total = int(count.sum())
+    filled = count > 0
+    centres = (edges[:-1] + edges[1:]) / 2
+    width = float(edges[1] - edges[0])
+    canvas = figure(5.0, 6.0)
+    top, bottom = canvas.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(centres[filled], accuracy[filled], width=width, color="tab:blue", edgecolor="black", label="accuracy")
+    # The gap to the bin's mean confidence: above the bar when over-confident, inside it when under-confident.
+    top.bar(centres[filled], np.abs(confidence - accuracy)[filled], bottom=np.minimum(confidence, accuracy)[filled],
+            width=width, color="tab:red", alpha=0.35, edgecolor="tab:red", label="gap to confidence")
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize="small")
+    top.set_title(f"{title}: ECE {100 * ece:.1f} % on {total:,} test examples")
+    bottom.bar(centres, count / max(1, total), width=width, color="grey", edgecolor="black")
+    bottom.set_xlabel("confidence (top-1 probability)")
+    bottom.set_ylabel("share")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.savefig(path, format="png", bbox_inches="tight",
+                   metadata={"Description": f"hfssl reliability={title.replace(' ', '_')} count={total} ece={ece:.4f}"})
+    return path
+
+
 def save_confusion_matrix(predictions: np.ndarray, labels: np.ndarray, label_names: list[str] | None, path: Path,
                           title: str = "confusion matrix") -> Path:
     """Draw a row-normalised confusion matrix (true class by row, predicted by column) as a PNG.

@@ -334,6 +334,14 @@ class EvaluationContext:
         """``(label, predicted (M,), true (M,))`` of every probe that recorded its test predictions."""
         return list(self._cache.get("predictions", []))
 
+    def keep(self, key: str, value: Any) -> None:
+        """Keep something a protocol computed for its own pictures (its ``draw`` hook reads it with :meth:`kept`)."""
+        self._cache.setdefault(f"kept:{key}", []).append(value)
+
+    def kept(self, key: str) -> list[Any]:
+        """Everything kept under ``key`` by :meth:`keep`, in order."""
+        return list(self._cache.get(f"kept:{key}", []))
+
     # ---- image-text pairs ------------------------------------------------------------------------
 
     def image_text_pairs(self) -> Any:

@@ -277,6 +277,7 @@ def linear_probe(
     device: torch.device | str | None = None,
     tolerance: float = 1e-5,
     return_predictions: bool = False,
+    return_probabilities: bool = False,
 ) -> dict[str, Any]:
     """Fit a linear probe on frozen features and report test accuracy.
 
@@ -295,6 +296,8 @@ def linear_probe(
         tolerance: the torch solver's bound on the largest gradient entry.
         return_predictions: add ``"predictions"``, the ``(N_test,)`` predicted classes (for a
             confusion matrix); not part of the eval_results.json row.
+        return_probabilities: add ``"probabilities"``, the ``(N_test, K)`` class probabilities (for calibration);
+            not part of the eval_results.json row either.
 
     Returns:
         ``{"C", "top1", "top5"}`` (the eval_results.json row); the validation accuracy of every C
@@ -327,4 +330,6 @@ def linear_probe(
     row: dict[str, Any] = {"C": best, **accuracies}
     if return_predictions:
         row["predictions"] = scores.argmax(axis=1)
+    if return_probabilities:
+        row["probabilities"] = scores
     return row
