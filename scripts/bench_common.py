@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 
 class StepTimer:
@@ -19,6 +20,11 @@ class StepTimer:
     def tick(self) -> None:
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
+
+    def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
+        """As an hfssl training callback (``train(callbacks=[timer])``): one tick per optimiser step."""
+        self.tick()
+        return {}
 
     @property
     def steps(self) -> int:
@@ -64,3 +70,18 @@ def interleaved_medians(steps: dict[str, Callable[[], None]], rounds: int) -> tu
                 cpu[name] += time.process_time() - start_cpu
     medians = {name: statistics.median(values) for name, values in times.items()}
     return medians, {name: cpu[name] / max(sum(times[name]), 1e-9) for name in steps}
+
+
+def train_language_model(recipe: Any, out: Path, method: str) -> dict[str, Any]:
+    """Train ``recipe`` (a ``clm`` or ``mlm`` recipe) with hfssl's engine into ``out/run``, timed per step, and export
+    ``out/encoder``: the timer, the mean real tokens per packed row, the row count and the final loss."""
+    from hfssl.export import ExportContext
+    from hfssl.registry import get_method
+    from hfssl.training.trainer import train
+
+    timer = StepTimer()
+    result = train(recipe, out / "run", callbacks=[timer], overwrite=True)
+    get_method(method).export(result.model, out / "encoder", ExportContext(recipe, out / "run", out / "run"))
+    lengths = result.data.train_dataset["length"]
+    return {"timer": timer, "row_tokens": float(sum(lengths) / len(lengths)), "rows": len(lengths),
+            "final_loss": result.final_loss}

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import StepTimer, interleaved_medians
+from bench_common import StepTimer, interleaved_medians, train_language_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -72,38 +72,19 @@ def hfssl_recipe(args: argparse.Namespace, steps: int) -> Any:
 
 def shared_data(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
     """The training documents, the tokenizer (hfssl's cached WordPiece) and the held-out texts."""
-    from hfssl.data.text import load_text_split
     from hfssl.models.mlm.configuration_mlm import MLMConfig
-    from hfssl.models.mlm.data import cached_wordpiece, held_out_texts, split_held_out
+    from hfssl.models.mlm.data import cached_wordpiece, held_out_texts, training_documents
 
     recipe = hfssl_recipe(args, 1)
-    documents = load_text_split(recipe.data)
-    train_documents, _ = split_held_out(documents, streaming=False)
-    train_documents = train_documents.filter(lambda row: bool(row["text"].strip()))
-    tokenizer = cached_wordpiece(train_documents, "text", recipe.data, MLMConfig(**recipe.model))
+    train_documents, column = training_documents(recipe)
+    tokenizer = cached_wordpiece(train_documents, column, recipe.data, MLMConfig(**recipe.model))
     held_out, _ = held_out_texts(recipe.data)
     return train_documents, tokenizer, held_out
 
 
 def run_hfssl(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from hfssl.export import ExportContext
-    from hfssl.registry import get_method
-    from hfssl.training.trainer import train
-
-    shared_data(args)  # the same cached tokenizer as the other sides
-    timer = StepTimer()
-
-    class Callback:
-        def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
-            timer.tick()
-            return {}
-
-    recipe = hfssl_recipe(args, args.steps)
-    result = train(recipe, out / "run", callbacks=[Callback()], overwrite=True)
-    get_method("mlm").export(result.model, out / "encoder", ExportContext(recipe, out / "run", out / "run"))
-    lengths = result.data.train_dataset["length"]
-    return {"timer": timer, "row_tokens": float(sum(lengths) / len(lengths)), "rows": len(lengths),
-            "final_loss": result.final_loss}
+    shared_data(args)  # the same cached tokenizer as the other side(s)
+    return train_language_model(hfssl_recipe(args, args.steps), out, "mlm")
 
 
 def hf_rows(args: argparse.Namespace, tokenizer: Any, documents: Any, line_by_line: bool) -> Any:

@@ -98,13 +98,7 @@ def run_hfssl(args: argparse.Namespace, out: Path, sentences: Path) -> dict[str,
         "eval": {"protocols": []},
     })
     timer = StepTimer()
-
-    class Callback:
-        def on_step_end(self, step: int, model: Any, data: Any, accelerator: Any) -> dict[str, float]:
-            timer.tick()
-            return {}
-
-    result = train(recipe, out / "hfssl", callbacks=[Callback()])
+    result = train(recipe, out / "hfssl", callbacks=[timer])
     from hfssl.export import ExportContext
 
     result.model.eval()

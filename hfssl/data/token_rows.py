@@ -131,14 +131,15 @@ def _check_held_out(data: Any, held: Any, column: str, documents: int, protocol:
             f"documents, set data.eval_split to a split of the source, or remove {protocol} from eval.protocols")
 
 
-def training_documents(recipe: Any, held_out_protocol: str) -> tuple[Any, str]:
+def training_documents(recipe: Any, held_out_protocol: str | None = None) -> tuple[Any, str]:
     """A language model's training documents and their text column: ``recipe.data``'s split less the documents
     :func:`split_held_out` keeps out (by position in the source, before anything is filtered, as
     :func:`held_out_texts` reads them) and less empty texts.
 
     Raises ``ValueError`` naming the source when no document holds text, and when ``held_out_protocol`` (the
     method's protocol that scores held-out text) is in ``eval.protocols`` without ``data.eval_split`` but no
-    held-out document holds text (checked before training, not after it; not for a streamed source).
+    held-out document holds text (checked before training, not after it; not for a streamed source; ``None``:
+    no such check).
     """
     data = recipe.data
     dataset = load_text_split(data)
@@ -149,7 +150,7 @@ def training_documents(recipe: Any, held_out_protocol: str) -> tuple[Any, str]:
         if len(documents) == 0:
             raise ValueError(f"dataset {data.source!r} has no non-empty text in column {column!r}; point data.source "
                              "(and data.text_column) at real text")
-        if held_out_protocol in recipe.eval.protocols and not data.eval_split:
+        if held_out_protocol is not None and held_out_protocol in recipe.eval.protocols and not data.eval_split:
             _check_held_out(data, held, column, len(dataset), held_out_protocol)
     return documents, column
 
