@@ -313,12 +313,14 @@ def write_run_start(output_dir: Path, recipe: Recipe, start: RunStart, trackers:
 
 
 def save_final_model(output_dir: Path, model: Any, save_artifacts: Callable[[Path], None] | None,
-                     recipe: Recipe, recipe_text: str | None = None) -> None:
+                     recipe: Recipe, recipe_text: str | None = None,
+                     extra_files: dict[str, str] | None = None) -> None:
     """Save the trained model, the data's artifacts and the recipe into a staging folder, then move
     them into ``output_dir``, the recipe last: a failure (a full disk) leaves the earlier model and
     its recipe as they were and raises :class:`hfssl.errors.StorageError` (exit code 4). ``recipe_text`` is
     the recipe as written (default ``recipe.to_yaml()``; the trainer puts the launch's comments first,
-    :func:`hfssl.training.launch.launch_summary`)."""
+    :func:`hfssl.training.launch.launch_summary`); ``extra_files`` (name -> text) are saved beside them
+    (the run's cost, ``training.json``: :mod:`hfssl.training.record`)."""
     output_dir = Path(output_dir)
     staging = make_staging_directory(output_dir, ".tmp-final-")
     name = staging.name
@@ -327,6 +329,8 @@ def save_final_model(output_dir: Path, model: Any, save_artifacts: Callable[[Pat
         model.save_pretrained(staging, safe_serialization=True)
         if save_artifacts is not None:
             save_artifacts(staging)
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text)
         (staging / RECIPE_FILE).write_text(recipe_text or recipe.to_yaml())
     except (OSError, RuntimeError) as error:
         if isinstance(error, RuntimeError) and "write" not in str(error).lower():

@@ -77,6 +77,7 @@ from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
 from hfssl.schedules import Schedule, resolve_schedules
+from hfssl.training.record import TRAINING_RECORD_FILE, TrainingClock, record_text, training_record
 from hfssl.settings import RecipeError
 from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
@@ -366,6 +367,7 @@ class _Run:
     generator: torch.Generator | None = None
     last_loss: float | None = None
     window: _Window = field(default_factory=_Window)
+    clock: TrainingClock = field(default_factory=TrainingClock)  # the run's cost, summed over resumes (record.py)
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
     recipe_text: str = ""  # the resolved recipe as written beside the model and the checkpoints (launch comments first)
     sharding: ShardingPlan | None = None  # FSDP2: how to gather a plain copy of the model (sharding.py)
@@ -526,6 +528,7 @@ def _resume(run: _Run) -> None:
     else:
         run.accelerator.load_state(str(checkpoint))
     run.state = LoopState.from_checkpoint(checkpoint)
+    run.clock = TrainingClock.from_saved(read_trainer_state(checkpoint).get("clock"))
     if run.unwrapped.training_state:
         saved = load_training_state(checkpoint, run.accelerator.process_index)
         if saved is None:
@@ -561,6 +564,7 @@ def _start_logging(run: _Run) -> None:
     )
     run.generator = torch.Generator(device=accelerator.device)
     run.window.reset()
+    run.clock.start()
 
 
 def _train_epoch(run: _Run, interrupt: _InterruptRequest) -> None:
@@ -606,6 +610,7 @@ def _micro_step(run: _Run, batch: Any) -> _MicroStep:
     state.micro_step += 1
     state.batch_in_epoch += 1
     run.window.examples += _batch_size(batch)
+    run.clock.examples += _batch_size(batch) * accelerator.num_processes
     return _MicroStep(values, outputs)
 
 
@@ -678,7 +683,7 @@ def _checkpoint(run: _Run, step: int, stop: int) -> None:
         return
     check_finite_weights(run.unwrapped, run.accelerator, recipe, run.output_dir, step)
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
-                            {"state": asdict(run.state), "run_id": run.start.run_id}, run.recipe_text,
+                            {"state": asdict(run.state), "run_id": run.start.run_id, "clock": run.clock.totals()}, run.recipe_text,
                             recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
     for hook in run.checkpoint_hooks:
         hook(step, saved, run.accelerator)
@@ -702,7 +707,10 @@ def _finish(run: _Run) -> TrainResult:
         gathered = gather_full_model(run.model, run.sharding, accelerator)
         unwrapped = gathered if gathered is not None else unwrapped
     if accelerator.is_main_process:
-        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe, run.recipe_text)
+        record = training_record(run.clock, run.state.global_step, accelerator.num_processes, accelerator.device,
+                                 recipe.train.mixed_precision)
+        save_final_model(output_dir, unwrapped, run.data.save_artifacts, recipe, run.recipe_text,
+                         extra_files={TRAINING_RECORD_FILE: record_text(record)})
     accelerator.wait_for_everyone()
     _finish_trackers(accelerator)
     start = run.start
