@@ -1,4 +1,4 @@
-"""``hfssl train | eval | export | embed | push | card``.
+"""``hfssl train | eval | export | embed | push | card | compare | sweep``.
 
 The command line is the only place that prints (the summary at the end of ``train``, and error
 messages); the library logs. One error style: a user error (:mod:`hfssl.errors`, and the
@@ -23,6 +23,7 @@ import torch
 from accelerate import PartialState
 from transformers import AutoModel
 
+from hfssl.compare import compare, find_runs
 from hfssl.errors import EXIT_CODES, EXIT_STORAGE, EXIT_USAGE, HfsslError
 from hfssl.evaluation.cli import add_eval_arguments, run_eval
 from hfssl.evaluation.embed import TEXT_POOLINGS, EmbedRequest, embed, is_parquet
@@ -34,6 +35,7 @@ from hfssl.pipeline import run
 from hfssl.process_exit import exit_now
 from hfssl.recipe import load_recipe
 from hfssl.registry import discover_methods, method_for_config
+from hfssl.sweep import add_sweep_arguments, run_sweep
 
 logger = logging.getLogger("hfssl")
 
@@ -212,6 +214,23 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run folders (the --output-dir of `hfssl train`), or folders of runs (an `hfssl sweep` "
+                             "output)")
+    parser.add_argument("--output", default="comparison",
+                        help="folder for compare.md, compare.html (one self-contained page) and compare.json "
+                             "(default: ./comparison; a new or empty folder, or an earlier report's)")
+    parser.add_argument("--title", default="hfssl comparison", help="the report's heading")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``hfssl compare``: the runs side by side (:mod:`hfssl.compare`)."""
+    paths = compare(args.runs, args.output, title=args.title)
+    print(f"hfssl: compared {len(find_runs(args.runs))} runs: {paths['markdown']}, {paths['html']}, {paths['json']}")
+    return 0
+
+
 def _exit_codes_text() -> str:
     return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -231,10 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "datasets reads (Parquet or save_to_disk)"),
         "push": commands.add_parser("push", help="publish a run to the Hugging Face Hub"),
         "card": commands.add_parser("card", help="regenerate a run's model card"),
+        "compare": commands.add_parser("compare", help="runs side by side: one table of their settings, results and "
+                                                        "cost, with plots (Markdown and one HTML page)"),
+        "sweep": commands.add_parser("sweep", help="train a recipe over a grid of settings and seeds (resumable), "
+                                                    "then compare the runs"),
     }
     for name, adder in (("train", _add_train_arguments), ("export", _add_export_arguments),
                         ("eval", add_eval_arguments), ("embed", _add_embed_arguments), ("push", add_push_arguments),
-                        ("card", add_card_arguments)):
+                        ("card", add_card_arguments), ("compare", _add_compare_arguments),
+                        ("sweep", add_sweep_arguments)):
         adder(subparsers[name])
         # --debug after the command too; SUPPRESS keeps the value given before it.
         subparsers[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -262,10 +286,10 @@ def _main(argv: list[str] | None) -> int:
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL"):
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL", "tensorboard"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handler = {"train": run_train, "export": run_export, "eval": run_eval, "embed": run_embed, "push": run_push,
-               "card": run_card}[args.command]
+               "card": run_card, "compare": run_compare, "sweep": run_sweep}[args.command]
     debug = args.debug or str(args.log_level).upper() == "DEBUG"
     try:
         return handler(args)

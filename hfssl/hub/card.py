@@ -180,7 +180,7 @@ def protocol_card(name: str) -> ProtocolCard:
     return ProtocolCard(name.replace("_", " ").capitalize(), f"**{name}**", "feature-extraction", "feature-extraction", ())
 
 
-def _settings(entry: dict[str, Any], card: ProtocolCard) -> dict[str, Any]:
+def row_settings(entry: dict[str, Any], card: ProtocolCard) -> dict[str, Any]:
     """A row's settings: what is neither bookkeeping nor a metric, scalars only."""
     return {key: value for key, value in entry.items() if key not in ROW_BOOKKEEPING and key not in card.bookkeeping
             and key not in METRICS and not isinstance(value, (dict, list))}
@@ -189,7 +189,7 @@ def _settings(entry: dict[str, Any], card: ProtocolCard) -> dict[str, Any]:
 def _protocol_label(entry: dict[str, Any]) -> str:
     card = protocol_card(entry["protocol"])
     label = card.title
-    settings = [f"{card.setting_labels.get(key, key)}={format_value(value)}" for key, value in _settings(entry, card).items()]
+    settings = [f"{card.setting_labels.get(key, key)}={format_value(value)}" for key, value in row_settings(entry, card).items()]
     if entry.get("dataset") and isinstance(entry["dataset"], str):
         settings.insert(0, describe_data_source(entry["dataset"]).short)
     return f"{label} ({', '.join(settings)})" if settings else label
@@ -308,7 +308,7 @@ def build_eval_results(contents: RunContents) -> list[EvalResult]:
         card = protocol_card(protocol)
         task_type = card.image_task if image_tasks else card.text_task
         entry_dataset = describe_data_source(entry["dataset"]) if isinstance(entry.get("dataset"), str) else dataset
-        settings = {key: value for key, value in _settings(entry, card).items() if isinstance(value, (int, float, str))}
+        settings = {key: value for key, value in row_settings(entry, card).items() if isinstance(value, (int, float, str))}
         label = _protocol_label(entry)
         for key in METRICS:
             value = entry.get(key)

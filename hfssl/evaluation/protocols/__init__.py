@@ -115,6 +115,8 @@ class ProtocolCard:
         setting_labels: short labels of settings in the table (``{"temperature": "T"}``).
         bookkeeping: its row keys that are neither settings nor metrics, beyond :data:`ROW_BOOKKEEPING`.
         tuned: its rows measure a trained classifier, not frozen features (fine-tuning).
+        chosen: its settings that the protocol picks itself for each feature set (the linear probe's ``C``, on a
+            validation split): shown in the card, never used to match rows of different runs (``hfssl compare``).
         table: ``(rows) -> CardTable`` (the protocol's ``eval_results.json`` rows, baselines left out):
             its rows are shown in this table section of their own instead of the shared evaluation
             table (the model-index still lists every row); ``None``: rows of the shared table.
@@ -128,6 +130,7 @@ class ProtocolCard:
     setting_labels: dict[str, str] = field(default_factory=dict)
     bookkeeping: tuple[str, ...] = ()
     tuned: bool = False
+    chosen: tuple[str, ...] = ()
     table: Callable[[Rows], CardTable] | None = None
 
 

@@ -113,6 +113,6 @@ CALIBRATION = register_protocol(Protocol(
                       "**Calibration**: the linear probe's test probabilities against its accuracy: expected "
                       "calibration error (ECE, the confidence-accuracy gap over 15 confidence bins; lower is better), "
                       "negative log-likelihood and Brier score (lower is better).",
-                      metrics=(ECE, NLL, BRIER, TOP1), setting_labels={"bins": "bins"},
+                      metrics=(ECE, NLL, BRIER, TOP1), setting_labels={"bins": "bins"}, chosen=("C",),
                       bookkeeping=("probe", "mce", "mean_confidence")),
     pictures=(RELIABILITY_PICTURE,), draw=_draw))

@@ -105,4 +105,4 @@ LAYER_LINEAR = register_protocol(Protocol(
                       "**Linear probe per layer**: the linear probe (logistic regression on standardised frozen "
                       "features, C chosen on a held-out part of the training split) on the pooled output of "
                       "every stage (convolutional encoders) or block (ViT) of the encoder, as RotNet and Jigsaw "
-                      "are evaluated per convolutional block.", table=layer_table)))
+                      "are evaluated per convolutional block.", chosen=("C",), table=layer_table)))

@@ -67,5 +67,5 @@ LINEAR = register_protocol(feature_protocol(
     "linear", linear_score, LinearSettings,
     "logistic regression on standardised frozen features, C chosen on a validation split",
     ProtocolCard("Linear probe", "**Linear probe**: logistic regression on standardised frozen features, its "
-                 "regularisation C chosen on a held-out part of the training split."),
+                 "regularisation C chosen on a held-out part of the training split.", chosen=("C",)),
     pictures=(CONFUSION_PICTURE,)))

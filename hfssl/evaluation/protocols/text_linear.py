@@ -57,4 +57,4 @@ TEXT_LINEAR = register_protocol(Protocol(
     card=ProtocolCard("Linear probe", "**Linear probe on text features**: logistic regression on standardised frozen "
                       "features (mean over the tokens, or the [CLS] token) of a stratified 70 % of the documents, C chosen "
                       "on a held-out part of them, accuracy on the other 30 %; the TF-IDF column is TF-IDF + logistic "
-                      "regression on the same split.", "text-classification", "text-classification")))
+                      "regression on the same split.", "text-classification", "text-classification", chosen=("C",))))
