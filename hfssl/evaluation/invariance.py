@@ -7,7 +7,8 @@ The seeds claim that self-supervised representations become "invariant concernin
   by the training pipeline (:class:`hfssl.views.MultiViewGenerator` with the run's ``views`` section, two global views,
   no local crops; a model without a recipe gets the default :class:`~hfssl.views.ViewsConfig`), uniformity over the
   pairs of distinct clean test images (the deterministic evaluation transform, as the frozen features of the other
-  protocols).
+  protocols). The multi-view pipeline is used whatever the method's own view kind: a ``single_view`` method (MAE)
+  trained on crops and flips only, so its ``views`` section's colour settings, unused in its training, act here.
 * **per operation**: each view operation of :mod:`hfssl.views` applied *alone*, always (probability 1), with the
   strengths of the same ``views`` section, to every test image; then, over the ``N`` images with clean features
   ``z_i`` and features of the augmented copies ``a_i`` (L2-normalised):

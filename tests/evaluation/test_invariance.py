@@ -17,10 +17,15 @@ import pytest
 import torch
 import yaml
 
+from hfssl import SimCLRConfig, SimCLRForPreTraining
 from hfssl.cli import main as hfssl_main
+from hfssl.errors import NonFiniteError
+from hfssl.evaluation.context import EvaluationContext
+from hfssl.evaluation.runner import evaluate
 from hfssl.evaluation.alignment_uniformity import alignment, uniformity
 from hfssl.evaluation.invariance import OPERATIONS, invariance_rows, similarity_scores
 from hfssl.evaluation.protocols.invariance import InvarianceSettings
+from hfssl.recipe import EvalConfig, recipe_from_dict
 from hfssl.settings import RecipeError, build_section
 from hfssl.views import ViewsConfig
 from tiny import TINY_RESNET
@@ -152,6 +157,20 @@ def test_seeded_and_grey_images_leave_out_what_changes_nothing(caplog):
 def test_bad_settings_are_refused_with_the_valid_values(values, message):
     with pytest.raises(RecipeError, match=f"eval.invariance.*{message}"):
         build_section(InvarianceSettings, "eval.invariance", values)
+
+
+def test_a_diverged_model_is_not_scored():
+    recipe = recipe_from_dict({"method": "simclr", "model": {"backbone_config": {**TINY_RESNET, "num_channels": 1}},
+                               "data": {"source": "builtin:digits", "image_size": 16, "channels": 1,
+                                        "max_train_samples": 20, "max_eval_samples": 20},
+                               "views": {"mean": [0.5], "std": [0.5]}}, check_model=False)
+    model = SimCLRForPreTraining(SimCLRConfig(backbone_config={**TINY_RESNET, "num_channels": 1})).eval()
+    with torch.no_grad():
+        model.get_backbone().embedder.embedder.convolution.weight.fill_(float("nan"))
+    context = EvaluationContext(eval_config=EvalConfig(protocols=("invariance",)), data_config=recipe.data, model=model,
+                                recipe=recipe)
+    with pytest.raises(NonFiniteError, match="non-finite features"):
+        evaluate(context)
 
 
 def test_hfssl_eval_on_a_tiny_trained_run_writes_rows_and_the_card(tmp_path: Path):

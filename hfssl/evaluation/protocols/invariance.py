@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hfssl.evaluation.context import EvaluationContext, run_recipe_path
-from hfssl.evaluation.features import iter_image_batches
+from hfssl.evaluation.features import check_finite_features, iter_image_batches
 from hfssl.evaluation.invariance import OPERATIONS, Embed, invariance_rows
 from hfssl.evaluation.protocols import IMAGE, CardTable, Metric, Protocol, ProtocolCard, Rows, register_protocol
 from hfssl.evaluation.protocols.alignment_uniformity import ALIGNMENT, UNIFORMITY
@@ -98,7 +98,10 @@ def run_invariance(context: EvaluationContext, settings: InvarianceSettings) -> 
     pixels = held_out_pixels(context, settings.max_samples).to(encoder.device)
 
     def model_features(batch: torch.Tensor) -> torch.Tensor:
-        return encoder.embed(encoder.transform(batch).to(encoder.device))
+        features = encoder.embed(encoder.transform(batch).to(encoder.device))
+        if not torch.isfinite(features).all():  # a diverged model is never scored (exit code 3)
+            check_finite_features(features.float().cpu().numpy(), context.describe_model(), "test (or augmented test)")
+        return features
 
     embedders: dict[str, Embed] = {"model": model_features}
     if context.eval_config.baselines:
@@ -108,8 +111,6 @@ def run_invariance(context: EvaluationContext, settings: InvarianceSettings) -> 
     try:
         found = invariance_rows(embedders, pixels, views, tuple(settings.operations), settings.seed,
                                 context.eval_config.batch_size, settings.alpha, settings.t)
-    except ValueError as error:
-        raise RecipeError(f"eval.invariance: {error}") from None
     finally:
         encoder.model.train(was_training)
     return [{"features": name, **row, "seed": settings.seed, "views": source} for name, rows in found.items()
