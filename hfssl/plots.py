@@ -217,11 +217,12 @@ def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: i
 
 
 def save_reliability_diagram(edges: np.ndarray, count: np.ndarray, confidence: np.ndarray, accuracy: np.ndarray,
-                             ece: float, path: Path, title: str = "reliability") -> Path:
+                             ece: float, path: Path, title: str = "reliability", subject: str | None = None) -> Path:
     """Draw a reliability diagram (Guo et al. 2017) as a PNG: per confidence bin (``edges``, M + 1), the accuracy of
     its top-1 predictions as a bar against the diagonal of perfect calibration, the gap to the bin's mean
     ``confidence`` shaded, and the share of examples per bin below. The PNG's ``Description`` records
-    ``reliability=<title>``, ``count`` and ``ece``, which the model card quotes."""
+    ``reliability=<title>``, ``count``, ``ece`` and, when given, ``subject`` (what classifier it is: ``fine-tuned
+    classifier``), which the model card quotes."""
     count = np.asarray(count)
     total = int(count.sum())
     filled = count > 0
@@ -245,7 +246,8 @@ def save_reliability_diagram(edges: np.ndarray, count: np.ndarray, confidence: n
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.savefig(path, format="png", bbox_inches="tight",
-                   metadata={"Description": f"hfssl reliability={title.replace(' ', '_')} count={total} ece={ece:.4f}"})
+                   metadata={"Description": f"hfssl reliability={title.replace(' ', '_')} count={total} ece={ece:.4f}"
+                             + (f" subject={subject.replace(' ', '_')}" if subject else "")})
     return path
 
 

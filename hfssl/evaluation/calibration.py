@@ -36,6 +36,15 @@ class ReliabilityBins:
     accuracy: np.ndarray
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """A classifier's class probabilities ``(N, K)`` float64 from its logits ``(N, K)`` (the maximum subtracted first)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"softmax needs logits (N, K), got shape {logits.shape}")
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def _check(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).reshape(-1)

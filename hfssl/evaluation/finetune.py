@@ -34,6 +34,10 @@ without hfssl.
   fine-tuning side (``mlp-probe`` is the frozen-feature side).
 * ``init: random`` fine-tunes a randomly initialised encoder of the same architecture the same way:
   the reference that measures what pre-training adds.
+* Calibration (the seeds' "better classifier calibration"): the classifier's test probabilities (the softmax of its
+  logits) are scored by :mod:`hfssl.evaluation.calibration`, the functions of the ``calibration`` protocol: every row
+  carries ``ece``, ``mce``, ``nll``, ``brier`` and ``mean_confidence`` over ``bins`` (15) confidence bins, and the
+  result holds the reliability bins (``extras["reliability"]``) for the protocol's reliability diagram.
 
 ViT classifiers in transformers classify from the CLS token (``ViTForImageClassification``), so a
 ViT fine-tuned here uses the CLS token whatever pooling its frozen-feature evaluation used.
@@ -60,6 +64,7 @@ from hfssl.backbones import pool_features
 from hfssl.data.config import ImageDataConfig
 from hfssl.data.images import PixelDataset, collate_images, read_labels, read_pixels
 from hfssl.data.training import TrainingData
+from hfssl.evaluation.calibration import DEFAULT_BINS, calibration_scores, reliability_bins, softmax
 from hfssl.evaluation.features import extract_features_with, match_channels
 from hfssl.evaluation.metrics import top_k_accuracies
 from hfssl.evaluation.subsets import balanced_subset, check_fraction
@@ -73,6 +78,8 @@ from hfssl.views import SingleViewGenerator, ViewsConfig, build_eval_transform
 logger = logging.getLogger(__name__)
 
 MODEL_FOLDER = "model"
+#: The calibration scores (:func:`hfssl.evaluation.calibration.calibration_scores`) a fine-tuning row carries.
+CALIBRATION_KEYS = ("ece", "mce", "nll", "brier", "mean_confidence")
 INITS = ("pretrained", "random")
 
 
@@ -494,7 +501,8 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
         data_config: the data's section, recorded in the run's recipe.
 
     Returns:
-        :class:`FineTuneResult` with the row ``{label_fraction?, num_labelled, top1, top5, ...settings}``.
+        :class:`FineTuneResult` with the row ``{label_fraction?, num_labelled, top1, top5, ece, mce, nll, brier,
+        mean_confidence, bins, ...settings}`` and the reliability bins in ``extras["reliability"]``.
     """
     output_dir = Path(output_dir)
     check_output(output_dir, FineTuneConfig.model_type, "eval.finetune.output_dir", "fine-tuning", "RUN/finetune")
@@ -534,11 +542,16 @@ def finetune(encoder: str, train_dataset: Any, test_dataset: Any, label_names: l
     row: dict[str, Any] = {}
     if label_fraction < 1.0:
         row["label_fraction"] = label_fraction
-    row.update(num_labelled=len(train_dataset), **settings.row_settings(), steps=result.steps, **accuracies)
+    probabilities = softmax(scores)
+    calibration = calibration_scores(probabilities, test_labels, DEFAULT_BINS)
+    row.update(num_labelled=len(train_dataset), **settings.row_settings(), steps=result.steps, **accuracies,
+               **{key: calibration[key] for key in CALIBRATION_KEYS}, bins=DEFAULT_BINS)
     row = {key: value for key, value in row.items() if value is not None}
     (output_dir / "finetune_result.json").write_text(json.dumps(row, indent=2) + "\n")
-    logger.info("fine-tuned %s: test top-1 %.4f top-5 %.4f (%s)", encoder, accuracies["top1"], accuracies["top5"], model_dir)
-    return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps)
+    logger.info("fine-tuned %s: test top-1 %.4f top-5 %.4f ECE %.4f (%s)", encoder, accuracies["top1"],
+                accuracies["top5"], calibration["ece"], model_dir)
+    return FineTuneResult(row, np.asarray(scores).argmax(axis=1), np.asarray(test_labels), model_dir, result.steps,
+                          {"reliability": reliability_bins(probabilities, test_labels, DEFAULT_BINS)})
 
 
 def score_classifier(classifier: nn.Module, views: ViewsConfig, image_size: int, channels: int, test_dataset: Any,

@@ -5,11 +5,12 @@
   scored by the image ``knn`` protocol's weighted vote (Wu et al. 2018: the k most cosine-similar training
   documents vote with ``exp(similarity / T)``), next to the same vote over TF-IDF vectors (uni- and bigrams,
   sub-linear term frequency, L2-normalised; the similarities computed sparse).
-* :func:`alignment` / :func:`uniformity` (protocol ``alignment-uniformity``): Wang & Isola 2020 (eqs. 4 and
-  6 / their reference code) on L2-normalised embeddings: ``align = E ||f(x) - f(y)||^alpha`` over positive
-  pairs (alpha 2) and ``uniform = log E exp(-t ||f(x) - f(y)||^2)`` over all distinct pairs (t 2); lower
-  is better for both. The positive pairs here are consecutive sentences of one held-out document (no
-  labelled paraphrases exist offline), the uniformity is over every sentence used.
+* :func:`alignment_uniformity_rows` (protocol ``alignment-uniformity``): Wang & Isola 2020's alignment and
+  uniformity (:mod:`hfssl.evaluation.alignment_uniformity`, shared with the image ``invariance`` protocol) of
+  L2-normalised embeddings: ``align = E ||f(x) - f(y)||^alpha`` over positive pairs (alpha 2) and
+  ``uniform = log E exp(-t ||f(x) - f(y)||^2)`` over all distinct pairs (t 2); lower is better for both. The
+  positive pairs here are consecutive sentences of one held-out document (no labelled paraphrases exist offline),
+  the uniformity is over every sentence used.
 """
 
 from __future__ import annotations
@@ -19,25 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hfssl.data.text import split_sentences
+from hfssl.evaluation.alignment_uniformity import alignment, uniformity
 from hfssl.evaluation.knn import knn_evaluate, knn_evaluate_similarities
 from hfssl.evaluation.text import TextModel, load_classification_set, stratified_split, text_features
 
 logger = logging.getLogger(__name__)
-
-
-def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
-    """Wang & Isola's alignment: ``mean_i ||x_i - y_i||^alpha`` of the L2-normalised rows ``(N, D)``."""
-    x, y = F.normalize(x.double(), dim=1), F.normalize(y.double(), dim=1)
-    return (x - y).norm(dim=1).pow(alpha).mean()
-
-
-def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
-    """Wang & Isola's uniformity: ``log mean_{i<j} exp(-t ||x_i - x_j||^2)`` of the L2-normalised rows ``(N, D)``."""
-    x = F.normalize(x.double(), dim=1)
-    return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log()
 
 
 def adjacent_sentence_pairs(documents: list[str], max_pairs: int) -> tuple[list[str], list[tuple[int, int]]]:

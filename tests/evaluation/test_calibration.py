@@ -13,7 +13,7 @@ import torch
 from transformers import ViTImageProcessor
 
 from hfssl import SimCLRConfig, SimCLRForPreTraining
-from hfssl.evaluation.calibration import calibration_scores, reliability_bins
+from hfssl.evaluation.calibration import calibration_scores, reliability_bins, softmax
 from hfssl.plots import card_pictures, png_description
 from test_cli import hfssl_eval
 from tiny import TINY_RESNET
@@ -43,6 +43,14 @@ def test_scores_equal_the_hand_computed_values():
     assert math.isnan(table.accuracy[0])
     # A bin edge belongs to the bin below it: a confidence of exactly 0.5 lands in (0.4, 0.5].
     assert reliability_bins(np.array([[0.5, 0.5]]), np.array([0]), bins=10).count.tolist() == [0] * 4 + [1] + [0] * 5
+
+
+def test_softmax_of_logits_by_hand():
+    # exp(0) : exp(ln 3) = 1 : 3; a shift of every logit changes nothing, large logits do not overflow.
+    assert softmax(np.array([[0.0, math.log(3.0)]])) == pytest.approx(np.array([[0.25, 0.75]]), abs=1e-15)
+    assert softmax(np.array([[1000.0, 1000.0 + math.log(3.0)]])) == pytest.approx(np.array([[0.25, 0.75]]), abs=1e-12)
+    with pytest.raises(ValueError, match="logits \\(N, K\\)"):
+        softmax(np.array([1.0, 2.0]))
 
 
 def test_a_perfectly_calibrated_classifier_has_zero_ece():
@@ -82,7 +90,8 @@ def test_the_protocol_through_hfssl_eval_writes_rows_and_a_reliability_diagram(t
         assert row["bins"] == 15 and row["C"] == 0.1 and 0.1 < row["top1"] <= 1.0
     assert rows[1]["top1"] >= rows[0]["top1"] - 0.05  # all labels do not probe worse than 10 % of them
     picture = tmp_path / "images" / "reliability_calibration.png"
-    assert png_description(picture) == {"reliability": "calibration", "count": "360", "ece": f"{rows[1]['ece']:.4f}"}
+    assert png_description(picture) == {"reliability": "calibration", "count": "360", "ece": f"{rows[1]['ece']:.4f}",
+                                        "subject": "linear_probe"}
     assert (tmp_path / "images" / "reliability_calibration-fraction-0.1.png").is_file()
     captions = {item["path"]: item["caption"] for item in card_pictures(tmp_path)}
     assert f"ECE {100 * rows[1]['ece']:.1f} %" in captions["images/reliability_calibration.png"]

@@ -1,5 +1,6 @@
 """The fine-tuning protocol: a plain transformers classifier that the pipeline loads without hfssl,
-trained by the engine with exact resume, layer-wise learning-rate decay, label fractions."""
+trained by the engine with exact resume, layer-wise learning-rate decay, label fractions; its rows' calibration
+scores against the classifier's own test probabilities."""
 
 from __future__ import annotations
 
@@ -14,10 +15,19 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import ResNetConfig, ResNetModel, ViTConfig, ViTImageProcessor, ViTModel
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    ResNetConfig,
+    ResNetModel,
+    ViTConfig,
+    ViTImageProcessor,
+    ViTModel,
+)
 
 from hfssl.data.config import ImageDataConfig
 from hfssl.data.images import load_image_splits, read_pixels
+from hfssl.evaluation.calibration import calibration_scores, reliability_bins
 from hfssl.evaluation.finetune import FineTuneConfig, FineTuneForImageClassification, FineTuneSettings, finetune
 from hfssl.evaluation.runner import evaluate_path
 from hfssl.recipe import EvalConfig, OptimConfig
@@ -97,6 +107,29 @@ def test_label_fraction_and_random_init(tmp_path, splits):
     assert result.row["label_fraction"] == 0.1 and result.row["init"] == "random"
     labels = np.asarray(splits.train.with_format("numpy")["label"])
     assert result.row["num_labelled"] == sum(max(1, round(0.1 * (labels == c).sum())) for c in range(10))
+
+
+def test_the_row_carries_the_calibration_of_the_classifiers_own_test_probabilities(tmp_path, splits):
+    encoder = _encoder(tmp_path / "encoder")
+    settings = FineTuneSettings(max_steps=4, batch_size=32, lr=3e-3)
+    result = finetune(encoder, splits.train, splits.test, splits.label_names, 10, settings, tmp_path / "ft")
+    # The saved plain classifier and its processor, without hfssl's scoring path: 16 px images, no resize.
+    classifier = AutoModelForImageClassification.from_pretrained(result.model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(result.model_dir)
+    images = read_pixels(splits.test, 0, len(splits.test))
+    inputs = processor(images=list(images), return_tensors="pt", input_data_format="channels_first")
+    with torch.no_grad():
+        probabilities = torch.softmax(classifier(**inputs).logits.double(), dim=1).numpy()
+    labels = np.asarray(splits.test.with_format("numpy")["label"])
+    expected = calibration_scores(probabilities, labels, bins=15)
+    for key in ("ece", "mce", "nll", "brier", "mean_confidence"):
+        assert result.row[key] == pytest.approx(expected[key], abs=1e-5), key
+    assert result.row["bins"] == 15 and result.row["top1"] == pytest.approx(expected["top1"], abs=1e-9)
+    assert 0.0 <= result.row["ece"] <= result.row["mce"] <= 1.0 and result.row["nll"] > 0.0
+    table = result.extras["reliability"]
+    np.testing.assert_array_equal(table.count, reliability_bins(probabilities, labels, 15).count)
+    saved = json.loads((tmp_path / "ft" / "finetune_result.json").read_text())
+    assert saved["ece"] == result.row["ece"] and saved["brier"] == result.row["brier"]
 
 
 def test_vit_encoder_with_pooler_and_layer_wise_decay(tmp_path):

@@ -71,7 +71,7 @@ def test_word_vector_protocols_get_the_path_and_skip_image_data(monkeypatch, tmp
 def test_a_protocol_the_model_cannot_serve_is_refused_with_the_reason(monkeypatch) -> None:
     with pytest.raises(RecipeError, match="'analogy' needs word-vectors, which the simclr model does not provide "
                                           "\\(it provides image-features\\); protocols it can serve: calibration, distill, "
-                                          "few-shot, finetune, fixmatch, knn, linear, mean-teacher"):
+                                          "few-shot, finetune, fixmatch, invariance, knn, linear, mean-teacher"):
         check_eval_config(EvalConfig(protocols=("knn", "analogy")), (IMAGE_FEATURES,), "the simclr model")
     with pytest.raises(RecipeError, match="unknown evaluation protocol 'linaer' in eval.protocols. Did you mean 'linear'"):
         check_eval_config(EvalConfig(protocols=("linaer",)), (IMAGE_FEATURES,), "the simclr model")

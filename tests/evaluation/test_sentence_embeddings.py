@@ -1,4 +1,5 @@
-"""text-knn and alignment-uniformity (hfssl/evaluation/sentence_embeddings.py) against hand-computed values."""
+"""text-knn and alignment-uniformity (hfssl/evaluation/sentence_embeddings.py, its formulas in
+hfssl/evaluation/alignment_uniformity.py) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 from hfssl.evaluation import sentence_embeddings
 from hfssl.evaluation.knn import knn_evaluate, knn_evaluate_similarities
-from hfssl.evaluation.sentence_embeddings import adjacent_sentence_pairs, alignment, tfidf_similarities, uniformity
+from hfssl.evaluation.alignment_uniformity import alignment, uniformity
+from hfssl.evaluation.sentence_embeddings import adjacent_sentence_pairs, tfidf_similarities
 
 
 def test_alignment_and_uniformity_by_hand():

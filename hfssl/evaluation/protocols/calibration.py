@@ -5,17 +5,22 @@ split, at label fractions); its test probabilities are scored by :mod:`hfssl.eva
 maximum calibration error over confidence bins, negative log-likelihood, Brier score, top-1 and mean confidence.
 Each probe's reliability diagram is a card picture (``images/reliability_<probe>.png``). The raw-pixel baseline
 gets the same rows when ``eval.baselines`` is set.
+
+The pictures are shared: a protocol that scores another classifier's probabilities (``finetune``) keeps its bins
+with :func:`keep_reliability` under a key of its own and draws them with :func:`reliability_draw`, into the same
+declared picture (:data:`RELIABILITY_PICTURE`), its ``subject`` naming the classifier in the caption.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from hfssl.evaluation.calibration import DEFAULT_BINS, calibration_scores, reliability_bins
+from hfssl.evaluation.calibration import DEFAULT_BINS, ReliabilityBins, calibration_scores, reliability_bins
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.linear_probe import linear_probe
 from hfssl.evaluation.protocols import IMAGE, TOP1, Metric, Protocol, ProtocolCard, Rows, probe_label, register_protocol
@@ -75,34 +80,52 @@ def _run(context: EvaluationContext, settings: CalibrationSettings) -> Rows:
     rows = []
     for row, table in calibration_rows(*features.as_tuple(), settings, context.num_classes):
         rows.append({"features": "model", **row})
-        context.keep(KEPT, (probe_label("calibration", row), table, row["ece"]))
+        keep_reliability(context, KEPT, probe_label("calibration", row), "linear probe", table, row["ece"])
     if context.eval_config.baselines:
         rows += [{"features": "raw_pixels", **row}
                  for row in calibration_score(*context.raw_pixel_features().as_tuple(), settings, context.num_classes)]
     return rows
 
 
-def _draw(context: EvaluationContext, images_dir: Path) -> list[Path]:
-    return [save_reliability_diagram(table.edges, table.count, table.confidence, table.accuracy, ece,
-                                     images_dir / f"{RELIABILITY_PREFIX}{label}.png", title=label)
-            for label, table, ece in context.kept(KEPT)]
+def keep_reliability(context: EvaluationContext, key: str, label: str, subject: str, table: ReliabilityBins,
+                     ece: float) -> None:
+    """Keep one classifier's reliability bins under ``key`` for :func:`reliability_draw`: ``label`` names its file
+    (``reliability_<label>.png``, file-name safe, unique), ``subject`` says in the caption what classifier it is."""
+    context.keep(key, (label, subject, table, ece))
+
+
+def reliability_draw(key: str) -> Callable[[EvaluationContext, Path], list[Path]]:
+    """A protocol's ``draw`` hook: the reliability diagram of every classifier kept under ``key``."""
+
+    def draw(context: EvaluationContext, images_dir: Path) -> list[Path]:
+        return [save_reliability_diagram(table.edges, table.count, table.confidence, table.accuracy, ece,
+                                         images_dir / f"{RELIABILITY_PREFIX}{label}.png", title=label, subject=subject)
+                for label, subject, table, ece in context.kept(key)]
+
+    return draw
 
 
 def _probe(description: dict[str, str], name: str) -> str:
     return description.get("reliability", name.removeprefix(RELIABILITY_PREFIX).removesuffix(".png")).replace("_", " ")
 
 
+def _subject(description: dict[str, str]) -> str:
+    return description.get("subject", "linear probe").replace("_", " ")
+
+
 def _caption(description: dict[str, str], name: str) -> str:
     ece = description.get("ece")
     value = f" (ECE {100 * float(ece):.1f} %)" if ece else ""
-    return (f"Reliability diagram of the {_probe(description, name)} probe on the test split{value}: the test images "
-            "grouped by the probe's top-1 probability; each bar is the accuracy in its group, the diagonal perfect "
-            "calibration, the shaded part the gap to the group's mean confidence (above the bar: over-confident; inside it: "
-            "under-confident).")
+    subject = _subject(description)
+    return (f"Reliability diagram of the {subject} ({_probe(description, name)}) on the test split{value}: the test "
+            f"images grouped by the {subject}'s top-1 probability; each bar is the accuracy in its group, the diagonal "
+            "perfect calibration, the shaded part the gap to the group's mean confidence (above the bar: over-confident; "
+            "inside it: under-confident).")
 
 
 RELIABILITY_PICTURE = register_picture(Picture(
-    f"{RELIABILITY_PREFIX}*.png", lambda description, name: f"reliability diagram of {_probe(description, name)}",
+    f"{RELIABILITY_PREFIX}*.png",
+    lambda description, name: f"reliability diagram of the {_subject(description)} ({_probe(description, name)})",
     _caption, order=56))
 
 CALIBRATION = register_protocol(Protocol(
@@ -115,4 +138,4 @@ CALIBRATION = register_protocol(Protocol(
                       "negative log-likelihood and Brier score (lower is better).",
                       metrics=(ECE, NLL, BRIER, TOP1), setting_labels={"bins": "bins"}, chosen=("C",),
                       bookkeeping=("probe", "mce", "mean_confidence")),
-    pictures=(RELIABILITY_PICTURE,), draw=_draw))
+    pictures=(RELIABILITY_PICTURE,), draw=reliability_draw(KEPT)))
