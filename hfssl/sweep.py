@@ -207,20 +207,27 @@ def _finished(run_dir: Path) -> bool:
     return all((run_dir / name).is_file() for name in ("config.json", "recipe.yaml", "README.md"))
 
 
-def launcher_command(launcher: str, num_processes: int | None) -> list[str]:
-    """The command that trains one run: ``hfssl train`` here, or Accelerate's launcher over the GPUs."""
-    if launcher == "auto":
-        import torch
+def launcher_command(launcher: str, num_processes: int | None) -> tuple[list[str], dict[str, str]]:
+    """The command that trains one run and the environment it adds: ``hfssl train`` in one process, or
+    Accelerate's launcher with ``num_processes`` processes on one machine (default: every CUDA device; on a
+    machine without one, CPU processes: ``ACCELERATE_USE_CPU=1``, which the tests use)."""
+    import torch
 
-        launcher = "accelerate" if torch.cuda.is_available() and torch.cuda.device_count() > 1 else "none"
+    devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if launcher == "auto":
+        launcher = "accelerate" if devices > 1 or (num_processes or 1) > 1 else "none"
     if launcher == "none":
-        return [sys.executable, "-m", "hfssl.cli", "train"]
+        if num_processes and num_processes > 1:
+            raise RecipeError("--num-processes needs --launcher accelerate (or auto)")
+        return [sys.executable, "-m", "hfssl.cli", "train"], {}
     if launcher != "accelerate":
         raise RecipeError(f"--launcher must be auto, none or accelerate, got {launcher!r}")
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if num_processes:
-        command += ["--num_processes", str(num_processes)]
-    return [*command, "-m", "hfssl.train"]
+    processes = num_processes or max(devices, 1)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes",
+               str(processes)]
+    if processes > 1:
+        command.append("--multi_gpu")  # Accelerate's name for one process per device, CPU processes included
+    return [*command, "-m", "hfssl.train"], ({} if devices else {"ACCELERATE_USE_CPU": "1"})
 
 
 class _Forward:
@@ -257,7 +264,7 @@ def run_sweep_plan(plan: SweepPlan, output_dir: str | Path, launcher: str = "aut
         plan = _merge_saved(plan, output_dir)
         atomic_write_text(output_dir / PLAN_FILE, plan.to_json())
         (output_dir / LOG_FOLDER).mkdir(exist_ok=True)
-        command = launcher_command(launcher, num_processes)
+        command, launch_env = launcher_command(launcher, num_processes)
         code = 0
         with _Forward() as forward:
             for index, run in enumerate(plan.runs, 1):
@@ -275,7 +282,7 @@ def run_sweep_plan(plan: SweepPlan, output_dir: str | Path, launcher: str = "aut
                     log.write(f"$ {' '.join(argv)}\n")
                     log.flush()
                     forward.child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **launch_env})
                     try:
                         returncode = forward.child.wait()
                     except KeyboardInterrupt:  # the child got the Ctrl-C too: it saves a checkpoint and stops
@@ -316,9 +323,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         "the report shows their mean and standard deviation")
     parser.add_argument("--launcher", default="auto", choices=("auto", "none", "accelerate"),
                         help="how each run is started: auto (Accelerate's launcher when several CUDA devices are "
-                             "visible, else one process), none, or accelerate")
-    parser.add_argument("--num-processes", type=int, help="processes per run under Accelerate's launcher "
-                        "(default: its configuration)")
+                             "visible or --num-processes is above 1, else one process), none, or accelerate")
+    parser.add_argument("--num-processes", type=int, help="processes per run under Accelerate's launcher, on this "
+                        "machine (default: one per CUDA device; CPU processes where there is none)")
     parser.add_argument("--dry-run", action="store_true", help="check every point's recipe and list the runs; "
                         "train nothing")
 

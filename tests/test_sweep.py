@@ -132,3 +132,17 @@ def test_a_stopped_sweep_continues_from_the_checkpoint(tmp_path):
     record = json.loads((run / "training.json").read_text())
     assert record["steps"] == 20 and record["segments"] == 2
     assert json.loads((folder / "sweep.json").read_text())["runs"][0]["status"] == "done"
+
+
+def test_two_processes_per_run_through_accelerates_launcher(tmp_path):
+    """``--num-processes 2`` starts each run under Accelerate's launcher as two CPU processes (DDP on gloo):
+    the run's record counts both and their examples."""
+    folder = tmp_path / "ddp"
+    result = _cli("sweep", "recipes/simclr/digits.yaml", "train.max_steps=3", "train.batch_size=16",
+                  "train.progress_bar=false", "eval.protocols=[]", "eval.projections=[]", "eval.baselines=false",
+                  "--seeds", "1", "--num-processes", "2", "--output-dir", str(folder))
+    assert result.returncode == 0, result.stdout[-2000:] + (folder / "sweep-logs" / "seed=0.log").read_text()[-3000:]
+    log = (folder / "sweep-logs" / "seed=0.log").read_text()
+    assert "accelerate.commands.launch --num_machines 1 --num_processes 2 --multi_gpu -m hfssl.train" in log
+    record = json.loads((folder / "seed=0" / "training.json").read_text())
+    assert record["processes"] == 2 and record["examples"] == 3 * 16 * 2
