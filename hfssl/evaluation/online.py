@@ -135,7 +135,8 @@ class LinearProbe:
     def __init__(self, feature_dim: int, num_classes: int, lr: float, weight_decay: float,
                  device: torch.device | str) -> None:
         self.num_classes = num_classes
-        self.classifier = torch.nn.Linear(feature_dim, num_classes, device=device)
+        # skip_init: nn.Linear's own initialisation would draw from the global random stream the training uses.
+        self.classifier = torch.nn.utils.skip_init(torch.nn.Linear, feature_dim, num_classes, device=device)
         with torch.no_grad():
             self.classifier.weight.zero_()
             self.classifier.bias.zero_()

@@ -52,6 +52,10 @@ def test_the_probe_learns_beside_the_ssl_training_and_leaves_it_bit_identical(tm
     for name in expected:  # batch-norm statistics included: the probe's forward runs in eval mode
         assert torch.equal(expected[name], actual[name]), f"{name} differs with the probe on"
     assert with_probe.final_loss == without.final_loss
+    # The global random streams the checkpoints keep are those of the run without the probe.
+    states = [torch.load(tmp_path / run / "checkpoints" / "step-00000004" / "random_states_0.pkl", weights_only=False)
+              for run in ("plain", "probe")]
+    assert torch.equal(states[0]["torch_manual_seed"], states[1]["torch_manual_seed"])
     # Every step logs the training-batch values; the held-out score every eval_every = 2 steps.
     assert sorted(logged) == [1, 2, 3, 4]
     assert [sorted(logged[step]) == sorted(PROBE_LOGS) for step in (1, 2, 3, 4)] == [False, True, False, True]
