@@ -26,8 +26,10 @@ and called directly; the engine trains such models only (the fine-tuning protoco
 shell derives from it too).
 
 The engine knows nothing about evaluation, export or model cards: :func:`train` trains and saves
-the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks are objects with
-``on_step_end(step, model, data, accelerator) -> dict[str, float]`` whose returned values are logged.
+the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks derive from :class:`TrainerCallback`:
+started before the run's folder is written, given each optimiser step's batches and the model, their
+returned values logged and their state checkpointed and resumed. ``train.early_stop`` checks one logged value at
+one step; a missed milestone saves a checkpoint and raises :class:`hfssl.errors.EarlyStopped` (exit code 5).
 
 Exact resume: the data order of each epoch is a function of (seed, epoch) (Accelerate's seedable
 sampler), the inputs of a micro-batch are a function of (seed, micro-step, process), the learning
