@@ -11,6 +11,7 @@ checkpoint, a step) and the fix, and ``hfssl`` prints that one message without a
 | 2 | usage, recipe, data, path or run-directory error: nothing was trained or written |
 | 3 | a non-finite loss, weights, features or results: training stopped (the newest checkpoint is the last good one), or a diverged model was not scored, described or published |
 | 4 | a file could not be written (a full disk, no permission); the previous checkpoint is intact |
+| 5 | stopped early: a metric missed the milestone of ``train.early_stop``; a checkpoint of that step was saved |
 | 130 | interrupted (Ctrl-C); a checkpoint was saved at the step boundary when possible |
 | 143 | stopped by SIGTERM (a scheduler's stop, ``kill``); a checkpoint was saved at the step boundary |
 | 138 | stopped by SIGUSR1 (SLURM's ``--signal=USR1@SECONDS`` warning); a checkpoint was saved at the step boundary |
@@ -30,7 +31,7 @@ from pathlib import Path
 __all__ = [
     "EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_NONFINITE", "EXIT_STORAGE", "EXIT_INTERRUPTED", "EXIT_CODES",
     "HfsslError", "UsageError", "RunDirectoryError", "ResumeError", "NonFiniteError", "StorageError",
-    "TrainingInterrupted", "InterruptedAtOnce", "EXIT_TERMINATED", "EXIT_USER_SIGNAL",
+    "TrainingInterrupted", "InterruptedAtOnce", "EXIT_TERMINATED", "EXIT_USER_SIGNAL", "EXIT_EARLY_STOP", "EarlyStopped",
 ]
 
 EXIT_OK = 0
@@ -38,6 +39,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 EXIT_STORAGE = 4
+EXIT_EARLY_STOP = 5
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 EXIT_USER_SIGNAL = 128 + getattr(signal, "SIGUSR1", 10)  # 138 on Linux
@@ -50,6 +52,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NONFINITE: "a non-finite loss, weights, features or results: training stopped (the newest checkpoint is the "
                     "last good one), or a diverged model was not scored, described or published",
     EXIT_STORAGE: "a file could not be written: full disk or no permission (the previous checkpoint is intact)",
+    EXIT_EARLY_STOP: "stopped early: a metric missed the milestone of train.early_stop (a checkpoint of that step was "
+                     "saved; --resume trains on past it)",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (a checkpoint was saved at the step boundary; continue with --resume)",
     EXIT_USER_SIGNAL: "stopped by SIGUSR1, e.g. SLURM's --signal=USR1@SECONDS (a checkpoint was saved at the step "
                       "boundary; continue with --resume)",
@@ -107,6 +111,21 @@ class TrainingInterrupted(HfsslError):
         self.checkpoint = checkpoint
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
+
+
+class EarlyStopped(HfsslError):
+    """Training stopped at the milestone step of ``train.early_stop`` because the metric missed it, after saving a
+    checkpoint of that step (exit code 5). Nothing is exported, evaluated or described: the run is not finished,
+    and ``--resume`` continues it past the milestone (which is not checked again)."""
+
+    exit_code = EXIT_EARLY_STOP
+
+    def __init__(self, message: str, step: int, checkpoint: Path, metric: str, value: float) -> None:
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+        self.metric = metric
+        self.value = value
 
 
 class InterruptedAtOnce(KeyboardInterrupt):

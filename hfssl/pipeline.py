@@ -6,7 +6,10 @@ layer (ARCHITECTURE.md) and only composes them:
 1. :func:`check_training_recipe`: everything that can be checked before work starts (the
    recipe's protocols and their settings against what the method's model provides, and that the
    Hugging Face caches the run will write can be written);
-2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set;
+2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set and the
+   online linear probe when ``train.online_linear`` is (:mod:`hfssl.evaluation.online`); a run stopped by
+   ``train.early_stop`` ends there (:class:`hfssl.errors.EarlyStopped`, exit code 5: nothing is exported or
+   evaluated);
 3. on the main process, :func:`finish_run`: the image features are checked to be finite first (a
    diverged model is neither exported, scored nor described: exit code 3), ``MethodSpec.export``
    writes ``RUN/encoder``, the evaluation dispatcher writes ``eval_results.json``, the projection plot and the method's own
@@ -30,7 +33,7 @@ from hfssl.data.sources import check_cache_writable, writes_datasets_cache
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.metrics import metric_cache_folders
-from hfssl.evaluation.online import OnlineKNN
+from hfssl.evaluation.online import OnlineKNN, OnlineLinear
 from hfssl.evaluation.protocols import get_protocol
 from hfssl.evaluation.protocols.knn import KNNSettings
 from hfssl.evaluation.runner import check_recipe, draw_protocol_pictures, evaluate, write_eval_results
@@ -44,7 +47,7 @@ from hfssl.registry import IMAGE_FEATURES, TEXT_FEATURES, get_method
 from hfssl.settings import build_section
 from hfssl.training.launch import check_launch
 from hfssl.training.run_directory import is_main_process, run_folder
-from hfssl.training.trainer import TrainResult, check_schedule_names, train
+from hfssl.training.trainer import TrainerCallback, TrainResult, check_schedule_names, train
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +119,12 @@ def run(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
 
 def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator: Accelerator | None,
          overwrite: bool, mirror: CheckpointMirror | None = None) -> TrainResult:
-    callbacks = []
+    callbacks: list[TrainerCallback] = []
     if recipe.train.knn_every:
         knn = build_section(KNNSettings, "eval.knn", recipe.eval.protocol_settings("knn"))
         callbacks.append(OnlineKNN(recipe, temperature=knn.temperature))
+    if recipe.train.online_linear is not None:
+        callbacks.append(OnlineLinear(recipe))
     result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks,
                    overwrite=overwrite, checkpoint_hooks=[mirror.on_checkpoint] if mirror is not None else None)
     if result.accelerator.is_main_process:

@@ -37,13 +37,13 @@ from typing import Any
 import yaml
 
 from hfssl.data.config import VIEW_MODALITIES, ImageDataConfig, SourceConfig, data_config_class
-from hfssl.registry import MethodSpec, get_method
+from hfssl.registry import IMAGE_FEATURES, MethodSpec, get_method
 from hfssl.settings import RecipeError, build_section, coerce, load_yaml, plain, suggest
 from hfssl.views.config import ViewsConfig
 
 __all__ = [
     "SECTIONS", "Recipe", "RecipeError", "OptimConfig", "ParameterGroupSettings", "TrainConfig", "EvalConfig", "HubConfig",
-    "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
+    "OnlineLinearSettings", "EarlyStopSettings", "knn_metric", "monitored_metrics", "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
 ]
 
 #: ``torch.compile`` modes accepted by ``train.compile_mode``.
@@ -120,6 +120,63 @@ class OptimConfig:
 
 
 @dataclass
+class OnlineLinearSettings:
+    """``train.online_linear``: a linear classifier trained during pre-training on the detached image features of
+    each optimiser step's training batch and its labels (:class:`hfssl.evaluation.online.OnlineLinear`).
+
+    ``lr`` and ``weight_decay`` are the probe's own AdamW's (constant rate; the probe starts at zero weights).
+    ``eval_every``: steps between scores on the held-out split (``online_linear/top1``, on its first
+    ``max_samples`` rows); ``null`` (the default) scores it with the online kNN, every ``train.knn_every`` steps
+    (never when that is null too). ``online_linear/train_top1`` and ``online_linear/train_loss``, on the labelled
+    rows of the step's training batch, are logged at every step.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    eval_every: int | None = None
+    max_samples: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise RecipeError(f"train.online_linear.lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise RecipeError(f"train.online_linear.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise RecipeError(f"train.online_linear.eval_every must be >= 1 (or null: with train.knn_every), "
+                              f"got {self.eval_every!r}")
+        if self.max_samples < 1:
+            raise RecipeError(f"train.online_linear.max_samples must be >= 1, got {self.max_samples!r}")
+
+
+@dataclass
+class EarlyStopSettings:
+    """``train.early_stop``: stop the run when ``metric``, measured at step ``step``, is below ``min`` or above
+    ``max`` (give one or both). ``metric`` is one the run logs at that step (:func:`monitored_metrics`). The stop
+    saves a checkpoint of that step and ends with exit code 5 (:class:`hfssl.errors.EarlyStopped`)."""
+
+    metric: str = ""
+    step: int = 0
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.metric:
+            raise RecipeError("train.early_stop.metric is missing: name the logged metric to check "
+                              "(for example knn/top1_k20)")
+        if self.step < 1:
+            raise RecipeError(f"train.early_stop.step must be >= 1 (the step at which the milestone is checked), "
+                              f"got {self.step!r}")
+        if self.min is None and self.max is None:
+            raise RecipeError("train.early_stop needs a milestone: min (the metric must reach at least this) "
+                              "and/or max (at most this)")
+
+
+def knn_metric(k: int) -> str:
+    """The name the online kNN logs its top-1 accuracy under (``knn/top1_k<k>``)."""
+    return f"knn/top1_k{k}"
+
+
+@dataclass
 class TrainConfig:
     """Length, batching, checkpointing, schedules and logging of a run.
 
@@ -168,8 +225,19 @@ class TrainConfig:
     progress_bar: bool = True
     on_nonfinite: str = "stop"
     max_nonfinite_skips: int = 10
+    online_linear: dict[str, Any] | bool | None = None
+    early_stop: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.online_linear, bool):  # `train.online_linear=true`: the probe with its defaults
+            self.online_linear = {} if self.online_linear else None
+        if self.online_linear is not None and not isinstance(self.online_linear, (dict, OnlineLinearSettings)):
+            raise RecipeError(f"train.online_linear must be a mapping of its settings (lr, weight_decay, eval_every, "
+                              f"max_samples), true for the defaults, or null; got {self.online_linear!r}")
+        if self.online_linear is not None:
+            self.online_linear = build_section(OnlineLinearSettings, "train.online_linear", self.online_linear)
+        if self.early_stop is not None:
+            self.early_stop = build_section(EarlyStopSettings, "train.early_stop", self.early_stop)
         if self.on_nonfinite not in ("stop", "skip"):
             raise RecipeError(f"train.on_nonfinite must be stop or skip, got {self.on_nonfinite!r}")
         if self.max_nonfinite_skips < 0:
@@ -192,6 +260,50 @@ class TrainConfig:
                 raise RecipeError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.knn_every is not None and self.knn_every < 1:
             raise RecipeError(f"train.knn_every must be >= 1 (or null for no online kNN), got {self.knn_every!r}")
+        if self.early_stop is not None:
+            _check_early_stop(self)
+
+    @property
+    def online_linear_eval_every(self) -> int | None:
+        """Steps between the online linear probe's held-out scores (``None``: none, or no probe)."""
+        if self.online_linear is None:
+            return None
+        return self.online_linear.eval_every or self.knn_every
+
+
+def monitored_metrics(train: TrainConfig) -> dict[str, int]:
+    """The metrics a run with these settings logs that ``train.early_stop`` may name, each with the interval
+    (in steps) it is measured at: ``train/loss`` (every ``train.log_every``), the online kNN's and the online
+    linear probe's when they are on."""
+    metrics = {"train/loss": train.log_every}
+    if train.knn_every:
+        metrics[knn_metric(train.knn_k)] = train.knn_every
+    if train.online_linear is not None:
+        metrics["online_linear/train_top1"] = 1
+        metrics["online_linear/train_loss"] = 1
+        if train.online_linear_eval_every:
+            metrics["online_linear/top1"] = train.online_linear_eval_every
+    return metrics
+
+
+def _check_early_stop(train: TrainConfig) -> None:
+    """``train.early_stop`` names a metric this run logs, at a step where it is measured."""
+    stop, metrics = train.early_stop, monitored_metrics(train)
+    if stop.metric not in metrics:
+        hints = []
+        if stop.metric.startswith("knn/"):
+            hints.append(f"the online kNN logs {knn_metric(train.knn_k)} when train.knn_every is set (k is "
+                         "train.knn_k)")
+        if stop.metric.startswith("online_linear/"):
+            hints.append("online_linear/* are logged with train.online_linear set (online_linear/top1 every "
+                         "train.online_linear.eval_every or train.knn_every steps)")
+        raise RecipeError(f"train.early_stop.metric={stop.metric!r} is not logged by this run; it logs "
+                          f"{', '.join(sorted(metrics))}." + (" Note: " + "; ".join(hints) if hints else ""))
+    every = metrics[stop.metric]
+    if stop.step % every:
+        below, above = stop.step - stop.step % every, stop.step - stop.step % every + every
+        raise RecipeError(f"train.early_stop.step={stop.step} is not a step where {stop.metric} is measured (every "
+                          f"{every} steps): set it to a multiple of {every}, for example {below or above} or {above}")
 
 
 @dataclass
@@ -331,6 +443,15 @@ def _check_crop_sizes(views: ViewsConfig, data: Any) -> None:
                           f"views.local_crop_size to at most {global_size} (for example {max(1, global_size // 2)})")
 
 
+def _check_online_linear(spec: MethodSpec, train: TrainConfig) -> None:
+    """The online linear probe reads image features of the training batches: methods that serve none are refused."""
+    if train.online_linear is not None and IMAGE_FEATURES not in spec.provides:
+        raise RecipeError(
+            f"train.online_linear: the {spec.name} model ({spec.modality} data) does not serve {IMAGE_FEATURES}, which "
+            "the online linear probe trains on (the pooled image features of each training batch). Fix: remove "
+            "train.online_linear (or set it to null); the evaluation protocols score text models after training")
+
+
 def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     """Build a :class:`Recipe` from a plain mapping, rejecting unknown sections and keys."""
     if not isinstance(raw, dict):
@@ -363,6 +484,7 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
         sections["views"] = build_section(ViewsConfig, "views", raw.get("views"))
         _check_crop_sizes(sections["views"], sections["data"])
     sections["eval"] = _eval_section(raw.get("eval"))
+    _check_online_linear(spec, sections["train"])
     if spec.check_recipe is not None:
         spec.check_recipe(Recipe(method=spec.name, model=dict(model), **sections))
     return Recipe(method=spec.name, model=dict(model), **sections)

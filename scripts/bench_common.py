@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hfssl.training.trainer import TrainerCallback
 
-class StepTimer:
+
+class StepTimer(TrainerCallback):
     """Wall-clock and CPU time at the end of every optimiser step; what is reported is measured from the end of
     the first step to the end of the last (data preparation, compilation and the first step are not counted)."""
 

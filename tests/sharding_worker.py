@@ -30,6 +30,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from hfssl.training.trainer import TrainerCallback  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -116,7 +118,7 @@ class LoggedSteps(logging.Handler):
             self.steps[int(step)] = {key: float(value) for key, value in logs.items() if key.startswith("train/")}
 
 
-class FeaturesProbe:
+class FeaturesProbe(TrainerCallback):
     """A training callback: the training model's features of fixed inputs after each step, through the
     capabilities that evaluation uses (``get_embeddings``; CLIP's ``get_image_features``/``get_text_features``)."""
 
@@ -142,7 +144,7 @@ class FeaturesProbe:
         return {}
 
 
-class PoisonShard:
+class PoisonShard(TrainerCallback):
     """A training callback that writes NaN into this process's shard of one parameter after the last step,
     through the sharded training model (Accelerate's prepared model; the callback itself is given a gathered
     copy). MAE's ``cls_token`` has one row: it lies whole on process 0, and process 1's shard is empty, so

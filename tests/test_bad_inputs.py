@@ -240,6 +240,17 @@ CASES: dict[str, Case] = {
                                                      "model.negative=10"], EXIT_USAGE,
                                                     ["5 word(s)", "model.negative=10", "words.csv"],
                                                     _write("words.csv", "text\n" + "the cat sat on mat " * 50 + "\n")),
+    "online-linear-on-a-text-method": Case(["train", MLM_RECIPE, "--output-dir", "{tmp}/new", *QUIET,
+                                            "train.online_linear=true"], EXIT_USAGE,
+                                           ["train.online_linear", "the mlm model (text data) does not serve "
+                                            "image-features", "remove train.online_linear"]),
+    "online-linear-on-data-without-a-held-out-split": Case(["train", RECIPE, "--output-dir", "{tmp}/new", *FAST,
+                                                            "data.eval_split=null", "train.online_linear=true"],
+                                                           EXIT_USAGE, ["train.online_linear needs labelled data",
+                                                                        "builtin:digits", "data.eval_split"]),
+    "early-stop-on-a-metric-the-run-does-not-log": Case(
+        ["train", RECIPE, "--output-dir", "{tmp}/new", *FAST, "train.early_stop={metric: knn/top1_k20, min: 0.5, step: 2}"],
+        EXIT_USAGE, ["train.early_stop.metric='knn/top1_k20' is not logged by this run", "train.knn_every"]),
     # ---------------------------------------------------------------- command-line paths
     "output-dir-is-a-file": Case(_train(output="{tmp}/notes.txt"), EXIT_USAGE, ["notes.txt", "is a file"],
                                  _write("notes.txt", "mine")),

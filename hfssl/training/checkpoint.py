@@ -25,7 +25,8 @@ for a full disk, the space needed and free.
 
 Training-only state of the model (``HfsslPreTrainedModel.training_state``: a negative queue, a
 centre) is written beside Accelerate's files as ``training_state_<process>.safetensors`` by every
-process, so it is part of the same atomic checkpoint.
+process, so it is part of the same atomic checkpoint; so is the state of the training callbacks (the online
+linear probe's weights and optimiser moments), as ``callback_state_<process>.safetensors``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
 RECIPE_FILE = "recipe.yaml"
 TRAINING_STATE_FILE = "training_state_{process}.safetensors"
+CALLBACK_STATE_FILE = "callback_state_{process}.safetensors"
 
 #: Names of a checkpoint's staging folder: the step, then a suffix unique to the writing run.
 STAGING_PREFIX = ".tmp-step-"
@@ -90,12 +92,13 @@ def _fsync_file(path: Path, text: str) -> None:
 
 def save_checkpoint(
     accelerator: Accelerator, output_dir: Path, step: int, trainer_state: dict[str, Any], recipe_yaml: str, keep: int,
-    training_state: dict[str, torch.Tensor] | None = None,
+    training_state: dict[str, torch.Tensor] | None = None, callback_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the checkpoint of optimizer step ``step`` atomically; every process must call this.
 
     ``trainer_state`` holds ``{"state": ..., "run_id": ...}``; ``training_state`` (this
-    process's training-only tensors) is saved when not empty. Pruning keeps the ``keep`` newest
+    process's training-only tensors) and ``callback_state`` (the training callbacks' state, such as the online
+    linear probe's weights and optimiser moments) are saved when not empty. Pruning keeps the ``keep`` newest
     checkpoints of the same ``run_id``. A failed write raises :class:`StorageError` and leaves the
     previous checkpoint as the newest.
     """
@@ -114,6 +117,9 @@ def save_checkpoint(
         if training_state:
             save_file({name: tensor.contiguous() for name, tensor in training_state.items()},
                       str(staging / TRAINING_STATE_FILE.format(process=accelerator.process_index)))
+        if callback_state:
+            save_file({name: tensor.detach().contiguous() for name, tensor in callback_state.items()},
+                      str(staging / CALLBACK_STATE_FILE.format(process=accelerator.process_index)))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             _fsync_file(staging / RECIPE_FILE, recipe_yaml)
@@ -401,6 +407,16 @@ def load_training_state(checkpoint: Path, process_index: int) -> dict[str, torch
         if path.is_file():
             return load_file(str(path))
     return None
+
+
+def load_callback_state(checkpoint: Path, process_index: int) -> dict[str, torch.Tensor]:
+    """The training callbacks' state this process saved in ``checkpoint`` (process 0's when the process count
+    changed); empty when the checkpoint holds none (the callbacks were off when it was written)."""
+    for index in (process_index, 0):
+        path = Path(checkpoint) / CALLBACK_STATE_FILE.format(process=index)
+        if path.is_file():
+            return load_file(str(path))
+    return {}
 
 
 def check_new_run_directory(output_dir: Path, overwrite: bool, restart: bool = False) -> bool:

@@ -74,6 +74,8 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, parse_flag_from_env
@@ -378,15 +380,13 @@ def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def callback_model(prepared: nn.Module, unwrapped: nn.Module, plan: ShardingPlan | None, accelerator: Accelerator,
-                   callback: object, step: int) -> Iterator[nn.Module]:
+                   callback: Any, step: int) -> Iterator[nn.Module]:
     """The model a training callback is given at ``step``: the training model itself, except under FSDP2
-    when the callback reads the weights at that step (``callback.reads_model(step)``; a callback without
-    that method reads them at every step): then a plain float32 copy gathered on every process
-    (:func:`gather_full_model`), the weights DDP's callbacks see (FSDP2's own ``unshard`` would give them
+    when the callback reads the weights at that step (``callback.reads_model(step)``, by default every step):
+    then a plain float32 copy gathered on every process (:func:`gather_full_model`), the weights DDP's callbacks see (FSDP2's own ``unshard`` would give them
     in the policy's dtype, and only the root's unit).
     Every process must enter; the copy is dropped afterwards, so its memory is held only while it is used."""
-    reads = getattr(callback, "reads_model", None)
-    if plan is None or (reads is not None and not reads(step)):
+    if plan is None or not callback.reads_model(step):
         yield unwrapped
         return
     copy = gather_full_model(prepared, plan, accelerator, every_process=True)

@@ -26,8 +26,10 @@ and called directly; the engine trains such models only (the fine-tuning protoco
 shell derives from it too).
 
 The engine knows nothing about evaluation, export or model cards: :func:`train` trains and saves
-the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks are objects with
-``on_step_end(step, model, data, accelerator) -> dict[str, float]`` whose returned values are logged.
+the full model; :mod:`hfssl.pipeline` runs what comes after. Callbacks derive from :class:`TrainerCallback`:
+started before the run's folder is written, given each optimiser step's batches and the model, their
+returned values logged and their state checkpointed and resumed. ``train.early_stop`` checks one logged value at
+one step; a missed milestone saves a checkpoint and raises :class:`hfssl.errors.EarlyStopped` (exit code 5).
 
 Exact resume: the data order of each epoch is a function of (seed, epoch) (Accelerate's seedable
 sampler), the inputs of a micro-batch are a function of (seed, micro-step, process), the learning
@@ -62,17 +64,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration, parse_flag_from_env, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast, parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hfssl.data.training import TrainingData
 from hfssl.distributed import convert_sync_batchnorm
-from hfssl.errors import InterruptedAtOnce, NonFiniteError, ResumeError, TrainingInterrupted
+from hfssl.errors import EarlyStopped, InterruptedAtOnce, NonFiniteError, ResumeError, TrainingInterrupted
 from hfssl.modeling_utils import HfsslPreTrainedModel
 from hfssl.recipe import OptimConfig, Recipe
 from hfssl.registry import MethodSpec, get_method
@@ -82,6 +84,7 @@ from hfssl.settings import RecipeError
 from hfssl.training.acceleration import CompiledForward, apply_channels_last, restore_memory_format
 from hfssl.training.checkpoint import (
     latest_checkpoint,
+    load_callback_state,
     load_training_state,
     read_trainer_state,
     save_checkpoint,
@@ -116,14 +119,45 @@ from hfssl.training.sharding import (
 logger = logging.getLogger(__name__)
 
 
-class TrainerCallback(Protocol):
-    """Called on every process after each optimiser step; returns values to log (may be empty).
+class TrainerCallback:
+    """Base of the engine's callbacks (online kNN, the online linear probe, a benchmark's timer): every hook has a
+    default that does nothing, and a callback overrides the ones it needs. The engine calls them on every process.
 
-    A callback may also define ``reads_model(step) -> bool``: under FSDP2 the engine gathers a full copy
-    of the model for it only at the steps where that is true (at every step without the method)."""
+    - :meth:`on_train_start` once the model, data and Accelerator are ready, before the run's folder is written
+      and before a resume: build what the callback keeps, and refuse (:class:`RecipeError`) what cannot work.
+    - :meth:`on_step_batches`, then :meth:`on_step_end`, after each optimiser step (and the model's end hook); the
+      values they return are logged. ``on_step_batches`` is given that step's training batches (one per
+      micro-batch, as the DataLoader yielded them, the views not applied).
+    - :meth:`reads_model`: whether those two read the weights at ``step``; under FSDP2 the engine gathers a full
+      copy of the model for them only then.
+    - :meth:`state_dict` / :meth:`load_state_dict`: what the callback keeps across steps, saved with every
+      checkpoint (``callback_state_<process>.safetensors``) and given back on ``--resume``, so that a resumed run
+      logs what the uninterrupted one did. Keys start with the callback's own prefix; all callbacks share a file.
+    """
+
+    def on_train_start(self, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator) -> None:
+        """Before the first step (also of a resumed run)."""
+
+    def reads_model(self, step: int) -> bool:
+        """Whether the step hooks read the model's weights at ``step``."""
+        return True
+
+    def on_step_batches(self, step: int, batches: list[Any], model: torch.nn.Module, data: TrainingData,
+                        accelerator: Accelerator) -> dict[str, float]:
+        """After optimiser step ``step``, with the training batches it was computed from."""
+        return {}
 
     def on_step_end(self, step: int, model: torch.nn.Module, data: TrainingData, accelerator: Accelerator
-                    ) -> dict[str, float]: ...
+                    ) -> dict[str, float]:
+        """After optimiser step ``step``; returns values to log (may be empty)."""
+        return {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """This process's state to checkpoint (tensors, keys prefixed by the callback's name)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], checkpoint: Path) -> None:
+        """Restore from the state every callback saved in ``checkpoint`` (empty when it holds none)."""
 
 
 #: Called on every process once a checkpoint is in place: ``hook(step, checkpoint_folder, accelerator)``
@@ -371,6 +405,7 @@ class _Run:
     skip_step: bool = False  # a non-finite loss in this optimiser step's micro-batches (train.on_nonfinite=skip)
     recipe_text: str = ""  # the resolved recipe as written beside the model and the checkpoints (launch comments first)
     sharding: ShardingPlan | None = None  # FSDP2: how to gather a plain copy of the model (sharding.py)
+    step_batches: list[Any] = field(default_factory=list)  # the training batches of the optimiser step under way
 
 
 @dataclass(frozen=True)
@@ -405,8 +440,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     accelerator = accelerator or make_accelerator(recipe, output_dir)
     accelerator.wait_for_everyone()
     set_seed(recipe.train.seed)
-    run = _set_up(recipe, output_dir, start, accelerator, spec or get_method(recipe.method))
-    run.callbacks = list(callbacks or [])
+    run = _set_up(recipe, output_dir, start, accelerator, spec or get_method(recipe.method), list(callbacks or []))
     run.checkpoint_hooks = list(checkpoint_hooks or [])
     _resume(run)
     _start_logging(run)
@@ -417,9 +451,10 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool | str = False,
     return _finish(run)
 
 
-def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Accelerator, spec: MethodSpec) -> _Run:
-    """Data, model, optimiser and loader, prepared by Accelerate; the run's folder changes only once
-    all of them are good."""
+def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Accelerator, spec: MethodSpec,
+            callbacks: list[TrainerCallback]) -> _Run:
+    """Data, model, optimiser and loader, prepared by Accelerate, and the callbacks started; the run's folder
+    changes only once all of them are good."""
     if start.checkpoint is not None:
         logger.info("resuming %s at step %d%s", start.checkpoint, start.step,
                     "; recipe changes: " + "; ".join(start.changes) if start.changes else " with the same recipe")
@@ -446,11 +481,23 @@ def _set_up(recipe: Recipe, output_dir: Path, start: RunStart, accelerator: Acce
     frozen = _frozen_until(unwrapped, steps_per_epoch, total_steps)  # a whole-run freeze is refused here
     plan = StepPlan(total_steps, schedules, base_lrs, frozen, recipe.optim)
     run = _Run(recipe, output_dir, start, accelerator, data, prepared, unwrapped, _forward(recipe, prepared, unwrapped),
-               optimizer, dataloader, plan, sharding=sharding)
+               optimizer, dataloader, plan, sharding=sharding, callbacks=callbacks)
+    _check_early_stop_step(recipe, total_steps)
+    for callback in callbacks:  # what a callback cannot do is refused here, before the folder is written
+        callback.on_train_start(unwrapped, data, accelerator)
     run.recipe_text = _recipe_text(run, steps_per_epoch)
     # Data and model are good: now the folder changes.
     _write_run_start(accelerator, output_dir, recipe, start, run.recipe_text)
     return run
+
+
+def _check_early_stop_step(recipe: Recipe, total_steps: int) -> None:
+    """A milestone after the last step would never be checked: refused before training."""
+    stop = recipe.train.early_stop
+    if stop is not None and stop.step > total_steps:
+        raise RecipeError(f"train.early_stop.step={stop.step} lies after the run's last step ({total_steps}): the "
+                          f"milestone would never be checked. Fix: set train.early_stop.step to at most {total_steps}, "
+                          "or train longer (train.max_steps / train.epochs)")
 
 
 def _recipe_text(run: _Run, steps_per_epoch: int | None) -> str:
@@ -535,6 +582,10 @@ def _resume(run: _Run) -> None:
             raise ValueError(f"checkpoint {checkpoint} holds no training state {list(run.unwrapped.training_state)} "
                              f"for {type(run.unwrapped).__name__}: it was written by another method")
         run.unwrapped.load_training_state_dict(saved)
+    if run.callbacks:
+        callback_state = load_callback_state(checkpoint, run.accelerator.process_index)
+        for callback in run.callbacks:
+            callback.load_state_dict(callback_state, Path(checkpoint))
     logger.info("resumed from %s at step %d", checkpoint, run.state.global_step)
 
 
@@ -598,6 +649,7 @@ def _micro_step(run: _Run, batch: Any) -> _MicroStep:
     of an optimiser step, the update."""
     state, accelerator = run.state, run.accelerator
     values = run.plan.values(state.global_step + 1)  # the optimiser step this micro-batch contributes to
+    run.step_batches.append(batch)  # for the callbacks that see the step's batches (cleared when the step ends)
     # The step's learning rate too: a model that updates its weights in place (word2vec's kernel) needs it.
     run.unwrapped.on_train_step_start(values.step, {**values.scheduled, "lr": values.lr})
     with accelerator.accumulate(run.model):
@@ -665,33 +717,97 @@ def _end_optimizer_step(run: _Run, micro: _MicroStep, interrupt: _InterruptReque
     step = micro.values.step
     run.state.global_step = step
     run.bar.update(1)
+    missed = None
     if run.skip_step:
         run.skip_step = False
         _record_skip(run.recipe, run.output_dir, run.state, step)
     else:
         run.state.nonfinite_streak = 0
         run.unwrapped.on_train_step_end(step, micro.values.scheduled)
-        _log_step(run, micro)
-    _checkpoint(run, step, stop=_stop_signal(run.accelerator, interrupt.signum))
+        logs = _log_step(run, micro)
+        missed = _missed_milestone(run, step, logs)
+    run.step_batches.clear()
+    _checkpoint(run, step, stop=_stop_signal(run.accelerator, interrupt.signum), missed=missed)
 
 
-def _checkpoint(run: _Run, step: int, stop: int) -> None:
+def _checkpoint(run: _Run, step: int, stop: int, missed: _MissedMilestone | None = None) -> None:
     """Save every ``train.checkpoint_every`` steps, at the last step and when stopping (``stop``: the
-    number of the signal that asked for it, 0 for none); a stop then ends the run."""
+    number of the signal that asked for it, 0 for none; ``missed``: the early stop's milestone was missed); a stop
+    then ends the run."""
     recipe = run.recipe
-    if not (step % recipe.train.checkpoint_every == 0 or step == run.plan.total_steps or stop):
+    if not (step % recipe.train.checkpoint_every == 0 or step == run.plan.total_steps or stop or missed):
         return
     check_finite_weights(run.unwrapped, run.accelerator, recipe, run.output_dir, step)
     saved = save_checkpoint(run.accelerator, run.output_dir, step,
-                            {"state": asdict(run.state), "run_id": run.start.run_id, "clock": run.clock.totals()}, run.recipe_text,
-                            recipe.train.keep_checkpoints, run.unwrapped.training_state_dict())
+                            {"state": asdict(run.state), "run_id": run.start.run_id, "clock": run.clock.totals()},
+                            run.recipe_text, recipe.train.keep_checkpoints, run.unwrapped.training_state_dict(),
+                            _callback_state(run.callbacks))
     for hook in run.checkpoint_hooks:
         hook(step, saved, run.accelerator)
+    if missed is not None and not stop:
+        run.bar.close()
+        _finish_trackers(run.accelerator)  # the values that decided the stop are in the logs
+        raise missed.error(run, saved)
     if stop:
         run.bar.close()
         raise TrainingInterrupted(
             f"interrupted ({signal_name(stop)}) at step {step} of {run.plan.total_steps}; checkpoint {saved} holds "
             "it: continue with the same command and --resume", step, saved, signum=stop)
+
+
+def _callback_state(callbacks: list[TrainerCallback]) -> dict[str, torch.Tensor]:
+    """Every callback's state for a checkpoint, in one mapping (two callbacks may not share a key)."""
+    state: dict[str, torch.Tensor] = {}
+    for callback in callbacks:
+        own = callback.state_dict()
+        shared = sorted(set(own) & set(state))
+        if shared:
+            raise ValueError(f"{type(callback).__name__}.state_dict() reuses the keys {shared} of another callback: "
+                             "prefix each key with the callback's own name")
+        state.update(own)
+    return state
+
+
+@dataclass(frozen=True)
+class _MissedMilestone:
+    """``train.early_stop``'s metric missed its milestone at the step: the value the main process logged."""
+
+    value: float
+
+    def error(self, run: _Run, checkpoint: Path) -> EarlyStopped:
+        stop = run.recipe.train.early_stop
+        if math.isnan(self.value):
+            what = "was not measured (nothing was logged under that name)"
+        else:
+            bound = (f"below the milestone min={stop.min:g}" if stop.min is not None and self.value < stop.min
+                     else f"above the milestone max={stop.max:g}")
+            what = f"= {self.value:.6g}, {bound}"
+        return EarlyStopped(
+            f"stopped early at step {stop.step} of {run.plan.total_steps}: {stop.metric} {what} (train.early_stop: "
+            f"metric {stop.metric}, step {stop.step}"
+            + (f", min {stop.min:g}" if stop.min is not None else "") + (f", max {stop.max:g}" if stop.max is not None else "")
+            + f"). Checkpoint {checkpoint} holds the run; nothing was exported or evaluated. To train on past the "
+            "milestone, run the same command with --resume (it is not checked again); to drop the check, set "
+            "train.early_stop=null", stop.step, checkpoint, stop.metric, self.value)
+
+
+def _missed_milestone(run: _Run, step: int, logs: dict[str, float]) -> _MissedMilestone | None:
+    """At ``train.early_stop.step``: the metric the main process logged (a kNN score exists there only), sent to
+    every process so that all of them stop together, and whether it missed the milestone."""
+    stop = run.recipe.train.early_stop
+    if stop is None or step != stop.step:
+        return None
+    accelerator = run.accelerator
+    value = torch.tensor([logs.get(stop.metric, math.nan)], dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        value = broadcast(value, from_process=0)
+    measured = float(value.item())
+    if math.isnan(measured) or (stop.min is not None and measured < stop.min) or (
+            stop.max is not None and measured > stop.max):
+        return _MissedMilestone(measured)
+    if accelerator.is_main_process:
+        logger.info("step %d: %s = %.6g meets the milestone of train.early_stop", step, stop.metric, measured)
+    return None
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -736,9 +852,10 @@ def _write_run_start(accelerator: Accelerator, output_dir: Path, recipe: Recipe,
     accelerator.wait_for_everyone()
 
 
-def _log_step(run: _Run, micro: _MicroStep) -> None:
+def _log_step(run: _Run, micro: _MicroStep) -> dict[str, float]:
     """Log one optimiser step: scheduled values; every ``train.log_every`` steps the losses, learning
-    rates and speed (the loss kept as ``run.last_loss``); collapse metrics; the callbacks' values."""
+    rates and speed (the loss kept as ``run.last_loss``); collapse metrics; the callbacks' values. Returns
+    what this process logged."""
     recipe, accelerator, step, outputs = run.recipe, run.accelerator, micro.values.step, micro.outputs
     logs: dict[str, float] = {f"schedule/{name}": value for name, value in micro.values.scheduled.items()}
     logged = step % recipe.train.log_every == 0 or step == run.plan.total_steps
@@ -753,6 +870,7 @@ def _log_step(run: _Run, micro: _MicroStep) -> None:
     for callback in run.callbacks:
         # FSDP2: a float32 copy gathered on every process when the callback reads the weights (sharding.py).
         with callback_model(run.model, run.unwrapped, run.sharding, accelerator, callback, step) as model:
+            logs.update(callback.on_step_batches(step, run.step_batches, model, run.data, accelerator))
             logs.update(callback.on_step_end(step, model, run.data, accelerator))
         run.model.train()
     if logs and recipe.train.trackers:
@@ -761,6 +879,7 @@ def _log_step(run: _Run, micro: _MicroStep) -> None:
         logger.debug("step %d: %s", step, logs)
     if logged:
         run.window.reset()
+    return logs
 
 
 def _lr_logs(optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -11,7 +11,10 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
 import hfssl
-from hfssl.registry import METHODS
+from hfssl.evaluation.online import LinearProbe, untouched_model
+from hfssl.registry import IMAGE_FEATURES, METHODS
+from hfssl.views.config import ViewsConfig
+from hfssl.views.generators import EvalTransform
 from tiny import TINY, TESTS_DIR, tiny_inputs, tiny_model, tiny_source
 
 METHOD_NAMES = sorted(METHODS)
@@ -177,3 +180,41 @@ class TestEveryImageMethod:
         assert report["hfssl_imported"] is False
         assert report["pipeline_ok"] is True
         assert report["max_diff"] < 1e-4, report
+
+
+IMAGE_FEATURE_METHOD_NAMES = sorted(name for name, spec in METHODS.items() if IMAGE_FEATURES in spec.provides)
+
+
+@pytest.mark.parametrize("method", IMAGE_FEATURE_METHOD_NAMES)
+def test_the_online_linear_probe_learns_without_touching_the_model(method):
+    """What the online linear probe does each step (``hfssl.evaluation.online``): features of clean uint8 images
+    through the evaluation transform and ``get_embeddings`` in :func:`untouched_model`, then one probe step.
+    After it the model in training mode has the same parameters, gradients (of its own SSL loss), buffers
+    (batch-norm statistics) and mode, and the global random stream draws what it would have; the probe moved."""
+    model = tiny_model(method).train()
+    model(**tiny_inputs(method)).loss.backward()
+    parameters = {name: p.detach().clone() for name, p in model.named_parameters()}
+    gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    rng = torch.get_rng_state()
+
+    pixels = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, -1, 1, 0])
+    transform = EvalTransform(ViewsConfig(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)), 16, 3)
+    with untouched_model(model, torch.device("cpu")):
+        features = model.get_embeddings(transform(pixels))
+    assert features.ndim == 2 and features.shape[0] == 6 and not features.requires_grad
+    probe = LinearProbe(features.shape[1], 3, lr=0.1, weight_decay=0.0, device="cpu")
+    logs = probe.step([features], [labels])
+    assert set(logs) == {"train_loss", "train_top1"} and torch.isfinite(torch.tensor(logs["train_loss"]))
+    assert probe.classifier.weight.abs().sum() > 0, "the probe did not move"
+
+    assert model.training
+    assert torch.equal(torch.get_rng_state(), rng), "the probe's forward drew from the global random stream"
+    for name, parameter in model.named_parameters():
+        assert torch.equal(parameter, parameters[name]), f"parameter {name} changed"
+        assert (parameter.grad is None) == (name not in gradients), f"gradient of {name} appeared or vanished"
+        if parameter.grad is not None:
+            assert torch.equal(parameter.grad, gradients[name]), f"gradient of {name} changed"
+    for name, buffer in model.named_buffers():
+        assert torch.equal(buffer, buffers[name]), f"buffer {name} changed"

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from hfssl.recipe import OptimConfig, RecipeError
 from hfssl.training.optim import build_optimizer
 from hfssl.training.schedules import lr_multiplier
-from hfssl.training.trainer import StepPlan, _set_step_hyperparameters, train
+from hfssl.training.trainer import StepPlan, TrainerCallback, _set_step_hyperparameters, train
 
 from tests.tiny import tiny_model
 from tests.training.test_acceleration import tiny_recipe
@@ -62,7 +62,7 @@ def test_a_recipe_can_decay_the_predictor_with_the_rest_and_misspelt_groups_are_
         OptimConfig(**SGD, parameter_groups={"predictor": {"constant": True}})
 
 
-class _StopAfter:
+class _StopAfter(TrainerCallback):
     """A callback that kills the run after ``step`` (its checkpoint is written before the next step)."""
 
     def __init__(self, step: int) -> None:
