@@ -15,7 +15,9 @@ compared (:mod:`hfssl.compare`, ``DIR/report``).
   on all of them (``--launcher accelerate``, the default ``auto`` picks it when more than one CUDA
   device is visible). Each run's output goes to ``DIR/sweep-logs/<name>.log``.
 * **Failures are results.** A run that fails (a diverged configuration, exit code 3) is recorded
-  with its exit code and the sweep goes on; the command exits with the first failure's code. Ctrl-C
+  with its exit code and the sweep goes on; the command exits with the first failure's code. A run that
+  missed its ``train.early_stop`` milestone (exit code 5) is recorded as ``stopped-early``, left out of
+  the report and not trained again by a later call. Ctrl-C
   (or SIGTERM / SIGUSR1, forwarded to the running child) stops the run at its step boundary with a
   checkpoint, and the sweep with it: the same command continues.
 """
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from hfssl.compare import compare
-from hfssl.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_SIGNAL
+from hfssl.errors import EXIT_EARLY_STOP, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_SIGNAL
 from hfssl.files import atomic_write_text, folder_lock
 from hfssl.pipeline import load_training_recipe
 from hfssl.settings import RecipeError
@@ -55,7 +57,7 @@ _STOPS = (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_SIGNAL)
 class SweepRun:
     name: str
     overrides: list[str]
-    status: str = "pending"  # pending | done | failed | interrupted
+    status: str = "pending"  # pending | done | stopped-early | failed | interrupted
     exit_code: int | None = None
     seconds: float | None = None
 
@@ -269,8 +271,8 @@ def run_sweep_plan(plan: SweepPlan, output_dir: str | Path, launcher: str = "aut
         with _Forward() as forward:
             for index, run in enumerate(plan.runs, 1):
                 run_dir = output_dir / run.name
-                if run.status == "done" and _finished(run_dir):
-                    echo(f"hfssl sweep: [{index}/{len(plan.runs)}] {run.name}: done earlier, skipped")
+                if (run.status == "done" and _finished(run_dir)) or run.status == "stopped-early":
+                    echo(f"hfssl sweep: [{index}/{len(plan.runs)}] {run.name}: {run.status} earlier, skipped")
                     continue
                 resumed = (run_dir / "checkpoints").is_dir()
                 echo(f"hfssl sweep: [{index}/{len(plan.runs)}] {run.name}: "
@@ -291,9 +293,13 @@ def run_sweep_plan(plan: SweepPlan, output_dir: str | Path, launcher: str = "aut
                 run.exit_code = returncode
                 run.seconds = round((run.seconds or 0.0) + time.perf_counter() - started, 3)
                 run.status = ("done" if returncode == 0 and _finished(run_dir)
+                              else "stopped-early" if returncode == EXIT_EARLY_STOP
                               else "interrupted" if returncode in _STOPS or returncode < 0 else "failed")
                 atomic_write_text(output_dir / PLAN_FILE, plan.to_json())
-                if run.status != "done":
+                if run.status == "stopped-early":
+                    echo(f"hfssl sweep: {run.name} stopped early: it missed train.early_stop's milestone (see "
+                         f"{output_dir / LOG_FOLDER / (run.name + '.log')}); not trained again by this sweep")
+                elif run.status != "done":
                     echo(f"hfssl sweep: {run.name} {run.status} (exit code {returncode}); its output: "
                          f"{output_dir / LOG_FOLDER / (run.name + '.log')}")
                     code = code or (returncode if returncode > 0 else 128 - returncode)

@@ -146,3 +146,19 @@ def test_two_processes_per_run_through_accelerates_launcher(tmp_path):
     assert "accelerate.commands.launch --num_machines 1 --num_processes 2 --multi_gpu -m hfssl.train" in log
     record = json.loads((folder / "seed=0" / "training.json").read_text())
     assert record["processes"] == 2 and record["examples"] == 3 * 16 * 2
+
+
+def test_a_run_that_misses_its_milestone_is_stopped_early_and_not_retried(tmp_path):
+    folder = tmp_path / "pruned"
+    args = ["sweep", "recipes/simclr/digits.yaml", "train.max_steps=4", "train.online_linear=true",
+            "train.knn_every=null", *FAST, "eval.protocols=[]", "eval.baselines=false",
+            "--grid", "train.early_stop={metric: online_linear/train_loss, max: 0.0001, step: 2}",
+            "--output-dir", str(folder)]
+    first = _cli(*args)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "stopped early: it missed train.early_stop's milestone" in first.stdout
+    plan = json.loads((folder / "sweep.json").read_text())
+    assert plan["runs"][0]["status"] == "stopped-early" and plan["runs"][0]["exit_code"] == 5
+    assert not (folder / "report").exists()  # nothing finished, nothing to compare
+    again = _cli(*args)
+    assert again.returncode == 0 and "stopped-early earlier, skipped" in again.stdout
