@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from safetensors.torch import load_file
 
 from hfssl.cli import main as hfssl_main
 from hfssl.data.sources import DataSourceError
 from hfssl.models.supervised import SupervisedConfig, SupervisedForPreTraining, SupervisedInputs, load_data
 from hfssl.recipe import load_recipe, recipe_from_dict
 from hfssl.settings import RecipeError
+from hfssl.training.trainer import train
 from tiny import TINY_RESNET, tiny_inputs, tiny_model
 from tiny_supervised import NUM_CLASSES
 
@@ -187,3 +190,17 @@ def test_the_recipes_match_simclrs_backbone_views_and_budget(dataset):
     assert supervised.model["backbone_config"] == simclr.model["backbone_config"]
     for section in ("data", "views", "optim", "train", "eval"):
         assert getattr(supervised, section) == getattr(simclr, section), section
+
+
+def test_a_run_resumed_from_a_checkpoint_ends_with_the_uninterrupted_runs_weights(tmp_path):
+    """The views and the labels of each step come from the step's generator and the loader's seeded order."""
+    recipe = load_recipe(DIGITS, [*SMALL, "train.max_steps=6", "train.checkpoint_every=3", "train.batch_size=32"])
+    full = train(recipe, tmp_path / "full")
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(full.output_dir / "checkpoints" / "step-00000003", resumed_dir / "checkpoints" / "step-00000003")
+    resumed = train(recipe, resumed_dir, resume=True)
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "step-00000003"
+    expected, actual = load_file(full.output_dir / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
+    assert expected.keys() == actual.keys() and "classifier.weight" in expected
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
