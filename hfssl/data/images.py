@@ -781,6 +781,7 @@ def build_training_data(data: DataConfig, accelerator: Accelerator) -> TrainingD
         :class:`~hfssl.data.training.TrainingData` with the prepared train split as
         ``train_dataset`` (wrapped in :class:`PixelDataset` for fast batched reads),
         :func:`collate_images`, no ``make_inputs`` (the method's ``build_inputs`` makes the views),
+        the class names and count (``label_names``, ``num_classes``),
         and the full prepared train / test splits as ``eval_train_dataset`` / ``eval_test_dataset``
         (``None`` for unlabelled data or without a test split; the engine's online kNN takes their
         first ``train.knn_max_samples`` rows, a uniform sample). For streamed data the kNN memory
@@ -803,4 +804,5 @@ def build_training_data(data: DataConfig, accelerator: Accelerator) -> TrainingD
         eval_train_dataset=eval_train if labelled and splits.test is not None else None,
         eval_test_dataset=splits.test if labelled else None,
         label_names=splits.label_names,
+        num_classes=splits.num_classes,
     )

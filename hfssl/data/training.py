@@ -37,6 +37,9 @@ class TrainingData:
             end-of-run evaluation (or ``None``).
         config_updates: model config values derived from the data (word2vec's ``vocab_size``).
         label_names: class names of the ``labels`` ids, when the data has them.
+        num_classes: number of classes of the ``labels`` ids (a ``ClassLabel``'s count, else the largest label
+            + 1), or ``None`` for unlabelled data; set by the image loader (the supervised baseline sizes
+            its classifier with it).
         save_artifacts: ``run_dir -> None`` that writes data-derived files next to the model
             (a tokenizer or vocabulary), or ``None``.
     """
@@ -48,5 +51,6 @@ class TrainingData:
     eval_test_dataset: torch.utils.data.Dataset | datasets.Dataset | None = None
     config_updates: dict[str, Any] = field(default_factory=dict)
     label_names: list[str] | None = None
+    num_classes: int | None = None
     save_artifacts: Callable[[Path], None] | None = None
 

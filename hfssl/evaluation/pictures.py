@@ -38,8 +38,10 @@ def _projection_alt(description: dict[str, str], name: str) -> str:
 
 def _projection_caption(description: dict[str, str], name: str) -> str:
     method = _PROJECTION_NAMES.get(description.get("projection", ""), "A 2-D projection")
-    return (f"{method} of the frozen embeddings of {_count(description)}test images, coloured by their label (labels "
-            "were not used in pre-training). Classes that form separate groups here are easy for the kNN and linear probes.")
+    # Whether the labels were used in training is the card family's to say (the main projection's caption, the
+    # training-data section): these pictures are also drawn by `hfssl eval --plot` for any encoder.
+    return (f"{method} of the frozen embeddings of {_count(description)}test images, coloured by their label. Classes "
+            "that form separate groups here are easy for the kNN and linear probes.")
 
 
 def _confusion_probe(description: dict[str, str], name: str) -> str:

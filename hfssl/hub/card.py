@@ -37,6 +37,9 @@ Metadata decisions:
   ``image-feature-extraction`` (vision SSL, masked image modelling), ``fill-mask``,
   ``feature-extraction`` (word embeddings), ``zero-shot-image-classification``.
 * ``base_model`` only when the config's ``backbone_name_or_path`` is a Hub id.
+* ``tags``: ``hfssl``, the method, the family's learning tag (``self-supervised-learning``, or
+  ``supervised-learning`` for the supervised baseline, whose card says throughout that it was trained on
+  labels), the family's tags, the encoder's ``model_type`` and ``transformers``.
 
 Pictures are drawn by :mod:`hfssl.plots` and the methods' picture hooks; the card links only those
 that exist.
@@ -57,7 +60,7 @@ from transformers import PretrainedConfig
 
 from hfssl.files import atomic_write_text
 from hfssl.hub.cards import FamilyCard, family_card
-from hfssl.hub.cards.common import format_count, format_value, hidden_size
+from hfssl.hub.cards.common import LEARNING_TAGS, format_count, format_value, hidden_size
 from hfssl.hub.cards.modalities import modality_card
 from hfssl.hub.run import (  # noqa: F401 - re-exported: the names callers know from hfssl.hub.card
     BUILTIN_DATASETS,
@@ -76,7 +79,7 @@ from hfssl.registry import FAMILIES, MethodSpec
 logger = logging.getLogger(__name__)
 
 LIBRARY_NAME = "hfssl"
-REQUIRED_TAGS = ("hfssl", "self-supervised-learning")
+REQUIRED_TAGS = ("hfssl",)  # and one of LEARNING_TAGS
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 # Files of a run directory that the card describes by name (word vectors, tokenizers).
@@ -333,8 +336,7 @@ def _endpoint() -> str:
 def _limitations(contents: RunContents, data: DatasetDescription, evaluation: dict[str, Any],
                  family: FamilyCard) -> list[str]:
     """The "Limitations" section: shared lines, the training data's line and the family's own."""
-    lines = ["Pre-trained without labels: the features need a probe or fine-tuning for a downstream task, and the "
-             "evaluation here measures frozen features with simple probes only."]
+    lines = [family.supervision_limitation]
     if contents.recipe is not None:
         lines.append(modality_card(contents.spec.modality).data_limitation(contents.recipe, data))
     if contents.steps is not None and contents.steps < 5000:
@@ -369,7 +371,7 @@ def _card_data(contents: RunContents, data: DatasetDescription, model_name: str,
                encoder_card: bool) -> ModelCardData:
     """The card's YAML metadata (see the module docstring for the decisions)."""
     spec = contents.spec
-    tags = ["hfssl", spec.name, "self-supervised-learning", *family.tags]
+    tags = ["hfssl", spec.name, family.learning_tag, *family.tags]
     if contents.encoder_config.get("model_type"):
         tags.append(str(contents.encoder_config["model_type"]))
     if not encoder_card:
@@ -417,14 +419,15 @@ def _card_repos(contents: RunContents, repo_id: str | None, encoder_repo_id: str
     return repo_id, encoder_repo_id
 
 
-def _headline(contents: RunContents, data: DatasetDescription, backbone: dict[str, Any]) -> tuple[str, str]:
-    """The card's title and its one-paragraph summary."""
+def _headline(contents: RunContents, data: DatasetDescription, backbone: dict[str, Any],
+              family: FamilyCard) -> tuple[str, str]:
+    """The card's title and its one-paragraph summary (how it was trained: the family's ``training_text``)."""
     spec = contents.spec
     short_architecture = re.sub(r"Model$", "", backbone["architecture"]) or backbone["model_type"]
     recorded = contents.recipe is not None and bool(contents.recipe.data.source)
     title = f"{spec.title} {short_architecture}" + (f" on {data.short}" if recorded else "")
-    summary = (f"A `{backbone['architecture']}` encoder ({backbone['num_parameters_text']} parameters) pre-trained "
-               f"without labels with **{spec.title}** ([{spec.paper_title}]({spec.paper_url})) on {data.name}, "
+    summary = (f"A `{backbone['architecture']}` encoder ({backbone['num_parameters_text']} parameters) "
+               f"{family.training_text} with **{spec.title}** ([{spec.paper_title}]({spec.paper_url})) on {data.name}, "
                "trained, evaluated and exported with hfssl.")
     return title, summary
 
@@ -446,7 +449,8 @@ def _card_context(contents: RunContents, family: FamilyCard, data: DatasetDescri
     backbone = _backbone_context(contents, count_parameters(run_dir / "encoder"), family)
     evaluation = _evaluation_context(contents)
     method = _method_context(spec, contents.config)
-    title, summary = _headline(contents, data, backbone)
+    title, summary = _headline(contents, data, backbone, family)
+    labels_note = family.labels_note or data.labels_note
     recipe = contents.recipe
     return {
         "title": title,
@@ -456,7 +460,7 @@ def _card_context(contents: RunContents, family: FamilyCard, data: DatasetDescri
         "full_model": {"class_name": spec.model_class.__name__,
                        "num_parameters_text": format_count(count_parameters(run_dir)),
                        "extra_parts": family.extra_parts + (" and an EMA teacher" if method["has_teacher"] else "")},
-        "data": {"name": data.name, "description": data.description
+        "data": {"name": data.name, "description": data.description + (f" {labels_note}" if labels_note else "")
                  + (f" More: <{data.url}>." if data.url and data.hub_id is None else "")},
         "training": _training_context(contents, backbone["description"]),
         "evaluation": evaluation,
@@ -522,7 +526,8 @@ def validate_card(card: ModelCard | str, spec: MethodSpec | None = None) -> None
 
     The YAML block must parse as a mapping, load back into ``ModelCardData`` without
     ``ignore_metadata_errors``, and its ``model-index`` must convert back into ``EvalResult``s;
-    the hfssl tags, a licence and a pipeline tag must be present.
+    the hfssl tags (``hfssl`` and a learning tag, :data:`~hfssl.hub.cards.common.LEARNING_TAGS`), a licence and a
+    pipeline tag must be present.
 
     Args:
         card: a rendered card, or the text of a README.md.
@@ -548,6 +553,8 @@ def validate_card(card: ModelCard | str, spec: MethodSpec | None = None) -> None
             raise ValueError("the card's model-index does not round-trip through huggingface_hub's EvalResult")
     tags = metadata.get("tags") or []
     missing = [tag for tag in (*REQUIRED_TAGS, *([spec.name] if spec else [])) if tag not in tags]
+    if not any(tag in tags for tag in LEARNING_TAGS):
+        missing.append(" or ".join(LEARNING_TAGS))
     if missing:
         raise ValueError(f"the card's tags lack {missing}")
     for key in ("library_name", "pipeline_tag"):

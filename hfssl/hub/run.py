@@ -38,8 +38,9 @@ BUILTIN_DATASETS: dict[str, dict[str, str | None]] = {
         "description": (
             "scikit-learn's copy of the UCI optical recognition of handwritten digits data (Alpaydin & Kaynak, "
             "1998): 1,797 grey 8x8 images of the digits 0-9, split by hfssl into 1,437 training and 360 test "
-            "images (stratified, fixed seed). The labels were not used for pre-training."
+            "images (stratified, fixed seed)."
         ),
+        "labels_note": "The labels were not used for pre-training.",
     },
     "builtin:fashion_mnist": {
         "name": "Fashion-MNIST",
@@ -50,8 +51,9 @@ BUILTIN_DATASETS: dict[str, dict[str, str | None]] = {
         "description": (
             "Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 60,000 training and 10,000 test grey 28x28 images of "
             "10 clothing classes (MIT licence), read from Debian's dataset-fashion-mnist package, the same data "
-            "as the Hub's zalando-datasets/fashion_mnist. The labels were not used for pre-training."
+            "as the Hub's zalando-datasets/fashion_mnist."
         ),
+        "labels_note": "The labels were not used for pre-training.",
     },
     "builtin:emoji": {
         "name": "emoji-datasource (Google art)",
@@ -63,8 +65,9 @@ BUILTIN_DATASETS: dict[str, dict[str, str | None]] = {
             "The 1,906 base emoji of emoji-datasource-google 16.0.0 (npm; package MIT, Noto emoji art Apache-2.0) "
             "as 64x64 images composited on white, captioned from their Unicode names (\"an emoji of cat face\"), "
             "split by subcategory: 22 whole subcategories (396 emoji, every category represented) are held out, "
-            "so near-duplicates never cross the split. The 9 categories are labels for zero-shot evaluation only."
+            "so near-duplicates never cross the split."
         ),
+        "labels_note": "The 9 categories are labels for zero-shot evaluation only.",
     },
     "builtin:emoji_twitter": {
         "name": "emoji-datasource (Twitter art)",
@@ -105,6 +108,9 @@ class DatasetDescription:
         url: a link for the body, or ``None``.
         description: a paragraph for the "Training data" section.
         config_name: the dataset configuration, when one was used.
+        labels_note: how a self-supervised run used the data's labels (``The labels were not used for
+            pre-training.``), after the description; a card family trained on them replaces it
+            (:attr:`hfssl.hub.cards.common.FamilyCard.labels_note`).
     """
 
     name: str
@@ -114,6 +120,7 @@ class DatasetDescription:
     url: str | None
     description: str
     config_name: str | None = None
+    labels_note: str | None = None
 
 
 #: What a card says when the run has no recipe.yaml, so its training data is unknown.
@@ -153,7 +160,7 @@ def describe_data_source(source: str, config_name: str | None = None) -> Dataset
     if source in BUILTIN_DATASETS:
         known = BUILTIN_DATASETS[source]
         return DatasetDescription(str(known["name"]), str(known["short"]), str(known["type"]), known["hub_id"],
-                                  known["url"], str(known["description"]), config_name)
+                                  known["url"], str(known["description"]), config_name, known.get("labels_note"))
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         return DatasetDescription(name, name, name, None, None, f"hfssl's built-in source `{source}`.", config_name)

@@ -31,12 +31,24 @@ class SimSiamLoss(nn.Module):
     projection, which is treated as a constant. The projections are detached here, so the encoder
     only receives gradients through the predictions (sec. 3, "Stop-gradient"). The minimum is -1.
 
+    ``stop_gradient=False`` is the paper's control (sec. 4.1, Figure 2): ``z`` is not detached, so the
+    loss's gradient also reaches the encoder through the target branch, ``dD(p, z)/dz = -(p / (|p| |z|) -
+    cos(p, z) z / |z|^2) / B`` per row, and the representation collapses to a constant (the paper's
+    accuracy falls to 0.1 %, the per-dimension std of the normalised output to 0).
+
     Every term is per sample, so nothing is gathered in distributed runs: each rank returns the mean
     over its own rows, and DDP's gradient average is the global-batch gradient for the equal local
     batches the engine uses (it drops the last incomplete batch).
 
+    Args:
+        stop_gradient: detach the projections (the method); ``False`` only for the collapse control.
+
     Shapes: ``p1, p2, z1, z2: (B, D)`` (predictions and projections of views 1 and 2) -> scalar.
     """
+
+    def __init__(self, stop_gradient: bool = True) -> None:
+        super().__init__()
+        self.stop_gradient = stop_gradient
 
     @float32_loss
     def forward(self, p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -46,9 +58,14 @@ class SimSiamLoss(nn.Module):
                 "SimSiamLoss expects four non-empty (batch, dim) tensors of one shape (p1, p2, z1, z2), got "
                 f"{[tuple(tensor.shape) for tensor in (p1, p2, z1, z2)]}"
             )
-        first = -F.cosine_similarity(p1, z2.detach(), dim=-1).mean()
-        second = -F.cosine_similarity(p2, z1.detach(), dim=-1).mean()
+        if self.stop_gradient:
+            z1, z2 = z1.detach(), z2.detach()
+        first = -F.cosine_similarity(p1, z2, dim=-1).mean()
+        second = -F.cosine_similarity(p2, z1, dim=-1).mean()
         return first / 2 + second / 2
+
+    def extra_repr(self) -> str:
+        return f"stop_gradient={self.stop_gradient}"
 
 
 class DINOLoss(nn.Module):

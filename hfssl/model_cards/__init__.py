@@ -15,7 +15,7 @@ template renders two kinds of card, chosen by ``card_kind``:
 
 Families (``MethodSpec.family``, registered in :data:`hfssl.registry.FAMILIES`): one per template shipped
 here (``vision-ssl``, ``masked-image-modeling``, ``masked-language-modeling``, ``word-embeddings``,
-``image-text``); an installed package registers its own family with its template path.
+``image-text``, ``supervised`` for the supervised baseline, ...); an installed package registers its own family with its template path.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_build_training_data_for_digits(fake_views: list[tuple]) -> None:
     assert fake_views == [("multi_view", recipe.views, 16, 3)]
     assert len(data.train_dataset) == 1437
     assert len(data.eval_train_dataset) == 1437 and len(data.eval_test_dataset) == 360
-    assert data.label_names == [str(digit) for digit in range(10)]
+    assert data.label_names == [str(digit) for digit in range(10)] and data.num_classes == 10
     assert data.config_updates == {} and data.save_artifacts is None
 
     loader = DataLoader(data.train_dataset, batch_size=32, shuffle=True, collate_fn=data.collate_fn,
@@ -92,6 +92,7 @@ def test_unlabelled_data_has_no_evaluation_sets(fake_views: list[tuple], tmp_pat
     data = build_training_data(recipe_for("byol", source=str(tmp_path / "unlabelled"), image_size=8),
                                Accelerator(cpu=True))
     assert data.eval_train_dataset is None and data.eval_test_dataset is None and data.label_names is None
+    assert data.num_classes is None
     assert collate_images([data.train_dataset[0]])["labels"].tolist() == [-1]
 
 

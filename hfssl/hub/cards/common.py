@@ -18,6 +18,13 @@ Captions = Callable[[str, str], tuple[str, str]]
 
 EMBEDDINGS_PICTURE = "images/embeddings_2d.png"
 
+SELF_SUPERVISED, SUPERVISED = "self-supervised-learning", "supervised-learning"
+#: The tags that say how a model learnt; every card carries one (``hfssl.hub.card.validate_card`` checks it).
+LEARNING_TAGS = (SELF_SUPERVISED, SUPERVISED)
+
+SELF_SUPERVISED_LIMITATION = ("Pre-trained without labels: the features need a probe or fine-tuning for a downstream "
+                              "task, and the evaluation here measures frozen features with simple probes only.")
+
 
 @dataclass(frozen=True)
 class FamilyCard:
@@ -25,7 +32,7 @@ class FamilyCard:
 
     Attributes:
         pipeline_tag: the Hub's ``pipeline_tag`` (``image-feature-extraction``, ``fill-mask``, ...).
-        tags: tags after ``hfssl``, the method and ``self-supervised-learning``.
+        tags: tags after ``hfssl``, the method and the learning tag (``learning_tag``).
         extra_parts: what the full model holds beyond the encoder (``projection head``).
         limitation: the family's line of the "Limitations" section.
         images: the template's ``images`` context (see :func:`images_context`).
@@ -33,6 +40,12 @@ class FamilyCard:
         template: further top-level template context (``preprocessing``, ``text``).
         encoder_library: the ``library_name`` of a separate encoder repo's card: the library that loads it at
             its root (``sentence-transformers`` for a folder with ``modules.json``, so the Hub offers its snippet).
+        training_text: how the encoder was trained, in the card's summary (``pre-trained without labels``).
+        supervision_limitation: the first line of "Limitations": what the training signal means for its use.
+        learning_tag: the tag for the kind of learning, one of :data:`LEARNING_TAGS`.
+        labels_note: the card's sentence on how the training data's labels were used; ``None`` keeps the data
+            description's own (:attr:`hfssl.hub.run.DatasetDescription.labels_note`: "The labels were not used
+            for pre-training."). A family trained on the labels says so here.
     """
 
     pipeline_tag: str
@@ -43,6 +56,14 @@ class FamilyCard:
     backbone: dict[str, Any] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=dict)
     encoder_library: str = "transformers"
+    training_text: str = "pre-trained without labels"
+    supervision_limitation: str = SELF_SUPERVISED_LIMITATION
+    learning_tag: str = SELF_SUPERVISED
+    labels_note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.learning_tag not in LEARNING_TAGS:
+            raise ValueError(f"FamilyCard.learning_tag must be one of {', '.join(LEARNING_TAGS)}, got {self.learning_tag!r}")
 
 
 #: Family name -> its ``family_card(contents)``, registered by each family's module.

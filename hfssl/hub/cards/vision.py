@@ -1,7 +1,8 @@
-"""What the two vision families share: pooling snippets, preprocessing text, image-input details.
+"""What the vision families share: pooling snippets, preprocessing text, image-input details, what the views
+taught the encoder to ignore.
 
-Used by :mod:`hfssl.hub.cards.vision_ssl` and :mod:`hfssl.hub.cards.masked_image_modeling`; the
-snippets reproduce :func:`hfssl.backbones.pool_features`, the features that kNN and the probes used.
+Used by the image families' modules (:mod:`hfssl.hub.cards.vision_ssl`, :mod:`hfssl.hub.cards.supervised`,
+:mod:`hfssl.hub.cards.masked_image_modeling`, ...); the snippets reproduce :func:`hfssl.backbones.pool_features`, the features that kNN and the probes used.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from hfssl.hub.cards.common import format_value
 from hfssl.hub.cards.modalities import modality_card
 from hfssl.hub.run import RunContents
+from hfssl.recipe import Recipe
 
 # Backbones whose features are spatial maps (pooled output) vs token sequences (CLS / mean).
 CONVOLUTIONAL_TYPES = {"resnet", "convnext", "convnextv2", "regnet", "bit", "efficientnet", "mobilenet_v1",
@@ -86,3 +88,26 @@ def preprocessing_context(contents: RunContents) -> dict[str, Any]:
         text += (f", rescaled to [0, 1] and normalised with mean {format_value(processor.get('image_mean'))} "
                  f"and std {format_value(processor.get('image_std'))} (the image processor does this)")
     return {"size": height, "text": text, "channels": channels}
+
+
+def invariance_limitation(recipe: Recipe | None,
+                          lead: str = "Augmentation-invariance objectives make the features insensitive") -> str:
+    """What the recipe's augmentations taught the encoder to ignore (only the augmentations it used); ``lead``
+    starts the sentence (the supervised baseline, trained on the same views, is not an invariance objective)."""
+    changes = ["position and scale (random crops)"]
+    if recipe is not None:
+        views = recipe.views
+        if views.color_jitter_prob > 0:
+            jittered = [name for name in ("brightness", "contrast", "saturation", "hue") if getattr(views, name) > 0]
+            if jittered:
+                changes.append(f"{', '.join(jittered)} (colour jitter)")
+        if views.grayscale_prob > 0:
+            changes.append("colour (random greyscale)")
+        if views.flip_prob > 0:
+            changes.append("left-right orientation (flips)")
+        if views.blur_prob > 0 or views.blur_prob_per_view:
+            changes.append("sharpness (blur)")
+        if views.rotation_prob > 0:
+            changes.append(f"orientation (rotations by {format_value(views.rotation_degrees)} degrees)")
+    return (f"{lead} to what the training views changed: " + "; ".join(changes)
+            + ". Tasks that need those cues get less from these features.")

@@ -3,31 +3,9 @@
 from __future__ import annotations
 
 from hfssl.hub.cards import vision
-from hfssl.hub.cards.common import FamilyCard, format_value, images_context, labelled_embeddings_captions, register_family_card
+from hfssl.hub.cards.common import FamilyCard, images_context, labelled_embeddings_captions, register_family_card
 from hfssl.hub.run import RunContents
-from hfssl.recipe import Recipe
 from hfssl.registry import PRETEXT_TASK
-
-
-def invariance_limitation(recipe: Recipe | None) -> str:
-    """What the recipe's augmentations taught the encoder to ignore (only the augmentations it used)."""
-    changes = ["position and scale (random crops)"]
-    if recipe is not None:
-        views = recipe.views
-        if views.color_jitter_prob > 0:
-            jittered = [name for name in ("brightness", "contrast", "saturation", "hue") if getattr(views, name) > 0]
-            if jittered:
-                changes.append(f"{', '.join(jittered)} (colour jitter)")
-        if views.grayscale_prob > 0:
-            changes.append("colour (random greyscale)")
-        if views.flip_prob > 0:
-            changes.append("left-right orientation (flips)")
-        if views.blur_prob > 0 or views.blur_prob_per_view:
-            changes.append("sharpness (blur)")
-        if views.rotation_prob > 0:
-            changes.append(f"orientation (rotations by {format_value(views.rotation_degrees)} degrees)")
-    return ("Augmentation-invariance objectives make the features insensitive to what the training views changed: "
-            + "; ".join(changes) + ". Tasks that need those cues get less from these features.")
 
 
 def pretext_limitation(method: str) -> str:
@@ -47,7 +25,7 @@ def family_card(contents: RunContents) -> FamilyCard:
         pipeline_tag="image-feature-extraction",
         tags=("vision", "image-feature-extraction", *(("pretext-task",) if pretext else ())),  # as patch-pretext's
         extra_parts="pretext-task classifier" if pretext else "projection head",
-        limitation=pretext_limitation(contents.spec.title) if pretext else invariance_limitation(contents.recipe),
+        limitation=pretext_limitation(contents.spec.title) if pretext else vision.invariance_limitation(contents.recipe),
         images=images_context(contents.run_dir, labelled_embeddings_captions("test images")),
         backbone=vision.backbone_context(contents),
         template={"preprocessing": vision.preprocessing_context(contents)},

@@ -22,6 +22,9 @@ class SimSiamConfig(HfsslVisionConfig):
         projection_dim: output size of the projector and of the predictor (z and p).
         projection_num_layers: number of Linear layers in the projector.
         prediction_hidden_dim: the predictor's bottleneck width (paper: projection_dim / 4).
+        stop_gradient: detach the other view's projection in the loss (eq. 3; the method). ``False`` is the
+            paper's control of sec. 4.1: gradients flow through both branches and the representation
+            collapses (``recipes/simsiam/fashion_mnist_no_stop_gradient.yaml``).
     """
 
     model_type = "hfssl_simsiam"
@@ -36,6 +39,7 @@ class SimSiamConfig(HfsslVisionConfig):
         projection_dim: int = 2048,
         projection_num_layers: int = 3,
         prediction_hidden_dim: int = 512,
+        stop_gradient: bool = True,
         **kwargs: Any,
     ) -> None:
         check_range("projection_hidden_dim", projection_hidden_dim, 1, 1 << 16)
@@ -45,5 +49,9 @@ class SimSiamConfig(HfsslVisionConfig):
         self.projection_hidden_dim = projection_hidden_dim
         self.projection_dim = projection_dim
         self.projection_num_layers = projection_num_layers
+        if not isinstance(stop_gradient, bool):
+            raise ValueError(f"stop_gradient must be true (the method) or false (the collapse control of sec. 4.1), "
+                             f"got {stop_gradient!r}")
         self.prediction_hidden_dim = prediction_hidden_dim
+        self.stop_gradient = stop_gradient
         super().__init__(backbone_config, backbone_name_or_path, pooling, **kwargs)

@@ -20,7 +20,8 @@ class SimSiamOutput(ModelOutput):
     """Args:
     loss: symmetric negative cosine ``D(p1, z2) / 2 + D(p2, z1) / 2`` (eq. 4), in [-1, 1].
     embeddings: backbone features of the first view, ``(B, hidden)``.
-    projections: projections z of both views, ``(B, 2, projection_dim)`` (the stop-gradient targets).
+    projections: projections z of both views, ``(B, 2, projection_dim)`` (the stop-gradient targets, unless
+        ``config.stop_gradient`` is false).
     predictions: predictions p of both views, ``(B, 2, projection_dim)``.
     """
 
@@ -40,6 +41,10 @@ class SimSiamForPreTraining(HfsslPreTrainedModel):
     for predictor", better than decaying it; the official code's ``--fix-pred-lr``): the parameter
     group ``predictor`` with ``constant_lr``, which ``optim.parameter_groups.predictor.constant_lr:
     false`` turns off.
+
+    ``config.stop_gradient=False`` (recipe key ``model.stop_gradient``) removes the stop-gradient, the
+    control experiment of sec. 4.1: the loss then also back-propagates through the projections it regresses
+    to, and the paper reports a collapse to a constant output.
     """
 
     config_class = SimSiamConfig
@@ -60,7 +65,7 @@ class SimSiamForPreTraining(HfsslPreTrainedModel):
         # Predictor (sec. 3): a bottleneck, BN on its hidden layer only, no BN on the output.
         self.predictor = MLPHead(config.projection_dim, config.prediction_hidden_dim, config.projection_dim,
                                  num_layers=2)
-        self.criterion = SimSiamLoss()
+        self.criterion = SimSiamLoss(stop_gradient=config.stop_gradient)
         self.post_init()
 
     def parameter_groups(self) -> list[ParameterGroup]:
@@ -79,7 +84,7 @@ class SimSiamForPreTraining(HfsslPreTrainedModel):
         predictions = self.predictor(projections)  # (2B, projection_dim): p
         z1, z2 = projections[:batch_size], projections[batch_size:]
         p1, p2 = predictions[:batch_size], predictions[batch_size:]
-        loss = self.criterion(p1, p2, z1, z2)  # detaches z1 and z2: the stop-gradient
+        loss = self.criterion(p1, p2, z1, z2)  # detaches z1 and z2 (the stop-gradient) unless config.stop_gradient is false
         return SimSiamOutput(
             loss=loss,
             embeddings=features[:batch_size],
