@@ -33,6 +33,6 @@ train simclr-finetune-random recipes/simclr/fashion_mnist.yaml 'eval.protocols=[
   train.max_steps=1  # the encoder's weights are not used: only its architecture
 # SimSiam with and without stop-gradient (sec. 4.1 of the paper: without it the representation collapses)
 train simsiam recipes/simsiam/fashion_mnist.yaml 'eval.protocols=[knn,linear]' train.monitor_every=25
-train simsiam-no-stop-gradient recipes/simsiam/fashion_mnist.yaml 'eval.protocols=[knn,linear]' \
-  train.monitor_every=25 model.stop_gradient=false
+train simsiam-no-stop-gradient recipes/simsiam/fashion_mnist_no_stop_gradient.yaml 'eval.protocols=[knn,linear]' \
+  train.monitor_every=25
 "$python" -m hfssl.cli compare "$out"/* --output "$out-report" --title "Issue 25's claims on Fashion-MNIST (300 steps)"
