@@ -24,6 +24,7 @@ from transformers import AutoConfig, PretrainedConfig
 from hfssl.errors import NonFiniteError
 from hfssl.recipe import Recipe, load_recipe
 from hfssl.registry import MethodSpec, method_for_config
+from hfssl.training.record import TRAINING_RECORD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class RunContents:
     encoder_config: dict[str, Any]
     processor_config: dict[str, Any] | None
     steps: int | None
+    training: dict[str, Any] | None = None  # DIR/training.json: what training cost (hfssl.training.record)
 
 
 def is_hub_id(value: str) -> bool:
@@ -253,8 +255,9 @@ def read_run(run_dir: str | Path) -> RunContents:
     if (run_dir / "eval_results.json").is_file():
         eval_results = check_eval_results(read_json(run_dir / "eval_results.json"), run_dir / "eval_results.json")
     encoder_config, processor_config = _encoder_configs(run_dir, config)
+    training = read_json(run_dir / TRAINING_RECORD_FILE) if (run_dir / TRAINING_RECORD_FILE).is_file() else None
     return RunContents(run_dir, config, spec, recipe, recipe_yaml, eval_results, encoder_config,
-                       processor_config, latest_step(run_dir))
+                       processor_config, latest_step(run_dir), training)
 
 
 def count_parameters(folder: Path) -> int | None:
