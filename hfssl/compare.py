@@ -255,7 +255,8 @@ def result_columns(runs: Sequence[RunSummary]) -> list[Column]:
 
 
 def differing_settings(runs: Sequence[RunSummary]) -> list[str]:
-    """Recipe keys whose values are not the same in every run (``train.seed`` included), in recipe order."""
+    """Recipe keys whose values are not the same in every run (``train.seed`` included), in recipe order; a key
+    one run lacks is equal to a null one."""
     keys: dict[str, None] = {}
     for run in runs:
         keys.update(dict.fromkeys(run.settings))
@@ -263,7 +264,8 @@ def differing_settings(runs: Sequence[RunSummary]) -> list[str]:
     for key in keys:
         if key.startswith(_NOT_SETTINGS):
             continue
-        values = {json.dumps(run.settings.get(key, "<absent>"), default=str) for run in runs}
+        # A key a run's recipe lacks (written by an hfssl before the key existed) counts as its default, null.
+        values = {json.dumps(run.settings.get(key), default=str) for run in runs}
         if len(values) > 1:
             differing.append(key)
     return differing

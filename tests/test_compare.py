@@ -62,6 +62,13 @@ def test_settings_columns_seed_groups_and_baselines(runs):
     comparison = build_comparison(collect_runs([runs[0].parent]))  # a folder of runs stands for its runs
     assert [run.name for run in comparison.runs] == ["lr=0.1_seed=0", "lr=0.1_seed=1", "lr=0.2_seed=0"]
     assert comparison.differing == ["optim.lr", "train.seed"]
+    # A key one recipe lacks (an older hfssl's) equals a null one; a value it lacks is a difference.
+    comparison.runs[0].settings.pop("train.early_stop")
+    assert comparison.runs[1].settings["train.early_stop"] is None
+    assert build_comparison(comparison.runs).differing == ["optim.lr", "train.seed"]
+    comparison.runs[0].settings["views.new_option"] = 3
+    assert build_comparison(comparison.runs).differing == ["optim.lr", "train.seed", "views.new_option"]
+    comparison.runs[0].settings.pop("views.new_option")
     labels = [column.label for column in comparison.columns]
     # knn, linear at all labels (C chosen per run: one column), linear at 10 % of the labels
     assert len(labels) == 3, labels
