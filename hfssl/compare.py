@@ -336,6 +336,14 @@ def _parameters_text(value: int | None) -> str:
     return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}k"
 
 
+def _shown_path(path: Path) -> str:
+    """A run's folder relative to the working directory when it lies below it (reports stay portable)."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _without_seed(name: str) -> str:
     """A sweep's run name without its seed (``lr=0.1_seed=0`` -> ``lr=0.1``)."""
     return re.sub(r"_?seed=\d+$", "", name) or name
@@ -396,7 +404,7 @@ def run_table(comparison: Comparison) -> Table:
                "train min", "examples/s"]
     rows, sorts = [], []
     for run in comparison.runs:
-        cells = [run.name, str(run.path), *(_format_setting(run.settings.get(key, "-")) for key in comparison.differing)]
+        cells = [run.name, _shown_path(run.path), *(_format_setting(run.settings.get(key, "-")) for key in comparison.differing)]
         keys: list[float | str] = list(cells)
         for column in comparison.columns:
             value = comparison.value(run, column)
