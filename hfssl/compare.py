@@ -683,7 +683,7 @@ def comparison_data(comparison: Comparison) -> dict[str, Any]:
         "differing_settings": comparison.differing,
         "columns": [{"key": column.key, "label": column.label, "protocol": column.protocol,
                      "settings": dict(column.settings), "metric": column.metric.key} for column in comparison.columns],
-        "runs": [{"name": run.name, "path": str(run.path), "method": run.method,
+        "runs": [{"name": run.name, "path": _shown_path(run.path), "method": run.method,
                   "settings": {key: run.settings.get(key) for key in comparison.differing},
                   "results": {column.label: comparison.value(run, column) for column in comparison.columns},
                   "training": run.training, "encoder_parameters": run.parameters} for run in comparison.runs],
