@@ -322,7 +322,7 @@ def _device_text(training: dict[str, Any] | None) -> str:
         return "-"
     name = training.get("device_name") or training.get("device", "")
     if training.get("device") == "cpu":
-        return f"{training.get('cpu_cores', '?')}-core CPU, {training.get('cpu_capability', '?')}"
+        return f"{training.get('cpu_cores', '?')} cores of {name}, {training.get('cpu_capability', '?')}"
     return f"{training.get('processes', 1)}x {name}"
 
 

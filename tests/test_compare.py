@@ -43,7 +43,7 @@ def _fake_run(folder: Path, lr: float, seed: int, knn: float, linear: float, lin
          "num_classes": 10, "results": rows, "baselines": baselines}))
     (folder / "training.json").write_text(json.dumps(
         {"steps": 100, "examples": examples, "seconds": seconds, "examples_per_second": examples / seconds,
-         "cpu_seconds": 1.5 * seconds, "cores_used": 1.5, "processes": 1, "device": "cpu", "device_name": "x86_64",
+         "cpu_seconds": 1.5 * seconds, "cores_used": 1.5, "processes": 1, "device": "cpu", "device_name": "AMD EPYC",
          "cpu_capability": "AVX2", "cpu_cores": 2, "mixed_precision": "no", "torch": "2.13.0", "segments": 1}))
     return folder
 
@@ -85,7 +85,7 @@ def test_settings_columns_seed_groups_and_baselines(runs):
     assert second[knn] == "60.0"
     assert first[header.index("n")] == "2" and first[header.index("train min")] == "1.50"
     assert first[header.index("examples/s")] == f"{(6400 / 60 + 6400 / 120) / 2:,.0f}"
-    assert first[header.index("device")] == "2-core CPU, AVX2"
+    assert first[header.index("device")] == "2 cores of AMD EPYC, AVX2"
     assert baseline[0] == "baseline: raw_pixels"
     assert baseline[knn] == "50.0" and baseline[header.index(labels[1])] == "60.0"
     assert baseline[header.index(labels[2])] == "-"  # no raw-pixel row at 10 % labels

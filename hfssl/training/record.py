@@ -59,11 +59,23 @@ class TrainingClock:
                 "segments": self.segments}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux: ``AMD EPYC``), else the architecture (``x86_64``)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description(device: torch.device) -> tuple[str, str]:
-    """``(kind, name)`` of the device a run trained on: ``("cuda", "NVIDIA H100 80GB HBM3")``, ``("cpu", "x86_64")``."""
+    """``(kind, name)`` of the device a run trained on: ``("cuda", "NVIDIA H100 80GB HBM3")``, ``("cpu", "AMD EPYC")``."""
     if device.type == "cuda":
         return "cuda", torch.cuda.get_device_name(device)
-    return device.type, platform.processor() or platform.machine()
+    return device.type, cpu_model()
 
 
 def training_record(clock: TrainingClock, steps: int, processes: int, device: torch.device,

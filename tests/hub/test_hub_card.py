@@ -79,8 +79,9 @@ def test_body_describes_model_data_recipe_and_citation(tiny_run, tmp_path):
     # ... and what it cost, from the run's training.json
     record = json.loads((tiny_run / "training.json").read_text())
     assert record["steps"] == 20 and record["seconds"] == 42.0
-    assert (f"trained in {record['seconds'] / 60:.1f} minutes on 1 process of a {record['cpu_cores']}-core CPU "
-            f"({record['cpu_capability']}), {record['examples_per_second']:,.0f} examples/s, no precision") in text
+    assert (f"trained in {record['seconds'] / 60:.1f} minutes on 1 process on {record['cpu_cores']} cores of "
+            f"{record['device_name']} "
+            f"({record['cpu_capability']}), {record['examples_per_second']:,.0f} examples/s, float32") in text
     assert "trained in 0.7 minutes" in text and "30 examples/s" in text
     assert "1,797 grey 8x8 images" in text
     # The full recipe, in a collapsible block, parses back to recipe.yaml.
