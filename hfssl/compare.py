@@ -132,6 +132,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             runs.append(path)
             continue
         inside = sorted(child for child in path.iterdir() if child.is_dir() and _is_run(child))
+        plan = path / "sweep.json"  # a sweep's runs in the order of its plan
+        if plan.is_file():
+            order = [str(run.get("name")) for run in json.loads(plan.read_text()).get("runs", [])]
+            inside.sort(key=lambda child: order.index(child.name) if child.name in order else len(order))
         if not inside:
             raise FileNotFoundError(f"{path} holds no finished hfssl run: a run folder has recipe.yaml and config.json "
                                     "(written when training ends); neither it nor its sub-folders have them")

@@ -61,6 +61,11 @@ def runs(tmp_path):
 def test_settings_columns_seed_groups_and_baselines(runs):
     comparison = build_comparison(collect_runs([runs[0].parent]))  # a folder of runs stands for its runs
     assert [run.name for run in comparison.runs] == ["lr=0.1_seed=0", "lr=0.1_seed=1", "lr=0.2_seed=0"]
+    # A sweep's folder lists its runs in the order of its plan.
+    (runs[0].parent / "sweep.json").write_text(json.dumps({"runs": [{"name": "lr=0.2_seed=0"}, {"name": "lr=0.1_seed=0"},
+                                                                    {"name": "lr=0.1_seed=1"}]}))
+    assert [path.name for path in find_runs([runs[0].parent])] == ["lr=0.2_seed=0", "lr=0.1_seed=0", "lr=0.1_seed=1"]
+    (runs[0].parent / "sweep.json").unlink()
     assert comparison.differing == ["optim.lr", "train.seed"]
     # A key one recipe lacks (an older hfssl's) equals a null one; a value it lacks is a difference.
     comparison.runs[0].settings.pop("train.early_stop")
