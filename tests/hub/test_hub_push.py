@@ -25,7 +25,7 @@ from hub_fixtures import BLOCK_HFSSL, TOKEN, USER, run_python, snapshot, subproc
 
 EXPECTED_RUN_FILES = {
     ".gitattributes", "README.md", "config.json", "model.safetensors", "recipe.yaml", "eval_results.json",
-    "images/embeddings_2d.png",
+    "training.json", "images/embeddings_2d.png",
 }
 ENCODER_FILES = {"config.json", "model.safetensors", "preprocessor_config.json"}
 
