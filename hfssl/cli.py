@@ -226,8 +226,9 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_compare(args: argparse.Namespace) -> int:
     """``hfssl compare``: the runs side by side (:mod:`hfssl.compare`)."""
-    paths = compare(args.runs, args.output, title=args.title)
-    print(f"hfssl: compared {len(find_runs(args.runs))} runs: {paths['markdown']}, {paths['html']}, {paths['json']}")
+    runs = find_runs(args.runs)
+    paths = compare(runs, args.output, title=args.title)
+    print(f"hfssl: compared {len(runs)} runs: {paths['markdown']}, {paths['html']}, {paths['json']}")
     return 0
 
 

@@ -42,7 +42,7 @@ from hfssl.evaluation.protocols import METRICS, Metric
 from hfssl.files import atomic_write_text
 from hfssl.hub.card import protocol_card, row_settings
 from hfssl.hub.run import count_parameters, read_json
-from hfssl.plots import figure
+from hfssl.plots import figure, read_scalars
 from hfssl.settings import RecipeError
 from hfssl.training.record import TRAINING_RECORD_FILE
 
@@ -179,25 +179,8 @@ def read_run_summary(path: Path, name: str | None = None) -> RunSummary:
     encoder = path / "encoder"
     parameters = count_parameters(encoder) if encoder.is_dir() else None
     return RunSummary(name or path.name, path, str(recipe["method"]), settings, results, baselines,
-                      dataset or settings.get("data.source"), training, parameters, _knn_curves(path / "logs"))
-
-
-def _knn_curves(logs: Path) -> dict[str, list[tuple[int, float]]]:
-    """The online kNN curves (``knn/top1*``) of a run's TensorBoard logs; empty without logs or tensorboard."""
-    if not logs.is_dir():
-        return {}
-    try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    except ImportError:
-        return {}
-    curves: dict[str, dict[int, float]] = {}
-    for events in sorted(logs.rglob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags().get("scalars", []):
-            if tag.startswith(_KNN_CURVE_PREFIX):
-                curves.setdefault(tag, {}).update({event.step: event.value for event in accumulator.Scalars(tag)})
-    return {tag: sorted(values.items()) for tag, values in curves.items()}
+                      dataset or settings.get("data.source"), training, parameters,
+                      read_scalars(path / "logs", tags=(), prefixes=(_KNN_CURVE_PREFIX,)))
 
 
 def collect_runs(paths: Iterable[str | Path]) -> list[RunSummary]:

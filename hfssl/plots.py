@@ -388,9 +388,11 @@ def save_attention_plot(originals: np.ndarray, attentions: np.ndarray, path: Pat
     return path
 
 
-def read_scalars(log_dir: Path, tags: tuple[str, ...] = ("train/loss",)) -> dict[str, list[tuple[int, float]]]:
+def read_scalars(log_dir: Path, tags: tuple[str, ...] = ("train/loss",),
+                 prefixes: tuple[str, ...] = ()) -> dict[str, list[tuple[int, float]]]:
     """``tag -> [(step, value)]`` from every TensorBoard event file under ``log_dir`` (empty when there is none
-    or tensorboard is not installed): the training curves that methods draw for their cards."""
+    or tensorboard is not installed): the training curves that methods draw for their cards, and any tag that
+    starts with one of ``prefixes`` (``hfssl compare``'s online kNN curves, ``knn/top1``)."""
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError:
@@ -399,7 +401,7 @@ def read_scalars(log_dir: Path, tags: tuple[str, ...] = ("train/loss",)) -> dict
     for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
         accumulator.Reload()
-        for tag in tags:
-            if tag in accumulator.Tags().get("scalars", []):
+        for tag in accumulator.Tags().get("scalars", []):
+            if tag in tags or tag.startswith(prefixes):
                 scalars.setdefault(tag, {}).update({event.step: event.value for event in accumulator.Scalars(tag)})
     return {tag: sorted(values.items()) for tag, values in scalars.items()}
