@@ -209,17 +209,26 @@ def _write_export_manifest(staging: Path, output_dir: Path, run_id: str | None) 
 
 
 def build_image_processor(image_size: int, mean: tuple[float, ...], std: tuple[float, ...], channels: int) -> Any:
-    """The image processor (a ``ViTImageProcessor``) matching hfssl's evaluation transform (see :mod:`hfssl.views`)."""
-    # Imported here: transformers warns on the first access to ViTImageProcessor without torchvision,
+    """The exported image processor: what hfssl's data module and evaluation transform do to an image.
+
+    A ``CLIPImageProcessor`` (any model type loads it through ``AutoImageProcessor``): the shorter side
+    resized to ``image_size`` with PIL's bilinear filter, then the centred ``image_size`` square cropped,
+    as :mod:`hfssl.data.decode` crops the centred square and resizes it (a ``ViTImageProcessor`` would
+    squash a non-square image instead); rescale by 1/255 and normalise. Images are read as transformers'
+    ``load_image`` reads them (alpha dropped, :mod:`hfssl.data.decode`), which is what the pipelines do.
+    """
+    # Imported here: transformers warns on the first access to an image processor without torchvision,
     # which every `import hfssl` would otherwise print.
-    from transformers import ViTImageProcessor
+    from transformers import CLIPImageProcessor
 
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"views.mean/std need {channels} values for {channels}-channel images, got {mean} / {std}")
-    return ViTImageProcessor(
+    return CLIPImageProcessor(
         do_resize=True,
-        size={"height": image_size, "width": image_size},
+        size={"shortest_edge": image_size},
         resample=2,  # PIL bilinear, as the view generator's resize
+        do_center_crop=True,
+        crop_size={"height": image_size, "width": image_size},
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,

@@ -289,9 +289,12 @@ def _read_png_rgb(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
-        rgba = np.asarray(image.convert("RGBA").resize((EMOJI_IMAGE_SIZE,) * 2, Image.BILINEAR), dtype=np.float32)
-    alpha = rgba[..., 3:] / 255.0  # composite on white, as hfssl.data.decode does for RGBA images
-    return np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
+        # As transformers' load_image reads the file (and hfssl.data.decode any image): convert("RGB")
+        # drops the alpha channel, so a pipeline on the raw PNG files sees the pixels training saw.
+        rgb = image.convert("RGB")
+    if rgb.size != (EMOJI_IMAGE_SIZE, EMOJI_IMAGE_SIZE):
+        rgb = rgb.resize((EMOJI_IMAGE_SIZE,) * 2, Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 @functools.lru_cache(maxsize=4)
@@ -325,6 +328,7 @@ def _load_emoji(directory: str, art: str, stamp: float) -> datasets.DatasetDict:
         "caption_with_category": datasets.Value("string"),
         "name": datasets.Value("string"),
         "subcategory": datasets.Value("string"),
+        "file": datasets.Value("string"),
     })
     splits = {}
     for split in ("train", "test"):
@@ -337,20 +341,22 @@ def _load_emoji(directory: str, art: str, stamp: float) -> datasets.DatasetDict:
                                                 dtype=object),
             "name": np.asarray([name for _, _, name, _ in chosen], dtype=object),
             "subcategory": np.asarray([subcategory for _, subcategory, _, _ in chosen], dtype=object),
+            "file": np.asarray([str(path) for *_, path in chosen], dtype=object),
         }
-        fingerprint = Hasher.hash(("hfssl-builtin-emoji", art, split, directory, stamp))
+        fingerprint = Hasher.hash(("hfssl-builtin-emoji-rgb", art, split, directory, stamp))
         splits[split] = arrays_to_dataset(columns, features, fingerprint=fingerprint)
     logger.info("loaded %s emoji from %s: %s", art, root, {name: len(ds) for name, ds in splits.items()})
     return datasets.DatasetDict(splits)
 
 
 def load_emoji(art: str = "google") -> datasets.DatasetDict:
-    """Emoji images (64x64 RGB, composited on white) with captions from their Unicode names.
+    """Emoji images (64x64 RGB, read as transformers' ``load_image`` reads the PNG: alpha dropped) with captions from their Unicode names.
 
     The emoji-datasource package (``npm pack emoji-datasource-<art>@16.0.0``, installed by
     ``scripts/prepare_emoji.sh``): 1,906 base emoji of 9 categories and 99 subcategories. Columns
     ``image``, ``label`` (the category), ``caption`` (``"an emoji of {name}"``),
-    ``caption_with_category`` (the same with the category words), ``name`` and ``subcategory``.
+    ``caption_with_category`` (the same with the category words), ``name``, ``subcategory`` and ``file``
+    (the PNG the image was read from: score an exported model on the raw files).
     Splits: ``test`` holds whole subcategories (about 20 % of each category, a fixed seed), so
     near-duplicates (the same subcategory) never cross the split; ``train`` the rest.
 

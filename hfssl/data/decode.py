@@ -12,14 +12,21 @@ Conversions, so that every image of a data set ends with the same channel count:
   image's maximum is at most 1 and as [0, 255] otherwise; booleans as 0/255.
 * modes: grey (``L``, ``I;16``, ``I``, ``F``), 1-bit (``1``), palette (``P``, with or without
   transparency), ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` and alpha modes (``RGBA``, ``LA``, ``PA``)
-  become ``L`` or ``RGB``; transparent pixels are composited on white, the usual background of
-  icons and scans, rather than on black, which would turn light line art into dark blobs.
+  become ``L`` or ``RGB`` **as transformers reads images for its pipelines**
+  (``transformers.image_utils.load_image``: ``image.convert("RGB")``): the alpha channel is dropped
+  and a transparent pixel keeps the colour stored under it. An exported model is served by
+  ``pipeline("zero-shot-image-classification" | "image-feature-extraction" | ...)``, which reads
+  every file, path or PIL image that way, so training must see the same pixels (compositing on
+  white here cost the emoji CLIP model half its zero-shot accuracy through the pipeline: issue 26).
+  A PIL image with transparency handed straight to an image processor is composited on white by
+  transformers (``convert_to_rgb``); the model cards say to read images with ``load_image`` first.
 * grey -> RGB repeats the channel; RGB -> grey uses the ITU-R 601-2 luma weights (PIL's ``L``).
-* size: the centred square of side ``min(H, W)`` is resized to ``S x S`` with bilinear
-  interpolation that antialiases when shrinking (PIL ``BILINEAR``; ``torch`` ``interpolate(...,
-  antialias=True)`` in the vectorised path). Cropping the centre square keeps the aspect ratio:
-  objects are not squashed, and the few border pixels it drops are the ones random crops rarely
-  keep anyway. EXIF orientation is applied first, so phone photos come out upright.
+* size: as the exported image processor (a ``CLIPImageProcessor``) resizes: the shorter side to
+  ``S`` with bilinear interpolation that antialiases when shrinking (PIL ``BILINEAR``; ``torch``
+  ``interpolate(..., antialias=True)`` in the vectorised path), the longer to ``int(S * long /
+  short)``, then the centred ``S x S`` square is cropped. The aspect ratio is kept: objects are not
+  squashed, and the few border pixels it drops are the ones random crops rarely keep anyway. EXIF
+  orientation is applied first (as ``load_image``), so phone photos come out upright.
 """
 
 from __future__ import annotations
@@ -136,12 +143,9 @@ def to_mode(image: PIL.Image.Image, channels: int) -> PIL.Image.Image:
     """Convert any PIL mode to ``L`` (channels=1) or ``RGB`` (channels=3) as the module docstring says."""
     if image.mode in _HIGH_BIT_MODES:
         image = PIL.Image.fromarray(to_uint8(np.asarray(image)), mode="L")
-    elif image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in _ALPHA_MODES:
-        rgba = image.convert("RGBA")
-        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = PIL.Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        # transformers' load_image: convert("RGB") drops the alpha channel (the stored colours stay).
+        image = image.convert("RGB")
     target = "L" if channels == 1 else "RGB"
     if image.mode == target:
         return image
@@ -150,22 +154,30 @@ def to_mode(image: PIL.Image.Image, channels: int) -> PIL.Image.Image:
     return image.convert(target)
 
 
-def centre_square(height: int, width: int) -> tuple[int, int, int]:
-    """``(top, left, side)`` of the centred square crop of an ``height x width`` image."""
-    side = min(height, width)
-    return (height - side) // 2, (width - side) // 2, side
+def shorter_side_size(height: int, width: int, image_size: int) -> tuple[int, int]:
+    """``(height, width)`` after resizing the shorter side to ``image_size``, the longer one to
+    ``int(image_size * long / short)``: transformers' ``get_resize_output_image_size`` (``shortest_edge``)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(image_size * long / short)
+    return (new_long, image_size) if width <= height else (image_size, new_long)
+
+
+def centre_crop_offsets(height: int, width: int, image_size: int) -> tuple[int, int]:
+    """``(top, left)`` of the centred ``image_size`` square, as transformers' ``center_crop``."""
+    return (height - image_size) // 2, (width - image_size) // 2
 
 
 def resize_pil(image: PIL.Image.Image, image_size: int) -> PIL.Image.Image:
-    """Centre square crop resized to ``image_size`` (bilinear, antialiased when shrinking)."""
-    top, left, side = centre_square(image.height, image.width)
-    if side == image_size and image.width == image.height:
+    """The exported image processor's resize (:func:`hfssl.export.build_image_processor`): the shorter side
+    to ``image_size`` (PIL bilinear, which antialiases when shrinking), then the centred square."""
+    if image.width == image.height == image_size:
         return image
-    if image.width != image.height:
-        # Crop first (rather than resize(box=...), which also samples outside the box) so that the
-        # vectorised path, which crops then interpolates, gives the same pixels.
-        image = image.crop((left, top, left + side, top + side))
-    return image.resize((image_size, image_size), PIL.Image.Resampling.BILINEAR)
+    height, width = shorter_side_size(image.height, image.width, image_size)
+    image = image.resize((width, height), PIL.Image.Resampling.BILINEAR)
+    if height == width == image_size:
+        return image
+    top, left = centre_crop_offsets(height, width, image_size)
+    return image.crop((left, top, left + image_size, top + image_size))
 
 
 def decode_image(value: Any, channels: int, image_size: int, base_dir: str | Path | None = None) -> np.ndarray:
@@ -204,7 +216,7 @@ def _batch_to_uint8(images: np.ndarray) -> np.ndarray:
 def arrays_to_pixels(images: np.ndarray, channels: int, image_size: int) -> np.ndarray:
     """Vectorised decode of a batch of fixed-shape arrays to uint8 ``(N, channels, S, S)``.
 
-    Same rules as :func:`decode_image` (values, alpha on white, luma, centre square, bilinear with
+    Same rules as :func:`decode_image` (values, alpha dropped, luma, shorter side then centre crop, bilinear with
     antialiasing), computed with numpy and ``torch.nn.functional.interpolate`` on the whole batch
     instead of one PIL call per image: built-in sets of 70,000 images take well under a second.
 
@@ -221,17 +233,15 @@ def arrays_to_pixels(images: np.ndarray, channels: int, image_size: int) -> np.n
             "with C in 1..4"
         )
     values = torch.from_numpy(_batch_to_uint8(images))  # (N, C, H, W) float32 in 0..255
-    if values.shape[1] in (2, 4):  # composite the alpha channel on white
-        alpha = values[:, -1:] / 255.0
-        values = values[:, :-1] * alpha + 255.0 * (1.0 - alpha)
-        values = values.round()
+    if values.shape[1] in (2, 4):  # drop the alpha channel, as PIL's convert("RGB") / convert("L") of LA
+        values = values[:, :-1]
     if channels == 1 and values.shape[1] == 3:
         values = (values * torch.from_numpy(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True).round()
-    top, left, side = centre_square(values.shape[2], values.shape[3])
-    values = values[:, :, top: top + side, left: left + side]
-    if side != image_size:
-        values = F.interpolate(values, size=(image_size, image_size), mode="bilinear", align_corners=False,
-                               antialias=True)
+    height, width = shorter_side_size(values.shape[2], values.shape[3], image_size)
+    if (height, width) != tuple(values.shape[2:]):
+        values = F.interpolate(values, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    top, left = centre_crop_offsets(height, width, image_size)
+    values = values[:, :, top: top + image_size, left: left + image_size]
     pixels = values.round_().clamp_(0, 255).to(torch.uint8)
     if channels == 3 and pixels.shape[1] == 1:  # grey -> RGB after resizing: a third of the work
         pixels = pixels.expand(-1, 3, -1, -1)

@@ -64,7 +64,8 @@ BUILTIN_DATASETS: dict[str, dict[str, str | None]] = {
         "url": "https://github.com/iamcal/emoji-data",
         "description": (
             "The 1,906 base emoji of emoji-datasource-google 16.0.0 (npm; package MIT, Noto emoji art Apache-2.0) "
-            "as 64x64 images composited on white, captioned from their Unicode names (\"an emoji of cat face\"), "
+            "as 64x64 RGB images read as transformers' load_image reads the PNG files (alpha dropped), captioned "
+            "from their Unicode names (\"an emoji of cat face\"), "
             "split by subcategory: 22 whole subcategories (396 emoji, every category represented) are held out, "
             "so near-duplicates never cross the split."
         ),

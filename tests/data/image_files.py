@@ -23,7 +23,7 @@ def special_images() -> dict[str, PIL.Image.Image]:
     """One image of each awkward mode, with known expected RGB values."""
     rgba = np.zeros((20, 20, 4), dtype=np.uint8)
     rgba[..., 0] = 200  # red 200 everywhere
-    rgba[:10, :, 3] = 0  # top half fully transparent -> white
+    rgba[:10, :, 3] = 0  # top half fully transparent -> still (200, 0, 0): alpha is dropped
     rgba[10:, :, 3] = 255  # bottom half opaque -> (200, 0, 0)
     palette = PIL.Image.fromarray(gradient_rgb(20, 20, 3)).convert("P", palette=PIL.Image.Palette.ADAPTIVE, colors=8)
     cmyk = PIL.Image.fromarray(gradient_rgb(20, 20, 4)).convert("CMYK")

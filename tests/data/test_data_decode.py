@@ -17,18 +17,30 @@ def reference_rgb(image: PIL.Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB")).transpose(2, 0, 1)
 
 
-def test_rgba_is_composited_on_white() -> None:
-    pixels = decode_image(special_images()["rgba"], channels=3, image_size=20)
+def transformers_pixels(image: PIL.Image.Image) -> np.ndarray:
+    """What transformers' pipelines give an image processor: ``load_image`` (EXIF, ``convert("RGB")``)."""
+    from transformers.image_utils import load_image
+
+    return np.asarray(load_image(image)).transpose(2, 0, 1)
+
+
+def test_rgba_is_read_as_transformers_pipelines_read_it() -> None:
+    """Alpha dropped, the stored colour kept: a pipeline on the file sees what training saw (issue 26)."""
+    image = special_images()["rgba"]
+    pixels = decode_image(image, channels=3, image_size=20)
     assert pixels.shape == (3, 20, 20) and pixels.dtype == np.uint8
-    assert (pixels[:, :10] == 255).all()  # transparent -> white, not black
-    assert (pixels[:, 10:] == np.array([200, 0, 0]).reshape(3, 1, 1)).all()
+    np.testing.assert_array_equal(pixels, transformers_pixels(image))
+    assert (pixels == np.array([200, 0, 0]).reshape(3, 1, 1)).all()  # the transparent half too: not white
 
 
-def test_half_transparent_alpha_blends_linearly() -> None:
+def test_half_transparent_pixels_keep_their_stored_colour() -> None:
     rgba = np.zeros((8, 8, 4), dtype=np.uint8)
-    rgba[..., 3] = 128  # black at alpha 128/255 over white
-    pixels = decode_image(PIL.Image.fromarray(rgba, mode="RGBA"), channels=1, image_size=8)
-    assert np.abs(pixels.astype(int) - round(255 * (1 - 128 / 255))).max() <= 1
+    rgba[..., 1] = 90
+    rgba[..., 3] = 128
+    image = PIL.Image.fromarray(rgba, mode="RGBA")
+    np.testing.assert_array_equal(decode_image(image, channels=3, image_size=8), transformers_pixels(image))
+    grey = decode_image(image, channels=1, image_size=8)
+    assert (grey == round(90 * 0.587)).all()  # the luma of (0, 90, 0), alpha ignored
 
 
 def test_palette_cmyk_and_la_follow_pil_rgb_conversion() -> None:
@@ -41,11 +53,13 @@ def test_palette_cmyk_and_la_follow_pil_rgb_conversion() -> None:
     assert (decode_image(la, channels=3, image_size=6) == 40).all()
 
 
-def test_palette_with_transparency_uses_white() -> None:
+def test_palette_with_transparency_keeps_its_palette_colour() -> None:
     image = PIL.Image.new("P", (6, 6), 0)
     image.putpalette([10, 20, 30] + [0, 0, 0] * 255)
     image.info["transparency"] = 0
-    assert (decode_image(image, channels=3, image_size=6) == 255).all()
+    decoded = decode_image(image, channels=3, image_size=6)
+    np.testing.assert_array_equal(decoded, transformers_pixels(image))
+    assert (decoded == np.array([10, 20, 30]).reshape(3, 1, 1)).all()
 
 
 def test_16_bit_grey_maps_0_65535_to_0_255() -> None:

@@ -46,7 +46,7 @@ def _fake_install(root: Path, art: str) -> None:
     (root / art / "emoji.json").write_text(json.dumps(records))
 
 
-def test_a_fake_install_loads_with_captions_labels_and_white_backgrounds(tmp_path: Path,
+def test_a_fake_install_loads_with_captions_labels_and_files_read_as_transformers_reads_them(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_install(tmp_path, "google")
     monkeypatch.setenv(builtin.EMOJI_ENV, str(tmp_path))
@@ -60,7 +60,12 @@ def test_a_fake_install_loads_with_captions_labels_and_white_backgrounds(tmp_pat
     assert by_name["flag: france"]["caption_with_category"] == "an emoji of flag: france (flags)"
     assert by_name["grinning face"]["label"] == EMOJI_CATEGORIES.index("Smileys & Emotion")
     image = np.asarray(by_name["grinning face"]["image"], dtype=np.uint8)
-    assert image.shape == (64, 64, 3) and (image[0, 0] == 255).all() and tuple(image[32, 32]) == (200, 0, 0)
+    assert image.shape == (64, 64, 3) and tuple(image[32, 32]) == (200, 0, 0)
+    # The stored colour under the transparent background (black here), as transformers' load_image reads the file.
+    from transformers.image_utils import load_image
+
+    np.testing.assert_array_equal(image, np.asarray(load_image(by_name["grinning face"]["file"])))
+    assert (image[0, 0] == 0).all() and Path(by_name["grinning face"]["file"]).name == "0000.png"
     train_subcategories = {row["subcategory"] for row in splits["train"].to_list()}
     assert not train_subcategories & {row["subcategory"] for row in splits["test"].to_list()}
 

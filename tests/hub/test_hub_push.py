@@ -247,7 +247,8 @@ def test_push_model_to_hub_publishes_the_model_object_with_its_run(hub_env, tiny
     assert files["recipe.yaml"] == (tiny_run / "recipe.yaml").read_bytes()
     assert files["eval_results.json"] == (tiny_run / "eval_results.json").read_bytes()
     processor = json.loads(files["encoder/preprocessor_config.json"])
-    assert processor["size"] == {"height": 32, "width": 32} and processor["image_std"] == [0.25, 0.2, 0.3]
+    assert processor["size"] == {"shortest_edge": 32} and processor["crop_size"] == {"height": 32, "width": 32}
+    assert processor["image_std"] == [0.25, 0.2, 0.3]
     pushed = load_safetensors(files["encoder/model.safetensors"])
     for name, tensor in model.get_backbone().state_dict().items():
         assert torch.equal(pushed[name], tensor), name

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from transformers import ViTImageProcessorPil
 
+from hfssl.data.decode import arrays_to_pixels, decode_image
 from hfssl.export import build_image_processor
 from hfssl.recipe import ViewsConfig
 from hfssl.views import build_eval_transform
@@ -29,12 +31,12 @@ def _processors(size: int, channels: int, mean: tuple[float, ...], std: tuple[fl
         do_resize=True, size={"height": size, "width": size}, resample=2, do_rescale=True,
         rescale_factor=1 / 255, do_normalize=True, image_mean=list(mean), image_std=list(std),
     )
-    return [explicit, build_image_processor(size, mean, std, channels)]
+    return [explicit]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("source_size", [20, 32, 45, 96, (28, 40)])
-def test_eval_transform_matches_the_exported_image_processor(channels: int, source_size: int | tuple[int, int]) -> None:
+def test_eval_transform_matches_a_pil_resize(channels: int, source_size: int | tuple[int, int]) -> None:
     views = ViewsConfig(**NORMALISATION[channels])
     pixels = _pixels(4, channels, source_size)
     transform = build_eval_transform(views, image_size=32)
@@ -50,6 +52,27 @@ def test_eval_transform_matches_the_exported_image_processor(channels: int, sour
         assert (difference > 1e-4).double().mean().item() < 0.05
         if source_size == 32:
             torch.testing.assert_close(values, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("source_size", [20, 32, 96, (28, 40), (53, 30)])
+def test_the_exported_image_processor_does_what_the_data_module_and_eval_transform_do(
+        channels: int, source_size: int | tuple[int, int]) -> None:
+    """A raw image of any size through the exported processor (what a pipeline does) against hfssl's own
+    path: decode (shorter side resized, centre square cropped) then the evaluation transform. Train/serve
+    skew of the resize would show here (a squashing processor fails the non-square sizes)."""
+    views = ViewsConfig(**NORMALISATION[channels])
+    pixels = _pixels(3, channels, source_size, seed=1)
+    images = [PIL.Image.fromarray(image[0] if channels == 1 else image.transpose(1, 2, 0)) for image in pixels.numpy()]
+    decoded = torch.from_numpy(np.stack([decode_image(image, channels, 32) for image in images]))
+    values = build_eval_transform(views, image_size=32)(decoded)
+    vectorised = torch.from_numpy(arrays_to_pixels(pixels.numpy(), channels, 32))
+    processor = build_image_processor(32, NORMALISATION[channels]["mean"], NORMALISATION[channels]["std"], channels)
+    expected = processor(images=images, return_tensors="pt")["pixel_values"]
+    one_level = 1.0 / 255 / min(NORMALISATION[channels]["std"])
+    torch.testing.assert_close(values, expected, atol=1e-5, rtol=0)  # PIL path: the same PIL resize and crop
+    assert (vectorised.int() - decoded.int()).abs().max().item() <= 1  # vectorised decode: within a grey level
+    assert (values - build_eval_transform(views, image_size=32)(vectorised)).abs().max().item() <= one_level + 1e-5
 
 
 def test_eval_transform_uses_crop_size_and_is_deterministic() -> None:

@@ -174,14 +174,8 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
 
 
 def image_processor_for(config: HfsslCLIPConfig, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
-    """The exported image processor: hfssl's evaluation transform (resize to ``image_size``, normalise)."""
-    if config.is_clip_architecture:
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor(do_resize=True, size={"shortest_edge": image_size}, resample=2, do_center_crop=True,
-                                  crop_size={"height": image_size, "width": image_size}, do_rescale=True,
-                                  rescale_factor=1 / 255, do_normalize=True, image_mean=list(mean),
-                                  image_std=list(std), do_convert_rgb=True)
+    """The exported image processor: hfssl's evaluation transform (:func:`hfssl.export.build_image_processor`:
+    shorter side to ``image_size``, centre crop, normalise), for CLIP towers and every other pair alike."""
     from hfssl.export import build_image_processor
 
     return build_image_processor(image_size, tuple(mean), tuple(std), 3)
