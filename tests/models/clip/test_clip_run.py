@@ -115,3 +115,76 @@ def test_resume_from_a_checkpoint_ends_with_the_uninterrupted_weights(finished_r
     assert expected.keys() == actual.keys()
     for name in expected:
         assert (expected[name] == actual[name]).all(), f"{name} differs after resume"
+
+
+PIPELINE_SCRIPT = r"""
+import json, sys
+from transformers import pipeline
+model_dir, files, names, template, out = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+classifier = pipeline("zero-shot-image-classification", model=model_dir)
+results = classifier(files, candidate_labels=names, hypothesis_template=template, batch_size=64)
+scores = [[{r["label"]: r["score"] for r in result}[name] for name in names] for result in results]
+assert not any(name.startswith("hfssl") for name in sys.modules)
+json.dump(scores, open(out, "w"))
+"""
+
+
+def test_the_exported_model_through_the_pipeline_on_the_raw_png_files_scores_as_hfssl(finished_run: Path,
+                                                                                       tmp_path: Path) -> None:
+    """No train/serve skew (issue 26, item 0): ``pipeline("zero-shot-image-classification")`` in a fresh
+    process without hfssl, on the emoji RGBA PNG files themselves, gives hfssl's zero-shot protocol's
+    probabilities and accuracy; images composited on white (what training did before) do not."""
+    import numpy as np
+    import PIL.Image
+    import torch
+
+    from hfssl.data.builtin import load_emoji
+    from hfssl.data.config import ImageTextDataConfig
+    from hfssl.data.decode import arrays_to_pixels
+    from hfssl.data.image_text import load_image_text_splits
+    from hfssl.evaluation.image_text import class_text_embeddings, load_dual_encoder, pairs_arrays, zero_shot_scores
+
+    recipe = yaml.safe_load((finished_run / "recipe.yaml").read_text())
+    data = ImageTextDataConfig(**{**recipe["data"], "max_train_samples": 8})
+    pairs = load_image_text_splits(data)
+    prepared, prepared_labels, _ = pairs_arrays(pairs.test)
+    raw = load_emoji("google")["test"]
+    # hfssl's decode of the source's array column (what the data module ran to prepare the split), in the
+    # source's row order, so that row i is raw["file"][i]; the same images as the prepared (shuffled) split.
+    pixels = arrays_to_pixels(np.stack(raw.with_format("numpy")["image"]), 3, data.image_size)
+    labels = np.asarray(list(raw["label"]))
+    assert sorted(map(bytes, pixels.reshape(len(pixels), -1))) == sorted(map(bytes, prepared.reshape(len(prepared), -1)))
+    assert sorted(labels.tolist()) == sorted(prepared_labels.tolist())
+    names, template = [name.lower() for name in pairs.label_names], "an emoji of {}"
+    encoder = load_dual_encoder(str(finished_run / "encoder"))
+    classes = class_text_embeddings(encoder, names, [template])
+    scale = float(encoder.model.logit_scale.detach().exp())
+
+    def centred_logits(images: np.ndarray) -> np.ndarray:
+        logits = scale * encoder.embed_images(images) @ classes.T
+        return logits - logits.mean(axis=1, keepdims=True)
+
+    ours = centred_logits(pixels)
+    out = tmp_path / "scores.json"
+    env = {key: value for key, value in _env().items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, str(finished_run / "encoder"),
+                             json.dumps(list(raw["file"])), json.dumps(names), template, str(out)],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.log(np.asarray(json.loads(out.read_text())))  # the pipeline's softmax -> logits up to a constant
+    served -= served.mean(axis=1, keepdims=True)
+    hfssl_top1 = zero_shot_scores(encoder.embed_images(pixels), labels, classes)["top1"]
+    served_top1 = float((served.argmax(axis=1) == labels).mean())
+    assert abs(served_top1 - hfssl_top1) <= 2 / len(labels), (served_top1, hfssl_top1)
+    spread = ours.std()  # how far apart the classes' logits are (a 4-step model: close)
+    difference = np.abs(served - ours).max() / spread
+    assert difference < 0.05, difference
+    # The check can fail: the same files composited on white (the old training decode) score differently.
+    white = []
+    for path in list(raw["file"]):
+        rgba = PIL.Image.open(path).convert("RGBA")
+        composite = PIL.Image.alpha_composite(PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        white.append(np.asarray(composite.convert("RGB").resize((16, 16), PIL.Image.BILINEAR)).transpose(2, 0, 1))
+    white_difference = np.abs(centred_logits(np.stack(white)) - served).max() / spread
+    print(difference, white_difference)
+    assert white_difference > max(10 * difference, 0.25), (white_difference, difference)
