@@ -200,6 +200,10 @@ class TrainConfig:
     backward through ``torch.compile`` (``compile_mode``: ``default``, ``reduce-overhead``,
     ``max-autotune`` or ``max-autotune-no-cudagraphs``), falling back to eager with a warning when
     the compiler fails. Checkpoints and the exported model stay plain float32 in the default layout.
+
+    ``init_from``: an earlier run of the same method (its folder, holding ``model.safetensors``) whose
+    weights the model starts from, with a fresh optimiser and schedule (continued training, fine-tuning a
+    CLIP model for WiSE-FT); a resumed run takes its checkpoint's weights instead.
     """
 
     batch_size: int = 256
@@ -227,6 +231,7 @@ class TrainConfig:
     max_nonfinite_skips: int = 10
     online_linear: dict[str, Any] | bool | None = None
     early_stop: dict[str, Any] | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.online_linear, bool):  # `train.online_linear=true`: the probe with its defaults

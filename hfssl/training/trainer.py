@@ -56,6 +56,7 @@ at once); see :class:`_InterruptRequest`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import signal
@@ -196,7 +197,38 @@ def build_model(recipe: Recipe, config_updates: dict[str, Any] | None = None,
     model = spec.model_class(config)
     for loaded in model.load_pretrained_weights():
         logger.info("initialised pretrained weights from %s", loaded)
+    if recipe.train.init_from:
+        initialise_from_run(model, recipe.train.init_from)
     return model
+
+
+@torch.no_grad()
+def initialise_from_run(model: HfsslPreTrainedModel, run: str | Path) -> None:
+    """``train.init_from``: copy every weight of an earlier run of the same method (``RUN/model.safetensors``)
+    into ``model``; the architecture must match exactly (the error names the first differing weights)."""
+    from safetensors.torch import load_file
+
+    folder = Path(run).expanduser()
+    weights, config_file = folder / "model.safetensors", folder / "config.json"
+    if not weights.is_file() or not config_file.is_file():
+        raise RecipeError(f"train.init_from={str(run)!r} is not a finished hfssl run (no model.safetensors and "
+                          "config.json there); give the folder of a run of the same method that ended")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type != model.config.model_type:
+        raise RecipeError(f"train.init_from={str(run)!r} is a {model_type!r} run, but this recipe trains "
+                          f"{model.config.model_type!r}; start from a run of the same method")
+    state = load_file(str(weights))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state) - set(getattr(model, "training_state", ()) or ()))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(name for name in set(own) & set(state) if own[name].shape != state[name].shape)
+    if missing or unexpected or mismatched:
+        raise RecipeError(f"train.init_from={str(run)!r} does not match this recipe's model: missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]}, other shapes {mismatched[:5]}; the model section must "
+                          "build the same architecture as that run's")
+    for name, value in state.items():
+        own[name].copy_(value)
+    logger.info("initialised every weight from the run %s", folder)
 
 
 def view_seed(seed: int, micro_step: int, process_index: int) -> int:
