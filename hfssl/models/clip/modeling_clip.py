@@ -119,6 +119,14 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
             module.train(mode)  # its unlocked last layers train as the rest of the model does
         return self
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> HfsslCLIPForPreTraining:
+        """As ``PreTrainedModel.from_pretrained``, with the locks applied again: transformers materialises the
+        loaded parameters with ``requires_grad=True``, which would unlock a locked tower."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).apply_locks()  # a tuple with output_loading_info=True
+        return loaded
+
     def parameter_groups(self) -> list[ParameterGroup]:
         """``unlocked_layers``: the parameters of the locked towers' unlocked layers, at ``optim.lr`` unless the
         recipe sets ``optim.parameter_groups.unlocked_layers.lr_scale`` (pretrained layers often want less)."""
