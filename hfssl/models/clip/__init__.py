@@ -99,8 +99,9 @@ def check_recipe(recipe: Any) -> None:
                                  ("text_name_or_path", "unlock_last_layers_text")):
         unlock = model.get(unlock_key)
         if path_key in pretrained and isinstance(unlock, int) and not isinstance(unlock, bool) and unlock > 0:
-            # The pretrained tower's depth (and, for patch dropout, its type) is known once its folder is read,
-            # when training starts; here the placeholder tower checks only the sign and the lock.
+            # The pretrained tower's depth is known once its folder is read, when training starts; here the
+            # placeholder tower checks only the sign and the lock (patch_dropout likewise meets the placeholder
+            # ViT here and the real image tower's type then).
             model[unlock_key] = 1
     try:
         config = HfsslCLIPConfig(**model)

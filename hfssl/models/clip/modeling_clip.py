@@ -168,9 +168,9 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
 
         ``patch_dropout_noise`` ``(B, P)``: when given, the image tower sees only the prefix tokens and the
         ``max(1, floor(P * (1 - model.patch_dropout)))`` patches of largest noise (``forward`` passes it in
-        training only); without it, every patch.
+        training only); without it, or with ``patch_dropout = 0``, every patch.
         """
-        if patch_dropout_noise is None:
+        if patch_dropout_noise is None or self.config.patch_dropout == 0:
             return projected(self.backbone.get_image_features(pixel_values=pixel_values))
         prefix = PATCH_TOKEN_TOWERS[self.config.vision_config.model_type]
         with dropping_patches(self.backbone.vision_model, patch_dropout_noise, prefix, self.config.patch_dropout):
