@@ -18,6 +18,7 @@ from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
                                              transferable_dual_encoder)
 from hfssl.models.clip.pictures import draw_predictions
+from hfssl.models.clip.towers import num_patches
 from hfssl.registry import IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, MethodSpec, Paper, register_method
 from hfssl.settings import RecipeError
 from hfssl.views import ViewInputs, build_views
@@ -44,13 +45,16 @@ class CaptionInputs:
 
     Returns ``{"pixel_values": (B, C, S, S), "input_ids": (B, T), "attention_mask": (B, T)}`` (plus
     ``token_type_ids`` when the tokenizer makes them), captions padded to the longest in the batch
-    and truncated at ``model.max_text_length``.
+    and truncated at ``model.max_text_length``. With ``vision_config`` (``model.patch_dropout > 0``) also
+    ``"patch_dropout_noise": (B, P)``, uniform noise from the generator that picks the patches each image
+    keeps (so that a resumed run drops the same ones).
     """
 
-    def __init__(self, views: ViewInputs, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, views: ViewInputs, tokenizer: Any, max_length: int, vision_config: Any | None = None) -> None:
         self.views = views
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.vision_config = vision_config
 
     def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
         if "texts" not in batch:
@@ -59,6 +63,11 @@ class CaptionInputs:
         tokens = self.tokenizer(list(batch["texts"]), padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt")
         device = inputs["pixel_values"].device
+        if self.vision_config is not None:
+            pixels = inputs["pixel_values"]
+            patches = num_patches(self.vision_config, *pixels.shape[-2:])
+            inputs["patch_dropout_noise"] = torch.rand(pixels.shape[0], patches, generator=generator,
+                                                       device=generator.device).to(device)
         inputs.update({name: value.to(device) for name, value in tokens.items()
                        if name in ("input_ids", "attention_mask", "token_type_ids")})
         return inputs
@@ -68,7 +77,8 @@ def build_inputs(recipe: Any, data: Any) -> CaptionInputs:
     """``MethodSpec.build_inputs``: single views of the recipe's ``views`` and the model's tokenizer."""
     config = HfsslCLIPConfig(**recipe.model)
     views = ViewInputs(build_views("single_view", recipe.views, recipe.data.image_size, recipe.data.channels))
-    return CaptionInputs(views, load_tokenizer(config), config.max_text_length)
+    return CaptionInputs(views, load_tokenizer(config), config.max_text_length,
+                         config.vision_config if config.patch_dropout > 0 else None)
 
 
 def check_recipe(recipe: Any) -> None:
@@ -85,6 +95,14 @@ def check_recipe(recipe: Any) -> None:
     if "text_name_or_path" in pretrained:
         model.pop("text_config", None)
         model.setdefault("tokenizer_name_or_path", pretrained["text_name_or_path"])
+    for path_key, unlock_key in (("vision_name_or_path", "unlock_last_layers_image"),
+                                 ("text_name_or_path", "unlock_last_layers_text")):
+        unlock = model.get(unlock_key)
+        if path_key in pretrained and isinstance(unlock, int) and not isinstance(unlock, bool) and unlock > 0:
+            # The pretrained tower's depth is known once its folder is read, when training starts; here the
+            # placeholder tower checks only the sign and the lock (patch_dropout likewise meets the placeholder
+            # ViT here and the real image tower's type then).
+            model[unlock_key] = 1
     try:
         config = HfsslCLIPConfig(**model)
     except (ValueError, TypeError) as error:

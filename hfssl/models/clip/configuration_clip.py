@@ -9,6 +9,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from hfssl.backbones import resolve_backbone_config, resolve_pretrained_path
 from hfssl.configuration_utils import check_range
+from hfssl.models.clip.towers import check_patch_dropout, check_unlock
 
 #: Vision model types whose ``pooler_output`` is ``(B, C, 1, 1)``: transformers' dual encoders
 #: project ``pooler_output`` directly, so these cannot be an image tower there.
@@ -64,6 +65,14 @@ class HfsslCLIPConfig(PretrainedConfig):
             gradients, inference mode (no dropout); its projection is still trained.
         max_text_length: captions are truncated to this many tokens.
         gather_distributed: use every process's pairs as negatives.
+        patch_dropout: fraction of an image's patch tokens dropped in training (FLIP, Li et al. 2023; 0 =
+            off, in ``[0, 1)``): each image keeps its [CLS] and a random ``max(1, floor(P * (1 - p)))`` of its
+            ``P`` patches, drawn from the step's generator. ViT, DeiT and CLIP vision towers only; evaluation
+            and the exported model see every patch (:mod:`hfssl.models.clip.towers`).
+        unlock_last_layers_image / unlock_last_layers_text: in a locked tower, the last N layers (ConvNeXt:
+            stages) and the modules after them (final LayerNorm, pooler) train; the rest stays frozen in
+            inference mode (open_clip's ``lock(unlocked_groups=N)``; 0 = LiT). Needs the tower's lock; at most
+            its number of layers.
     """
 
     model_type = "hfssl_clip"
@@ -83,6 +92,9 @@ class HfsslCLIPConfig(PretrainedConfig):
         lock_text_tower: bool = False,
         max_text_length: int = 32,
         gather_distributed: bool = True,
+        patch_dropout: float = 0.0,
+        unlock_last_layers_image: int = 0,
+        unlock_last_layers_text: int = 0,
         **kwargs: Any,
     ) -> None:
         check_range("projection_dim", projection_dim, 1, 1 << 16)
@@ -119,6 +131,14 @@ class HfsslCLIPConfig(PretrainedConfig):
         self.lock_text_tower = bool(lock_text_tower)
         self.max_text_length = max_text_length
         self.gather_distributed = gather_distributed
+        check_patch_dropout(patch_dropout, self.vision_config)
+        check_unlock("model.unlock_last_layers_image", unlock_last_layers_image, self.lock_image_tower,
+                     "model.lock_image_tower", self.vision_config)
+        check_unlock("model.unlock_last_layers_text", unlock_last_layers_text, self.lock_text_tower,
+                     "model.lock_text_tower", self.text_config)
+        self.patch_dropout = float(patch_dropout)
+        self.unlock_last_layers_image = unlock_last_layers_image
+        self.unlock_last_layers_text = unlock_last_layers_text
         super().__init__(**kwargs)
 
     @property

@@ -7,7 +7,9 @@ and ``logit_scale`` are the method's parameters, so export writes the model as i
 ``pipeline("zero-shot-image-classification")`` computes exactly the trained similarities.
 
 Locked towers (LiT, Zhai et al. 2022): a locked tower gets no gradients and stays in inference
-mode (no dropout) also while the model trains; its projection is trained.
+mode (no dropout) also while the model trains; its projection is trained. ``unlock_last_layers_*`` trains
+the last layers of a locked tower, and ``patch_dropout`` drops patch tokens of a ViT image tower in
+training only (both in :mod:`hfssl.models.clip.towers`, which says how).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from transformers.utils import ModelOutput
 
 from hfssl.backbones import resolve_pretrained_path
 from hfssl.losses import CLIPLoss
-from hfssl.modeling_utils import HfsslPreTrainedModel
+from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
+from hfssl.models.clip.towers import PATCH_TOKEN_TOWERS, dropping_patches, num_patches, unlocked_modules
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +93,48 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
             towers.append(self.backbone.text_model)
         return towers
 
+    def unlocked_modules(self) -> list[nn.Module]:
+        """The modules of the locked towers that train (``unlock_last_layers_image`` / ``_text``): each tower's
+        last N layers / stages and the modules after them (:func:`hfssl.models.clip.towers.unlocked_modules`)."""
+        return [*unlocked_modules(self.backbone.vision_model, self.config.unlock_last_layers_image,
+                                  "model.unlock_last_layers_image"),
+                *unlocked_modules(self.backbone.text_model, self.config.unlock_last_layers_text,
+                                  "model.unlock_last_layers_text")]
+
     def apply_locks(self) -> None:
-        """Locked towers get no gradients (the engine gives the optimiser only trainable parameters)."""
+        """Locked towers get no gradients (the engine gives the optimiser only trainable parameters), except
+        their unlocked last layers."""
         for tower in self.locked_towers():
             tower.requires_grad_(False)
             tower.eval()
+        for module in self.unlocked_modules():
+            module.requires_grad_(True)
+            module.train(self.training)
 
     def train(self, mode: bool = True) -> HfsslCLIPForPreTraining:
         super().train(mode)
         for tower in self.locked_towers():
             tower.eval()  # LiT: a locked tower runs in inference mode (no dropout, fixed statistics)
+        for module in self.unlocked_modules():
+            module.train(mode)  # its unlocked last layers train as the rest of the model does
         return self
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> HfsslCLIPForPreTraining:
+        """As ``PreTrainedModel.from_pretrained``, with the locks applied again: transformers materialises the
+        loaded parameters with ``requires_grad=True``, which would unlock a locked tower."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).apply_locks()  # a tuple with output_loading_info=True
+        return loaded
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """``unlocked_layers``: the parameters of the locked towers' unlocked layers, at ``optim.lr`` unless the
+        recipe sets ``optim.parameter_groups.unlocked_layers.lr_scale`` (pretrained layers often want less)."""
+        unlocked = {id(parameter) for module in self.unlocked_modules() for parameter in module.parameters()}
+        if not unlocked:
+            return []
+        names = tuple(name for name, parameter in self.named_parameters() if id(parameter) in unlocked)
+        return [ParameterGroup("unlocked_layers", names)]
 
     @torch.no_grad()
     def load_pretrained_weights(self) -> list[str]:
@@ -128,9 +162,30 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
         """The image tower's pooled features ``(B, hidden)`` (before the projection)."""
         return self.backbone.vision_model(pixel_values=pixel_values).pooler_output.flatten(1)
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Projected image embeddings ``(B, projection_dim)`` (not normalised)."""
-        return projected(self.backbone.get_image_features(pixel_values=pixel_values))
+    def get_image_features(self, pixel_values: torch.Tensor,
+                           patch_dropout_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected image embeddings ``(B, projection_dim)`` (not normalised).
+
+        ``patch_dropout_noise`` ``(B, P)``: when given, the image tower sees only the prefix tokens and the
+        ``max(1, floor(P * (1 - model.patch_dropout)))`` patches of largest noise (``forward`` passes it in
+        training only); without it, or with ``patch_dropout = 0``, every patch.
+        """
+        if patch_dropout_noise is None or self.config.patch_dropout == 0:
+            return projected(self.backbone.get_image_features(pixel_values=pixel_values))
+        prefix = PATCH_TOKEN_TOWERS[self.config.vision_config.model_type]
+        with dropping_patches(self.backbone.vision_model, patch_dropout_noise, prefix, self.config.patch_dropout):
+            return projected(self.backbone.get_image_features(pixel_values=pixel_values))
+
+    def training_patch_noise(self, pixel_values: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor | None:
+        """The patch-dropout noise ``(B, P)`` of a forward pass: ``None`` (every patch) unless the model trains
+        with ``patch_dropout > 0``; then the input builder's ``noise`` (drawn from the step's generator), or one
+        drawn from torch's global generator when a caller gives none."""
+        if not (self.training and self.config.patch_dropout > 0):
+            return None
+        if noise is None:
+            patches = num_patches(self.config.vision_config, *pixel_values.shape[-2:])
+            noise = torch.rand(pixel_values.shape[0], patches, device=pixel_values.device)
+        return noise
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           **kwargs: Any) -> torch.Tensor:
@@ -156,15 +211,18 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, return_dict: bool | None = None,
-                **kwargs: Any) -> HfsslCLIPOutput:
+                patch_dropout_noise: torch.Tensor | None = None, **kwargs: Any) -> HfsslCLIPOutput:
         """Args:
         pixel_values: images ``(B, C, H, W)``; input_ids / attention_mask: their captions ``(B, T)``.
+        patch_dropout_noise: ``(B, P)`` uniform noise choosing the patches kept in training when
+            ``model.patch_dropout > 0`` (:class:`hfssl.models.clip.CaptionInputs` draws it); ignored in eval mode.
         """
         if pixel_values.shape[0] != input_ids.shape[0]:
             raise ValueError(f"{pixel_values.shape[0]} images but {input_ids.shape[0]} captions: each image needs "
                              "exactly one caption")
         text_kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        image_embeds = self.get_image_features(pixel_values)
+        image_embeds = self.get_image_features(pixel_values, self.training_patch_noise(pixel_values,
+                                                                                      patch_dropout_noise))
         text_embeds = self.get_text_features(input_ids, attention_mask, **text_kwargs)
         scale = self.clipped_logit_scale()
         loss = self.criterion(image_embeds, text_embeds, scale)
