@@ -18,7 +18,8 @@ from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
                                              transferable_dual_encoder)
 from hfssl.models.clip.pictures import draw_predictions
-from hfssl.registry import IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, MethodSpec, Paper, register_method
+from hfssl.registry import (IMAGE_FEATURES, IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, MethodSpec, Paper,
+                            register_method)
 from hfssl.settings import RecipeError
 from hfssl.views import ViewInputs, build_views
 
@@ -126,7 +127,8 @@ SPEC = register_method(MethodSpec(
     paper=PAPER,
     build_inputs=build_inputs,
     export=export_dual_encoder,
-    provides=(IMAGE_TEXT_EMBEDDINGS,),
+    # The image tower's pooled features too (get_embeddings): knn / linear score it as they score SSL encoders.
+    provides=(IMAGE_TEXT_EMBEDDINGS, IMAGE_FEATURES, LAYER_FEATURES),
     check_recipe=check_recipe,
     pictures=draw_predictions,
 ))
