@@ -279,3 +279,93 @@ def pool_text_features(hidden: torch.Tensor, attention_mask: torch.Tensor | None
         return hidden.mean(dim=1)
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+
+# ---- towers of image-text dual encoders ---------------------------------------------------------
+
+#: Vision towers whose ``pooler_output`` is their trained image representation: the features their dual
+#: encoder projects and their papers' linear probes read. CLIP's is the [CLS] token after the final
+#: LayerNorm (``post_layernorm``; Radford et al. 2021, appendix A.3: "the features before the linear
+#: projection"), SigLIP's its attention-pooling (MAP) head (it has no [CLS] token). Their
+#: ``last_hidden_state[:, 0]``, the rule of :func:`pool_features`, would be CLIP's [CLS] *before* that
+#: norm and SigLIP's first patch. Other towers (ViT, ConvNeXt) are pooled as any hfssl encoder is.
+SELF_POOLED_TOWER_TYPES = ("clip_vision_model", "siglip_vision_model", "siglip2_vision_model")
+
+
+def pool_tower_features(outputs: Any, model_type: str, pooling: str = "auto") -> torch.Tensor:
+    """``(batch, hidden)`` image features of a vision tower's outputs: ``pooler_output`` for the towers of
+    :data:`SELF_POOLED_TOWER_TYPES`, else :func:`pool_features` (so a ViT or ConvNeXt tower gives what the
+    same encoder gives alone)."""
+    if model_type in SELF_POOLED_TOWER_TYPES:
+        return outputs.pooler_output.flatten(1)
+    return pool_features(outputs, pooling)
+
+
+def tower_layer_features(tower: nn.Module, pixel_values: torch.Tensor, model_type: str,
+                         pooling: str = "auto") -> list[torch.Tensor]:
+    """Per-block features ``[(B, width_i)]`` of a vision tower, the last equal to :func:`pool_tower_features`.
+
+    Towers of :data:`SELF_POOLED_TOWER_TYPES` put every block through their final LayerNorm (as
+    :func:`pool_hidden_states` does for ViT) and take CLIP's [CLS] token or, for SigLIP (no [CLS]), the
+    mean of all tokens; other towers are :func:`layer_features`.
+    """
+    if model_type not in SELF_POOLED_TOWER_TYPES:
+        return layer_features(tower, pixel_values, pooling)
+    outputs = tower(pixel_values=pixel_values, output_hidden_states=True)
+    states = getattr(outputs, "hidden_states", None)
+    if states is None or len(states) < 2:
+        raise ValueError(f"the {model_type} tower gave no per-block hidden_states")
+    inner = getattr(tower, "vision_model", tower)  # CLIPVisionModel wraps CLIPVisionTransformer
+    norm = getattr(inner, "post_layernorm", None) or (lambda hidden: hidden)
+    first_token = model_type.startswith("clip")
+    blocks = [norm(hidden)[:, 0] if first_token else norm(hidden).mean(dim=1) for hidden in states[1:-1]]
+    return blocks + [outputs.pooler_output.flatten(1)]
+
+
+def _state_dict_for(target: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the keys renamed to the ``target``'s: towers are stored with or without their
+    wrapper's prefix (``CLIPModel.vision_model`` is a ``CLIPVisionTransformer``, keys ``embeddings.*``;
+    a ``CLIPVisionModel`` holds it as ``vision_model.embeddings.*``). The candidate that shares the most
+    keys with ``target`` wins: as it is, with one prefix of the target added, or with one prefix removed."""
+    wanted = set(target.state_dict())
+    candidates = [state]
+    candidates += [{f"{prefix}.{key}": value for key, value in state.items()}
+                   for prefix in sorted({key.split(".", 1)[0] for key in wanted if "." in key})]
+    prefixes = {key.split(".", 1)[0] for key in state if "." in key}
+    if len(prefixes) == 1:
+        candidates.append({key.split(".", 1)[1]: value for key, value in state.items()})
+    return max(candidates, key=lambda candidate: len(wanted & set(candidate)))
+
+
+def load_tower_state(target: nn.Module, source: nn.Module, what: str) -> list[str]:
+    """Copy ``source``'s weights into ``target`` (the same architecture, keys aligned by
+    :func:`_state_dict_for`); only a pooler may be missing from ``source`` (an encoder exported without
+    one), and nothing may be left over. Returns the missing pooler weights (left as they are).
+
+    Raises:
+        ValueError: naming ``what`` (where the weights come from) and the first keys that do not fit.
+    """
+    state = _state_dict_for(target, source.state_dict())
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if unexpected or [name for name in missing if "pooler" not in name]:
+        raise ValueError(f"{what} ({type(source).__name__}) does not match the configured {type(target).__name__}: "
+                         f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+    return list(missing)
+
+
+def dual_encoder_tower(dual: PreTrainedModel, tower: str = "vision") -> PreTrainedModel:
+    """The ``vision`` or ``text`` tower of a transformers dual encoder (``CLIPModel``, ``SiglipModel``,
+    ``VisionTextDualEncoderModel``, ...) as a standalone transformers model with its config (a
+    ``CLIPVisionModel`` around ``CLIPModel.vision_model``; a ``VisionTextDualEncoderModel``'s towers are
+    already ``PreTrainedModel`` s and are returned as they are, sharing their weights)."""
+    if tower not in ("vision", "text"):
+        raise ValueError(f"tower must be 'vision' or 'text', got {tower!r}")
+    module = getattr(dual, f"{tower}_model", None)
+    config = getattr(dual.config, f"{tower}_config", None)
+    if not isinstance(module, nn.Module) or config is None:
+        raise ValueError(f"the {type(dual).__name__} has no {tower} tower ({tower}_model and {tower}_config)")
+    if isinstance(module, PreTrainedModel):
+        return module
+    standalone = AutoModel.from_config(config)
+    load_tower_state(standalone, module, f"the {tower} tower of the {type(dual).__name__}")
+    return standalone.to(next(module.parameters()).device).eval()

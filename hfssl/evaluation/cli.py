@@ -10,6 +10,11 @@ few-shot and ``--finetune-*`` flags set ``eval.knn`` / ``eval.linear`` / ``eval.
 matrices of the probes (:mod:`hfssl.evaluation.pictures`). Results go to ``--output``;
 without it, to ``PATH/eval_results.json`` for an hfssl run (merged with the rows of protocols that
 are not re-run) and to standard output otherwise. A table of the results is logged.
+
+A CLIP-like PATH (an exported ``CLIPModel`` / ``SiglipModel`` / ``VisionTextDualEncoderModel``, or an hfssl
+CLIP run) gets zero-shot and retrieval by default, and the image protocols (``--protocol knn --protocol
+linear --dataset SOURCE``) on its image tower's pooled features before the projection, as SSL encoders are
+scored (:mod:`hfssl.evaluation.features`); a CLIP run's own labelled pairs serve when ``--dataset`` is left out.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from hfssl.data.config import IMAGE_TEXT, TEXT, ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
+from hfssl.data.config import IMAGE, IMAGE_TEXT, TEXT, ImageDataConfig, ImageTextDataConfig, SourceConfig, TextDataConfig
 from hfssl.evaluation.context import EvaluationContext, is_dual_encoder, run_recipe_path
 from hfssl.evaluation.pictures import draw_evaluation_pictures
 from hfssl.evaluation.protocols import available_protocols, get_protocol
@@ -72,7 +77,7 @@ _EVAL_FLAGS = {
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``hfssl eval`` arguments to a (sub)parser."""
     parser.add_argument("path", help="hfssl run directory, exported encoder directory, transformers vision model "
-                        "(folder or Hub id), or word2vec text/binary file")
+                        "or CLIP-like dual encoder (folder or Hub id), or word2vec text/binary file")
     parser.add_argument("--dataset", help="Hub dataset id, local path or builtin:digits / builtin:fashion_mnist "
                         "(default: the run's recipe data.source; required for other paths)")
     parser.add_argument("--dataset-config", help="dataset configuration name (Hub datasets with several configs)")
@@ -144,6 +149,11 @@ def resolve_configs(args: argparse.Namespace) -> tuple[SourceConfig | None, Eval
         recipe = load_recipe(recipe_file)
         data, eval_config = recipe.data, recipe.eval
         logger.info("defaults from %s: dataset %s", recipe_file, data.source)
+        if (isinstance(data, ImageTextDataConfig) and args.dataset is not None and args.protocols
+                and all(_reads(name) == IMAGE for name in args.protocols)):
+            # Image protocols (knn, linear) of an image-text run's image tower on another, labelled image
+            # source: read as images, at the run's image size and channels.
+            data = ImageDataConfig(source=args.dataset, image_size=data.image_size, channels=data.channels)
     elif args.protocols and all(_reads(name) == TEXT for name in args.protocols):
         # Text models: held-out text from --dataset (default builtin:english_corpus) and built-in labelled sets.
         data = TextDataConfig(source=args.dataset) if args.dataset else TextDataConfig()

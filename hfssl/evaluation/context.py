@@ -172,8 +172,8 @@ class EvaluationContext:
             return (WORD_VECTORS,) if path.suffix in WORD_VECTOR_SUFFIXES else ()
         if is_hfssl_run(path):
             return method_for_config(AutoConfig.from_pretrained(path)).provides
-        if is_dual_encoder(path):
-            return (IMAGE_TEXT_EMBEDDINGS,)
+        if is_dual_encoder(path):  # and its image tower's features (load_feature_extractor takes the tower out)
+            return (IMAGE_TEXT_EMBEDDINGS, IMAGE_FEATURES, LAYER_FEATURES)
         if is_text_model(str(self.model_path)):
             from hfssl.evaluation.text import is_causal_lm
 
@@ -205,7 +205,7 @@ class EvaluationContext:
             train, test, names = self.train_split, self.test_split, self.label_names
             source = self.data_config.source if self.data_config is not None else "training data"
         else:
-            if not isinstance(self.data_config, ImageDataConfig):
+            if not isinstance(self.data_config, (ImageDataConfig, ImageTextDataConfig)):
                 raise ValueError(f"image protocols need labelled image data; {self.describe_model()} was given none "
                                  "(pass --dataset SOURCE)")
             data = dataclasses.replace(
@@ -213,7 +213,8 @@ class EvaluationContext:
                 max_train_samples=_smaller(self.data_config.max_train_samples, self.eval_config.max_train_samples),
                 max_eval_samples=_smaller(self.data_config.max_eval_samples, self.eval_config.max_test_samples),
             )
-            loaded = load_image_splits(data)
+            # Labelled image-caption data (a CLIP run's own) serve as labelled images: their pixels and labels.
+            loaded = load_image_splits(data) if isinstance(data, ImageDataConfig) else _labelled_pairs(data)
             if loaded.test is None:
                 raise ValueError(f"dataset {data.source!r} has no test split to evaluate on; set the test split "
                                  "(data.eval_split / --test-split)")
@@ -458,6 +459,16 @@ class EvaluationContext:
             else:
                 self._cache["word_vectors"] = load_word_vectors(str(self.model_path))
         return self._cache["word_vectors"]
+
+
+def _labelled_pairs(data: ImageTextDataConfig) -> ImageSplits:
+    """The image-caption splits of ``data`` as labelled image splits (``pixels``, ``label``; captions unused)."""
+    pairs = load_image_text_splits(data)
+    classes = len(pairs.label_names) if pairs.label_names else None
+    if classes is None and pairs.test is not None:  # integer labels without names
+        largest = int(read_labels(pairs.test).max(initial=-1))
+        classes = largest + 1 if largest >= 0 else None
+    return ImageSplits(pairs.train, pairs.test, pairs.label_names, classes, data.source)
 
 
 def is_text_model(name_or_path: str) -> bool:

@@ -168,7 +168,7 @@ def embed(request: EmbedRequest) -> EmbedResult:
 
 
 def choose_capability(context: EvaluationContext, layers: bool) -> str:
-    """``layer-features`` for ``--layers``, else the first of image features, image-text embeddings and
+    """``layer-features`` for ``--layers``, else the first of image-text embeddings, image features and
     text features that the model provides; a model that provides none of them is refused."""
     provided = tuple(context.capabilities)
     if layers:
@@ -176,7 +176,8 @@ def choose_capability(context: EvaluationContext, layers: bool) -> str:
             return LAYER_FEATURES
         raise UsageError(f"--layers writes per-layer image features, which {context.describe_model()} does not "
                          f"provide (it provides {', '.join(provided) or 'nothing'}); drop --layers")
-    for capability in (IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, TEXT_FEATURES):
+    # A dual encoder also serves its image tower's features: its own projected image-text embeddings come first.
+    for capability in (IMAGE_TEXT_EMBEDDINGS, IMAGE_FEATURES, TEXT_FEATURES):
         if capability in provided:
             return capability
     raise UsageError(f"{context.describe_model()} provides {', '.join(provided) or 'nothing hfssl knows'}; "

@@ -12,7 +12,16 @@
    convolutional ones). When the parent directory is an hfssl run, its ``pooling`` setting is used
    so that the encoder gives the same features as the run;
 3. any other transformers vision model path or Hub id: the same as 2. A model saved without an
-   image processor is rejected with the fix (save one next to it, or pass ``image_processor``).
+   image processor is rejected with the fix (save one next to it, or pass ``image_processor``);
+4. a CLIP-like dual encoder (``CLIPModel``, ``SiglipModel``, ``VisionTextDualEncoderModel`` folder or
+   Hub id; :data:`~hfssl.evaluation.image_text.DUAL_ENCODER_TYPES`): its image tower, taken out as a
+   standalone vision model (:func:`hfssl.backbones.dual_encoder_tower`) with the checkpoint's image
+   processor, gives the same features as that tower saved alone.
+
+Pooling (2-4): CLIP and SigLIP towers give their ``pooler_output``, the features before the projection
+(CLIP's [CLS] after its final LayerNorm, SigLIP's attention pooling; :func:`hfssl.backbones.pool_tower_features`),
+other encoders :func:`hfssl.backbones.pool_features`: an image tower is scored as SSL encoders are, before any
+projection head.
 
 Images arrive as the prepared uint8 ``(C, H, W)`` arrays of :mod:`hfssl.data` and go through the
 model's own image processor (resize, rescale, normalise), under ``torch.no_grad`` and
@@ -38,9 +47,10 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
 
-from hfssl.backbones import layer_features, pool_features
+from hfssl.backbones import dual_encoder_tower, pool_tower_features, tower_layer_features
 from hfssl.data.images import label_values, read_pixels
 from hfssl.errors import NonFiniteError
+from hfssl.evaluation.image_text import DUAL_ENCODER_TYPES
 from hfssl.registry import discover_methods, is_hfssl_run, read_hfssl_config
 
 logger = logging.getLogger(__name__)
@@ -156,6 +166,10 @@ def _load_encoder(path: str, image_processor: Any | None, pooling: str | None) -
             f"could not load a transformers model from {path!r} ({error}); give an hfssl run directory, an "
             "exported encoder directory, or a transformers vision model (local folder or Hub id with HF_HUB_OFFLINE unset)"
         ) from error
+    if getattr(model.config, "model_type", None) in DUAL_ENCODER_TYPES:
+        # A CLIP-like checkpoint (CLIPModel, SiglipModel, VisionTextDualEncoderModel): its image tower alone,
+        # as a standalone transformers vision model, preprocessed by the checkpoint's own image processor.
+        model = dual_encoder_tower(model, "vision")
     if getattr(model, "main_input_name", None) != "pixel_values":
         raise ValueError(
             f"{path!r} loads as {type(model).__name__}, whose input is {model.main_input_name!r}, not an image encoder; "
@@ -165,11 +179,13 @@ def _load_encoder(path: str, image_processor: Any | None, pooling: str | None) -
         image_processor = _load_image_processor(path, "the encoder")
     pooling = pooling or _parent_pooling(path)
 
+    model_type = model.config.model_type
+
     def embed(pixel_values: torch.Tensor) -> torch.Tensor:
-        return pool_features(model(pixel_values=pixel_values), pooling)
+        return pool_tower_features(model(pixel_values=pixel_values), model_type, pooling)
 
     def embed_layers(pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        return layer_features(model, pixel_values, pooling)
+        return tower_layer_features(model, pixel_values, model_type, pooling)
 
     return FeatureExtractor(model, image_processor, embed, "encoder", path, _num_channels(model.config), embed_layers)
 

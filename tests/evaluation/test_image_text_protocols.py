@@ -18,7 +18,7 @@ from hfssl.evaluation.runner import evaluate
 from hfssl.export import ExportContext
 from hfssl.models.clip import export_dual_encoder
 from hfssl.recipe import EvalConfig, recipe_from_dict
-from hfssl.registry import IMAGE_TEXT_EMBEDDINGS
+from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES
 from hfssl.settings import RecipeError
 from image_text_fixtures import caption_folder
 from tiny import TINY, tiny_model
@@ -91,7 +91,8 @@ def test_protocols_give_the_same_numbers_in_memory_and_on_the_exported_folder(ti
     model, recipe, root = tiny_clip_run
     in_memory = evaluate(EvaluationContext(recipe.eval, data_config=recipe.data, model=model, recipe=recipe))
     exported = evaluate(EvaluationContext(recipe.eval, data_config=recipe.data, model_path=str(root / "encoder")))
-    assert EvaluationContext(recipe.eval, model_path=str(root / "encoder")).capabilities == (IMAGE_TEXT_EMBEDDINGS,)
+    assert EvaluationContext(recipe.eval, model_path=str(root / "encoder")).capabilities == (
+        IMAGE_TEXT_EMBEDDINGS, IMAGE_FEATURES, LAYER_FEATURES)  # and its image tower's features (knn, linear)
     rows = in_memory["results"]
     assert [row["protocol"] for row in rows] == ["zero-shot", "retrieval", "retrieval"]
     assert rows[0]["num_classes"] == 3 and rows[0]["templates"] == 2 and rows[0]["top5"] == 1.0  # 3 classes

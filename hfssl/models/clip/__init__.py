@@ -19,7 +19,8 @@ from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPO
                                              transferable_dual_encoder)
 from hfssl.models.clip.pictures import draw_predictions
 from hfssl.models.clip.towers import num_patches
-from hfssl.registry import IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, MethodSpec, Paper, register_method
+from hfssl.registry import (IMAGE_FEATURES, IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, MethodSpec, Paper,
+                            register_method)
 from hfssl.settings import RecipeError
 from hfssl.views import ViewInputs, build_views
 
@@ -144,7 +145,8 @@ SPEC = register_method(MethodSpec(
     paper=PAPER,
     build_inputs=build_inputs,
     export=export_dual_encoder,
-    provides=(IMAGE_TEXT_EMBEDDINGS,),
+    # The image tower's pooled features too (get_embeddings): knn / linear score it as they score SSL encoders.
+    provides=(IMAGE_TEXT_EMBEDDINGS, IMAGE_FEATURES, LAYER_FEATURES),
     check_recipe=check_recipe,
     pictures=draw_predictions,
 ))

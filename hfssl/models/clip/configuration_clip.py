@@ -7,8 +7,9 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-from hfssl.backbones import resolve_backbone_config, resolve_pretrained_path
+from hfssl.backbones import resolve_backbone_config
 from hfssl.configuration_utils import check_range
+from hfssl.models.clip.tower_sources import tower_config
 from hfssl.models.clip.towers import check_patch_dropout, check_unlock
 
 #: Vision model types whose ``pooler_output`` is ``(B, C, 1, 1)``: transformers' dual encoders
@@ -25,13 +26,8 @@ def _tower_config(value: PretrainedConfig | dict[str, Any] | str | None, path: s
                   name: str) -> PretrainedConfig:
     if path is not None and value is None:
         # The architecture of a pretrained tower; its weights are loaded when training starts.
-        key = name.replace("_config", "_name_or_path")
-        try:
-            value = AutoConfig.from_pretrained(resolve_pretrained_path(path))
-        except OSError as error:
-            raise ValueError(f"{key}={path!r} is not a model folder or reachable Hub id ({error}); give the folder "
-                             "that holds the tower's config.json and weights (for LiT: an hfssl vision run's "
-                             "encoder/ folder)") from error
+        # An encoder folder, an hfssl run (its encoder/) or a dual encoder's tower (hfssl.models.clip.tower_sources).
+        value = tower_config(path, name.replace("_config", ""))
     if value is None:
         value = default
     try:
@@ -52,10 +48,13 @@ class HfsslCLIPConfig(PretrainedConfig):
         vision_config: the image tower: a transformers config, a dict with ``model_type`` or a preset of
             :data:`hfssl.backbones.BACKBONE_PRESETS` (default ``vit-tiny-patch4``). Its pooled output
             (``pooler_output``, ``(B, hidden)``) is projected, as transformers' dual encoders do.
-        vision_name_or_path: pretrained image tower (an hfssl vision run's ``encoder/`` folder for LiT).
+        vision_name_or_path: pretrained image tower: an hfssl vision run (its directory or ``encoder/``) for
+            LiT, any transformers vision encoder, or the image tower of a CLIP-like checkpoint (``CLIPModel``,
+            ``SiglipModel``, ``VisionTextDualEncoderModel`` folder or Hub id); see :mod:`hfssl.models.clip.tower_sources`.
         text_config: the text tower (default a 4-layer BERT, :data:`DEFAULT_TEXT_CONFIG`); its
             ``vocab_size`` must cover the tokenizer's.
-        text_name_or_path: pretrained text tower (``builtin:all-MiniLM-L6-v2``, a folder or a Hub id).
+        text_name_or_path: pretrained text tower (``builtin:all-MiniLM-L6-v2``, a folder or a Hub id, an hfssl
+            text run, or the text tower of a CLIP-like checkpoint, whose tokenizer is then the default).
         tokenizer_name_or_path: the tokenizer of the captions (default: ``text_name_or_path``).
         projection_dim: width of the shared embedding space.
         logit_scale_init_value: initial ``t`` of ``logits = exp(t) * cos``; ``log(1 / 0.07)``.

@@ -21,14 +21,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import (AutoModel, CLIPConfig, CLIPModel, PreTrainedModel, VisionTextDualEncoderConfig,
+from transformers import (CLIPConfig, CLIPModel, PreTrainedModel, VisionTextDualEncoderConfig,
                           VisionTextDualEncoderModel)
 from transformers.utils import ModelOutput
 
-from hfssl.backbones import resolve_pretrained_path
+from hfssl.backbones import load_tower_state, pool_tower_features, resolve_pretrained_path, tower_layer_features
 from hfssl.losses import CLIPLoss
 from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
+from hfssl.models.clip.tower_sources import TEXT, VISION, load_tower
 from hfssl.models.clip.towers import PATCH_TOKEN_TOWERS, dropping_patches, num_patches, unlocked_modules
 
 logger = logging.getLogger(__name__)
@@ -141,15 +142,13 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
         """Copy the weights of ``vision_name_or_path`` / ``text_name_or_path`` into the towers (called by
         the engine when a run starts); returns what was loaded."""
         loaded = []
-        for path, tower in ((self.config.vision_name_or_path, self.backbone.vision_model),
-                            (self.config.text_name_or_path, self.backbone.text_model)):
+        for path, name, tower in ((self.config.vision_name_or_path, VISION, self.backbone.vision_model),
+                                  (self.config.text_name_or_path, TEXT, self.backbone.text_model)):
             if not path:
                 continue
-            pretrained = AutoModel.from_pretrained(resolve_pretrained_path(path))
-            missing, unexpected = tower.load_state_dict(pretrained.state_dict(), strict=False)
-            if unexpected or [name for name in missing if "pooler" not in name]:
-                raise ValueError(f"the pretrained tower {path!r} ({type(pretrained).__name__}) does not match the "
-                                 f"configured {type(tower).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            # An encoder folder, an hfssl run or a CLIP-like checkpoint's tower (hfssl.models.clip.tower_sources).
+            pretrained, source = load_tower(path, name)
+            missing = load_tower_state(tower, pretrained, f"the pretrained tower {source.describe()}")
             if missing:
                 logger.warning("%s has no %s; those weights keep their random initialisation", path, missing)
             loaded.append(path)
@@ -159,8 +158,18 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
     # ---- embeddings ------------------------------------------------------------------------------
 
     def get_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The image tower's pooled features ``(B, hidden)`` (before the projection)."""
-        return self.backbone.vision_model(pixel_values=pixel_values).pooler_output.flatten(1)
+        """The image tower's pooled features ``(B, hidden)``, before the projection (the ``image-features``
+        capability, what knn / linear score): a CLIP or SigLIP tower's ``pooler_output`` (CLIP's [CLS] after
+        its final LayerNorm, SigLIP's attention pooling), any other tower pooled as the same encoder is alone
+        (a ViT's [CLS] token, a ConvNeXt's pooled output; :func:`hfssl.backbones.pool_tower_features`), so
+        a LiT model's locked tower scores as the SSL encoder it came from."""
+        outputs = self.backbone.vision_model(pixel_values=pixel_values)
+        return pool_tower_features(outputs, self.config.vision_config.model_type)
+
+    def get_layer_embeddings(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Every block / stage of the image tower pooled, ``[(B, width_i)]``, the last equal to
+        :meth:`get_embeddings` (the ``layer-features`` capability; :func:`hfssl.backbones.tower_layer_features`)."""
+        return tower_layer_features(self.backbone.vision_model, pixel_values, self.config.vision_config.model_type)
 
     def get_image_features(self, pixel_values: torch.Tensor,
                            patch_dropout_noise: torch.Tensor | None = None) -> torch.Tensor:
