@@ -27,6 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
 
 from hfssl.export import ExportContext, image_export_settings, write_directory
+from hfssl.files import atomic_write_text
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
                                              transferable_dual_encoder)
@@ -129,13 +130,19 @@ def export_dual_encoder(model: HfsslCLIPForPreTraining, output_dir: Path, contex
         dual.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
         if isinstance(dual, PooledVisionTextDualEncoderModel):  # the config's auto_map names this file
-            module = inspect.getfile(PooledVisionTextDualEncoderModel)
-            shutil.copyfile(module, Path(staging) / Path(module).name)
+            shutil.copyfile(POOLED_CODE_FILE, Path(staging) / POOLED_CODE_FILE.name)
+    files_dir = Path(context.files_dir) if context.files_dir is not None else Path(output_dir)
+    if isinstance(dual, PooledVisionTextDualEncoderModel) and files_dir.resolve() != Path(output_dir).resolve():
+        # RUN/encoder: transformers (5.x) fetches remote code from the repository root even when the model is
+        # loaded with subfolder="encoder", so the run (and its Hub repository) holds the file there too.
+        atomic_write_text(files_dir / POOLED_CODE_FILE.name, POOLED_CODE_FILE.read_text(encoding="utf-8"),
+                          what="the dual encoder's code")
     logger.info("exported the dual encoder (%s) to %s", type(dual).__name__, output_dir)
     return Path(output_dir)
 
 
 # The mean/cls-pooled dual encoder: hfssl loads exported folders with its own copy of the class.
+POOLED_CODE_FILE = Path(inspect.getfile(PooledVisionTextDualEncoderModel))
 AutoConfig.register(POOLED_MODEL_TYPE, PooledVisionTextDualEncoderConfig, exist_ok=True)
 AutoModel.register(PooledVisionTextDualEncoderConfig, PooledVisionTextDualEncoderModel, exist_ok=True)
 AutoModelForZeroShotImageClassification.register(PooledVisionTextDualEncoderConfig, PooledVisionTextDualEncoderModel,
