@@ -26,9 +26,10 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-#: model_type values of transformers dual encoders (config.json) that the protocols take as they are.
-DUAL_ENCODER_TYPES = ("clip", "vision-text-dual-encoder", "siglip", "siglip2", "chinese_clip", "altclip", "align",
-                      "metaclip_2")
+#: model_type values of transformers dual encoders (config.json) that the protocols take as they are
+#: (``pooled-vision-text-dual-encoder``: hfssl's mean/cls-pooled text tower, registered by the CLIP method).
+DUAL_ENCODER_TYPES = ("clip", "vision-text-dual-encoder", "pooled-vision-text-dual-encoder", "siglip", "siglip2",
+                      "chinese_clip", "altclip", "align", "metaclip_2")
 
 
 @dataclass

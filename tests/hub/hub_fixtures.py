@@ -205,10 +205,11 @@ def tiny_tokenizer():  # noqa: ANN201 - a transformers PreTrainedTokenizerFast
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
-def write_text_encoder(folder: Path, family: str) -> None:
+def write_text_encoder(folder: Path, family: str, text_pooling: str = "pooler") -> None:
     """Replace ``folder`` with the transferable model of a text family: a tiny BertForMaskedLM (masked LM,
     word embeddings), a tiny GPT2LMHeadModel (causal LM) or a ViT + BERT VisionTextDualEncoderModel with its
-    processor (image-text)."""
+    processor (image-text; with ``text_pooling`` ``mean``/``cls`` hfssl's PooledVisionTextDualEncoderModel and
+    its code file, as CLIP's export writes them)."""
     import shutil
 
     from transformers import (BertConfig, BertForMaskedLM, VisionTextDualEncoderConfig, VisionTextDualEncoderModel,
@@ -222,6 +223,14 @@ def write_text_encoder(folder: Path, family: str) -> None:
         vit = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64)
         model = VisionTextDualEncoderModel(VisionTextDualEncoderConfig.from_vision_text_configs(vit, bert, projection_dim=16))
+        if text_pooling != "pooler":
+            from hfssl.models.clip import modeling_pooled_dual_encoder as pooled
+
+            model = pooled.PooledVisionTextDualEncoderModel(pooled.PooledVisionTextDualEncoderConfig.from_vision_text_configs(
+                vit, bert, projection_dim=16, text_pooling=text_pooling))
+            folder.mkdir(parents=True)
+            for target in (folder, folder.parent):  # as CLIP's export into RUN/encoder writes it (remote code at the root)
+                shutil.copyfile(pooled.__file__, target / "modeling_pooled_dual_encoder.py")
         processor = VisionTextDualEncoderProcessor(image_processor=ViTImageProcessor(size={"height": 16, "width": 16}),
                                                    tokenizer=tiny_tokenizer())
     elif family == "causal-language-modeling":

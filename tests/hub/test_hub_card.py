@@ -263,7 +263,9 @@ def test_every_family_has_a_card_module_and_a_template():
 
 def test_text_and_image_text_family_snippets_run_without_hfssl(tiny_run, tmp_path, monkeypatch):
     """The fill-mask, word-vector and zero-shot snippets of the text families run against real tiny
-    transformers models (BertForMaskedLM, VisionTextDualEncoderModel) in a process without hfssl."""
+    transformers models (BertForMaskedLM, VisionTextDualEncoderModel; a mean-pooled text tower through its
+    exported code, loaded from the ``encoder`` subfolder with ``trust_remote_code=True``) in a process
+    without hfssl."""
     spec = run_module.method_for_config(hfssl.SimCLRConfig())
     script = [BLOCK_HFSSL, "import json"]
     checks = {
@@ -272,16 +274,20 @@ def test_text_and_image_text_family_snippets_run_without_hfssl(tiny_run, tmp_pat
         "word-embeddings": "assert vectors.shape == (26, 32) and -1 <= float(similarity) <= 1 and len(neighbours) == 5",
         "image-text": ("assert probabilities.shape == (1, 2) and abs(float(probabilities.sum()) - 1) < 1e-5\n"
                        "assert image_embeddings.shape == (1, 16) and len(scores) == 2"),
+        "image-text/mean": ("assert type(model).__name__ == 'PooledVisionTextDualEncoderModel'\n"
+                            "assert probabilities.shape == (1, 2) and len(scores) == 2"),
     }
-    for family, check in checks.items():
-        run = tmp_path / family
+    for key, check in checks.items():
+        family, _, pooling = key.partition("/")
+        run = tmp_path / key.replace("/", "-")
         shutil.copytree(tiny_run, run)
-        write_text_encoder(run / "encoder", family)
+        write_text_encoder(run / "encoder", family, pooling or "pooler")
         monkeypatch.setattr(run_module, "method_for_config", lambda config, f=family: dataclasses.replace(spec, family=f))
         text = str(build_card(run, repo_id="alice/text"))
         snippet = python_blocks(text, "### With plain transformers")[0].replace('"alice/text"', f'"{run}"')
         assert f'"{run}"' in snippet
-        script.append(f"namespace = {{}}\nexec(compile({snippet!r}, {family!r}, 'exec'), namespace)\n"
+        assert ("trust_remote_code=True" in snippet) == bool(pooling)
+        script.append(f"namespace = {{}}\nexec(compile({snippet!r}, {key!r}, 'exec'), namespace)\n"
                       f"exec({check!r}, namespace)")
     script.append('assert not any(name.startswith("hfssl") for name in sys.modules)\nprint("ok")')
     result = run_python("\n".join(script), subprocess_env("http://127.0.0.1:9", tmp_path / "hf_home"), tmp_path)

@@ -14,6 +14,16 @@ LIMITATION = ("Zero-shot scores depend on the wording of the class prompts, and 
 DEFAULT_LABELS = ["a photo of a cat", "a photo of a dog"]
 
 
+def text_pooling(encoder_config: dict) -> dict:
+    """The text tower's pooling as the card tells it: ``remote_code`` when the exported dual encoder's
+    class ships as code beside the weights (an ``auto_map`` in its ``config.json``: a mean/cls-pooled
+    text tower, ``model.text_pooling``), whose loading then needs ``trust_remote_code=True``."""
+    remote_code = bool(encoder_config.get("auto_map"))
+    pooling = encoder_config.get("text_pooling") or "pooler"
+    names = {"mean": "the attention-masked mean of its token states", "cls": "its [CLS] token state",
+             "pooler": "its pooler output"}
+    return {"remote_code": remote_code, "text_pooling": pooling, "pooling_text": names.get(pooling, pooling),
+            "code_file": next(iter(encoder_config.get("auto_map", {}).values()), "").split(".")[0] + ".py"}
 
 
 def candidate_labels(contents: RunContents) -> list[str]:
@@ -39,7 +49,8 @@ def family_card(contents: RunContents) -> FamilyCard:
         limitation=LIMITATION,
         images=_images(contents),
         backbone={"projection_dim": encoder_config.get("projection_dim", hidden_size(encoder_config))},
-        template={"text": {"candidate_labels": json.dumps(labels), "num_candidate_labels": len(labels)}},
+        template={"text": {"candidate_labels": json.dumps(labels), "num_candidate_labels": len(labels),
+                           **text_pooling(encoder_config)}},
     )
 
 

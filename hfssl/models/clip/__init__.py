@@ -3,20 +3,36 @@
 The method's spec: image-caption data (the ``image-text`` modality), inputs made on the device
 (:class:`CaptionInputs`: one augmented view per image and the tokenised captions), and export of the
 transformers dual encoder with its processor (:func:`export_dual_encoder`).
+
+Text towers pooled otherwise than by their ``pooler_output`` (``model.text_pooling`` ``mean`` / ``cls``,
+the default for sentence-transformers towers such as all-MiniLM-L6-v2) export a
+:class:`PooledVisionTextDualEncoderModel`: transformers' ``VisionTextDualEncoderModel`` has no pooling
+option and no transformers text model pools by a masked mean, so the export carries the class as remote
+code (``modeling_pooled_dual_encoder.py`` beside the weights, ``auto_map`` in ``config.json``;
+``trust_remote_code=True`` in plain transformers). It is written by hand rather than through
+``register_for_auto_class``, which maps one Auto class per class, while the zero-shot pipeline loads
+through ``AutoModelForZeroShotImageClassification`` and users through ``AutoModel``. hfssl registers
+the same classes with the Auto classes, so hfssl loads such folders without remote code.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
 
 from hfssl.export import ExportContext, image_export_settings, write_directory
+from hfssl.files import atomic_write_text
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.modeling_clip import (HfsslCLIPForPreTraining, HfsslCLIPOutput, load_tokenizer,
                                              transferable_dual_encoder)
+from hfssl.models.clip.modeling_pooled_dual_encoder import (POOLED_MODEL_TYPE, PooledVisionTextDualEncoderConfig,
+                                                             PooledVisionTextDualEncoderModel)
 from hfssl.models.clip.pictures import draw_predictions
 from hfssl.models.clip.towers import num_patches
 from hfssl.registry import (IMAGE_FEATURES, IMAGE_TEXT, IMAGE_TEXT_EMBEDDINGS, LAYER_FEATURES, MethodSpec, Paper,
@@ -126,14 +142,30 @@ def dual_encoder_of(model: HfsslCLIPForPreTraining, recipe: Any) -> tuple[Any, A
 
 
 def export_dual_encoder(model: HfsslCLIPForPreTraining, output_dir: Path, context: ExportContext) -> Path:
-    """``MethodSpec.export``: the ``CLIPModel`` / ``VisionTextDualEncoderModel`` and its processor."""
+    """``MethodSpec.export``: the ``CLIPModel`` / ``VisionTextDualEncoderModel`` (or, for mean/cls text pooling,
+    ``PooledVisionTextDualEncoderModel`` with its code file) and its processor."""
     dual, processor = dual_encoder_of(model, context.recipe)
     with write_directory(output_dir) as staging:
         dual.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
+        if isinstance(dual, PooledVisionTextDualEncoderModel):  # the config's auto_map names this file
+            shutil.copyfile(POOLED_CODE_FILE, Path(staging) / POOLED_CODE_FILE.name)
+    files_dir = Path(context.files_dir) if context.files_dir is not None else Path(output_dir)
+    if isinstance(dual, PooledVisionTextDualEncoderModel) and files_dir.resolve() != Path(output_dir).resolve():
+        # RUN/encoder: transformers (5.x) fetches remote code from the repository root even when the model is
+        # loaded with subfolder="encoder", so the run (and its Hub repository) holds the file there too.
+        atomic_write_text(files_dir / POOLED_CODE_FILE.name, POOLED_CODE_FILE.read_text(encoding="utf-8"),
+                          what="the dual encoder's code")
     logger.info("exported the dual encoder (%s) to %s", type(dual).__name__, output_dir)
     return Path(output_dir)
 
+
+# The mean/cls-pooled dual encoder: hfssl loads exported folders with its own copy of the class.
+POOLED_CODE_FILE = Path(inspect.getfile(PooledVisionTextDualEncoderModel))
+AutoConfig.register(POOLED_MODEL_TYPE, PooledVisionTextDualEncoderConfig, exist_ok=True)
+AutoModel.register(PooledVisionTextDualEncoderConfig, PooledVisionTextDualEncoderModel, exist_ok=True)
+AutoModelForZeroShotImageClassification.register(PooledVisionTextDualEncoderConfig, PooledVisionTextDualEncoderModel,
+                                                 exist_ok=True)
 
 SPEC = register_method(MethodSpec(
     name="clip",

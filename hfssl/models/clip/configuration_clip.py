@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -20,6 +21,8 @@ MAX_LOGIT_SCALE = 100.0
 #: A small BERT text tower (the text encoder used when none is given): 4 layers, 256 wide.
 DEFAULT_TEXT_CONFIG = {"model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
                        "intermediate_size": 1024, "max_position_embeddings": 128}
+#: How the text tower's tokens become one vector before the text projection (``model.text_pooling``).
+TEXT_POOLINGS = ("pooler", "mean", "cls")
 
 
 def _tower_config(value: PretrainedConfig | dict[str, Any] | str | None, path: str | None, default: Any,
@@ -72,6 +75,15 @@ class HfsslCLIPConfig(PretrainedConfig):
             stages) and the modules after them (final LayerNorm, pooler) train; the rest stays frozen in
             inference mode (open_clip's ``lock(unlocked_groups=N)``; 0 = LiT). Needs the tower's lock; at most
             its number of layers.
+        text_pooling: what the text projection takes: ``"pooler"`` (the tower's ``pooler_output``, as
+            transformers' dual encoders do: BERT's dense + tanh on ``[CLS]``, a CLIP text tower's
+            end-of-text token), ``"mean"`` (the attention-mask weighted mean of ``last_hidden_state``,
+            how sentence-transformers towers such as all-MiniLM-L6-v2 were trained) or ``"cls"``
+            (``last_hidden_state[:, 0]``, no pooler). Default: the pooling of a sentence-transformers
+            ``text_name_or_path`` (its ``modules.json`` / ``1_Pooling/config.json``), else ``"pooler"``.
+            A CLIP text tower keeps its own end-of-text pooling (only ``"pooler"``). With ``"mean"`` or
+            ``"cls"`` the dual encoder is a :class:`~hfssl.models.clip.modeling_pooled_dual_encoder.
+            PooledVisionTextDualEncoderModel` and the export loads with ``trust_remote_code=True``.
     """
 
     model_type = "hfssl_clip"
@@ -94,6 +106,7 @@ class HfsslCLIPConfig(PretrainedConfig):
         patch_dropout: float = 0.0,
         unlock_last_layers_image: int = 0,
         unlock_last_layers_text: int = 0,
+        text_pooling: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_range("projection_dim", projection_dim, 1, 1 << 16)
@@ -138,6 +151,10 @@ class HfsslCLIPConfig(PretrainedConfig):
         self.patch_dropout = float(patch_dropout)
         self.unlock_last_layers_image = unlock_last_layers_image
         self.unlock_last_layers_text = unlock_last_layers_text
+        # A config saved before text_pooling existed (it has a transformers_version) was trained with the pooler.
+        saved = text_pooling is None and "transformers_version" in kwargs
+        self.text_pooling = resolve_text_pooling(text_pooling if not saved else "pooler", self.text_config,
+                                                 text_name_or_path)
         super().__init__(**kwargs)
 
     @property
@@ -145,3 +162,57 @@ class HfsslCLIPConfig(PretrainedConfig):
         """Both towers are CLIP's own: the transferable model is a ``CLIPModel``."""
         return (self.vision_config.model_type == "clip_vision_model"
                 and self.text_config.model_type == "clip_text_model")
+
+
+def sentence_transformers_pooling(name_or_path: str) -> str | None:
+    """The pooling a sentence-transformers model folder (or Hub id) was trained with: ``"mean"`` or
+    ``"cls"`` from the Pooling module's ``config.json`` (named by ``modules.json``, else ``1_Pooling/``);
+    ``None`` when the folder is not a sentence-transformers model. Other poolings (max, mean-sqrt-len,
+    weighted, last token) are refused: the dual encoder cannot reproduce them."""
+    from transformers.utils import cached_file
+
+    def find(filename: str) -> str | None:
+        try:
+            return cached_file(resolve_pretrained_path(name_or_path), filename,
+                               _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False)
+        except (OSError, ValueError):
+            return None
+
+    folder = "1_Pooling"
+    modules = find("modules.json")
+    if modules is not None:
+        with open(modules, encoding="utf-8") as file:
+            entries = json.load(file)
+        folder = next((entry.get("path", "") for entry in entries
+                       if str(entry.get("type", "")).endswith(".Pooling")), folder)
+    pooling_config = find(f"{folder}/config.json") if folder else None
+    if pooling_config is None:
+        return None
+    with open(pooling_config, encoding="utf-8") as file:
+        modes = {key[len("pooling_mode_"):] for key, value in json.load(file).items()
+                 if key.startswith("pooling_mode_") and value}
+    if modes == {"mean_tokens"}:
+        return "mean"
+    if modes == {"cls_token"}:
+        return "cls"
+    raise ValueError(f"text_name_or_path={name_or_path!r} is a sentence-transformers model pooled with "
+                     f"{sorted(modes)}, which the dual encoder cannot reproduce; set model.text_pooling to one of "
+                     f"{TEXT_POOLINGS} explicitly")
+
+
+def resolve_text_pooling(text_pooling: str | None, text_config: PretrainedConfig, text_name_or_path: str | None) -> str:
+    """``model.text_pooling``, checked, or its default (see :class:`HfsslCLIPConfig`)."""
+    if text_config.model_type == "clip_text_model":
+        if text_pooling not in (None, "pooler"):
+            raise ValueError(f"model.text_pooling={text_pooling!r}, but a CLIP text tower (clip_text_model) pools at its "
+                             "end-of-text token (its pooler_output), as it was trained; leave model.text_pooling unset "
+                             "or set it to 'pooler'")
+        return "pooler"
+    if text_pooling is None:
+        return (sentence_transformers_pooling(text_name_or_path) if text_name_or_path else None) or "pooler"
+    if text_pooling not in TEXT_POOLINGS:
+        raise ValueError(f"model.text_pooling={text_pooling!r} is not one of {TEXT_POOLINGS}: 'mean' for "
+                         "sentence-transformers towers (all-MiniLM-L6-v2), 'pooler' for BERT's trained pooler, 'cls' "
+                         "for the [CLS] state without it")
+    return text_pooling

@@ -6,6 +6,12 @@ tower configs: a ``CLIPModel`` when both towers are CLIP's own, else a ``VisionT
 and ``logit_scale`` are the method's parameters, so export writes the model as it is and
 ``pipeline("zero-shot-image-classification")`` computes exactly the trained similarities.
 
+The text projection takes the text tower's tokens pooled as ``config.text_pooling`` says: the tower's
+``pooler_output`` (transformers' default), or, for sentence-transformers towers (all-MiniLM-L6-v2, which
+was trained with mean pooling and whose BERT pooler never was), the attention-masked mean (or the
+``[CLS]`` state): then the dual encoder is a :class:`PooledVisionTextDualEncoderModel`
+(``modeling_pooled_dual_encoder.py``, a self-contained subclass that the export carries as remote code).
+
 Locked towers (LiT, Zhai et al. 2022): a locked tower gets no gradients and stays in inference
 mode (no dropout) also while the model trains; its projection is trained. ``unlock_last_layers_*`` trains
 the last layers of a locked tower, and ``patch_dropout`` drops patch tokens of a ViT image tower in
@@ -31,6 +37,8 @@ from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.tower_sources import TEXT, VISION, load_tower
 from hfssl.models.clip.towers import PATCH_TOKEN_TOWERS, dropping_patches, num_patches, unlocked_modules
+from hfssl.models.clip.modeling_pooled_dual_encoder import (PooledVisionTextDualEncoderConfig,
+                                                             PooledVisionTextDualEncoderModel)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,11 @@ def build_dual_encoder(config: HfsslCLIPConfig) -> PreTrainedModel:
                                  projection_dim=config.projection_dim,
                                  logit_scale_init_value=config.logit_scale_init_value)
         return CLIPModel(clip_config)
+    if config.text_pooling != "pooler":  # mean / cls pooling of the text tower's tokens
+        pooled_config = PooledVisionTextDualEncoderConfig.from_vision_text_configs(
+            config.vision_config, config.text_config, projection_dim=config.projection_dim,
+            logit_scale_init_value=config.logit_scale_init_value, text_pooling=config.text_pooling)
+        return PooledVisionTextDualEncoderModel(pooled_config)
     dual_config = VisionTextDualEncoderConfig.from_vision_text_configs(
         config.vision_config, config.text_config, projection_dim=config.projection_dim,
         logit_scale_init_value=config.logit_scale_init_value)
@@ -196,9 +209,18 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
             noise = torch.rand(pixel_values.shape[0], patches, device=pixel_values.device)
         return noise
 
+    def get_text_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                            **kwargs: Any) -> torch.Tensor:
+        """The text tower's pooled output ``(B, hidden)`` before the projection, pooled as
+        ``config.text_pooling`` says (``"mean"``: a sentence-transformers sentence embedding)."""
+        if isinstance(self.backbone, PooledVisionTextDualEncoderModel):
+            return self.backbone.get_pooled_text_output(input_ids, attention_mask, **kwargs).pooler_output
+        return self.backbone.text_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).pooler_output
+
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           **kwargs: Any) -> torch.Tensor:
-        """Projected text embeddings ``(B, projection_dim)`` (not normalised)."""
+        """Projected text embeddings ``(B, projection_dim)`` (not normalised), of the tokens pooled as
+        ``config.text_pooling`` says."""
         return projected(self.backbone.get_text_features(input_ids=input_ids, attention_mask=attention_mask, **kwargs))
 
     def clipped_logit_scale(self) -> torch.Tensor:

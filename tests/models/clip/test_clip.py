@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -114,18 +115,26 @@ _PIPELINE_SCRIPT = """
 import json, sys, torch
 from PIL import Image
 from transformers import AutoModel, AutoProcessor, pipeline
-path, io = sys.argv[1], torch.load(sys.argv[2])
+path, io, remote = sys.argv[1], torch.load(sys.argv[2]), sys.argv[3] == "remote"
 labels = ["an emoji of a cat", "an emoji of a red car", "flags"]
 image = Image.fromarray(io["pixels"].numpy())
-classifier = pipeline("zero-shot-image-classification", model=path)
+refused = None
+if remote:  # custom code: refused unless trusted, never silently loaded as the plain class
+    try:
+        AutoModel.from_pretrained(path)
+    except ValueError as error:
+        refused = "trust_remote_code=True" in str(error)
+classifier = pipeline("zero-shot-image-classification", model=path, trust_remote_code=remote)
 scores = {row["label"]: row["score"] for row in classifier(image, candidate_labels=labels, hypothesis_template="{}")}
-model, processor = AutoModel.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
+model = AutoModel.from_pretrained(path, trust_remote_code=remote).eval()
+processor = AutoProcessor.from_pretrained(path, trust_remote_code=remote)
 with torch.no_grad():
     inputs = processor(text=labels, images=image, return_tensors="pt", padding=True)
     probabilities = model(**inputs).logits_per_image.softmax(-1)[0]
+print()  # transformers' unanswered trust prompt (no newline) may precede the report
 print(json.dumps({"class": type(model).__name__, "processor": type(processor).__name__,
                   "scores": [scores[label] for label in labels], "probabilities": probabilities.tolist(),
-                  "hfssl_imported": "hfssl" in sys.modules}))
+                  "hfssl_imported": "hfssl" in sys.modules, "refused_untrusted": refused}))
 """
 
 
@@ -133,11 +142,15 @@ print(json.dumps({"class": type(model).__name__, "processor": type(processor).__
     ({"vision_config": TINY_VIT, "text_config": TINY_TEXT_TOWER}, "VisionTextDualEncoderModel", 3),
     ({"vision_config": {**TINY_VIT, "num_channels": 1}, "text_config": TINY_TEXT_TOWER}, "VisionTextDualEncoderModel", 1),
     ({"vision_config": TINY_CLIP_VISION, "text_config": TINY_CLIP_TEXT}, "CLIPModel", 3),
+    ({"vision_config": TINY_VIT, "text_config": TINY_TEXT_TOWER, "text_pooling": "mean"},
+     "PooledVisionTextDualEncoderModel", 3),
 ])
 def test_export_runs_in_the_zero_shot_pipeline_without_hfssl(towers: dict, expected_class: str, channels: int,
                                                              tmp_path: Path) -> None:
     """``DIR/encoder`` loads in a fresh process without hfssl, and the zero-shot pipeline and the model's
-    own logits give the probabilities of the hfssl model (grey runs through the luma-converted tower)."""
+    own logits give the probabilities of the hfssl model (grey runs through the luma-converted tower; a
+    mean-pooled text tower through the exported remote code, with ``trust_remote_code=True``, over labels
+    of different lengths, so padding is masked out of the mean)."""
     model_kwargs = {**towers, "projection_dim": 16, "tokenizer_name_or_path": "builtin:all-MiniLM-L6-v2"}
     torch.manual_seed(0)
     model = HfsslCLIPForPreTraining(HfsslCLIPConfig(**model_kwargs)).eval()
@@ -158,12 +171,17 @@ def test_export_runs_in_the_zero_shot_pipeline_without_hfssl(towers: dict, expec
         image_embeds = torch.nn.functional.normalize(model.get_image_features(image), dim=1)
         text_embeds = torch.nn.functional.normalize(model.get_text_features(**tokens), dim=1)
         expected = (model.clipped_logit_scale() * image_embeds @ text_embeds.T).softmax(-1)[0]
+    remote = towers.get("text_pooling", "pooler") != "pooler"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")  # where transformers copies the remote code
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(_PIPELINE_SCRIPT), str(tmp_path / "encoder"),
-                             str(tmp_path / "io.pt")], capture_output=True, text=True, timeout=300)
+                             str(tmp_path / "io.pt"), "remote" if remote else "local"], capture_output=True,
+                            text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["hfssl_imported"] is False
     assert report["class"] == expected_class
+    assert report["refused_untrusted"] is (True if remote else None)
     torch.testing.assert_close(torch.tensor(report["probabilities"]), expected, atol=2e-3, rtol=0)
     torch.testing.assert_close(torch.tensor(report["scores"]), expected, atol=2e-3, rtol=0)
 

@@ -49,9 +49,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py on 16 px images."""
+    """recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py on 16 px images, the
+    text tower mean-pooled (as all-MiniLM-L6-v2 is by default): training, resume, the export into
+    RUN/encoder with its code file and the card's snippet (trust_remote_code=True) all take that path."""
     recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
-    recipe["model"] = TINY["clip"][0]
+    recipe["model"] = {**TINY["clip"][0], "text_pooling": "mean"}
     recipe["data"]["image_size"] = 16
     path = tmp_path_factory.mktemp("recipe") / "tiny_clip_emoji.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -68,7 +70,8 @@ def finished_run(tiny_recipe: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_a_run_writes_the_dual_encoder_the_evaluation_the_picture_and_the_card(finished_run: Path) -> None:
     for name in ("config.json", "model.safetensors", "encoder/config.json", "encoder/processor_config.json",
-                 "encoder/tokenizer.json", "eval_results.json", "images/predictions.png", "README.md"):
+                 "encoder/tokenizer.json", "eval_results.json", "images/predictions.png", "README.md",
+                 "encoder/modeling_pooled_dual_encoder.py", "modeling_pooled_dual_encoder.py"):
         assert (finished_run / name).is_file(), name
     results = json.loads((finished_run / "eval_results.json").read_text())
     rows = results["results"]
@@ -91,12 +94,15 @@ def test_the_cards_zero_shot_snippet_runs_without_hfssl(finished_run: Path, tmp_
     snippet = python_blocks((finished_run / "README.md").read_text(), "### With plain transformers")[0]
     repo_id = next(line for line in snippet.splitlines() if line.startswith("repo_id = "))
     snippet = snippet.replace(repo_id, f"repo_id = {str(finished_run)!r}")
-    check = ("assert probabilities.shape == (1, 3) and abs(float(probabilities.sum()) - 1) < 1e-5\n"
+    assert "trust_remote_code=True" in snippet
+    check = ("assert type(model).__name__ == 'PooledVisionTextDualEncoderModel'\n"
+             "assert probabilities.shape == (1, 3) and abs(float(probabilities.sum()) - 1) < 1e-5\n"
              "assert len(scores) == 3 and image_embeddings.shape == (1, 16)\n"
              "assert not any(name.startswith('hfssl') for name in sys.modules)\nprint('ok')")
     script = tmp_path / "snippet.py"
     script.write_text(BLOCK_HFSSL + "\n" + snippet + "\n" + check)
     env = {key: value for key, value in _env().items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")  # where transformers copies the remote code
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
