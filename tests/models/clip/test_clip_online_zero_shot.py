@@ -44,7 +44,7 @@ def runs(recipe_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """The same 4-step run without and with the callback (every 2 steps)."""
     root = tmp_path_factory.mktemp("zero_shot_every")
     paths = {"off": root / "off", "on": root / "on"}
-    for name, extra in (("off", ["eval.protocols=[]"]), ("on", ON)):
+    for name, extra in (("off", ["train.trackers=[tensorboard]", "eval.protocols=[]"]), ("on", ON)):
         result = _cli("train", str(recipe_path), "--output-dir", str(paths[name]), *ARGS, *extra)
         assert result.returncode == 0, result.stderr[-4000:]
     return paths
@@ -72,7 +72,7 @@ def test_zero_shot_is_logged_every_n_steps_and_ends_at_the_evaluations_value(run
     final = {("zero_shot/top1" if row.get("dataset") is None else "zero_shot/top1/builtin_emoji_twitter"): row["top1"]
              for row in rows}
     assert {tag: values[-1][1] for tag, values in scalars.items()} == pytest.approx(final, abs=1e-6)
-    assert not _scalars(runs["off"])
+    assert not _scalars(runs["off"]) and list((runs["off"] / "logs").rglob("events.out.tfevents.*"))
 
 
 def test_the_card_draws_the_curve_and_compare_reads_it(runs: dict[str, Path]) -> None:
