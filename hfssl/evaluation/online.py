@@ -41,7 +41,9 @@ is the card's), logged as ``zero_shot/top1`` and ``zero_shot/top1/<source>`` per
 (:func:`hfssl.recipe.zero_shot_metric`); the main process computes it, the others wait. It holds no state across
 steps (nothing to checkpoint: a resumed run logs what the uninterrupted one did), costs a copy of the dual encoder's
 weights while it scores, and runs inside :func:`untouched_model` like the probe. :func:`draw_zero_shot_curve` draws
-the card's picture of it.
+the card's picture of it. Cost, ``recipes/clip/emoji.yaml`` (ConvNeXt 32 px and 2-layer BERT towers, 396 + 396
+held-out pairs, 9 classes x 3 templates): 2.1-2.6 s a score on one CPU thread of a loaded 2-core machine, the first
+9.8 s with loading the two sources (random weights; a script timing ``recipe_dual_encoder`` + ``zero_shot_rows``).
 """
 
 from __future__ import annotations
