@@ -1,4 +1,4 @@
-"""``hfssl train | eval | export | embed | push | card | compare | sweep``.
+"""``hfssl train | eval | export | embed | push | card | compare | sweep | wise-ft``.
 
 The command line is the only place that prints (the summary at the end of ``train``, and error
 messages); the library logs. One error style: a user error (:mod:`hfssl.errors`, and the
@@ -36,6 +36,7 @@ from hfssl.process_exit import exit_now
 from hfssl.recipe import load_recipe
 from hfssl.registry import discover_methods, method_for_config
 from hfssl.sweep import add_sweep_arguments, run_sweep
+from hfssl.wise_ft import parse_alphas, wise_ft
 
 logger = logging.getLogger("hfssl")
 
@@ -232,6 +233,35 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_wise_ft_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_a", metavar="A", help="the zero-shot (before) model: an hfssl image-text run folder or "
+                                                      "an exported dual-encoder folder / Hub id")
+    parser.add_argument("model_b", metavar="B", help="the fine-tuned (after) model, of A's architecture")
+    parser.add_argument("--alpha", default="0,0.25,0.5,0.75,1",
+                        help="mixing coefficients in [0, 1], comma-separated: theta = (1 - alpha) A + alpha B "
+                             "(default 0,0.25,0.5,0.75,1)")
+    parser.add_argument("--output", default="wise_ft",
+                        help="folder for wise_ft.json, wise_ft.png and wise_ft.md (default ./wise_ft; a new or empty "
+                             "folder, or an earlier report's)")
+    parser.add_argument("--recipe", default=None,
+                        help="the recipe whose data (reference distribution) and eval.zero-shot settings (templates, "
+                             "class names, datasets: the shifted distributions) score the models (default: B's run "
+                             "recipe, else A's)")
+    parser.add_argument("--save-alpha", type=float, default=None, metavar="X",
+                        help="also export theta(X) as a plain transformers folder with its processor, OUTPUT/alpha-X")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def run_wise_ft(args: argparse.Namespace) -> int:
+    """``hfssl wise-ft``: weight-space ensembles of a zero-shot and a fine-tuned model (:mod:`hfssl.wise_ft`)."""
+    result = wise_ft(args.model_a, args.model_b, parse_alphas(args.alpha), args.output, recipe_path=args.recipe,
+                     save_alpha=args.save_alpha, device=args.device)
+    best = max(result.alphas, key=lambda alpha: result.alphas[alpha][result.reference]["top1"])
+    print(f"hfssl: WiSE-FT over {len(result.alphas)} alphas (best reference top-1 at alpha={best:g}): "
+          + ", ".join(str(path) for path in result.paths.values()))
+    return 0
+
+
 def _exit_codes_text() -> str:
     return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -255,11 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "cost, with plots (Markdown and one HTML page)"),
         "sweep": commands.add_parser("sweep", help="train a recipe over a grid of settings and seeds (resumable), "
                                                     "then compare the runs"),
+        "wise-ft": commands.add_parser("wise-ft", help="interpolate a zero-shot and a fine-tuned image-text model "
+                                                        "(WiSE-FT) and score zero-shot accuracy against the mix"),
     }
     for name, adder in (("train", _add_train_arguments), ("export", _add_export_arguments),
                         ("eval", add_eval_arguments), ("embed", _add_embed_arguments), ("push", add_push_arguments),
                         ("card", add_card_arguments), ("compare", _add_compare_arguments),
-                        ("sweep", add_sweep_arguments)):
+                        ("sweep", add_sweep_arguments), ("wise-ft", _add_wise_ft_arguments)):
         adder(subparsers[name])
         # --debug after the command too; SUPPRESS keeps the value given before it.
         subparsers[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -290,7 +322,8 @@ def _main(argv: list[str] | None) -> int:
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "matplotlib", "PIL", "tensorboard"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handler = {"train": run_train, "export": run_export, "eval": run_eval, "embed": run_embed, "push": run_push,
-               "card": run_card, "compare": run_compare, "sweep": run_sweep}[args.command]
+               "card": run_card, "compare": run_compare, "sweep": run_sweep,
+               "wise-ft": run_wise_ft}[args.command]
     debug = args.debug or str(args.log_level).upper() == "DEBUG"
     try:
         return handler(args)

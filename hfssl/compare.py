@@ -19,7 +19,7 @@ the table:
 :func:`write_report` writes ``compare.md`` (Markdown, pictures under ``images/``), ``compare.html``
 (one self-contained page: the pictures embedded as data URIs, the tables sortable by clicking a column
 header, no external file or network access) and ``compare.json`` (the table as data). The pictures:
-accuracy against training minutes, against steps (with the online kNN curves), against label
+accuracy against training minutes, against steps (with the online kNN and zero-shot curves), against label
 fraction, against encoder parameters, and each run's cost.
 """
 
@@ -43,6 +43,7 @@ from hfssl.files import atomic_write_text
 from hfssl.hub.card import protocol_card, row_settings
 from hfssl.hub.run import count_parameters, read_json
 from hfssl.plots import figure, read_scalars
+from hfssl.recipe import ZERO_SHOT_METRIC
 from hfssl.settings import RecipeError
 from hfssl.training.record import TRAINING_RECORD_FILE
 
@@ -51,7 +52,8 @@ SEED_KEY = "train.seed"
 #: Recipe keys that never make two runs different experiments (where the logs go, how often they are written).
 _NOT_SETTINGS = ("train.trackers", "train.progress_bar", "train.log_every", "train.checkpoint_every",
                  "train.keep_checkpoints", "eval.")
-_KNN_CURVE_PREFIX = "knn/top1"
+#: The curves of evaluation during training drawn against the steps: online kNN and online zero-shot top-1.
+_CURVE_PREFIXES = ("knn/top1", ZERO_SHOT_METRIC)
 
 
 @dataclass
@@ -180,7 +182,7 @@ def read_run_summary(path: Path, name: str | None = None) -> RunSummary:
     parameters = count_parameters(encoder) if encoder.is_dir() else None
     return RunSummary(name or path.name, path, str(recipe["method"]), settings, results, baselines,
                       dataset or settings.get("data.source"), training, parameters,
-                      read_scalars(path / "logs", tags=(), prefixes=(_KNN_CURVE_PREFIX,)))
+                      read_scalars(path / "logs", tags=(), prefixes=_CURVE_PREFIXES))
 
 
 def collect_runs(paths: Iterable[str | Path]) -> list[RunSummary]:
@@ -444,7 +446,7 @@ def _scatter(comparison: Comparison, x_of, x_label: str, title: str, path: Path,
 
 
 def _steps_plot(comparison: Comparison, path: Path) -> Path | None:
-    """Online kNN curves over the steps, with each run's final results at its last step."""
+    """Online kNN and zero-shot curves over the steps, with each run's final results at its last step."""
     curves = [(run, tag, values) for run in comparison.runs for tag, values in run.curves.items() if values]
     columns = _plotted_columns(comparison, limit=2)
     finals = [(run, column, run.steps, comparison.value(run, column)) for run in comparison.runs for column in columns]
@@ -463,7 +465,7 @@ def _steps_plot(comparison: Comparison, path: Path) -> Path | None:
                          marker="os"[index], label=f"end of run: {column.label}", zorder=3)
     axes.set_xlabel("training steps")
     axes.set_ylabel("%")
-    axes.set_title("Accuracy against training steps (lines: online kNN during training)")
+    axes.set_title("Accuracy against training steps (lines: online kNN / zero-shot during training)")
     axes.grid(alpha=0.3)
     if len(curves) + len(columns) <= 14:
         axes.legend(fontsize=7, loc="best")

@@ -6,8 +6,9 @@ layer (ARCHITECTURE.md) and only composes them:
 1. :func:`check_training_recipe`: everything that can be checked before work starts (the
    recipe's protocols and their settings against what the method's model provides, and that the
    Hugging Face caches the run will write can be written);
-2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set and the
-   online linear probe when ``train.online_linear`` is (:mod:`hfssl.evaluation.online`); a run stopped by
+2. :func:`hfssl.training.trainer.train` with the online-kNN callback when ``train.knn_every`` is set, the
+   online linear probe when ``train.online_linear`` is and the online zero-shot classifier when
+   ``train.zero_shot_every`` is (:mod:`hfssl.evaluation.online`); a run stopped by
    ``train.early_stop`` ends there (:class:`hfssl.errors.EarlyStopped`, exit code 5: nothing is exported or
    evaluated);
 3. on the main process, :func:`finish_run`: the image features are checked to be finite first (a
@@ -33,7 +34,7 @@ from hfssl.data.sources import check_cache_writable, writes_datasets_cache
 from hfssl.data.training import TrainingData
 from hfssl.evaluation.context import EvaluationContext
 from hfssl.evaluation.metrics import metric_cache_folders
-from hfssl.evaluation.online import OnlineKNN, OnlineLinear
+from hfssl.evaluation.online import OnlineKNN, OnlineLinear, OnlineZeroShot, draw_zero_shot_curve, zero_shot_settings
 from hfssl.evaluation.protocols import get_protocol
 from hfssl.evaluation.protocols.knn import KNNSettings
 from hfssl.evaluation.runner import check_recipe, draw_protocol_pictures, evaluate, write_eval_results
@@ -60,6 +61,8 @@ def check_training_recipe(recipe: Recipe) -> None:
     evaluation protocols and their settings against what the model provides, and the names in
     ``train.schedules`` against the scalars the model class declares (no model is built)."""
     check_recipe(recipe)
+    if recipe.train.zero_shot_every:
+        zero_shot_settings(recipe)  # eval.zero-shot, read also when the protocol is not in eval.protocols
     check_writable_caches(recipe)
     check_schedule_names(recipe)
 
@@ -125,6 +128,8 @@ def _run(recipe: Recipe, output_dir: str | Path, resume: bool | str, accelerator
         callbacks.append(OnlineKNN(recipe, temperature=knn.temperature))
     if recipe.train.online_linear is not None:
         callbacks.append(OnlineLinear(recipe))
+    if recipe.train.zero_shot_every:
+        callbacks.append(OnlineZeroShot(recipe))
     result = train(recipe, output_dir, resume=resume, accelerator=accelerator, callbacks=callbacks,
                    overwrite=overwrite, checkpoint_hooks=[mirror.on_checkpoint] if mirror is not None else None)
     if result.accelerator.is_main_process:
@@ -160,6 +165,8 @@ def finish_run(run_dir: Path, model: torch.nn.Module, recipe: Recipe, data: Trai
     # Projections of the test features the evaluation computed, and the probes' confusion matrices.
     pictures += draw_evaluation_pictures(context, images, label_names=data.label_names, points=PLOT_POINTS)
     pictures += draw_protocol_pictures(context, images)
+    if recipe.train.zero_shot_every:
+        pictures += draw_zero_shot_curve(run_dir, images, recipe.train.zero_shot_every)
     if spec.pictures is not None:
         images.mkdir(parents=True, exist_ok=True)
         pictures += spec.pictures(model, PictureContext(images, recipe, data.eval_test_dataset, data.label_names))

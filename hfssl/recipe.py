@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +38,13 @@ from typing import Any
 import yaml
 
 from hfssl.data.config import VIEW_MODALITIES, ImageDataConfig, SourceConfig, data_config_class
-from hfssl.registry import IMAGE_FEATURES, MethodSpec, get_method
+from hfssl.registry import IMAGE_FEATURES, IMAGE_TEXT_EMBEDDINGS, MethodSpec, get_method
 from hfssl.settings import RecipeError, build_section, coerce, load_yaml, plain, suggest
 from hfssl.views.config import ViewsConfig
 
 __all__ = [
     "SECTIONS", "Recipe", "RecipeError", "OptimConfig", "ParameterGroupSettings", "TrainConfig", "EvalConfig", "HubConfig",
-    "OnlineLinearSettings", "EarlyStopSettings", "knn_metric", "monitored_metrics", "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
+    "OnlineLinearSettings", "EarlyStopSettings", "knn_metric", "ZERO_SHOT_METRIC", "zero_shot_metric", "monitored_metrics", "recipe_from_dict", "apply_overrides", "parse_override", "load_recipe",
 ]
 
 #: ``torch.compile`` modes accepted by ``train.compile_mode``.
@@ -176,6 +177,21 @@ def knn_metric(k: int) -> str:
     return f"knn/top1_k{k}"
 
 
+#: What the online zero-shot classifier (``train.zero_shot_every``) logs: top-1 on the evaluation data's held-out
+#: pairs; each source of ``eval.zero-shot.datasets`` adds ``zero_shot/top1/<source>`` (:func:`zero_shot_metric`).
+ZERO_SHOT_METRIC = "zero_shot/top1"
+
+
+def zero_shot_metric(source: str | None = None) -> str:
+    """The name the online zero-shot top-1 of ``source`` is logged under: :data:`ZERO_SHOT_METRIC` for the
+    evaluation data (``None``), ``zero_shot/top1/<source>`` for another source, its characters outside
+    ``[A-Za-z0-9_.-]`` written ``_`` (TensorBoard's tag characters: ``builtin:emoji_twitter`` ->
+    ``zero_shot/top1/builtin_emoji_twitter``)."""
+    if source is None:
+        return ZERO_SHOT_METRIC
+    return f"{ZERO_SHOT_METRIC}/{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}"
+
+
 @dataclass
 class TrainConfig:
     """Length, batching, checkpointing, schedules and logging of a run.
@@ -201,6 +217,11 @@ class TrainConfig:
     ``max-autotune`` or ``max-autotune-no-cudagraphs``), falling back to eager with a warning when
     the compiler fails. Checkpoints and the exported model stay plain float32 in the default layout.
 
+    Evaluation during training (:mod:`hfssl.evaluation.online`): ``knn_every`` (online kNN of image features),
+    ``online_linear`` (a linear probe trained beside the method), ``zero_shot_every`` (zero-shot top-1 of an
+    image-text model with ``eval.zero-shot``'s templates, class names and ``datasets`` on the held-out pairs,
+    capped by ``eval.max_test_samples``: ``zero_shot/top1``); each null (off) by default.
+
     ``init_from``: an earlier run of the same method (its folder, holding ``model.safetensors``) whose
     weights the model starts from, with a fresh optimiser and schedule (continued training, fine-tuning a
     CLIP model for WiSE-FT); a resumed run takes its checkpoint's weights instead.
@@ -222,6 +243,7 @@ class TrainConfig:
     knn_every: int | None = None
     knn_k: int = 20
     knn_max_samples: int = 2000
+    zero_shot_every: int | None = None
     monitor_every: int = 50
     schedules: dict[str, Any] = field(default_factory=dict)
     sync_batchnorm: bool = False
@@ -265,6 +287,9 @@ class TrainConfig:
                 raise RecipeError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.knn_every is not None and self.knn_every < 1:
             raise RecipeError(f"train.knn_every must be >= 1 (or null for no online kNN), got {self.knn_every!r}")
+        if self.zero_shot_every is not None and self.zero_shot_every < 1:
+            raise RecipeError(f"train.zero_shot_every must be >= 1 (or null for no zero-shot score during training), "
+                              f"got {self.zero_shot_every!r}")
         if self.early_stop is not None:
             _check_early_stop(self)
 
@@ -279,10 +304,12 @@ class TrainConfig:
 def monitored_metrics(train: TrainConfig) -> dict[str, int]:
     """The metrics a run with these settings logs that ``train.early_stop`` may name, each with the interval
     (in steps) it is measured at: ``train/loss`` (every ``train.log_every``), the online kNN's and the online
-    linear probe's when they are on."""
+    linear probe's and the online zero-shot classifier's when they are on."""
     metrics = {"train/loss": train.log_every}
     if train.knn_every:
         metrics[knn_metric(train.knn_k)] = train.knn_every
+    if train.zero_shot_every:
+        metrics[ZERO_SHOT_METRIC] = train.zero_shot_every
     if train.online_linear is not None:
         metrics["online_linear/train_top1"] = 1
         metrics["online_linear/train_loss"] = 1
@@ -299,6 +326,8 @@ def _check_early_stop(train: TrainConfig) -> None:
         if stop.metric.startswith("knn/"):
             hints.append(f"the online kNN logs {knn_metric(train.knn_k)} when train.knn_every is set (k is "
                          "train.knn_k)")
+        if stop.metric.startswith("zero_shot/"):
+            hints.append(f"{ZERO_SHOT_METRIC} is logged every train.zero_shot_every steps when that is set")
         if stop.metric.startswith("online_linear/"):
             hints.append("online_linear/* are logged with train.online_linear set (online_linear/top1 every "
                          "train.online_linear.eval_every or train.knn_every steps)")
@@ -457,6 +486,15 @@ def _check_online_linear(spec: MethodSpec, train: TrainConfig) -> None:
             "train.online_linear (or set it to null); the evaluation protocols score text models after training")
 
 
+def _check_zero_shot_every(spec: MethodSpec, train: TrainConfig) -> None:
+    """The online zero-shot classifier scores the model's dual encoder: methods that serve none are refused."""
+    if train.zero_shot_every is not None and IMAGE_TEXT_EMBEDDINGS not in spec.provides:
+        raise RecipeError(
+            f"train.zero_shot_every={train.zero_shot_every}: the {spec.name} model does not serve "
+            f"{IMAGE_TEXT_EMBEDDINGS} (an image-text dual encoder), which zero-shot classification needs. Fix: set "
+            "train.zero_shot_every=null (use train.knn_every to watch an image model during training)")
+
+
 def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
     """Build a :class:`Recipe` from a plain mapping, rejecting unknown sections and keys."""
     if not isinstance(raw, dict):
@@ -490,6 +528,7 @@ def recipe_from_dict(raw: dict[str, Any], check_model: bool = True) -> Recipe:
         _check_crop_sizes(sections["views"], sections["data"])
     sections["eval"] = _eval_section(raw.get("eval"))
     _check_online_linear(spec, sections["train"])
+    _check_zero_shot_every(spec, sections["train"])
     if spec.check_recipe is not None:
         spec.check_recipe(Recipe(method=spec.name, model=dict(model), **sections))
     return Recipe(method=spec.name, model=dict(model), **sections)

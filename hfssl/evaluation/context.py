@@ -398,11 +398,7 @@ class EvaluationContext:
                     raise ValueError(f"{self.describe_model()} is not an image-text model (it has no dual encoder)")
                 if self.recipe is None:
                     raise ValueError(f"{self.describe_model()} has no recipe, which fixes its image transform")
-                recipe = self.recipe
-                dual, processor = model.get_dual_encoder(recipe.views.crop_size or recipe.data.image_size,
-                                                     tuple(recipe.views.mean), tuple(recipe.views.std),
-                                                     recipe.data.channels)
-                encoder = DualEncoder(dual, processor, batch, name=self.describe_model())
+                encoder = recipe_dual_encoder(model, self.recipe, batch, name=self.describe_model())
             else:
                 encoder = load_dual_encoder(str(self.model_path), batch)
             self._cache["dual_encoder"] = encoder
@@ -471,6 +467,15 @@ def _labelled_pairs(data: ImageTextDataConfig) -> ImageSplits:
     return ImageSplits(pairs.train, pairs.test, pairs.label_names, classes, data.source)
 
 
+def recipe_dual_encoder(model: Any, recipe: Recipe, batch_size: int, name: str = "model") -> DualEncoder:
+    """An hfssl model's ``image-text-embeddings`` capability as a :class:`DualEncoder`: its transferable dual
+    encoder and processor (what ``RUN/encoder`` holds, a copy of the weights), with the image transform of the
+    run's recipe (crop or image size, mean, std, channels)."""
+    dual, processor = model.get_dual_encoder(recipe.views.crop_size or recipe.data.image_size, tuple(recipe.views.mean),
+                                             tuple(recipe.views.std), recipe.data.channels)
+    return DualEncoder(dual, processor, batch_size, name=name)
+
+
 def is_text_model(name_or_path: str) -> bool:
     """Whether a transformers model folder, Hub id or ``builtin:`` weight name holds a text model
     (a config with a vocabulary and no image or audio part)."""
@@ -502,4 +507,4 @@ def raw_pixel_features(dataset: Any, batch_size: int = 1024) -> tuple[np.ndarray
     return np.concatenate(pixels), np.concatenate(labels)
 
 
-__all__ = ["EvaluationContext", "FeatureSet", "raw_pixel_features", "run_recipe_path"]
+__all__ = ["EvaluationContext", "FeatureSet", "raw_pixel_features", "recipe_dual_encoder", "run_recipe_path"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hfssl.evaluation.context import EvaluationContext
-from hfssl.evaluation.image_text import class_text_embeddings, pairs_arrays, zero_shot_scores
+from hfssl.evaluation.image_text import DualEncoder, class_text_embeddings, pairs_arrays, zero_shot_scores
 from hfssl.evaluation.protocols import IMAGE_TEXT, Protocol, ProtocolCard, Rows, register_protocol
 from hfssl.registry import IMAGE_TEXT_EMBEDDINGS
 from hfssl.settings import RecipeError
@@ -40,11 +41,14 @@ def _template_fields(template: str) -> list[str] | None:
         return None
 
 
-def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Rows:
-    encoder = context.dual_encoder()
+def zero_shot_rows(encoder: DualEncoder, test_pairs: Callable[[str | None], Any], settings: ZeroShotSettings) -> Rows:
+    """The protocol's rows for ``encoder``: one on the evaluation data's held-out pairs, then one per source of
+    ``settings.datasets`` (with its ``dataset``). ``test_pairs(source)`` gives the prepared held-out pairs of a
+    source (``None``: the evaluation data), as :meth:`EvaluationContext.image_text_test` does; the online
+    zero-shot callback (:class:`hfssl.evaluation.online.OnlineZeroShot`) and ``hfssl wise-ft`` score through here."""
     rows: Rows = []
     for source in (None, *settings.datasets):
-        pairs = context.image_text_test(source)
+        pairs = test_pairs(source)
         names = list(settings.class_names) if settings.class_names is not None else pairs.label_names
         if not names:
             raise ValueError(f"zero-shot classification needs class names: {pairs.source!r} has no class labels "
@@ -61,6 +65,10 @@ def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Row
             row = {"dataset": source, **row}
         rows.append(row)
     return rows
+
+
+def run_zero_shot(context: EvaluationContext, settings: ZeroShotSettings) -> Rows:
+    return zero_shot_rows(context.dual_encoder(), context.image_text_test, settings)
 
 
 ZERO_SHOT = register_protocol(Protocol(
