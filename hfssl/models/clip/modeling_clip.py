@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,8 +294,8 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
                                text_embeds=nn.functional.normalize(text_embeds.detach(), dim=1),
                                logit_bias=None if self.logit_bias is None else self.logit_bias.detach())
 
-    def embed_tower(self, encode: Any, inputs: dict[str, torch.Tensor], tower: nn.Module,
-                    projection: nn.Module) -> torch.Tensor:
+    def embed_tower(self, encode: Callable[[dict[str, torch.Tensor]], torch.Tensor], inputs: dict[str, torch.Tensor],
+                    tower: nn.Module, projection: nn.Module) -> torch.Tensor:
         """``encode(inputs)`` (projected embeddings ``(B, projection_dim)``), through the gradient cache in
         chunks of ``config.gradient_cache_chunk_size`` pairs when training and ``tower`` has trainable
         parameters. A tower with none (locked) is run once: its frozen layers keep no activations, so
