@@ -14,12 +14,12 @@ def _dropout(probability: float) -> dict[str, float]:
 LOCKS = {None: {}, "image": {"lock_image_tower": True}, "text": {"lock_text_tower": True}}
 
 
-def _model(loss: str, lock: str | None, dropout: bool, chunk_size: int | None) -> torch.nn.Module:
+def _model(loss: str, lock: str | None, dropout: bool, chunk_size: int | None, **towers: object) -> torch.nn.Module:
     kwargs = dict(TINY["clip"][0])
     probability = 0.1 if dropout else 0.0  # the tiny BERT tower's default is 0.1
     kwargs["vision_config"] = {**kwargs["vision_config"], **_dropout(probability)}
     kwargs["text_config"] = {**kwargs["text_config"], **_dropout(probability)}
-    model = tiny_model("clip", **kwargs, loss=loss, gradient_cache_chunk_size=chunk_size, **LOCKS[lock])
+    model = tiny_model("clip", **kwargs, loss=loss, gradient_cache_chunk_size=chunk_size, **LOCKS[lock], **towers)
     if loss == "siglip":
         with torch.no_grad():
             model.logit_bias.fill_(-1.0)  # away from -10, where every sigmoid saturates and gradients vanish
@@ -100,3 +100,26 @@ def test_no_cache_in_evaluation() -> None:
     with torch.no_grad():
         model(**_inputs())
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("towers", [{"patch_dropout": 0.5}, {"lock_text_tower": True, "unlock_last_layers_text": 1}])
+def test_patch_dropout_and_partly_unlocked_towers_through_the_cache_equal_the_full_batch(towers: dict) -> None:
+    """Patch dropout: the noise rows are chunked with the pixels, so the backward recomputes the same
+    patches. A locked tower with its last layer unlocked has trainable parameters: it goes through the cache
+    (6 calls), and its gradients are the plain forward's."""
+    inputs = _inputs()
+    if "patch_dropout" in towers:
+        inputs["patch_dropout_noise"] = torch.rand(8, 16, generator=torch.Generator().manual_seed(3))
+    models = {chunk_size: _model("siglip", None, dropout=False, chunk_size=chunk_size, **towers)
+              for chunk_size in (None, 3)}
+    calls = []
+    models[3].backbone.text_model.register_forward_hook(lambda *_: calls.append(1))
+    plain_loss = models[None](**inputs).loss
+    cached_loss = models[3](**inputs).loss
+    torch.testing.assert_close(cached_loss, plain_loss, rtol=1e-9, atol=1e-11)
+    plain, cached = _gradients(models[None], plain_loss), _gradients(models[3], cached_loss)
+    _assert_same(cached, plain)
+    assert len(calls) == 6
+    if "unlock_last_layers_text" in towers:
+        assert any("text_model" in name for name in cached)
+        assert not any("text_model.embeddings" in name for name in cached)
