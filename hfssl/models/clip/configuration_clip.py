@@ -9,7 +9,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-from hfssl.backbones import resolve_backbone_config
+from hfssl.backbones import resolve_backbone_config, resolve_pretrained_path
 from hfssl.configuration_utils import check_range
 from hfssl.models.clip.tower_sources import tower_config
 from hfssl.models.clip.towers import check_patch_dropout, check_unlock
