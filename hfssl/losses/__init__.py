@@ -10,10 +10,10 @@ __all__ = ["NTXentLoss", "InfoNCELoss", "MoCoV3Loss", "SimCSELoss", "BYOLLoss", 
            "BarlowTwinsLoss", "BarlowTwinsLossOutput",
            "DINOLoss", "dino_center_update", "SwAVLoss", "sinkhorn_knopp"]
 
-# Contrastive image-text (CLIP, LiT).
-from hfssl.losses.image_text import CLIPLoss  # noqa: E402
+# Contrastive image-text (CLIP, LiT, SigLIP).
+from hfssl.losses.image_text import CLIPLoss, SigLIPLoss  # noqa: E402
 
-__all__ += ["CLIPLoss"]
+__all__ += ["CLIPLoss", "SigLIPLoss"]
 
 # Distillation from a frozen teacher (feature distillation, SimCLRv2's phase 3).
 from hfssl.losses.distillation import FeatureDistillationLoss, SoftTargetCrossEntropy  # noqa: E402

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from hfssl.losses import (
-    BarlowTwinsLoss, BYOLLoss, CLIPLoss, DINOLoss, InfoNCELoss, MoCoV3Loss, NTXentLoss, SimSiamLoss, SwAVLoss,
-    VICRegLoss, sinkhorn_knopp,
+    BarlowTwinsLoss, BYOLLoss, CLIPLoss, DINOLoss, InfoNCELoss, MoCoV3Loss, NTXentLoss, SigLIPLoss, SimSiamLoss,
+    SwAVLoss, VICRegLoss, sinkhorn_knopp,
 )
 from hfssl.losses.semi_supervised import masked_pseudo_label_loss, softmax_mse_consistency
 
@@ -61,6 +61,9 @@ def _inputs(name: str) -> tuple[Callable[..., torch.Tensor], list[torch.Tensor],
     if name == "clip":
         scale = torch.tensor(14.25)
         return CLIPLoss(gather_distributed=False), [randn(8, 16), randn(8, 16), scale], {}
+    if name == "siglip":
+        scale, bias = torch.tensor(10.0), torch.tensor(-2.5)
+        return SigLIPLoss(gather_distributed=False), [randn(8, 16), randn(8, 16), scale, bias], {}
     if name == "vicreg":
         return lambda z1, z2: VICRegLoss(gather_distributed=False)(z1, z2).loss, [randn(16, 32), randn(16, 32)], {}
     if name == "barlow_twins":
@@ -75,7 +78,7 @@ def _inputs(name: str) -> tuple[Callable[..., torch.Tensor], list[torch.Tensor],
     raise KeyError(name)
 
 
-LOSSES = ["ntxent", "infonce", "moco_v3", "byol", "simsiam", "dino", "swav", "clip", "vicreg", "barlow_twins",
+LOSSES = ["ntxent", "infonce", "moco_v3", "byol", "simsiam", "dino", "swav", "clip", "siglip", "vicreg", "barlow_twins",
           "fixmatch", "mean_teacher"]
 
 

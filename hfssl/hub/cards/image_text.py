@@ -10,6 +10,16 @@ from hfssl.hub.run import RunContents
 
 LIMITATION = ("Zero-shot scores depend on the wording of the class prompts, and the model knows only the "
               "concepts that its training captions cover.")
+#: The card's words for ``model.loss`` (``training_loss.description``), the SigLIP one saying where the bias went.
+LOSS_DESCRIPTIONS = {
+    "clip": "CLIP's symmetric softmax cross entropy over the batch's image-text similarities, with a learned "
+            "scale (`logit_scale`)",
+    "siglip": "SigLIP's pairwise sigmoid loss ([Zhai et al. 2023](https://arxiv.org/abs/2303.15343)): "
+              "`logits = exp(logit_scale) * cos + b` with a learned bias `b`; the exported dual encoder keeps "
+              "`logit_scale` but has no slot for `b`, which adds the same constant to every logit, so the softmax "
+              "over candidate labels and the zero-shot pipeline's ranking are unchanged (`b` is in the full "
+              "model's `logit_bias`; add it before a sigmoid to get the trained pairwise probabilities)",
+}
 #: Candidate labels of the zero-shot example when the evaluation recorded no class names.
 DEFAULT_LABELS = ["a photo of a cat", "a photo of a dog"]
 
@@ -50,8 +60,15 @@ def family_card(contents: RunContents) -> FamilyCard:
         images=_images(contents),
         backbone={"projection_dim": encoder_config.get("projection_dim", hidden_size(encoder_config))},
         template={"text": {"candidate_labels": json.dumps(labels), "num_candidate_labels": len(labels),
-                           **text_pooling(encoder_config)}},
+                           **text_pooling(encoder_config)},
+                  "training_loss": training_loss(contents)},
     )
+
+
+def training_loss(contents: RunContents) -> dict[str, str]:
+    """``model.loss`` of the run (``clip`` for runs saved before the option existed) and its description."""
+    name = str(getattr(contents.config, "loss", "clip"))
+    return {"name": name, "description": LOSS_DESCRIPTIONS.get(name, name)}
 
 
 def _images(contents: RunContents) -> dict:

@@ -1,4 +1,5 @@
-"""Configuration of contrastive image-text pre-training (CLIP, Radford et al. 2021; LiT, Zhai et al. 2022)."""
+"""Configuration of contrastive image-text pre-training (CLIP, Radford et al. 2021; LiT, Zhai et al. 2022;
+SigLIP's sigmoid loss, Zhai et al. 2023)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from hfssl.models.clip.towers import check_patch_dropout, check_unlock
 UNPOOLED_VISION_TYPES = ("resnet", "regnet", "bit", "van")
 #: CLIP's ceiling on the learned logit scale (Radford et al. 2021, sec. 2.5: "clipped ... to 100").
 MAX_LOGIT_SCALE = 100.0
+#: ``model.loss`` choices: CLIP's symmetric softmax cross entropy, SigLIP's pairwise sigmoid.
+LOSSES = ("clip", "siglip")
+#: Initial ``t`` of ``logits = exp(t) * cos (+ b)`` per loss: CLIP's ``log(1 / 0.07)`` (sec. 2.5), SigLIP's
+#: ``log 10`` (Zhai et al. 2023, sec. 3.1 / algorithm 1).
+LOGIT_SCALE_INIT = {"clip": math.log(1 / 0.07), "siglip": math.log(10.0)}
 #: A small BERT text tower (the text encoder used when none is given): 4 layers, 256 wide.
 DEFAULT_TEXT_CONFIG = {"model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
                        "intermediate_size": 1024, "max_position_embeddings": 128}
@@ -60,13 +66,23 @@ class HfsslCLIPConfig(PretrainedConfig):
             text run, or the text tower of a CLIP-like checkpoint, whose tokenizer is then the default).
         tokenizer_name_or_path: the tokenizer of the captions (default: ``text_name_or_path``).
         projection_dim: width of the shared embedding space.
-        logit_scale_init_value: initial ``t`` of ``logits = exp(t) * cos``; ``log(1 / 0.07)``.
+        loss: ``"clip"`` (default): the symmetric softmax cross entropy of CLIP (:class:`hfssl.losses.CLIPLoss`);
+            ``"siglip"``: the pairwise sigmoid loss of SigLIP (:class:`hfssl.losses.SigLIPLoss`,
+            ``logits = exp(t) * cos + b`` with a learned bias ``b``). The bias is a parameter of the hfssl
+            model (``logit_bias``, saved and resumed with it) but not of the exported transformers dual encoder,
+            which has no bias slot and keeps only ``logit_scale``: a bias adds the same constant to every
+            logit, so the softmax over candidate labels and the zero-shot pipeline's ranking are unchanged;
+            only ``sigmoid(logits_per_image)`` misses it (add ``logit_bias`` from the full model to recover
+            the trained pairwise probabilities).
+        logit_scale_init_value: initial ``t`` of ``logits = exp(t) * cos``; default per loss: ``log(1 / 0.07)``
+            for CLIP, ``log 10`` for SigLIP.
+        logit_bias_init_value: initial bias ``b`` of SigLIP's logits (-10 in the paper); unused by CLIP.
         max_logit_scale: ``exp(t)`` is clipped to ``[1, max_logit_scale]`` (100 in the paper; ``t`` to
             ``[0, ln max_logit_scale]`` as in the official code).
         lock_image_tower / lock_text_tower: keep that tower fixed (LiT locks the image tower): no
             gradients, inference mode (no dropout); its projection is still trained.
         max_text_length: captions are truncated to this many tokens.
-        gather_distributed: use every process's pairs as negatives.
+        gather_distributed: use every process's pairs as negatives (SigLIP: every process's texts).
         patch_dropout: fraction of an image's patch tokens dropped in training (FLIP, Li et al. 2023; 0 =
             off, in ``[0, 1)``): each image keeps its [CLS] and a random ``max(1, floor(P * (1 - p)))`` of its
             ``P`` patches, drawn from the step's generator. ViT, DeiT and CLIP vision towers only; evaluation
@@ -84,6 +100,12 @@ class HfsslCLIPConfig(PretrainedConfig):
             A CLIP text tower keeps its own end-of-text pooling (only ``"pooler"``). With ``"mean"`` or
             ``"cls"`` the dual encoder is a :class:`~hfssl.models.clip.modeling_pooled_dual_encoder.
             PooledVisionTextDualEncoderModel` and the export loads with ``trust_remote_code=True``.
+        gradient_cache_chunk_size: in training, embed each tower's batch in chunks of this many pairs through
+            the gradient cache (:func:`hfssl.losses.gradient_cache.cached_embeddings`, Gao et al. 2021): the
+            loss sees the whole batch and the gradients equal the whole batch's, while a trainable tower holds
+            the activations of one chunk at a time. ``None`` (default): one plain forward. A tower without
+            trainable parameters (a locked one) keeps no activations anyway and is not recomputed; a locked
+            tower with unlocked last layers goes through the cache (the gradients of its trainable layers).
     """
 
     model_type = "hfssl_clip"
@@ -97,7 +119,7 @@ class HfsslCLIPConfig(PretrainedConfig):
         text_name_or_path: str | None = None,
         tokenizer_name_or_path: str | None = None,
         projection_dim: int = 512,
-        logit_scale_init_value: float = math.log(1 / 0.07),
+        logit_scale_init_value: float | None = None,
         max_logit_scale: float = MAX_LOGIT_SCALE,
         lock_image_tower: bool = False,
         lock_text_tower: bool = False,
@@ -107,8 +129,22 @@ class HfsslCLIPConfig(PretrainedConfig):
         unlock_last_layers_image: int = 0,
         unlock_last_layers_text: int = 0,
         text_pooling: str | None = None,
+        loss: str = "clip",
+        logit_bias_init_value: float = -10.0,
+        gradient_cache_chunk_size: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss={loss!r} is not a loss of this method; choose one of {', '.join(LOSSES)} "
+                             "(clip: softmax cross entropy, siglip: pairwise sigmoid)")
+        if logit_scale_init_value is None:
+            logit_scale_init_value = LOGIT_SCALE_INIT[loss]
+        check_range("logit_bias_init_value", logit_bias_init_value, -1e4, 1e4)
+        if gradient_cache_chunk_size is not None and (isinstance(gradient_cache_chunk_size, bool)
+                                                      or not isinstance(gradient_cache_chunk_size, int)
+                                                      or gradient_cache_chunk_size < 1):
+            raise ValueError("model.gradient_cache_chunk_size must be an integer >= 1 (pairs per chunk) or null for "
+                             f"no gradient cache, got {gradient_cache_chunk_size!r}")
         check_range("projection_dim", projection_dim, 1, 1 << 16)
         check_range("max_logit_scale", max_logit_scale, 1.0, 1e4)
         check_range("logit_scale_init_value", logit_scale_init_value, 0.0, math.log(max_logit_scale))
@@ -155,6 +191,9 @@ class HfsslCLIPConfig(PretrainedConfig):
         saved = text_pooling is None and "transformers_version" in kwargs
         self.text_pooling = resolve_text_pooling(text_pooling if not saved else "pooler", self.text_config,
                                                  text_name_or_path)
+        self.loss = loss
+        self.logit_bias_init_value = float(logit_bias_init_value)
+        self.gradient_cache_chunk_size = gradient_cache_chunk_size
         super().__init__(**kwargs)
 
     @property

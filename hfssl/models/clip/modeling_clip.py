@@ -1,4 +1,4 @@
-"""CLIP / LiT pre-training: two towers, projections into one space, a learned temperature, CLIPLoss.
+"""CLIP / LiT pre-training: two towers, projections into one space, a learned temperature, CLIPLoss or SigLIPLoss.
 
 The transferable part (``self.backbone``) *is* a transformers dual encoder, built once from the two
 tower configs: a ``CLIPModel`` when both towers are CLIP's own, else a ``VisionTextDualEncoderModel``
@@ -16,12 +16,22 @@ Locked towers (LiT, Zhai et al. 2022): a locked tower gets no gradients and stay
 mode (no dropout) also while the model trains; its projection is trained. ``unlock_last_layers_*`` trains
 the last layers of a locked tower, and ``patch_dropout`` drops patch tokens of a ViT image tower in
 training only (both in :mod:`hfssl.models.clip.towers`, which says how).
+
+SigLIP (``config.loss == "siglip"``, Zhai et al. 2023): the pairwise sigmoid loss with the dual encoder's
+``logit_scale`` and a learned bias ``self.logit_bias`` (a parameter of this model only: the exported dual
+encoder has no bias, which shifts every logit alike and so changes no softmax or ranking).
+
+Gradient cache (``config.gradient_cache_chunk_size``, training only): each tower with trainable
+parameters embeds the batch through :func:`hfssl.losses.gradient_cache.cached_embeddings` (chunks without
+activations, the loss on the whole batch, each chunk again in the engine's backward); a tower with none
+(locked) runs once, as its frozen layers keep no activations, and only its projection gets gradients.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +42,8 @@ from transformers import (CLIPConfig, CLIPModel, PreTrainedModel, VisionTextDual
 from transformers.utils import ModelOutput
 
 from hfssl.backbones import load_tower_state, pool_tower_features, resolve_pretrained_path, tower_layer_features
-from hfssl.losses import CLIPLoss
+from hfssl.losses import CLIPLoss, SigLIPLoss
+from hfssl.losses.gradient_cache import cached_embeddings
 from hfssl.modeling_utils import HfsslPreTrainedModel, ParameterGroup
 from hfssl.models.clip.configuration_clip import HfsslCLIPConfig
 from hfssl.models.clip.tower_sources import TEXT, VISION, load_tower
@@ -46,8 +57,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class HfsslCLIPOutput(ModelOutput):
     """Args:
-    loss: symmetric image-text cross entropy of the (global) batch.
+    loss: symmetric image-text cross entropy (CLIP) or pairwise sigmoid loss (SigLIP) of the (global) batch.
     logit_scale: the clipped ``exp(t)`` the loss used.
+    logit_bias: SigLIP's learned bias ``b`` (``None`` for CLIP).
     image_embeds / text_embeds: projected, L2-normalised embeddings ``(B, projection_dim)``.
     """
 
@@ -55,6 +67,7 @@ class HfsslCLIPOutput(ModelOutput):
     logit_scale: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
+    logit_bias: torch.FloatTensor | None = None
 
 
 def build_dual_encoder(config: HfsslCLIPConfig) -> PreTrainedModel:
@@ -90,11 +103,20 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
     def __init__(self, config: HfsslCLIPConfig) -> None:
         super().__init__(config)
         self.backbone = build_dual_encoder(config)
-        self.criterion = CLIPLoss(config.gather_distributed)
+        if config.loss == "siglip":
+            self.criterion = SigLIPLoss(config.gather_distributed)
+            # SigLIP's bias b (sec. 3.1); the dual encoder has no slot for it, so it lives here (0-d, as
+            # ``logit_scale``) and is saved and resumed with the full model, not exported.
+            self.logit_bias = nn.Parameter(torch.tensor(config.logit_bias_init_value))
+        else:
+            self.criterion = CLIPLoss(config.gather_distributed)
+            self.logit_bias = None
         self.post_init()
-        # post_init may re-initialise parameters; the temperature starts where the config says.
+        # post_init may re-initialise parameters; the temperature and bias start where the config says.
         with torch.no_grad():
             self.backbone.logit_scale.fill_(config.logit_scale_init_value)
+            if self.logit_bias is not None:
+                self.logit_bias.fill_(config.logit_bias_init_value)
         self.apply_locks()
 
     # ---- towers --------------------------------------------------------------------------------
@@ -251,15 +273,37 @@ class HfsslCLIPForPreTraining(HfsslPreTrainedModel):
         if pixel_values.shape[0] != input_ids.shape[0]:
             raise ValueError(f"{pixel_values.shape[0]} images but {input_ids.shape[0]} captions: each image needs "
                              "exactly one caption")
-        text_kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        image_embeds = self.get_image_features(pixel_values, self.training_patch_noise(pixel_values,
-                                                                                      patch_dropout_noise))
-        text_embeds = self.get_text_features(input_ids, attention_mask, **text_kwargs)
+        texts = {"input_ids": input_ids}
+        texts.update({name: value for name, value in (("attention_mask", attention_mask),
+                                                      ("token_type_ids", token_type_ids)) if value is not None})
+        images = {"pixel_values": pixel_values}
+        noise = self.training_patch_noise(pixel_values, patch_dropout_noise)
+        if noise is not None:
+            images["patch_dropout_noise"] = noise  # rows: a cached chunk recomputes the same patches
+        image_embeds = self.embed_tower(lambda rows: self.get_image_features(**rows), images,
+                                        self.backbone.vision_model, self.backbone.visual_projection)
+        text_embeds = self.embed_tower(lambda rows: self.get_text_features(**rows), texts, self.backbone.text_model,
+                                       self.backbone.text_projection)
         scale = self.clipped_logit_scale()
-        loss = self.criterion(image_embeds, text_embeds, scale)
+        if self.logit_bias is not None:
+            loss = self.criterion(image_embeds, text_embeds, scale, self.logit_bias)
+        else:
+            loss = self.criterion(image_embeds, text_embeds, scale)
         return HfsslCLIPOutput(loss=loss, logit_scale=scale.detach(),
                                image_embeds=nn.functional.normalize(image_embeds.detach(), dim=1),
-                               text_embeds=nn.functional.normalize(text_embeds.detach(), dim=1))
+                               text_embeds=nn.functional.normalize(text_embeds.detach(), dim=1),
+                               logit_bias=None if self.logit_bias is None else self.logit_bias.detach())
+
+    def embed_tower(self, encode: Callable[[dict[str, torch.Tensor]], torch.Tensor], inputs: dict[str, torch.Tensor],
+                    tower: nn.Module, projection: nn.Module) -> torch.Tensor:
+        """``encode(inputs)`` (projected embeddings ``(B, projection_dim)``), through the gradient cache in
+        chunks of ``config.gradient_cache_chunk_size`` pairs when training and ``tower`` has trainable
+        parameters. A tower with none (locked) is run once: its frozen layers keep no activations, so
+        there is nothing to save by recomputing it, and its projection is trained as usual."""
+        chunk_size = self.config.gradient_cache_chunk_size if self.training else None
+        if chunk_size is None or not any(parameter.requires_grad for parameter in tower.parameters()):
+            return encode(inputs)
+        return cached_embeddings(encode, inputs, chunk_size, [*tower.parameters(), *projection.parameters()])
 
 
 def image_processor_for(config: HfsslCLIPConfig, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
