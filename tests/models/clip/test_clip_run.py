@@ -127,7 +127,7 @@ PIPELINE_SCRIPT = r"""
 import json, sys
 from transformers import pipeline
 model_dir, files, names, template, out = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
-classifier = pipeline("zero-shot-image-classification", model=model_dir)
+classifier = pipeline("zero-shot-image-classification", model=model_dir, trust_remote_code=True)
 results = classifier(files, candidate_labels=names, hypothesis_template=template, batch_size=64)
 scores = [[{r["label"]: r["score"] for r in result}[name] for name in names] for result in results]
 assert not any(name.startswith("hfssl") for name in sys.modules)
