@@ -98,7 +98,8 @@ def test_round_trip_through_transformers_with_and_without_hfssl(hub_env, tiny_ru
         root = AutoModel.from_pretrained("{USER}/simclr-tiny-encoder", revision="v1").eval()
         assert type(sub).__name__ == type(root).__name__ == "ResNetModel"
         processor = AutoImageProcessor.from_pretrained("{USER}/simclr-tiny", subfolder="encoder")
-        assert processor.size == {{"height": 32, "width": 32}} and list(processor.image_mean) == [0.5, 0.4, 0.3]
+        assert dict(processor.size) == {{"shortest_edge": 32}} and dict(processor.crop_size) == {{"height": 32, "width": 32}}
+        assert list(processor.image_mean) == [0.5, 0.4, 0.3]
         with torch.no_grad():
             numpy.save("{tmp_path}/sub.npy", sub(pixel_values=pixels).pooler_output.numpy())
             numpy.save("{tmp_path}/root.npy", root(pixel_values=pixels).pooler_output.numpy())
