@@ -34,6 +34,22 @@ def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+def _cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """``hfssl ARGS`` through :func:`hfssl.cli.main` in this process (run from the repository root, as ``_cli``),
+    for the calls that train nothing themselves (a re-run that skips every run, a refused plan, ``hfssl
+    compare``): the same code without a fresh interpreter's imports. The sweeps that train or are stopped
+    stay real programs (``_cli``, ``subprocess.Popen``)."""
+    import contextlib
+    import io
+
+    from hfssl.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.chdir(REPO), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["hfssl", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
 def test_grid_values_variants_and_names():
     assert split_values("[0.3,1.0],[0.7, 1.0]") == ["[0.3,1.0]", "[0.7, 1.0]"]
     assert split_values("'a,b',c") == ["'a,b'", "c"]
@@ -82,26 +98,27 @@ def test_sweep_trains_every_point_and_writes_the_report(sweep):
     assert (folder / "report" / "images" / "accuracy_vs_steps.png").is_file()  # online kNN curves
     assert "report: " in result.stdout
 
-    again = _cli("sweep", "recipes/simclr/digits.yaml", "train.max_steps=4", "train.knn_every=2", *FAST, *GRID,
-                 "--output-dir", str(folder), timeout=120)
+    again = _cli_in_process("sweep", "recipes/simclr/digits.yaml", "train.max_steps=4", "train.knn_every=2", *FAST,
+                            *GRID, "--output-dir", str(folder))
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("done earlier, skipped") == 2
 
     # `hfssl compare` on the runs themselves.
-    compared = _cli("compare", *(str(folder / name) for name in names), "--output", str(folder.parent / "cmp"))
+    compared = _cli_in_process("compare", *(str(folder / name) for name in names), "--output",
+                               str(folder.parent / "cmp"))
     assert compared.returncode == 0, compared.stderr[-2000:]
     assert "compared 2 runs" in compared.stdout
 
 
 def test_a_changed_plan_and_a_typo_are_refused_before_training(sweep, tmp_path):
     folder, _ = sweep
-    changed = _cli("sweep", "recipes/simclr/digits.yaml", "train.max_steps=4", *FAST,
-                   "--grid", "views.crop_scale=[0.5,1.0]", "--output-dir", str(folder), timeout=120)
+    changed = _cli_in_process("sweep", "recipes/simclr/digits.yaml", "train.max_steps=4", *FAST,
+                              "--grid", "views.crop_scale=[0.5,1.0]", "--output-dir", str(folder))
     assert changed.returncode == 2
     assert "holds another sweep" in changed.stderr and "grid" in changed.stderr and "overrides" in changed.stderr
 
-    typo = _cli("sweep", "recipes/simclr/digits.yaml", *FAST, "--grid", "train.bach_size=32,64",
-                "--output-dir", str(tmp_path / "typo"), timeout=120)
+    typo = _cli_in_process("sweep", "recipes/simclr/digits.yaml", *FAST, "--grid", "train.bach_size=32,64",
+                           "--output-dir", str(tmp_path / "typo"))
     assert typo.returncode == 2
     assert "bach_size" in typo.stderr
     assert not (tmp_path / "typo").exists()
@@ -160,5 +177,5 @@ def test_a_run_that_misses_its_milestone_is_stopped_early_and_not_retried(tmp_pa
     plan = json.loads((folder / "sweep.json").read_text())
     assert plan["runs"][0]["status"] == "stopped-early" and plan["runs"][0]["exit_code"] == 5
     assert not (folder / "report").exists()  # nothing finished, nothing to compare
-    again = _cli(*args)
+    again = _cli_in_process(*args)
     assert again.returncode == 0 and "stopped-early earlier, skipped" in again.stdout

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from hfssl.compare import read_run_summary
 from hfssl.recipe import load_recipe, monitored_metrics
 from hfssl.settings import RecipeError
-from test_clip_run import ARGS, REPO, _cli
+from test_clip_run import ARGS, REPO, _cli, _cli_in_process
 from tiny import TINY
 
 ZERO_SHOT_TAGS = {"zero_shot/top1", "zero_shot/top1/builtin_emoji_twitter"}
@@ -41,11 +41,13 @@ def recipe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(recipe_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The same 4-step run without and with the callback (every 2 steps)."""
+    """The same 4-step run without and with the callback (every 2 steps): with it through the ``hfssl`` program,
+    without it through the same CLI code in this process (one thread, as the program: the same weights)."""
     root = tmp_path_factory.mktemp("zero_shot_every")
     paths = {"off": root / "off", "on": root / "on"}
-    for name, extra in (("off", ["train.trackers=[tensorboard]", "eval.protocols=[]"]), ("on", ON)):
-        result = _cli("train", str(recipe_path), "--output-dir", str(paths[name]), *ARGS, *extra)
+    for name, cli, extra in (("off", _cli_in_process, ["train.trackers=[tensorboard]", "eval.protocols=[]"]),
+                             ("on", _cli, [*ON, "eval.protocols=[zero-shot]"])):  # the rows the tests read
+        result = cli("train", str(recipe_path), "--output-dir", str(paths[name]), *ARGS, *extra)
         assert result.returncode == 0, result.stderr[-4000:]
     return paths
 
@@ -89,7 +91,8 @@ def test_a_resumed_run_logs_what_the_uninterrupted_run_did(runs: dict[str, Path]
     shutil.rmtree(run / "checkpoints" / "step-00000004")
     shutil.rmtree(run / "logs")
     (run / "model.safetensors").unlink()
-    result = _cli("train", str(recipe_path), "--output-dir", str(run), "--resume", *ARGS, *ON, "eval.protocols=[]")
+    result = _cli_in_process("train", str(recipe_path), "--output-dir", str(run), "--resume", *ARGS, *ON,
+                             "eval.protocols=[]")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resumed from" in result.stdout
     _same_weights(runs["on"], run)

@@ -47,6 +47,30 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+def _cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """``hfssl ARGS`` through :func:`hfssl.cli.main` in this process: the same parsing, run and printed summary
+    as :func:`_cli` without a fresh interpreter's imports (20-30 s of the suite's time per call on a loaded
+    2-core machine). One torch thread, as ``_cli``'s OMP_NUM_THREADS=1: a run trained here has the weights
+    of the same run trained by ``_cli``, bit for bit. Each file keeps its feature's main run on ``_cli``
+    (the program itself); the runs a test only compares with it (an option off, a resume, a second seed)
+    come from here."""
+    import contextlib
+    import io
+
+    import torch
+
+    from hfssl.cli import main
+
+    threads, stdout, stderr = torch.get_num_threads(), io.StringIO(), io.StringIO()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["hfssl", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py on 16 px images, the
@@ -114,7 +138,8 @@ def test_resume_from_a_checkpoint_ends_with_the_uninterrupted_weights(finished_r
     shutil.copytree(finished_run, run)
     shutil.rmtree(run / "checkpoints" / "step-00000004")
     (run / "model.safetensors").unlink()
-    result = _cli("train", str(tiny_recipe), "--output-dir", str(run), "--resume", *ARGS, "eval.protocols=[]")
+    result = _cli_in_process("train", str(tiny_recipe), "--output-dir", str(run), "--resume", *ARGS,
+                             "eval.protocols=[]")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resumed from" in result.stdout
     expected, actual = load_file(str(finished_run / "model.safetensors")), load_file(str(run / "model.safetensors"))

@@ -1,6 +1,7 @@
 """recipes/clip/emoji_locked_text_siglip.yaml (tiny towers, with the gradient cache) through the real CLI:
 it trains, evaluates zero-shot, writes a card that names the loss, keeps the learned bias in the full model
-only, and resumes from a checkpoint to the uninterrupted weights, bias included."""
+only, and resumes from a checkpoint to the uninterrupted weights, bias included (the resume through the
+CLI's code in this process: test_clip_run._cli_in_process)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from test_clip_run import REPO, _cli
+from test_clip_run import REPO, _cli, _cli_in_process
 from tiny import TINY
 
 ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=16", "train.progress_bar=false",
@@ -58,7 +59,8 @@ def test_resume_from_a_checkpoint_ends_with_the_uninterrupted_weights(finished_r
     shutil.copytree(finished_run, run)
     shutil.rmtree(run / "checkpoints" / "step-00000004")
     (run / "model.safetensors").unlink()
-    result = _cli("train", str(siglip_recipe), "--output-dir", str(run), "--resume", *ARGS, "eval.protocols=[]")
+    result = _cli_in_process("train", str(siglip_recipe), "--output-dir", str(run), "--resume", *ARGS,
+                             "eval.protocols=[]")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resumed from" in result.stdout
     expected, actual = load_file(str(finished_run / "model.safetensors")), load_file(str(run / "model.safetensors"))

@@ -1,7 +1,8 @@
 """Patch dropout and partial unlocking through the real CLI on builtin:emoji: a ViT image tower trained with
 ``model.patch_dropout=0.5`` and a locked text tower whose last layer is unlocked (at half the rate, through
 the ``unlocked_layers`` parameter group): the frozen layers stay bit-identical, the unlocked ones move, and a
-resumed run ends with the uninterrupted weights (the same patches dropped at every step)."""
+resumed run ends with the uninterrupted weights (the same patches dropped at every step; the resume through
+the CLI's code in this process: test_clip_run._cli_in_process)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from test_clip_run import REPO, _cli
+from test_clip_run import REPO, _cli, _cli_in_process
 from tiny import TINY
 
 ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=16", "train.progress_bar=false",
@@ -59,7 +60,7 @@ def test_resume_ends_with_the_uninterrupted_weights(towers_run: Path, towers_rec
     shutil.copytree(towers_run, run)
     shutil.rmtree(run / "checkpoints" / "step-00000004")
     (run / "model.safetensors").unlink()
-    result = _cli("train", str(towers_recipe), "--output-dir", str(run), "--resume", *ARGS)
+    result = _cli_in_process("train", str(towers_recipe), "--output-dir", str(run), "--resume", *ARGS)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resumed from" in result.stdout
     expected, actual = load_file(str(towers_run / "model.safetensors")), load_file(str(run / "model.safetensors"))

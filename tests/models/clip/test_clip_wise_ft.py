@@ -19,7 +19,7 @@ from hfssl.models.clip import HfsslCLIPConfig, HfsslCLIPForPreTraining
 from hfssl.models.clip.modeling_clip import transferable_dual_encoder
 from hfssl.settings import RecipeError
 from hfssl.wise_ft import scoring_recipe
-from test_clip_run import ARGS, REPO, _cli, _env
+from test_clip_run import ARGS, REPO, _cli, _cli_in_process, _env
 from tiny import TINY
 
 SOURCES = {"builtin:emoji", "builtin:emoji_twitter"}
@@ -37,10 +37,12 @@ def recipe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(recipe_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Runs A and B, trained through ``hfssl train``'s code in this process (``hfssl wise-ft`` is what runs as the
+    program here; training through it is tests/models/clip/test_clip_run.py's)."""
     root = tmp_path_factory.mktemp("wise_ft_runs")
     run_a, run_b = root / "a", root / "b"
     for run, extra in ((run_a, ["eval.protocols=[zero-shot]"]), (run_b, ["train.seed=1", "eval.protocols=[]"])):
-        result = _cli("train", str(recipe_path), "--output-dir", str(run), *ARGS, *extra)
+        result = _cli_in_process("train", str(recipe_path), "--output-dir", str(run), *ARGS, *extra)
         assert result.returncode == 0, result.stderr[-4000:]
     return run_a, run_b
 
@@ -91,7 +93,7 @@ def test_exported_dual_encoders_of_different_shapes_are_refused(recipe_path: Pat
         folders.append(str(tmp_path / name))
     with pytest.raises(RecipeError, match="give --recipe"):  # two exports: nothing says which data score them
         scoring_recipe(*folders, None)
-    result = _cli("wise-ft", *folders, "--recipe", str(recipe_path), "--output", str(tmp_path / "out"))
+    result = _cli_in_process("wise-ft", *folders, "--recipe", str(recipe_path), "--output", str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr[-3000:]
     assert "differ in architecture: visual_projection.weight has shape (16, 32) in A" in result.stderr
     assert not (tmp_path / "out" / "wise_ft.json").exists()
