@@ -10,7 +10,24 @@ from hfssl.distributed import gather_sizes, gather_with_grad, is_distributed, ra
 from hfssl.losses.precision import float32_loss
 
 
-class CLIPLoss(nn.Module):
+class _PairLoss(nn.Module):
+    """What CLIPLoss and SigLIPLoss share: the ``gather_distributed`` setting and the check of the pairs."""
+
+    def __init__(self, gather_distributed: bool = True) -> None:
+        super().__init__()
+        self.gather_distributed = gather_distributed
+
+    def extra_repr(self) -> str:
+        return f"gather_distributed={self.gather_distributed}"
+
+    def check_pairs(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> None:
+        if image_embeds.ndim != 2 or image_embeds.shape != text_embeds.shape or image_embeds.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__} expects non-empty image and text embeddings of one shape (batch, "
+                             f"dim), row i of both being a pair; got {tuple(image_embeds.shape)} and "
+                             f"{tuple(text_embeds.shape)}")
+
+
+class CLIPLoss(_PairLoss):
     """Symmetric cross entropy over image-text similarities (Radford et al. 2021, fig. 3).
 
     For a global batch of N pairs with L2-normalised image and text embeddings ``u_i, v_i`` and the
@@ -31,18 +48,9 @@ class CLIPLoss(nn.Module):
     L2-normalised here), ``logit_scale``: scalar ``s`` (already exponentiated) -> scalar.
     """
 
-    def __init__(self, gather_distributed: bool = True) -> None:
-        super().__init__()
-        self.gather_distributed = gather_distributed
-
-    def extra_repr(self) -> str:
-        return f"gather_distributed={self.gather_distributed}"
-
     @float32_loss
     def forward(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-        if image_embeds.ndim != 2 or image_embeds.shape != text_embeds.shape or image_embeds.shape[0] == 0:
-            raise ValueError("CLIPLoss expects non-empty image and text embeddings of one shape (batch, dim), row i of "
-                             f"both being a pair; got {tuple(image_embeds.shape)} and {tuple(text_embeds.shape)}")
+        self.check_pairs(image_embeds, text_embeds)
         batch_size, dim = image_embeds.shape
         images = F.normalize(image_embeds, dim=1)
         texts = F.normalize(text_embeds, dim=1)
@@ -62,7 +70,7 @@ class CLIPLoss(nn.Module):
         return summed * (processes / (2 * total))
 
 
-class SigLIPLoss(nn.Module):
+class SigLIPLoss(_PairLoss):
     """Pairwise sigmoid loss over image-text similarities (Zhai, Mustafa, Kolesnikov, Beyer 2023, "Sigmoid
     Loss for Language Image Pre-Training", sec. 3.1 and algorithm 1).
 
@@ -92,19 +100,10 @@ class SigLIPLoss(nn.Module):
     ``b`` -> scalar.
     """
 
-    def __init__(self, gather_distributed: bool = True) -> None:
-        super().__init__()
-        self.gather_distributed = gather_distributed
-
-    def extra_repr(self) -> str:
-        return f"gather_distributed={self.gather_distributed}"
-
     @float32_loss
     def forward(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor,
                 logit_bias: torch.Tensor) -> torch.Tensor:
-        if image_embeds.ndim != 2 or image_embeds.shape != text_embeds.shape or image_embeds.shape[0] == 0:
-            raise ValueError("SigLIPLoss expects non-empty image and text embeddings of one shape (batch, dim), row i "
-                             f"of both being a pair; got {tuple(image_embeds.shape)} and {tuple(text_embeds.shape)}")
+        self.check_pairs(image_embeds, text_embeds)
         batch_size = image_embeds.shape[0]
         images = F.normalize(image_embeds, dim=1)
         texts = F.normalize(text_embeds, dim=1)

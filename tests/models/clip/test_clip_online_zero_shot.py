@@ -10,14 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
 from hfssl.compare import read_run_summary
 from hfssl.recipe import load_recipe, monitored_metrics
 from hfssl.settings import RecipeError
-from test_clip_run import ARGS, REPO, _cli, _cli_in_process
-from tiny import TINY
+from test_clip_run import ARGS, REPO, _cli, _cli_in_process, write_tiny_recipe
 
 ZERO_SHOT_TAGS = {"zero_shot/top1", "zero_shot/top1/builtin_emoji_twitter"}
 ON = ["train.zero_shot_every=2", "train.trackers=[tensorboard]"]
@@ -31,12 +29,7 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 @pytest.fixture(scope="module")
 def recipe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
-    recipe["model"] = TINY["clip"][0]
-    recipe["data"]["image_size"] = 16
-    path = tmp_path_factory.mktemp("recipe") / "tiny_clip_emoji.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return write_tiny_recipe(tmp_path_factory.mktemp("recipe"))
 
 
 @pytest.fixture(scope="module")

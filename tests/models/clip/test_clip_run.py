@@ -71,16 +71,23 @@ def _cli_in_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["hfssl", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
+def write_tiny_recipe(folder: Path, **model: object) -> Path:
+    """``folder/tiny_clip_emoji.yaml``: recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py
+    (and ``model``'s keys) on 16 px images."""
+    recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
+    recipe["model"] = {**TINY["clip"][0], **model}
+    recipe["data"]["image_size"] = 16
+    path = folder / "tiny_clip_emoji.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py on 16 px images, the
     text tower mean-pooled (as all-MiniLM-L6-v2 is by default): training, resume, the export into
     RUN/encoder with its code file and the card's snippet (trust_remote_code=True) all take that path."""
-    recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
-    recipe["model"] = {**TINY["clip"][0], "text_pooling": "mean"}
-    recipe["data"]["image_size"] = 16
-    path = tmp_path_factory.mktemp("recipe") / "tiny_clip_emoji.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    return write_tiny_recipe(tmp_path_factory.mktemp("recipe"), text_pooling="mean")
     return path
 
 

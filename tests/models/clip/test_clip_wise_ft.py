@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from hfssl.models.clip import HfsslCLIPConfig, HfsslCLIPForPreTraining
 from hfssl.models.clip.modeling_clip import transferable_dual_encoder
 from hfssl.settings import RecipeError
 from hfssl.wise_ft import scoring_recipe
-from test_clip_run import ARGS, REPO, _cli, _cli_in_process, _env
+from test_clip_run import ARGS, REPO, _cli, _cli_in_process, _env, write_tiny_recipe
 from tiny import TINY
 
 SOURCES = {"builtin:emoji", "builtin:emoji_twitter"}
@@ -27,12 +26,7 @@ SOURCES = {"builtin:emoji", "builtin:emoji_twitter"}
 
 @pytest.fixture(scope="module")
 def recipe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
-    recipe["model"] = TINY["clip"][0]
-    recipe["data"]["image_size"] = 16
-    path = tmp_path_factory.mktemp("recipe") / "tiny_clip_emoji.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return write_tiny_recipe(tmp_path_factory.mktemp("recipe"))
 
 
 @pytest.fixture(scope="module")
