@@ -8,7 +8,7 @@
 #          with CLIP's loss, with SigLIP's, and with the last 2 MiniLM layers unlocked at a tenth of the rate:
 #          hfssl sweep, 40 epochs of 128 pairs each, zero-shot scored every 110 steps; report in OUT/minilm/report
 # batch64  CLIP's and SigLIP's loss at batch 64 (40 epochs: 880 steps): OUT/batch64/report
-# wiseft   the locked-MiniLM CLIP run fine-tuned end to end (text tower unlocked, train.init_from, 10 epochs at
+# wiseft   the locked-MiniLM CLIP run fine-tuned end to end (text tower unlocked, train.init_from, 3 epochs at
 #          1e-4), then hfssl wise-ft between the two (Google art: reference, Twitter art: shift): OUT/wise-ft
 # cache    peak memory of one training step with and without the gradient cache (batch 512)
 # patches  images/s of a ViT image tower's training step at patch_dropout 0, 0.5, 0.75
@@ -35,8 +35,8 @@ for step in "${steps[@]}"; do
         train.zero_shot_every=220 --variant clip --variant siglip model.loss=siglip --output-dir "$out/batch64" ;;
     wiseft)
       "$python" -m hfssl.cli train recipes/clip/emoji_locked_text.yaml --output-dir "$out/finetuned" "${common[@]}" \
-        train.init_from="$out/minilm/clip" model.lock_text_tower=false train.epochs=10 optim.lr=0.0001 \
-        train.zero_shot_every=22 --resume-or-start
+        train.init_from="$out/minilm/clip" model.lock_text_tower=false train.epochs=3 optim.lr=0.0001 \
+        train.zero_shot_every=11 --resume-or-start
       "$python" -m hfssl.cli wise-ft "$out/minilm/clip" "$out/finetuned" --alpha 0,0.1,0.25,0.5,0.75,0.9,1 \
         --output "$out/wise-ft" ;;
     cache)
