@@ -71,13 +71,13 @@ def _cli_in_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["hfssl", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
-def write_tiny_recipe(folder: Path, **model: object) -> Path:
-    """``folder/tiny_clip_emoji.yaml``: recipes/clip/emoji.yaml with the tiny towers of tests/models/clip/tiny_clip.py
+def write_tiny_recipe(folder: Path, base: str = "recipes/clip/emoji.yaml", **model: object) -> Path:
+    """``folder/tiny_<base's name>``: the recipe ``base`` with the tiny towers of tests/models/clip/tiny_clip.py
     (and ``model``'s keys) on 16 px images."""
-    recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
+    recipe = yaml.safe_load((REPO / base).read_text())
     recipe["model"] = {**TINY["clip"][0], **model}
     recipe["data"]["image_size"] = 16
-    path = folder / "tiny_clip_emoji.yaml"
+    path = folder / f"tiny_{Path(base).name}"
     path.write_text(yaml.safe_dump(recipe))
     return path
 

@@ -13,8 +13,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from test_clip_run import REPO, _cli, _cli_in_process
-from tiny import TINY
+from test_clip_run import REPO, _cli, _cli_in_process, write_tiny_recipe
 
 ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=16", "train.progress_bar=false",
         "train.trackers=[]", "eval.max_test_samples=48", "data.max_train_samples=128", "eval.protocols=[zero-shot]"]
@@ -24,13 +23,9 @@ ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=16", 
 def siglip_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The SigLIP recipe with the tiny towers of tests/models/clip/tiny_clip.py on 16 px images, embedding
     each batch of 16 through the gradient cache in chunks of 6 pairs."""
-    recipe = yaml.safe_load((REPO / "recipes/clip/emoji_locked_text_siglip.yaml").read_text())
-    assert recipe["model"]["loss"] == "siglip"
-    recipe["model"] = {**TINY["clip"][0], "loss": "siglip", "gradient_cache_chunk_size": 6}
-    recipe["data"]["image_size"] = 16
-    path = tmp_path_factory.mktemp("recipe") / "tiny_siglip_emoji.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    base = "recipes/clip/emoji_locked_text_siglip.yaml"
+    assert yaml.safe_load((REPO / base).read_text())["model"]["loss"] == "siglip"
+    return write_tiny_recipe(tmp_path_factory.mktemp("recipe"), base, loss="siglip", gradient_cache_chunk_size=6)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
-from test_clip_run import REPO, _cli, _cli_in_process
-from tiny import TINY
+from test_clip_run import REPO, _cli, _cli_in_process, write_tiny_recipe
 
 ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=16", "train.progress_bar=false",
         "train.trackers=[]", "data.max_train_samples=64", "eval.protocols=[]",
@@ -23,12 +21,8 @@ ARGS = ["train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=16", 
 
 @pytest.fixture(scope="module")
 def towers_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    recipe = yaml.safe_load((REPO / "recipes/clip/emoji.yaml").read_text())
-    recipe["model"] = {**TINY["clip"][0], "patch_dropout": 0.5, "lock_text_tower": True, "unlock_last_layers_text": 1}
-    recipe["data"]["image_size"] = 16
-    path = tmp_path_factory.mktemp("recipe") / "tiny_clip_towers.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return write_tiny_recipe(tmp_path_factory.mktemp("recipe"), patch_dropout=0.5, lock_text_tower=True,
+                             unlock_last_layers_text=1)
 
 
 @pytest.fixture(scope="module")
